@@ -1,0 +1,129 @@
+//! The data crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong while reading or serving data. Every variant about a file names it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the file failed (including a corrupt gzip stream).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Neither the raw nor the gzip-compressed file exists.
+    #[error("{dir}: no {file} (or {file}.gz) in this directory")]
+    MissingFile {
+        /// Directory searched.
+        dir: PathBuf,
+        /// File name looked for.
+        file: String,
+    },
+    /// The first four bytes are not the IDX magic number expected.
+    #[error("{path}: not an IDX {what} file (magic {found:#010x}, expected {expected:#010x})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// "images" or "labels".
+        what: &'static str,
+        /// Magic number found.
+        found: u32,
+        /// Magic number expected.
+        expected: u32,
+    },
+    /// The file ends inside the IDX header.
+    #[error("{path}: truncated: the file ends inside the {header_len}-byte IDX header")]
+    TruncatedHeader {
+        /// The file.
+        path: PathBuf,
+        /// Header length in bytes.
+        header_len: usize,
+    },
+    /// The header's dimensions are impossible (zero-sized images, overflowing sizes).
+    #[error("{path}: implausible IDX dimensions {dims:?}")]
+    BadDimensions {
+        /// The file.
+        path: PathBuf,
+        /// Dimensions read from the header.
+        dims: Vec<u64>,
+    },
+    /// The file holds fewer data bytes than its header promises.
+    #[error("{path}: truncated: the header promises {expected} data bytes but the file holds {found}")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header promises.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// The file holds more data bytes than its header promises.
+    #[error("{path}: {extra} unexpected bytes after the {expected} data bytes the header promises")]
+    TrailingBytes {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header promises.
+        expected: u64,
+        /// Bytes beyond that.
+        extra: u64,
+    },
+    /// Image and label files disagree on the number of samples.
+    #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
+    CountMismatch {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+        /// Number of images.
+        n_images: usize,
+        /// Number of labels.
+        n_labels: usize,
+    },
+    /// A label is not a valid class index.
+    #[error("{path}: label {label} at index {index} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// The labels file.
+        path: PathBuf,
+        /// Sample index.
+        index: usize,
+        /// The label found.
+        label: u8,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// A dataset name ember does not know.
+    #[error("unknown dataset `{name}` (known: {known})")]
+    UnknownDataset {
+        /// The name given.
+        name: String,
+        /// Known names, comma-separated.
+        known: String,
+    },
+    /// A known dataset was not found in any of the places searched.
+    #[error("dataset `{dataset}` not found; looked in {tried}. Place its IDX files in one of them or pass --data-dir DIR")]
+    DatasetNotFound {
+        /// The dataset.
+        dataset: String,
+        /// Directories searched, comma-separated.
+        tried: String,
+    },
+    /// A dataset's images do not match what the caller needs.
+    #[error("{what}: {detail}")]
+    Invalid {
+        /// What was being built.
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Augmentation failed.
+    #[error(transparent)]
+    Augment(#[from] ember_augment::Error),
+    /// Building a tensor failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// Result with the data [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

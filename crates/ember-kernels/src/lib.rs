@@ -1,0 +1,28 @@
+//! Tensors and CPU kernels for ember.
+//!
+//! This crate is the one place where ember decides *how* an operation is computed. Layers in
+//! `ember-layers` call the functions here ([`conv2d`], [`max_pool2d`], ...) and never candle's
+//! ops directly, so a slow candle op can be replaced by a hand-written kernel (a candle
+//! `CustomOp`) without touching any caller.
+//!
+//! It also holds parameter initialisers ([`init`]) that draw from a caller-supplied seeded RNG,
+//! and a finite-difference gradient checker ([`gradcheck`]).
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use ember_kernels::{max_pool2d, Pool2dParams};
+//!
+//! let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
+//! let y = max_pool2d(&x, Pool2dParams::square(2))?;
+//! assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![4.]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod conv;
+pub mod gradcheck;
+pub mod init;
+mod max_pool;
+
+pub use conv::{conv2d, Conv2dParams};
+pub use max_pool::{max_pool2d, Pool2dParams};

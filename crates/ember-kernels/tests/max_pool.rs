@@ -1,0 +1,73 @@
+//! Max pooling: forward parity with candle, PyTorch's gradient routing, finite differences.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ember_kernels::gradcheck::check_gradients;
+use ember_kernels::{max_pool2d, Pool2dParams};
+
+fn distinct_values(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+    // A permutation of 0..n scaled, so every window has one strict maximum.
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let mut v: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+    let mut s = seed;
+    for i in (1..n).rev() {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        v.swap(i, (s >> 33) as usize % (i + 1));
+    }
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn max_pool_forward_matches_candle_for_non_overlapping_windows() {
+    let x = distinct_values((2, 3, 8, 6), 1).to_dtype(DType::F32).unwrap();
+    let ours = max_pool2d(&x, Pool2dParams::square(2)).unwrap();
+    let candle = x.max_pool2d(2).unwrap();
+    assert_eq!(ours.dims(), candle.dims());
+    let diff = (ours - candle).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn max_pool_backward_routes_gradient_to_the_single_maximum() {
+    // PyTorch: x=[[1,2],[3,4]] pooled 2x2 gives grad [[0,0],[0,1]].
+    let x = Var::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap();
+    let y = max_pool2d(x.as_tensor(), Pool2dParams::square(2)).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(g, vec![0., 0., 0., 1.]);
+}
+
+#[test]
+fn max_pool_ties_send_gradient_to_the_first_maximum_only() {
+    let x = Var::new(&[[[[5f32, 5.], [5., 5.]]]], &Device::Cpu).unwrap();
+    let y = max_pool2d(x.as_tensor(), Pool2dParams::square(2)).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(g, vec![1., 0., 0., 0.]);
+}
+
+#[test]
+fn overlapping_padded_max_pool_passes_finite_difference_check() {
+    let p = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) };
+    let x = distinct_values((2, 2, 7, 6), 3);
+    let w = distinct_values((2, 2, 4, 3), 9); // weights the outputs so each gets a distinct gradient
+    let report = check_gradients(|xs| (max_pool2d(&xs[0], p)? * &w)?.sum_all(), &[x], 1e-6).unwrap();
+    assert_eq!(report.checked, 2 * 2 * 7 * 6);
+    assert!(report.max_rel_error < 1e-6, "{report:?}");
+}
+
+#[test]
+fn max_pool_padding_never_wins_even_for_negative_inputs() {
+    let x = Tensor::new(&[[[[-3f32, -2.], [-4., -5.]]]], &Device::Cpu).unwrap();
+    let p = Pool2dParams { kernel: (2, 2), stride: (1, 1), padding: (1, 1) };
+    let y = max_pool2d(&x, p).unwrap();
+    assert_eq!(y.dims(), &[1, 1, 3, 3]);
+    let v = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(v, vec![-3., -2., -2., -3., -2., -2., -4., -4., -5.]);
+}
+
+#[test]
+fn max_pool_rejects_a_kernel_larger_than_the_input() {
+    let x = Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    let err = max_pool2d(&x, Pool2dParams::square(3)).unwrap_err().to_string();
+    assert!(err.contains("smaller than the kernel"), "{err}");
+}

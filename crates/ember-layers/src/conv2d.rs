@@ -1,0 +1,92 @@
+//! 2-D convolution layer.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Module, VarBuilder};
+use ember_kernels::init::Init;
+use ember_kernels::Conv2dParams;
+
+/// Configuration for [`Conv2d`] (PyTorch's `nn.Conv2d` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Square kernel size.
+    pub kernel: usize,
+    /// Padding, stride, dilation and groups.
+    pub params: Conv2dParams,
+    /// Whether the layer adds a learned per-channel bias.
+    pub bias: bool,
+}
+
+impl Conv2dConfig {
+    /// `c_in -> c_out` with a `kernel x kernel` window, stride 1, no padding, with bias.
+    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
+        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true }
+    }
+}
+
+/// 2-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k, k)` and
+/// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does.
+///
+/// # Shapes
+/// - input: `(b, c_in, h, w)`
+/// - output: `(b, c_out, h', w')` with `h' = (h + 2p - d(k-1) - 1) / s + 1`
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    name: String,
+    cfg: Conv2dConfig,
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Conv2d {
+    /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
+    pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
+        let groups = cfg.params.groups;
+        if groups == 0 || cfg.c_in % groups != 0 || cfg.c_out % groups != 0 {
+            candle_core::bail!("conv2d `{}`: {} in / {} out channels do not split into {groups} groups", vb.prefix(), cfg.c_in, cfg.c_out)
+        }
+        let shape = (cfg.c_out, cfg.c_in / groups, cfg.kernel, cfg.kernel);
+        let fan_in = cfg.c_in / groups * cfg.kernel * cfg.kernel;
+        let init = candle_init(Init::pytorch_default(fan_in));
+        let weight = vb.get_with_hints(shape, "weight", init)?;
+        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.cfg
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match xs.dims() {
+            [_, c, h, w] if *c == self.cfg.c_in => {
+                let p = self.cfg.params;
+                let reach = p.dilation * (self.cfg.kernel - 1) + 1;
+                if h + 2 * p.padding < reach || w + 2 * p.padding < reach {
+                    candle_core::bail!(
+                        "conv2d `{}`: input {h}x{w} with padding {} is smaller than the {reach}x{reach} kernel reach",
+                        self.name,
+                        p.padding
+                    )
+                }
+            }
+            dims => candle_core::bail!("conv2d `{}`: expected input (batch, {}, height, width), got {dims:?}", self.name, self.cfg.c_in),
+        }
+        ember_kernels::conv2d(xs, &self.weight, self.bias.as_ref(), self.cfg.params)
+    }
+}
+
+/// Converts an ember initialiser into the hint candle's `VarBuilder` carries.
+pub(crate) fn candle_init(init: Init) -> candle_nn::Init {
+    match init {
+        Init::Const(c) => candle_nn::Init::Const(c),
+        Init::Uniform { lo, hi } => candle_nn::Init::Uniform { lo, up: hi },
+        Init::Normal { mean, std } => candle_nn::Init::Randn { mean, stdev: std },
+    }
+}

@@ -1,0 +1,82 @@
+//! Model checkpoints: safetensors files written atomically and loaded strictly.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use ember_layers::ParamStore;
+
+use crate::{Error, Result};
+
+/// Writes `tensors` to `path` as safetensors, atomically: the data goes to a temporary file in
+/// the same directory, is flushed to disk, then renamed over `path`. A crash or error at any
+/// point leaves the previous file at `path` intact.
+pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    write_atomically(path, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(|e| Error::UnreadableCheckpoint { path: tmp.to_path_buf(), reason: e.to_string() })
+    })
+}
+
+/// Saves every parameter of `store` to `path` (see [`save_tensors`]).
+pub fn save(store: &ParamStore, path: &Path) -> Result<()> {
+    save_tensors(&store.tensors(), path)
+}
+
+/// Runs `write` on a temporary path beside `path`, syncs it, and renames it to `path`.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = write(&tmp).and_then(|()| {
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        // Make the rename itself durable; not every platform can open a directory.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads every tensor of a safetensors file onto `store`'s device.
+pub fn read_tensors(path: &Path, device: &candle_core::Device) -> Result<HashMap<String, Tensor>> {
+    if !path.is_file() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        return Err(Error::Io { path: path.to_path_buf(), source });
+    }
+    candle_core::safetensors::load(path, device).map_err(|e| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Loads `path` into `store`, strictly: every parameter must be present with its exact shape
+/// and the file may hold nothing else. Nothing is assigned unless everything fits.
+pub fn load(store: &ParamStore, path: &Path) -> Result<()> {
+    let mut tensors = read_tensors(path, store.device())?;
+    let mut assignments = Vec::new();
+    for (name, var) in store.vars() {
+        let t = tensors.remove(&name).ok_or_else(|| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
+        if t.dims() != var.dims() {
+            return Err(Error::ShapeMismatch { path: path.to_path_buf(), name, expected: var.dims().to_vec(), found: t.dims().to_vec() });
+        }
+        assignments.push((name, t));
+    }
+    if let Some(name) = tensors.keys().min() {
+        return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: name.clone() });
+    }
+    for (name, t) in assignments {
+        store.assign(&name, &t)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Training loop, metrics and checkpoints for ember.
+//!
+//! [`fit`] trains any `candle_nn::ModuleT` classifier with any `ember_optim::Optimizer`,
+//! stepping an optional schedule every batch and validating after every epoch;
+//! [`evaluate`] fills a [`ConfusionMatrix`] from which accuracy and per-class
+//! precision/recall/F1 follow. Checkpoints are safetensors files written atomically.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use ember_data::{DataLoader, LabelledImages};
+//! use ember_layers::ParamStore;
+//! use ember_optim::{Adam, AdamConfig};
+//! use ember_train::{evaluate, fit, FitOptions};
+//!
+//! // Two classes: dark images (label 0) and bright ones (label 1).
+//! let pixels: Vec<u8> = (0..64).flat_map(|i| vec![if i % 2 == 0 { 10 } else { 240 }; 28 * 28]).collect();
+//! let labels: Vec<u8> = (0..64).map(|i| (i % 2) as u8).collect();
+//! let data = LabelledImages::new(pixels, labels, 28, 28, 10)?;
+//!
+//! let store = ParamStore::new(0, &Device::Cpu);
+//! let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32))?;
+//! let mut adam = Adam::new(store.vars(), AdamConfig::default())?;
+//! let train = DataLoader::new(&data, 16).with_shuffle(0);
+//! let history = fit(model.as_ref(), &mut adam, &train, Some(&DataLoader::new(&data, 64)), &FitOptions::new(3), |_| {})?;
+//! assert_eq!(history.len(), 3);
+//! assert_eq!(evaluate(model.as_ref(), &DataLoader::new(&data, 64), 10)?.confusion.accuracy(), 1.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod checkpoint;
+mod confusion_matrix;
+mod error;
+mod fit;
+
+pub use confusion_matrix::ConfusionMatrix;
+pub use error::{Error, Result};
+pub use fit::{evaluate, evaluate_on, fit, EpochReport, Evaluation, FitOptions};

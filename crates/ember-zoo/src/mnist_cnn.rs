@@ -1,0 +1,54 @@
+//! The classic MNIST CNN (the Keras/PyTorch tutorial network).
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Module, VarBuilder};
+use ember_layers::{Activation, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d};
+
+/// Conv2d(1→32, 3x3) → ReLU → MaxPool 2 → Conv2d(32→64, 3x3) → ReLU → MaxPool 2 → Flatten →
+/// Linear(1600→128) → ReLU → Linear(128→classes). 225,034 parameters for 10 classes.
+///
+/// Parameters: `conv1.{weight,bias}`, `conv2.*`, `fc1.*`, `fc2.*`, as the PyTorch module
+/// `conv1 = nn.Conv2d(1, 32, 3)`, ... would name them.
+///
+/// # Shapes
+/// - input: `(b, 1, 28, 28)`
+/// - output: `(b, classes)` logits
+#[derive(Debug, Clone)]
+pub struct MnistCnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    fc1: Linear,
+    fc2: Linear,
+    pool: MaxPool2d,
+}
+
+impl MnistCnn {
+    /// Reads or creates the network's parameters under `vb`.
+    pub fn new(classes: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            conv1: Conv2d::new(&Conv2dConfig::new(1, 32, 3), vb.pp("conv1"))?,
+            conv2: Conv2d::new(&Conv2dConfig::new(32, 64, 3), vb.pp("conv2"))?,
+            fc1: Linear::new(64 * 5 * 5, 128, true, vb.pp("fc1"))?,
+            fc2: Linear::new(128, classes, true, vb.pp("fc2"))?,
+            pool: MaxPool2d::new(2, 2, 0),
+        })
+    }
+}
+
+// No dropout or batch norm: train and eval behave alike, so `Module` (which gives candle's
+// blanket `ModuleT`) is enough.
+impl Module for MnistCnn {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let relu = Activation::Relu;
+        xs.apply(&self.conv1)?
+            .apply(&relu)?
+            .apply(&self.pool)?
+            .apply(&self.conv2)?
+            .apply(&relu)?
+            .apply(&self.pool)?
+            .apply(&Flatten)?
+            .apply(&self.fc1)?
+            .apply(&relu)?
+            .apply(&self.fc2)
+    }
+}
