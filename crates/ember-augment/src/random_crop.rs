@@ -34,7 +34,11 @@ where
     P: Pixel + Send + Sync,
     P::Subpixel: Send + Sync,
 {
-    fn apply(&self, image: ImageBuffer<P, Vec<P::Subpixel>>, rng: &mut StdRng) -> Result<ImageBuffer<P, Vec<P::Subpixel>>> {
+    fn apply(
+        &self,
+        image: ImageBuffer<P, Vec<P::Subpixel>>,
+        rng: &mut StdRng,
+    ) -> Result<ImageBuffer<P, Vec<P::Subpixel>>> {
         let (w, h) = image.dimensions();
         let (padded_w, padded_h) = (w + 2 * self.padding, h + 2 * self.padding);
         if self.width > padded_w || self.height > padded_h {

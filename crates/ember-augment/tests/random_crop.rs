@@ -29,7 +29,11 @@ fn random_crop_is_a_shifted_window_of_the_zero_padded_image() {
             .find(|&(dx, dy)| {
                 out.enumerate_pixels().all(|(x, y, p)| {
                     let (sx, sy) = (x as i32 + dx, y as i32 + dy);
-                    let expected = if sx >= 0 && sy >= 0 && sx < 10 && sy < 8 { src.get_pixel(sx as u32, sy as u32)[0] } else { 0 };
+                    let expected = if sx >= 0 && sy >= 0 && sx < 10 && sy < 8 {
+                        src.get_pixel(sx as u32, sy as u32)[0]
+                    } else {
+                        0
+                    };
                     p[0] == expected
                 })
             })

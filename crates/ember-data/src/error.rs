@@ -102,7 +102,9 @@ pub enum Error {
         known: String,
     },
     /// A known dataset was not found in any of the places searched.
-    #[error("dataset `{dataset}` not found; looked in {tried}. Place its IDX files in one of them or pass --data-dir DIR")]
+    #[error(
+        "dataset `{dataset}` not found; looked in {tried}. Place its IDX files in one of them or pass --data-dir DIR"
+    )]
     DatasetNotFound {
         /// The dataset.
         dataset: String,

@@ -48,7 +48,13 @@ pub(crate) fn read_idx_bytes(bytes: &[u8], path: &Path, rank: usize, what: &'sta
 }
 
 /// Parses an IDX stream; `stream_len` is the total length when known (raw files).
-fn parse<R: Read>(mut reader: R, path: &Path, rank: usize, what: &'static str, stream_len: Option<u64>) -> Result<IdxArray> {
+fn parse<R: Read>(
+    mut reader: R,
+    path: &Path,
+    rank: usize,
+    what: &'static str,
+    stream_len: Option<u64>,
+) -> Result<IdxArray> {
     let path_buf = || PathBuf::from(path);
     let io_err = |source| Error::Io { path: path_buf(), source };
     let header_len = 4 + 4 * rank;
@@ -64,7 +70,8 @@ fn parse<R: Read>(mut reader: R, path: &Path, rank: usize, what: &'static str, s
     if got < header_len {
         return Err(Error::TruncatedHeader { path: path_buf(), header_len });
     }
-    let dims: Vec<u64> = header[4..].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64).collect();
+    let dims: Vec<u64> =
+        header[4..].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64).collect();
     let bad_dims = || Error::BadDimensions { path: path_buf(), dims: dims.clone() };
     if dims.iter().skip(1).any(|&d| d == 0) {
         return Err(bad_dims());

@@ -38,9 +38,18 @@ impl KnownDataset {
     pub fn class_names(self) -> [&'static str; 10] {
         match self {
             KnownDataset::MnistSample | KnownDataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-            KnownDataset::FashionMnist => {
-                ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-            }
+            KnownDataset::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
         }
     }
 
@@ -79,10 +88,10 @@ impl FromStr for KnownDataset {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| Error::UnknownDataset {
-            name: s.to_string(),
-            known: Self::ALL.map(|d| d.name()).join(", "),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| Error::UnknownDataset { name: s.to_string(), known: Self::ALL.map(|d| d.name()).join(", ") })
     }
 }
 

@@ -23,7 +23,11 @@ impl LabelledImages {
             return Err(invalid(format!("image size {height}x{width}")));
         }
         if pixels.len() != labels.len() * height * width {
-            return Err(invalid(format!("{} pixel bytes for {} images of {height}x{width}", pixels.len(), labels.len())));
+            return Err(invalid(format!(
+                "{} pixel bytes for {} images of {height}x{width}",
+                pixels.len(),
+                labels.len()
+            )));
         }
         if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
             return Err(invalid(format!("label {l} at index {i} is out of range for {classes} classes")));
@@ -89,7 +93,10 @@ impl LabelledImages {
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             if i >= self.len() {
-                return Err(Error::Invalid { what: "subset".into(), detail: format!("index {i} out of range for {} images", self.len()) });
+                return Err(Error::Invalid {
+                    what: "subset".into(),
+                    detail: format!("index {i} out of range for {} images", self.len()),
+                });
             }
             pixels.extend_from_slice(self.pixels(i));
             labels.push(self.labels[i]);

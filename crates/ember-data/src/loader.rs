@@ -118,6 +118,9 @@ impl<'a> DataLoader<'a> {
             labels.push(self.data.labels()[i] as u32);
         }
         let b = indices.len();
-        Ok(Batch { images: Tensor::from_vec(pixels, (b, 1, h, w), device)?, labels: Tensor::from_vec(labels, b, device)? })
+        Ok(Batch {
+            images: Tensor::from_vec(pixels, (b, 1, h, w), device)?,
+            labels: Tensor::from_vec(labels, b, device)?,
+        })
     }
 }

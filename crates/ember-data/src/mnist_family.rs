@@ -55,7 +55,12 @@ pub fn load_mnist_family(dir: &Path, split: Split) -> Result<LabelledImages> {
 fn assemble(images: IdxArray, images_path: &Path, labels: IdxArray, labels_path: &Path) -> Result<LabelledImages> {
     let (n_images, n_labels) = (images.dims[0], labels.dims[0]);
     if n_images != n_labels {
-        return Err(Error::CountMismatch { images: images_path.into(), labels: labels_path.into(), n_images, n_labels });
+        return Err(Error::CountMismatch {
+            images: images_path.into(),
+            labels: labels_path.into(),
+            n_images,
+            n_labels,
+        });
     }
     if let Some((index, &label)) = labels.data.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
         return Err(Error::LabelOutOfRange { path: labels_path.into(), index, label, classes: CLASSES });
@@ -70,7 +75,10 @@ pub fn mnist_sample(split: Split) -> Result<LabelledImages> {
     use crate::idx::read_idx_bytes;
     macro_rules! asset {
         ($f:literal) => {
-            (include_bytes!(concat!("../assets/mnist-sample/", $f)).as_slice(), Path::new(concat!("<bundled mnist-sample>/", $f)))
+            (
+                include_bytes!(concat!("../assets/mnist-sample/", $f)).as_slice(),
+                Path::new(concat!("<bundled mnist-sample>/", $f)),
+            )
         };
     }
     let ((images, images_path), (labels, labels_path)) = match split {

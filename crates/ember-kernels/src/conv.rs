@@ -31,7 +31,25 @@ impl Default for Conv2dParams {
 ///
 /// Today this delegates to candle's convolution; it is the seam where a faster kernel goes.
 pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
-    let ys = xs.conv2d(weight, p.padding, p.stride, p.dilation, p.groups)?;
+    let (_, _, h, w) = xs.dims4()?;
+    let (_, _, kh, kw) = weight.dims4()?;
+    let reach = |k: usize| p.dilation * (k - 1) + 1;
+    let (rh, rw) = (reach(kh), reach(kw));
+    if h + 2 * p.padding < rh || w + 2 * p.padding < rw {
+        candle_core::bail!("conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {rh}x{rw}", p.padding)
+    }
+    let unused = |n: usize, r: usize| (n + 2 * p.padding - r) % p.stride;
+    let ys = if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
+        // candle's conv2d backward assumes the strided windows use every input row and column;
+        // when the last few are never reached it returns an input gradient of the wrong size.
+        // Pad explicitly and cut the input to exactly the rows and columns the windows read, so
+        // the gradient flows back through `pad`/`narrow` and has the input's shape.
+        let padded = xs.pad_with_zeros(2, p.padding, p.padding)?.pad_with_zeros(3, p.padding, p.padding)?;
+        let cut = padded.narrow(2, 0, h + 2 * p.padding - unused(h, rh))?.narrow(3, 0, w + 2 * p.padding - unused(w, rw))?;
+        cut.conv2d(weight, 0, p.stride, p.dilation, p.groups)?
+    } else {
+        xs.conv2d(weight, p.padding, p.stride, p.dilation, p.groups)?
+    };
     match bias {
         None => Ok(ys),
         Some(bias) => {

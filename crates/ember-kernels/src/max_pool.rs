@@ -36,10 +36,18 @@ impl Pool2dParams {
             candle_core::bail!("max_pool2d: kernel {:?} and stride {:?} must be positive", self.kernel, self.stride)
         }
         if ph * 2 > kh || pw * 2 > kw {
-            candle_core::bail!("max_pool2d: padding {:?} must be at most half the kernel {:?}", self.padding, self.kernel)
+            candle_core::bail!(
+                "max_pool2d: padding {:?} must be at most half the kernel {:?}",
+                self.padding,
+                self.kernel
+            )
         }
         if h + 2 * ph < kh || w + 2 * pw < kw {
-            candle_core::bail!("max_pool2d: input {h}x{w} (padding {:?}) is smaller than the kernel {:?}", self.padding, self.kernel)
+            candle_core::bail!(
+                "max_pool2d: input {h}x{w} (padding {:?}) is smaller than the kernel {:?}",
+                self.padding,
+                self.kernel
+            )
         }
         Ok(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
     }
@@ -210,17 +218,15 @@ impl CustomOp2 for MaxPool2dBackward {
         "ember-max-pool2d-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (planes, g) = plane_of(l1, self.0)?;
         let (b, c, _, _) = l1.shape().dims4()?;
         if l2.shape().dims() != [b, c, g.oh, g.ow] {
-            candle_core::bail!("max_pool2d backward: gradient shape {:?}, expected {:?}", l2.shape(), (b, c, g.oh, g.ow))
+            candle_core::bail!(
+                "max_pool2d backward: gradient shape {:?}, expected {:?}",
+                l2.shape(),
+                (b, c, g.oh, g.ow)
+            )
         }
         let out = match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(gy)) => {

@@ -46,7 +46,12 @@ impl Conv2d {
     pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
         let groups = cfg.params.groups;
         if groups == 0 || cfg.c_in % groups != 0 || cfg.c_out % groups != 0 {
-            candle_core::bail!("conv2d `{}`: {} in / {} out channels do not split into {groups} groups", vb.prefix(), cfg.c_in, cfg.c_out)
+            candle_core::bail!(
+                "conv2d `{}`: {} in / {} out channels do not split into {groups} groups",
+                vb.prefix(),
+                cfg.c_in,
+                cfg.c_out
+            )
         }
         let shape = (cfg.c_out, cfg.c_in / groups, cfg.kernel, cfg.kernel);
         let fan_in = cfg.c_in / groups * cfg.kernel * cfg.kernel;
@@ -76,7 +81,11 @@ impl Module for Conv2d {
                     )
                 }
             }
-            dims => candle_core::bail!("conv2d `{}`: expected input (batch, {}, height, width), got {dims:?}", self.name, self.cfg.c_in),
+            dims => candle_core::bail!(
+                "conv2d `{}`: expected input (batch, {}, height, width), got {dims:?}",
+                self.name,
+                self.cfg.c_in
+            ),
         }
         ember_kernels::conv2d(xs, &self.weight, self.bias.as_ref(), self.cfg.params)
     }

@@ -18,7 +18,9 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// A `kernel x kernel` window moved by `stride` with `padding` on every side.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
-        Self { params: Pool2dParams { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding) } }
+        Self {
+            params: Pool2dParams { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding) },
+        }
     }
 }
 

@@ -84,7 +84,11 @@ impl ParamStore {
     pub fn assign(&self, name: &str, value: &Tensor) -> Result<()> {
         let var = self.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter named `{name}`")))?;
         if var.shape() != value.shape() {
-            candle_core::bail!("parameter `{name}`: shape {:?}, but the value has shape {:?}", var.shape(), value.shape())
+            candle_core::bail!(
+                "parameter `{name}`: shape {:?}, but the value has shape {:?}",
+                var.shape(),
+                value.shape()
+            )
         }
         var.set(&value.to_dtype(var.dtype())?.to_device(var.device())?)
     }

@@ -135,9 +135,16 @@ impl Optimizer for Adam {
         for s in &self.slots {
             let mut take = |slot: &str, shape: &[usize]| -> Result<Tensor> {
                 let key = format!("{}.{slot}", s.name);
-                let t = state.buffers.remove(&key).ok_or_else(|| candle_core::Error::Msg(format!("adam state: missing buffer `{key}`")))?;
+                let t = state
+                    .buffers
+                    .remove(&key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("adam state: missing buffer `{key}`")))?;
                 if t.dims() != shape {
-                    candle_core::bail!("adam state: buffer `{key}` has shape {:?}, parameter needs {:?}", t.dims(), shape)
+                    candle_core::bail!(
+                        "adam state: buffer `{key}` has shape {:?}, parameter needs {:?}",
+                        t.dims(),
+                        shape
+                    )
                 }
                 Ok(t)
             };

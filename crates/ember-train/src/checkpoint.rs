@@ -15,7 +15,8 @@ use crate::{Error, Result};
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
     write_atomically(path, |tmp| {
-        candle_core::safetensors::save(&map, tmp).map_err(|e| Error::UnreadableCheckpoint { path: tmp.to_path_buf(), reason: e.to_string() })
+        candle_core::safetensors::save(&map, tmp)
+            .map_err(|e| Error::UnreadableCheckpoint { path: tmp.to_path_buf(), reason: e.to_string() })
     })
 }
 
@@ -57,7 +58,8 @@ pub fn read_tensors(path: &Path, device: &candle_core::Device) -> Result<HashMap
         let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         return Err(Error::Io { path: path.to_path_buf(), source });
     }
-    candle_core::safetensors::load(path, device).map_err(|e| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
+    candle_core::safetensors::load(path, device)
+        .map_err(|e| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Loads `path` into `store`, strictly: every parameter must be present with its exact shape
@@ -66,9 +68,16 @@ pub fn load(store: &ParamStore, path: &Path) -> Result<()> {
     let mut tensors = read_tensors(path, store.device())?;
     let mut assignments = Vec::new();
     for (name, var) in store.vars() {
-        let t = tensors.remove(&name).ok_or_else(|| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
+        let t = tensors
+            .remove(&name)
+            .ok_or_else(|| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
         if t.dims() != var.dims() {
-            return Err(Error::ShapeMismatch { path: path.to_path_buf(), name, expected: var.dims().to_vec(), found: t.dims().to_vec() });
+            return Err(Error::ShapeMismatch {
+                path: path.to_path_buf(),
+                name,
+                expected: var.dims().to_vec(),
+                found: t.dims().to_vec(),
+            });
         }
         assignments.push((name, t));
     }

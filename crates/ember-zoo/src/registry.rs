@@ -29,6 +29,9 @@ pub const MODELS: &[ModelInfo] = &[ModelInfo {
 pub fn build(name: &str, vb: VarBuilder) -> Result<Box<dyn ModuleT + Send + Sync>> {
     match name {
         "mnist-cnn" => Ok(Box::new(MnistCnn::new(10, vb)?)),
-        _ => Err(Error::UnknownModel { name: name.to_string(), known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ") }),
+        _ => Err(Error::UnknownModel {
+            name: name.to_string(),
+            known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        }),
     }
 }

@@ -11,9 +11,14 @@ use crate::run_info::RunInfo;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let info = RunInfo::beside(&args.checkpoint)?;
-    let model_name = args.model.clone().or_else(|| info.as_ref().map(|i| i.model.clone())).unwrap_or_else(|| "mnist-cnn".into());
-    let dataset: KnownDataset =
-        args.dataset.clone().or_else(|| info.as_ref().map(|i| i.dataset.clone())).unwrap_or_else(|| "mnist-sample".into()).parse()?;
+    let model_name =
+        args.model.clone().or_else(|| info.as_ref().map(|i| i.model.clone())).unwrap_or_else(|| "mnist-cnn".into());
+    let dataset: KnownDataset = args
+        .dataset
+        .clone()
+        .or_else(|| info.as_ref().map(|i| i.dataset.clone()))
+        .unwrap_or_else(|| "mnist-sample".into())
+        .parse()?;
 
     // The checkpoint first: a bad file fails before any data is read.
     let device = Device::Cpu;

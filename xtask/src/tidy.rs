@@ -1,0 +1,110 @@
+//! `cargo xtask tidy`: structural rules that keep the workspace honest.
+//!
+//! - every `.rs` file starts with a `//!` doc comment saying what it is for;
+//! - dependencies point one way (see `docs/ARCHITECTURE.md`): no library crate depends on
+//!   `ember-cli`, and each crate depends on no ember crate outside its allowed set.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::workspace_root;
+
+/// For each crate, the ember crates it may depend on (normal dependencies).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("ember-kernels", &[]),
+    ("ember-layers", &["ember-kernels"]),
+    ("ember-optim", &["ember-kernels"]),
+    ("ember-augment", &[]),
+    ("ember-data", &["ember-augment"]),
+    ("ember-zoo", &["ember-kernels", "ember-layers"]),
+    ("ember-finetune", &["ember-kernels", "ember-layers", "ember-zoo", "ember-optim", "ember-data", "ember-train"]),
+    ("ember-train", &["ember-kernels", "ember-layers", "ember-optim", "ember-data", "ember-augment"]),
+    (
+        "ember-cli",
+        &[
+            "ember-kernels",
+            "ember-layers",
+            "ember-optim",
+            "ember-augment",
+            "ember-data",
+            "ember-zoo",
+            "ember-finetune",
+            "ember-train",
+        ],
+    ),
+];
+
+pub fn run() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for file in rust_files(&root.join("crates"))?.into_iter().chain(rust_files(&root.join("xtask"))?) {
+        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+        if !text.starts_with("//!") {
+            problems.push(format!("{}: does not start with a `//!` doc comment", file.display()));
+        }
+    }
+    for (krate, allowed) in ALLOWED {
+        let manifest = root.join("crates").join(krate).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).with_context(|| manifest.display().to_string())?;
+        for dep in normal_ember_dependencies(&text) {
+            if !allowed.contains(&dep.as_str()) {
+                problems.push(format!("{}: `{krate}` must not depend on `{dep}`", manifest.display()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("xtask tidy: ok");
+        Ok(())
+    } else {
+        anyhow::bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "))
+    }
+}
+
+/// Names of `ember-*` crates in the `[dependencies]` table of a manifest.
+fn normal_ember_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && line.starts_with("ember-") {
+            if let Some(name) = line.split(['=', '.', ' ']).next() {
+                deps.push(name.to_string());
+            }
+        }
+    }
+    deps
+}
+
+fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_dependencies_table_counts() {
+        let manifest = "[dependencies]\nember-data.workspace = true\nember-zoo = { path = \"x\" }\n[dev-dependencies]\nember-cli.workspace = true\n";
+        assert_eq!(normal_ember_dependencies(manifest), vec!["ember-data", "ember-zoo"]);
+    }
+}
