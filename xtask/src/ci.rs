@@ -48,7 +48,12 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("!!!!! run them with {SHARED_ENV}=/path/to/shared cargo xtask ci (.ci/run sets it)");
     }
     eprintln!("xtask ci: all checks passed in {:.0} s", start.elapsed().as_secs_f64());
-    println!("ci: {} passed, {} failed, {} skipped", totals.passed, totals.failed, skipped.len() as u64 + totals.ignored);
+    println!(
+        "ci: {} passed, {} failed, {} skipped",
+        totals.passed,
+        totals.failed,
+        skipped.len() as u64 + totals.ignored
+    );
     Ok(())
 }
 

@@ -47,9 +47,10 @@ pub struct TrainArgs {
     /// Images per mini-batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Learning rate (the peak rate of the one-cycle schedule).
-    #[arg(long, default_value_t = 0.001)]
-    pub lr: f64,
+    /// Learning rate: the peak of the one-cycle schedule (default 0.005), or the constant rate
+    /// (default 0.001, Adam's usual).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::OneCycle)]
     pub schedule: ScheduleArg,

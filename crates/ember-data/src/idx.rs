@@ -39,6 +39,7 @@ pub fn read_idx(path: &Path, rank: usize, what: &'static str) -> Result<IdxArray
 }
 
 /// Reads IDX data held in memory (raw or gzip); `path` names it in errors.
+#[cfg_attr(not(feature = "mnist-sample"), allow(dead_code))]
 pub(crate) fn read_idx_bytes(bytes: &[u8], path: &Path, rank: usize, what: &'static str) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
         parse(GzDecoder::new(bytes), path, rank, what, None)

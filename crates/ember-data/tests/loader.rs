@@ -44,14 +44,19 @@ fn loader_augmentation_replays_exactly_and_scales_pixels_to_unit_range() {
     let crop = RandomCrop::new(4, 4).with_padding(1);
     let loader = DataLoader::new(&data, 4).with_shuffle(3).with_transform(&crop);
     let run = |epoch| -> Vec<f32> {
-        loader.epoch(epoch, &Device::Cpu).flat_map(|b| b.unwrap().images.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+        loader
+            .epoch(epoch, &Device::Cpu)
+            .flat_map(|b| b.unwrap().images.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
     };
     let first = run(0);
     assert_eq!(first, run(0));
     assert_ne!(first, run(1));
     assert!(first.iter().all(|v| (0.0..=1.0).contains(v)));
     // Shifting with zero padding brings in zeros that the plain images do not have at the edges.
-    let plain: Vec<f32> =
-        DataLoader::new(&data, 4).epoch(0, &Device::Cpu).flat_map(|b| b.unwrap().images.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    let plain: Vec<f32> = DataLoader::new(&data, 4)
+        .epoch(0, &Device::Cpu)
+        .flat_map(|b| b.unwrap().images.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
     assert_ne!(first.iter().filter(|&&v| v == 0.0).count(), plain.iter().filter(|&&v| v == 0.0).count());
 }

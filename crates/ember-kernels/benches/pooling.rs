@@ -1,4 +1,5 @@
 //! Max pooling forward + backward: ember's kernel vs candle's op, same run, as a ratio.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -36,7 +36,10 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
     let reach = |k: usize| p.dilation * (k - 1) + 1;
     let (rh, rw) = (reach(kh), reach(kw));
     if h + 2 * p.padding < rh || w + 2 * p.padding < rw {
-        candle_core::bail!("conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {rh}x{rw}", p.padding)
+        candle_core::bail!(
+            "conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {rh}x{rw}",
+            p.padding
+        )
     }
     let unused = |n: usize, r: usize| (n + 2 * p.padding - r) % p.stride;
     let ys = if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
@@ -45,7 +48,8 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
         // Pad explicitly and cut the input to exactly the rows and columns the windows read, so
         // the gradient flows back through `pad`/`narrow` and has the input's shape.
         let padded = xs.pad_with_zeros(2, p.padding, p.padding)?.pad_with_zeros(3, p.padding, p.padding)?;
-        let cut = padded.narrow(2, 0, h + 2 * p.padding - unused(h, rh))?.narrow(3, 0, w + 2 * p.padding - unused(w, rw))?;
+        let cut =
+            padded.narrow(2, 0, h + 2 * p.padding - unused(h, rh))?.narrow(3, 0, w + 2 * p.padding - unused(w, rw))?;
         cut.conv2d(weight, 0, p.stride, p.dilation, p.groups)?
     } else {
         xs.conv2d(weight, p.padding, p.stride, p.dilation, p.groups)?

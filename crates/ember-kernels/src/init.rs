@@ -55,7 +55,7 @@ impl Init {
         let values: Vec<f64> = match *self {
             Init::Const(c) => vec![c; n],
             Init::Uniform { lo, hi } => {
-                if !(lo < hi) {
+                if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
                     candle_core::bail!("uniform init: lower bound {lo} must be below upper bound {hi}")
                 }
                 (0..n).map(|_| rng.random_range(lo..hi)).collect()

@@ -10,7 +10,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    Init::Normal { mean: 0.0, std: 1.0 }.sample(shape, DType::F64, &Device::Cpu, &mut StdRng::seed_from_u64(seed)).unwrap()
+    Init::Normal { mean: 0.0, std: 1.0 }
+        .sample(shape, DType::F64, &Device::Cpu, &mut StdRng::seed_from_u64(seed))
+        .unwrap()
 }
 
 const STEP: f64 = 1e-6;
@@ -49,7 +51,8 @@ fn conv2d_layer_gradients_pass_finite_difference_check() {
     let store = ParamStore::new(3, &Device::Cpu);
     let conv = Conv2d::new(&Conv2dConfig::new(2, 3, 3), store.var_builder(DType::F64).pp("c")).unwrap();
     let up = random(&[1, 3, 3, 4], 5);
-    let report = check_gradients(|t| (conv.forward(&t[0])? * &up)?.sum_all(), &[random(&[1, 2, 5, 6], 4)], STEP).unwrap();
+    let report =
+        check_gradients(|t| (conv.forward(&t[0])? * &up)?.sum_all(), &[random(&[1, 2, 5, 6], 4)], STEP).unwrap();
     assert!(report.max_rel_error < TOL, "{report:?}");
 }
 
@@ -91,7 +94,12 @@ fn activations_and_flatten_pass_finite_difference_check() {
     let x = (x.sign().unwrap() * 0.1 + &x).unwrap();
     for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Identity] {
         let up = random(&[3, 4], 12);
-        let report = check_gradients(|t| (act.forward(&t[0])?.apply(&Flatten)? * &up)?.sum_all(), &[x.clone()], STEP).unwrap();
+        let report = check_gradients(
+            |t| (act.forward(&t[0])?.apply(&Flatten)? * &up)?.sum_all(),
+            std::slice::from_ref(&x),
+            STEP,
+        )
+        .unwrap();
         assert!(report.max_rel_error < TOL, "{act:?}: {report:?}");
     }
 }

@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Module;
-use ember_layers::{loss, Activation, Conv2d, Conv2dConfig, Linear, MaxPool2d, ParamStore};
 use ember_kernels::Conv2dParams;
+use ember_layers::{loss, Activation, Conv2d, Conv2dConfig, Linear, MaxPool2d, ParamStore};
 use serde_json::Value;
 
 fn cases() -> Value {
@@ -13,7 +13,8 @@ fn cases() -> Value {
 
 fn tensor(case: &Value, key: &str) -> Tensor {
     let data: Vec<f32> = case[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let shape: Vec<usize> = case[format!("{key}_shape")].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> =
+        case[format!("{key}_shape")].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
@@ -37,7 +38,10 @@ fn check(name: &str, forward: impl Fn(&Tensor) -> Tensor, params: &[(&str, Var)]
     let y = forward(x.as_tensor());
     let grad_out = Tensor::from_vec(values(case, "grad_out"), y.shape(), &Device::Cpu).unwrap();
     let grads = (&y * grad_out).unwrap().sum_all().unwrap().backward().unwrap();
-    let mut checks = vec![("y".to_string(), y.clone(), values(case, "y")), ("grad_x".into(), grads.get(&x).unwrap().clone(), values(case, "grad_x"))];
+    let mut checks = vec![
+        ("y".to_string(), y.clone(), values(case, "y")),
+        ("grad_x".into(), grads.get(&x).unwrap().clone(), values(case, "grad_x")),
+    ];
     for (p, var) in params {
         checks.push((format!("grad_{p}"), grads.get(var).unwrap().clone(), values(case, &format!("grad_{p}"))));
     }
@@ -110,7 +114,8 @@ fn relu_matches_pytorch() {
 #[test]
 fn cross_entropy_matches_pytorch() {
     let case = &cases()["cross_entropy"];
-    let targets: Vec<u32> = case["meta"]["targets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let targets: Vec<u32> =
+        case["meta"]["targets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let targets = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
     check("cross_entropy", |x| loss::cross_entropy(x, &targets).unwrap().reshape(1).unwrap(), &[]);
 }

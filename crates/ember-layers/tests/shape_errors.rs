@@ -9,7 +9,10 @@ fn conv2d_wrong_channel_count_names_layer_and_shapes() {
     let store = ParamStore::new(0, &Device::Cpu);
     let conv = Conv2d::new(&Conv2dConfig::new(3, 8, 3), store.var_builder(DType::F32).pp("features.0")).unwrap();
     let err = conv.forward(&Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
-    assert!(err.contains("features.0") && err.contains("(batch, 3, height, width)") && err.contains("[2, 1, 28, 28]"), "{err}");
+    assert!(
+        err.contains("features.0") && err.contains("(batch, 3, height, width)") && err.contains("[2, 1, 28, 28]"),
+        "{err}"
+    );
     let err = conv.forward(&Tensor::zeros((3, 28, 28), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
     assert!(err.contains("features.0") && err.contains("[3, 28, 28]"), "{err}");
     let err = conv.forward(&Tensor::zeros((1, 3, 2, 2), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
@@ -26,12 +29,16 @@ fn linear_wrong_feature_count_names_layer_and_shapes() {
 
 #[test]
 fn max_pool_and_loss_reject_wrong_ranks() {
-    let err = MaxPool2d::new(2, 2, 0).forward(&Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
+    let err = MaxPool2d::new(2, 2, 0)
+        .forward(&Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[4, 4]"), "{err}");
     let logits = Tensor::zeros((4, 10), DType::F32, &Device::Cpu).unwrap();
     let err = loss::cross_entropy(&logits, &Tensor::new(&[1u32, 2, 3], &Device::Cpu).unwrap()).unwrap_err().to_string();
     assert!(err.contains("[3]"), "{err}");
-    let err = loss::cross_entropy(&logits, &Tensor::new(&[1u32, 2, 3, 10], &Device::Cpu).unwrap()).unwrap_err().to_string();
+    let err =
+        loss::cross_entropy(&logits, &Tensor::new(&[1u32, 2, 3, 10], &Device::Cpu).unwrap()).unwrap_err().to_string();
     assert!(err.contains("class 10"), "{err}");
 }
 

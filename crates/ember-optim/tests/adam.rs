@@ -106,7 +106,8 @@ fn adam_resume_matches_uninterrupted_run() {
     for _ in 0..50 {
         resumed.step(&mut opt);
     }
-    let bits = |v: &Var| v.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits =
+        |v: &Var| v.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&resumed.w), bits(&straight.w));
     assert_eq!(bits(&resumed.b), bits(&straight.b));
 }
@@ -144,7 +145,9 @@ fn adam_skips_parameters_without_gradient() {
     let dev = Device::Cpu;
     let used = Var::new(&[1.0f64, 2.0], &dev).unwrap();
     let unused = Var::new(&[5.0f64], &dev).unwrap();
-    let mut opt = Adam::new(vec![("used".into(), used.clone()), ("unused".into(), unused.clone())], AdamConfig::default()).unwrap();
+    let mut opt =
+        Adam::new(vec![("used".into(), used.clone()), ("unused".into(), unused.clone())], AdamConfig::default())
+            .unwrap();
     let loss = used.as_tensor().sum_all().unwrap();
     opt.step(&loss.backward().unwrap()).unwrap();
     assert_eq!(unused.to_vec1::<f64>().unwrap(), vec![5.0]);

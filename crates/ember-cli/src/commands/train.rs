@@ -25,11 +25,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let test_set = dataset.load(data_dir, Split::Test)?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
+    let lr = args.lr.unwrap_or(match args.schedule {
+        ScheduleArg::OneCycle => 0.005,
+        ScheduleArg::Constant => 0.001,
+    });
+    anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr must be a positive number, got {lr}");
 
     let device = Device::Cpu;
     let store = ParamStore::new(args.seed, &device);
     let model = ember_zoo::build(&args.model, store.var_builder(DType::F32))?;
-    let mut adam = Adam::new(store.vars(), AdamConfig { lr: args.lr, ..AdamConfig::default() })?;
+    let mut adam = Adam::new(store.vars(), AdamConfig { lr, ..AdamConfig::default() })?;
 
     let crop = RandomCrop::new(train_set.width() as u32, train_set.height() as u32).with_padding(args.pad_crop);
     let mut train_loader = DataLoader::new(&train_set, args.batch_size).with_shuffle(args.seed);
@@ -38,7 +43,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let test_loader = DataLoader::new(&test_set, 500);
 
-    let one_cycle = OneCycle::new(args.lr, args.epochs * train_loader.num_batches());
+    let one_cycle = OneCycle::new(lr, args.epochs * train_loader.num_batches());
     let mut options = FitOptions::new(args.epochs);
     options.classes = train_set.classes();
     if args.schedule == ScheduleArg::OneCycle {
@@ -54,7 +59,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         store.num_parameters(),
         args.epochs,
         args.batch_size,
-        args.lr,
+        lr,
         args.schedule,
         args.seed
     );
@@ -74,7 +79,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         train_images: train_set.len(),
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
+        lr,
         schedule: args.schedule,
         pad_crop: args.pad_crop,
         seed: args.seed,

@@ -1,0 +1,163 @@
+//! `ember` end to end: train and eval on the bundled sample, and every kind of bad input
+//! ending in a one-line error that names the file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-data/assets/mnist-sample")
+}
+
+fn last_json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// Asserts a failure whose stderr is a single `error: ...` line containing every `needle`.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "`{needle}` missing from: {stderr}");
+    }
+}
+
+/// A data directory with copies of the bundled sample's four files, gunzipped so they can be
+/// damaged byte by byte.
+fn raw_copy(dir: &Path) {
+    use std::io::Read;
+    for entry in std::fs::read_dir(sample_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "gz") {
+            let mut raw = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_end(&mut raw).unwrap();
+            std::fs::write(dir.join(path.file_stem().unwrap()), raw).unwrap();
+        }
+    }
+}
+
+#[test]
+fn train_then_eval_agree_on_the_bundled_sample() {
+    let run = tempfile::tempdir().unwrap();
+    let out_dir = run.path().join("run");
+    let out = ember(&["train", "--epochs", "1", "--train-limit", "1500", "--out", out_dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("epoch  1/1"), "{stdout}");
+    let trained = last_json(&out);
+    let accuracy = trained["accuracy"].as_f64().unwrap();
+    // 1,500 digits, one epoch: far above chance (0.1), far from perfect.
+    assert!(accuracy > 0.75, "accuracy {accuracy}");
+    assert_eq!(trained["test_images"], 2000);
+    let run_json: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["model"], "mnist-cnn");
+    assert_eq!(run_json["train_images"], 1500);
+
+    // The checkpoint, evaluated on a directory holding only the two test files.
+    let test_only = tempfile::tempdir().unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(sample_dir().join(f), test_only.path().join(f)).unwrap();
+    }
+    let ckpt = out_dir.join("model.safetensors");
+    let out = ember(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data-dir",
+        test_only.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evaluated = last_json(&out);
+    assert_eq!(evaluated["accuracy"], trained["accuracy"]);
+    let matrix = evaluated["confusion_matrix"].as_array().unwrap();
+    assert_eq!(matrix.len(), 10);
+    let total: u64 = matrix.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 2000);
+    assert_eq!(evaluated["per_class"].as_array().unwrap().len(), 10);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("precision") && stdout.contains("confusion matrix"), "{stdout}");
+}
+
+#[test]
+fn truncated_idx_file_is_a_one_line_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    raw_copy(dir.path());
+    let images = dir.path().join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
+    assert_one_line_error(&out, &["train-images-idx3-ubyte", "truncated"]);
+}
+
+#[test]
+fn wrong_magic_number_is_a_one_line_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    raw_copy(dir.path());
+    let labels = dir.path().join("t10k-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes[2] = 0x0d; // 0x0801 -> 0x0d01
+    std::fs::write(&labels, &bytes).unwrap();
+    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
+    assert_one_line_error(&out, &["t10k-labels-idx1-ubyte", "magic"]);
+}
+
+#[test]
+fn image_and_label_counts_that_differ_are_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    raw_copy(dir.path());
+    let labels = dir.path().join("train-labels-idx1-ubyte");
+    let bytes = std::fs::read(&labels).unwrap();
+    let mut short = bytes[..8 + 5999].to_vec();
+    short[4..8].copy_from_slice(&5999u32.to_be_bytes());
+    std::fs::write(&labels, short).unwrap();
+    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
+    assert_one_line_error(&out, &["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "6000 images", "5999 labels"]);
+}
+
+#[test]
+fn checkpoint_that_does_not_fit_the_model_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("wrong.safetensors");
+    // The classic CNN's tensors, but fc2 with 12 classes instead of 10.
+    let dev = candle_core::Device::Cpu;
+    let z = |shape: &[usize]| candle_core::Tensor::zeros(shape, candle_core::DType::F32, &dev).unwrap();
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> = [
+        ("conv1.weight", z(&[32, 1, 3, 3])),
+        ("conv1.bias", z(&[32])),
+        ("conv2.weight", z(&[64, 32, 3, 3])),
+        ("conv2.bias", z(&[64])),
+        ("fc1.weight", z(&[128, 1600])),
+        ("fc1.bias", z(&[128])),
+        ("fc2.weight", z(&[12, 128])),
+        ("fc2.bias", z(&[12])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    candle_core::safetensors::save(&tensors, &ckpt).unwrap();
+    let out = ember(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);
+    assert_one_line_error(&out, &["wrong.safetensors", "fc2.", "[12", "[10"]);
+
+    std::fs::write(&ckpt, b"not a checkpoint").unwrap();
+    let out = ember(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);
+    assert_one_line_error(&out, &["wrong.safetensors", "safetensors"]);
+}
+
+#[test]
+fn unknown_dataset_and_missing_directory_are_one_line_errors() {
+    let out = ember(&["train", "--dataset", "cifar-11"]);
+    assert_one_line_error(&out, &["cifar-11", "mnist-sample"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = ember(&["eval", "--checkpoint", dir.path().join("none.safetensors").to_str().unwrap()]);
+    assert_one_line_error(&out, &["none.safetensors"]);
+}

@@ -1,0 +1,92 @@
+//! Checkpoints: round trip, strict loading with errors naming file and tensor, atomic writes.
+
+use candle_core::{DType, Device, Tensor};
+use ember_layers::{Linear, ParamStore};
+use ember_train::{checkpoint, Error};
+
+fn model(seed: u64, out: usize) -> ParamStore {
+    let store = ParamStore::new(seed, &Device::Cpu);
+    Linear::new(4, out, true, store.var_builder(DType::F32).pp("fc")).unwrap();
+    store
+}
+
+fn values(store: &ParamStore) -> Vec<Vec<f32>> {
+    store.tensors().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+}
+
+#[test]
+fn checkpoint_round_trips_every_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let a = model(1, 3);
+    checkpoint::save(&a, &path).unwrap();
+    let b = model(2, 3);
+    assert_ne!(values(&a), values(&b));
+    checkpoint::load(&b, &path).unwrap();
+    assert_eq!(values(&a), values(&b));
+    // No temporary file is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn checkpoint_shape_mismatch_names_file_and_tensor_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.safetensors");
+    checkpoint::save(&model(1, 5), &path).unwrap();
+    let target = model(2, 3);
+    let before = values(&target);
+    let err = checkpoint::load(&target, &path).unwrap_err();
+    match &err {
+        Error::ShapeMismatch { name, expected, found, .. } => {
+            assert_eq!(name, "fc.bias");
+            assert_eq!((expected.as_slice(), found.as_slice()), ([3].as_slice(), [5].as_slice()));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("other.safetensors"), "{err}");
+    assert_eq!(values(&target), before);
+}
+
+#[test]
+fn checkpoint_missing_and_unexpected_tensors_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("partial.safetensors");
+    let w = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+    checkpoint::save_tensors(&[("fc.weight".into(), w.clone())], &path).unwrap();
+    let err = checkpoint::load(&model(0, 3), &path).unwrap_err();
+    assert!(matches!(&err, Error::MissingTensor { name, .. } if name == "fc.bias"), "{err}");
+
+    let b = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    checkpoint::save_tensors(&[("fc.weight".into(), w), ("fc.bias".into(), b.clone()), ("head.bias".into(), b)], &path)
+        .unwrap();
+    let err = checkpoint::load(&model(0, 3), &path).unwrap_err();
+    assert!(matches!(&err, Error::UnexpectedTensor { name, .. } if name == "head.bias"), "{err}");
+}
+
+#[test]
+fn checkpoint_that_is_not_safetensors_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "hello").unwrap();
+    let err = checkpoint::load(&model(0, 3), &path).unwrap_err();
+    assert!(matches!(err, Error::UnreadableCheckpoint { .. }), "{err}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    let err = checkpoint::load(&model(0, 3), &dir.path().join("absent.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("absent.safetensors"), "{err}");
+}
+
+#[test]
+fn failed_checkpoint_write_leaves_the_previous_file_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.safetensors");
+    checkpoint::save(&model(1, 3), &path).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let err = checkpoint::write_atomically(&path, |tmp| {
+        std::fs::write(tmp, b"half a checkpoint").unwrap();
+        Err(Error::Io { path: tmp.to_path_buf(), source: std::io::Error::other("disk full") })
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("disk full"));
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
+}
