@@ -1,8 +1,12 @@
 //! Optimizers and learning-rate schedules that follow their published update rules.
 //!
-//! Optimizers work on named parameters (`candle_core::Var`s with their `state_dict`-style
-//! names), keep their state as named tensors ([`OptimizerState`]) so training can be saved and
-//! resumed, and take their learning rate (and momentum) from a schedule each step.
+//! Every optimizer — [`Sgd`] (momentum, dampening, Nesterov), [`Adam`] (AMSGrad, AdamW),
+//! [`RmsProp`] (centred, momentum), [`Adagrad`] — reproduces PyTorch's `torch.optim` step for
+//! step, works on named parameters split into [`ParamGroup`]s (own learning rate, weight decay,
+//! momentum; frozen groups untouched and stateless), updates each parameter in one fused,
+//! in-place, allocation-free pass, and saves its state as named tensors ([`OptimizerState`],
+//! safetensors + JSON) so training resumes bit for bit. Schedules ([`schedule`]) reproduce
+//! `torch.optim.lr_scheduler`.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -17,14 +21,32 @@
 //!     opt.step(&loss.backward()?)?;
 //! }
 //! assert!(w.as_tensor().abs()?.max(0)?.to_scalar::<f32>()? < 0.1);
-//! # Ok::<(), candle_core::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod accumulate;
+mod adagrad;
 mod adam;
-mod one_cycle;
+mod clip;
+mod error;
+mod fused;
 mod optimizer;
+mod param_groups;
+mod real;
+mod rmsprop;
+pub mod schedule;
+mod sgd;
 
+pub use accumulate::GradAccumulator;
+pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
-pub use one_cycle::OneCycle;
+pub use clip::{clip_grad_norm, clip_grad_value};
+pub use error::{Error, Result};
+pub use fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
 pub use optimizer::{Optimizer, OptimizerState, Schedule};
+pub use param_groups::{glob_match, GroupOptions, ParamGroup, ParamGroups};
+pub use real::Real;
+pub use rmsprop::{RmsProp, RmsPropConfig};
+pub use schedule::OneCycle;
+pub use sgd::{Sgd, SgdConfig};

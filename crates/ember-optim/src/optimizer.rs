@@ -1,41 +1,85 @@
-//! The optimizer and schedule traits.
+//! The optimizer and schedule traits, and saved optimizer state.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Tensor};
+
+use crate::{Error, Result};
 
 /// Everything an optimizer needs to continue exactly where it stopped: per-parameter buffers
-/// keyed `"{param}.{slot}"` (e.g. `"fc1.weight.exp_avg"`) and the number of steps taken.
+/// keyed `"{param}.{slot}"` (e.g. `"fc1.weight.exp_avg"`, `"fc1.weight.step"`), the number of
+/// steps taken, and a JSON description of the optimizer and its groups.
 #[derive(Debug, Clone, Default)]
 pub struct OptimizerState {
     /// Named buffers.
     pub buffers: BTreeMap<String, Tensor>,
-    /// Steps taken so far.
+    /// Largest step count over the parameters.
     pub step: u64,
+    /// Optimizer name, hyper-parameters and group settings.
+    pub meta: serde_json::Value,
+}
+
+impl OptimizerState {
+    /// Writes the buffers to `path` (safetensors) and the rest to `path` with extension `json`,
+    /// each atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json_path = path.with_extension("json");
+        let meta = serde_json::json!({ "step": self.step, "meta": self.meta });
+        let text = serde_json::to_string_pretty(&meta).map_err(|e| file_err(&json_path, e))?;
+        let buffers: std::collections::HashMap<String, Tensor> = self.buffers.clone().into_iter().collect();
+        write_atomically(path, |tmp| candle_core::safetensors::save(&buffers, tmp).map_err(|e| file_err(tmp, e)))?;
+        write_atomically(&json_path, |tmp| std::fs::write(tmp, &text).map_err(|e| file_err(tmp, e)))
+    }
+
+    /// Reads a state written by [`OptimizerState::save`], placing buffers on `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let json_path = path.with_extension("json");
+        let text = std::fs::read_to_string(&json_path).map_err(|e| file_err(&json_path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&json_path, e))?;
+        let step = value["step"].as_u64().ok_or_else(|| file_err(&json_path, "no integer `step`"))?;
+        let buffers = candle_core::safetensors::load(path, device).map_err(|e| file_err(path, e))?;
+        Ok(Self { buffers: buffers.into_iter().collect(), step, meta: value["meta"].clone() })
+    }
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::File { path: path.to_path_buf(), detail: e.to_string() }
+}
+
+fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| file_err(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// An optimizer over named parameters.
 pub trait Optimizer {
     /// Applies one update from the gradients in `grads`. Parameters without a gradient are
-    /// left untouched.
-    fn step(&mut self, grads: &GradStore) -> Result<()>;
+    /// left untouched and do not advance their step count.
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()>;
 
-    /// Current learning rate.
+    /// Current (base) learning rate.
     fn learning_rate(&self) -> f64;
 
-    /// Sets the learning rate used by the next [`Optimizer::step`].
+    /// Sets the base learning rate used by the next [`Optimizer::step`]; groups with their own
+    /// learning rate keep their ratio to it.
     fn set_learning_rate(&mut self, lr: f64);
 
-    /// Sets the momentum term (Adam's β1, SGD's momentum) used by the next step, for schedules
-    /// that cycle momentum. Optimizers without one ignore it.
+    /// Sets the momentum term (Adam's β1, SGD's and RMSprop's momentum) of every group, for
+    /// schedules that cycle momentum. Optimizers without one ignore it.
     fn set_momentum(&mut self, momentum: f64);
 
     /// A copy of the full state.
-    fn state(&self) -> OptimizerState;
+    fn state(&self) -> Result<OptimizerState>;
 
-    /// Restores a state produced by [`Optimizer::state`]; fails naming the buffer when one is
-    /// missing, unknown or of the wrong shape.
+    /// Restores a state produced by [`Optimizer::state`]; fails, changing nothing, with a typed
+    /// error naming the parameter when a buffer is missing, unknown or of the wrong shape.
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
 }
 

@@ -1,7 +1,7 @@
 //! The one-cycle learning-rate policy (Smith & Topin, 2018) with PyTorch's `OneCycleLR`
 //! semantics.
 
-use crate::optimizer::Schedule;
+use crate::Schedule;
 
 /// Learning rate rises from `max_lr / div_factor` to `max_lr` over the first `pct_start` of
 /// the steps, then anneals to `max_lr / (div_factor * final_div_factor)`, both phases along a

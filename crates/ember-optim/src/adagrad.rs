@@ -1,0 +1,91 @@
+//! Adagrad (Duchi et al., 2011), as PyTorch's `torch.optim.Adagrad`.
+
+use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::real::Real;
+use crate::{Error, Result};
+
+/// Hyper-parameters of [`Adagrad`]; defaults are PyTorch's.
+///
+/// ```text
+/// g   = g + weight_decay p
+/// clr = lr / (1 + (t - 1) lr_decay)
+/// s   = s + g²
+/// p   = p - clr g / (sqrt(s) + ε)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdagradConfig {
+    /// Learning rate (default 1e-2).
+    pub lr: f64,
+    /// Learning-rate decay per step.
+    pub lr_decay: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Starting value of the squared-gradient sum.
+    pub initial_accumulator_value: f64,
+    /// Added to the denominator (default 1e-10).
+    pub eps: f64,
+}
+
+impl Default for AdagradConfig {
+    fn default() -> Self {
+        Self { lr: 1e-2, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10 }
+    }
+}
+
+/// Adagrad; see [`AdagradConfig`].
+pub type Adagrad = FusedOptimizer<AdagradConfig>;
+
+impl UpdateRule for AdagradConfig {
+    const NAME: &'static str = "adagrad";
+
+    fn slot_names(&self) -> &'static [&'static str] {
+        &["sum"]
+    }
+
+    fn initial_state(&self) -> f64 {
+        self.initial_accumulator_value
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = self.lr >= 0.0
+            && self.lr_decay >= 0.0
+            && self.weight_decay >= 0.0
+            && self.initial_accumulator_value >= 0.0
+            && self.eps >= 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig {
+                optimizer: "adagrad",
+                detail: format!("hyper-parameters must be non-negative: {self:?}"),
+            })
+        }
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    fn set_momentum(&mut self, _momentum: f64) {}
+
+    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
+        let clr = h.lr / (1.0 + (step as f64 - 1.0) * self.lr_decay);
+        [clr, h.weight_decay, self.eps, 0., 0., 0., 0., 0., 0., 0., 0., 0.]
+    }
+
+    #[inline(always)]
+    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
+        let [clr, wd, eps, ..] = *c;
+        let g = g + wd * *p;
+        s[0] = s[0] + g * g;
+        *p = *p + (-clr) * (g / (s[0].sqrt() + eps));
+    }
+}

@@ -1,0 +1,76 @@
+//! The optimizer crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong while building, stepping, saving or restoring an optimizer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The same parameter name appears twice.
+    #[error("parameter `{name}` is given twice")]
+    DuplicateParameter {
+        /// The parameter.
+        name: String,
+    },
+    /// A parameter cannot be optimized (dtype, device).
+    #[error("parameter `{name}`: {detail}")]
+    UnsupportedParameter {
+        /// The parameter.
+        name: String,
+        /// Why.
+        detail: String,
+    },
+    /// A hyper-parameter is out of range.
+    #[error("{optimizer}: {detail}")]
+    InvalidConfig {
+        /// Optimizer or schedule name.
+        optimizer: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Saved state lacks a buffer a parameter needs.
+    #[error("optimizer state: no buffer `{buffer}` for parameter `{param}`")]
+    MissingBuffer {
+        /// The parameter.
+        param: String,
+        /// The buffer's full name.
+        buffer: String,
+    },
+    /// Saved state holds a buffer of the wrong shape.
+    #[error("optimizer state: buffer `{buffer}` has shape {found:?} but parameter `{param}` needs {expected:?}")]
+    BufferShape {
+        /// The parameter.
+        param: String,
+        /// The buffer's full name.
+        buffer: String,
+        /// Shape the parameter needs.
+        expected: Vec<usize>,
+        /// Shape in the state.
+        found: Vec<usize>,
+    },
+    /// Saved state holds a buffer no parameter owns.
+    #[error("optimizer state: buffer `{buffer}` belongs to no parameter of this optimizer")]
+    UnknownBuffer {
+        /// The buffer's full name.
+        buffer: String,
+    },
+    /// Saved state was written by another optimizer or another grouping of parameters.
+    #[error("optimizer state: {detail}")]
+    StateMismatch {
+        /// What differs.
+        detail: String,
+    },
+    /// A state file could not be read or written.
+    #[error("{path}: {detail}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// Result with the optimizer [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

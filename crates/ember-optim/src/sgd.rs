@@ -1,0 +1,116 @@
+//! Stochastic gradient descent with momentum, dampening and Nesterov momentum, as PyTorch's
+//! `torch.optim.SGD`. Batch, mini-batch and online gradient descent are the same rule; only the
+//! data fed to each step differs.
+
+use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::real::Real;
+use crate::{Error, Result};
+
+/// Hyper-parameters of [`Sgd`]; defaults are PyTorch's (lr 1e-3, no momentum).
+///
+/// With gradient `g`, at step `t`:
+/// ```text
+/// d = g + weight_decay * p                      (L2 penalty)
+/// b = d                          if t = 1       (momentum buffer)
+/// b = momentum * b + (1 - dampening) * d        otherwise
+/// d = d + momentum * b  (Nesterov)   or   d = b   (momentum > 0)
+/// p = p - lr * d
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor (0 disables the momentum buffer).
+    pub momentum: f64,
+    /// Dampening of the gradient added to the momentum buffer.
+    pub dampening: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Nesterov momentum (needs momentum > 0 and dampening 0).
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }
+    }
+}
+
+/// SGD; see [`SgdConfig`].
+pub type Sgd = FusedOptimizer<SgdConfig>;
+
+impl UpdateRule for SgdConfig {
+    const NAME: &'static str = "sgd";
+
+    fn slot_names(&self) -> &'static [&'static str] {
+        if self.momentum != 0.0 {
+            &["momentum_buffer"]
+        } else {
+            &[]
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |detail: String| Err(Error::InvalidConfig { optimizer: "sgd", detail });
+        let non_negative = [self.lr, self.momentum, self.weight_decay].iter().all(|v| *v >= 0.0);
+        if !non_negative {
+            return bad(format!(
+                "lr {}, momentum {} and weight decay {} must be non-negative",
+                self.lr, self.momentum, self.weight_decay
+            ));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return bad("Nesterov momentum needs momentum > 0 and zero dampening".into());
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+    fn momentum(&self) -> Option<f64> {
+        (self.momentum != 0.0).then_some(self.momentum)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        if self.momentum != 0.0 {
+            self.momentum = momentum;
+        }
+    }
+
+    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
+        let has_momentum = self.momentum != 0.0;
+        let (keep, add) = if step == 1 { (0.0, 1.0) } else { (h.momentum, 1.0 - self.dampening) };
+        [
+            h.lr,
+            h.weight_decay,
+            keep,
+            add,
+            h.momentum,
+            self.nesterov as u8 as f64,
+            has_momentum as u8 as f64,
+            0.,
+            0.,
+            0.,
+            0.,
+            0.,
+        ]
+    }
+
+    #[inline(always)]
+    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
+        let [lr, wd, keep, add, momentum, nesterov, has_momentum, ..] = *c;
+        let mut d = g + wd * *p;
+        if has_momentum > T::of(0.0) {
+            let b = keep * s[0] + add * d;
+            s[0] = b;
+            d = if nesterov > T::of(0.0) { d + momentum * b } else { b };
+        }
+        *p = *p - lr * d;
+    }
+}
