@@ -131,3 +131,18 @@ fn reduce_on_plateau_matches_pytorch_and_resumes_from_json() {
         assert!(expected.first() != expected.last(), "{name}: the fixture should contain a reduction");
     }
 }
+
+#[test]
+fn schedules_round_trip_through_json() {
+    let s = LinearWarmup {
+        warmup_steps: 5,
+        start_factor: 0.1,
+        after: CosineWarmRestarts { base_lr: 0.1, t_0: 5, t_mult: 2, eta_min: 0.0 },
+    };
+    let back: LinearWarmup<CosineWarmRestarts> = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+    let o = OneCycle::new(0.01, 1000);
+    assert_eq!(serde_json::from_str::<OneCycle>(&serde_json::to_string(&o).unwrap()).unwrap(), o);
+    let m = MultiStep { base_lr: 0.1, milestones: vec![3, 9], gamma: 0.5 };
+    assert_eq!(serde_json::from_str::<MultiStep>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
+}

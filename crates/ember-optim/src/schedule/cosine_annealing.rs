@@ -4,7 +4,7 @@ use crate::Schedule;
 
 /// `lr = eta_min + (base_lr - eta_min) (1 + cos(pi step / t_max)) / 2`; past `t_max` the
 /// cosine continues (rises again), as in PyTorch.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CosineAnnealing {
     /// Initial (largest) learning rate.
     pub base_lr: f64,

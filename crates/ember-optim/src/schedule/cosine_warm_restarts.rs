@@ -4,7 +4,7 @@ use crate::Schedule;
 
 /// Cosine annealing from `base_lr` to `eta_min` over `t_0` steps, then restarting, each cycle
 /// `t_mult` times longer than the last.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CosineWarmRestarts {
     /// Learning rate at the start of every cycle.
     pub base_lr: f64,

@@ -3,7 +3,7 @@
 use crate::Schedule;
 
 /// `lr = base_lr * gamma^step`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exponential {
     /// Initial learning rate.
     pub base_lr: f64,

@@ -5,7 +5,7 @@ use crate::Schedule;
 /// For the first `warmup_steps` steps the rate rises linearly from
 /// `start_factor * after.lr(0)` towards `after.lr(0)`; then `after` runs from its step 0.
 /// Equals PyTorch's `SequentialLR([LinearLR(start_factor, total_iters=w), after], milestones=[w])`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinearWarmup<S> {
     /// Length of the warm-up.
     pub warmup_steps: usize,

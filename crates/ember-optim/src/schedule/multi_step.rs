@@ -3,7 +3,7 @@
 use crate::Schedule;
 
 /// `lr = base_lr * gamma^(number of milestones <= step)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultiStep {
     /// Initial learning rate.
     pub base_lr: f64,

@@ -10,7 +10,7 @@ use crate::Schedule;
 ///
 /// Defaults equal PyTorch's `OneCycleLR`: `pct_start` 0.3, `div_factor` 25,
 /// `final_div_factor` 1e4, momentum cycled between 0.95 and 0.85.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OneCycle {
     /// Peak learning rate.
     pub max_lr: f64,
