@@ -18,6 +18,28 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a saved checkpoint on a test set.
     Eval(EvalArgs),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Counts per split and per class of a dataset (downloading it if it is nowhere local).
+    Info(DataInfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataInfoArgs {
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Learning-rate schedule.

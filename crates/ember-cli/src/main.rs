@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, DataCommand};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -29,6 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Data(DataCommand::Info(args)) => commands::data_info::run(&args),
     }
 }
 

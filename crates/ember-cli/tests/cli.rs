@@ -161,3 +161,17 @@ fn unknown_dataset_and_missing_directory_are_one_line_errors() {
     let out = ember(&["eval", "--checkpoint", dir.path().join("none.safetensors").to_str().unwrap()]);
     assert_one_line_error(&out, &["none.safetensors"]);
 }
+
+#[test]
+fn data_info_counts_splits_and_classes() {
+    let out = ember(&["data", "info", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = last_json(&out);
+    assert_eq!(info["dataset"], "mnist-sample");
+    let splits = info["splits"].as_array().unwrap();
+    assert_eq!((splits[0]["images"].as_u64(), splits[1]["images"].as_u64()), (Some(6000), Some(2000)));
+    let per_class: u64 = splits[1]["per_class"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(per_class, 2000);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("total") && stdout.contains("6000"), "{stdout}");
+}

@@ -101,15 +101,53 @@ pub enum Error {
         /// Known names, comma-separated.
         known: String,
     },
-    /// A known dataset was not found in any of the places searched.
-    #[error(
-        "dataset `{dataset}` not found; looked in {tried}. Place its IDX files in one of them or pass --data-dir DIR"
-    )]
+    /// An image file could not be decoded.
+    #[error("{path}: cannot decode image: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A CSV file has a malformed line.
+    #[error("{path}:{line}: {detail}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A download failed (network, HTTP status, interrupted transfer).
+    #[error("downloading {url}: {reason}")]
+    Download {
+        /// The address.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A downloaded file does not have the expected SHA-256 checksum; it was deleted.
+    #[error("{url}: SHA-256 {found} does not match the expected {expected}; the file was deleted")]
+    ChecksumMismatch {
+        /// The address.
+        url: String,
+        /// Expected checksum (hex).
+        expected: String,
+        /// Checksum of what arrived (hex).
+        found: String,
+    },
+    /// A known dataset was not found in any of the places searched (and not downloaded).
+    #[error("dataset `{dataset}` not found; looked in {tried}{download}. Place its files ({files}) in one of those directories, or pass --data-dir DIR")]
     DatasetNotFound {
         /// The dataset.
         dataset: String,
         /// Directories searched, comma-separated.
         tried: String,
+        /// The files expected.
+        files: String,
+        /// Why no download happened (starts with "; " when present).
+        download: String,
     },
     /// A dataset's images do not match what the caller needs.
     #[error("{what}: {detail}")]

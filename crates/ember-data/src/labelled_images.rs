@@ -104,3 +104,27 @@ impl LabelledImages {
         Self::new(pixels, labels, self.height, self.width, self.classes)
     }
 }
+
+impl crate::Dataset for LabelledImages {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn get(&self, index: usize) -> Result<crate::Example> {
+        if index >= self.len() {
+            return Err(crate::dataset::out_of_range("labelled images", index, self.len()));
+        }
+        Ok(crate::Example { features: crate::Features::Gray(self.image(index)), label: self.labels[index] as u32 })
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn label(&self, index: usize) -> Result<u32> {
+        self.labels
+            .get(index)
+            .map(|&l| l as u32)
+            .ok_or_else(|| crate::dataset::out_of_range("labelled images", index, self.len()))
+    }
+}

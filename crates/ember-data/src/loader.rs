@@ -1,49 +1,69 @@
-//! Mini-batches of tensors from a [`LabelledImages`] set.
+//! Mini-batches of tensors from any [`Dataset`], built by background workers.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
 use ember_augment::{sample_rng, Transform};
-use image::GrayImage;
+use image::{GrayImage, RgbImage};
 use rand::seq::SliceRandom;
 
-use crate::{LabelledImages, Result};
+use crate::{Dataset, Error, Features, Result};
 
 /// One mini-batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// `(b, 1, h, w)` f32 pixels scaled to `[0, 1]`.
+    /// Images: `(b, c, h, w)` f32 scaled to `[0, 1]`; tabular rows: `(b, features)` f32.
     pub images: Tensor,
     /// `(b,)` u32 class labels.
     pub labels: Tensor,
 }
 
-/// Serves a [`LabelledImages`] set as mini-batches, optionally shuffled and augmented.
+/// Serves a [`Dataset`] as mini-batches, optionally shuffled and augmented, built by `workers`
+/// background threads with a bounded queue of ready batches.
 ///
-/// Epoch `e`'s order and every sample's augmentation depend only on `(seed, e, index)`, so a
-/// run replays exactly.
-pub struct DataLoader<'a> {
-    data: &'a LabelledImages,
+/// Epoch `e`'s order and every sample's augmentation depend only on `(seed, e, index)`, so the
+/// batches are the same, in the same order, whatever the number of workers.
+#[derive(Clone)]
+pub struct DataLoader {
+    data: Arc<dyn Dataset>,
     batch_size: usize,
     shuffle_seed: Option<u64>,
     drop_last: bool,
-    transform: Option<&'a dyn Transform<GrayImage>>,
+    workers: usize,
+    prefetch: usize,
+    gray: Option<Arc<dyn Transform<GrayImage>>>,
+    rgb: Option<Arc<dyn Transform<RgbImage>>>,
 }
 
-impl std::fmt::Debug for DataLoader<'_> {
+impl std::fmt::Debug for DataLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataLoader")
             .field("len", &self.data.len())
             .field("batch_size", &self.batch_size)
             .field("shuffle_seed", &self.shuffle_seed)
             .field("drop_last", &self.drop_last)
-            .field("augmented", &self.transform.is_some())
+            .field("workers", &self.workers)
+            .field("prefetch", &self.prefetch)
             .finish()
     }
 }
 
-impl<'a> DataLoader<'a> {
-    /// Batches of `batch_size` (at least 1) in dataset order, the last one possibly smaller.
-    pub fn new(data: &'a LabelledImages, batch_size: usize) -> Self {
-        Self { data, batch_size: batch_size.max(1), shuffle_seed: None, drop_last: false, transform: None }
+impl DataLoader {
+    /// Batches of `batch_size` (at least 1) in dataset order, the last one possibly smaller,
+    /// built on the calling thread.
+    pub fn new(data: Arc<dyn Dataset>, batch_size: usize) -> Self {
+        Self {
+            data,
+            batch_size: batch_size.max(1),
+            shuffle_seed: None,
+            drop_last: false,
+            workers: 0,
+            prefetch: 2,
+            gray: None,
+            rgb: None,
+        }
     }
 
     /// Shuffles every epoch with an order drawn from `(seed, epoch)`.
@@ -58,11 +78,34 @@ impl<'a> DataLoader<'a> {
         self
     }
 
-    /// Applies `transform` to every sample, with the RNG of `(seed, epoch, index)`. The seed is
-    /// the shuffle seed (0 when not shuffling).
-    pub fn with_transform(mut self, transform: &'a dyn Transform<GrayImage>) -> Self {
-        self.transform = Some(transform);
+    /// Builds batches on `workers` background threads (0: on the calling thread).
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
         self
+    }
+
+    /// Keeps up to `batches` ready batches queued ahead of the consumer (at least 1 per worker).
+    pub fn with_prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = batches.max(1);
+        self
+    }
+
+    /// Applies `transform` to every greyscale image, with the RNG of `(seed, epoch, index)`
+    /// (the seed is the shuffle seed, 0 when not shuffling).
+    pub fn with_transform(mut self, transform: Arc<dyn Transform<GrayImage>>) -> Self {
+        self.gray = Some(transform);
+        self
+    }
+
+    /// Applies `transform` to every RGB image, like [`DataLoader::with_transform`].
+    pub fn with_rgb_transform(mut self, transform: Arc<dyn Transform<RgbImage>>) -> Self {
+        self.rgb = Some(transform);
+        self
+    }
+
+    /// The dataset served.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.data
     }
 
     /// Number of batches per epoch.
@@ -85,42 +128,153 @@ impl<'a> DataLoader<'a> {
         order
     }
 
-    /// The batches of `epoch`, built on `device`.
-    pub fn epoch(&self, epoch: u64, device: &Device) -> impl Iterator<Item = Result<Batch>> + '_ {
-        let order = self.order(epoch);
-        let device = device.clone();
-        let n_batches = self.num_batches();
-        (0..n_batches).map(move |b| {
-            let end = ((b + 1) * self.batch_size).min(order.len());
-            self.batch(&order[b * self.batch_size..end], epoch, &device)
-        })
+    /// The batches of `epoch`, built on `device`. Dropping the iterator stops the workers.
+    pub fn epoch(&self, epoch: u64, device: &Device) -> Batches {
+        let order = Arc::new(self.order(epoch));
+        let total = self.num_batches();
+        if self.workers == 0 {
+            return Batches {
+                source: Source::Inline { loader: self.clone(), order, device: device.clone(), epoch },
+                next: 0,
+                total,
+            };
+        }
+        let per_worker = self.prefetch.div_ceil(self.workers).max(1);
+        let mut receivers = Vec::with_capacity(self.workers);
+        let mut handles = Vec::with_capacity(self.workers);
+        for w in 0..self.workers {
+            let (tx, rx) = sync_channel(per_worker);
+            let (loader, order, device) = (self.clone(), order.clone(), device.clone());
+            let workers = self.workers;
+            handles.push(std::thread::spawn(move || {
+                for b in (w..total).step_by(workers) {
+                    let batch = loader.batch_at(&order, b, epoch, &device);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return; // consumer gone, or this worker reported its error
+                    }
+                }
+            }));
+            receivers.push(rx);
+        }
+        Batches { source: Source::Workers { receivers, handles }, next: 0, total }
+    }
+
+    fn batch_at(&self, order: &[usize], b: usize, epoch: u64, device: &Device) -> Result<Batch> {
+        let end = ((b + 1) * self.batch_size).min(order.len());
+        self.batch(&order[b * self.batch_size..end], epoch, device)
     }
 
     fn batch(&self, indices: &[usize], epoch: u64, device: &Device) -> Result<Batch> {
-        let (h, w) = (self.data.height(), self.data.width());
-        let mut pixels = Vec::with_capacity(indices.len() * h * w);
+        let seed = self.shuffle_seed.unwrap_or(0);
+        let mut values: Vec<f32> = Vec::new();
         let mut labels = Vec::with_capacity(indices.len());
+        let mut shape: Option<Vec<usize>> = None;
         for &i in indices {
-            match self.transform {
-                None => pixels.extend(self.data.pixels(i).iter().map(|&p| p as f32 / 255.0)),
-                Some(t) => {
-                    let mut rng = sample_rng(self.shuffle_seed.unwrap_or(0), epoch, i as u64);
-                    let img = t.apply(self.data.image(i), &mut rng)?;
-                    if img.dimensions() != (w as u32, h as u32) {
-                        return Err(crate::Error::Invalid {
-                            what: "data loader".into(),
-                            detail: format!("transform changed the image size from {w}x{h} to {:?}", img.dimensions()),
-                        });
-                    }
-                    pixels.extend(img.as_raw().iter().map(|&p| p as f32 / 255.0));
+            let example = self.data.get(i)?;
+            let mut rng = sample_rng(seed, epoch, i as u64);
+            let start = values.len();
+            let this_shape = match example.features {
+                Features::Gray(img) => {
+                    let img = match &self.gray {
+                        Some(t) => t.apply(img, &mut rng)?,
+                        None => img,
+                    };
+                    values.extend(img.as_raw().iter().map(|&p| p as f32 / 255.0));
+                    vec![1, img.height() as usize, img.width() as usize]
                 }
+                Features::Rgb(img) => {
+                    let img = match &self.rgb {
+                        Some(t) => t.apply(img, &mut rng)?,
+                        None => img,
+                    };
+                    let (w, h) = (img.width() as usize, img.height() as usize);
+                    // HWC u8 -> CHW f32.
+                    values.resize(start + 3 * h * w, 0.0);
+                    for (p, px) in img.pixels().enumerate() {
+                        for c in 0..3 {
+                            values[start + c * h * w + p] = px.0[c] as f32 / 255.0;
+                        }
+                    }
+                    vec![3, h, w]
+                }
+                Features::Vector(v) => {
+                    values.extend_from_slice(&v);
+                    vec![v.len()]
+                }
+            };
+            match &shape {
+                None => shape = Some(this_shape),
+                Some(s) if *s != this_shape => {
+                    return Err(Error::Invalid {
+                        what: "data loader".into(),
+                        detail: format!("example {i} has shape {this_shape:?} but the batch's first example has {s:?}; resize images to one size"),
+                    })
+                }
+                Some(_) => {}
             }
-            labels.push(self.data.labels()[i] as u32);
+            labels.push(example.label);
         }
-        let b = indices.len();
+        let mut dims = vec![indices.len()];
+        dims.extend(shape.unwrap_or_default());
         Ok(Batch {
-            images: Tensor::from_vec(pixels, (b, 1, h, w), device)?,
-            labels: Tensor::from_vec(labels, b, device)?,
+            images: Tensor::from_vec(values, dims, device)?,
+            labels: Tensor::from_vec(labels, indices.len(), device)?,
         })
+    }
+}
+
+enum Source {
+    Inline { loader: DataLoader, order: Arc<Vec<usize>>, device: Device, epoch: u64 },
+    Workers { receivers: Vec<Receiver<Result<Batch>>>, handles: Vec<JoinHandle<()>> },
+}
+
+/// The batches of one epoch, in order (see [`DataLoader::epoch`]).
+pub struct Batches {
+    source: Source,
+    next: usize,
+    total: usize,
+}
+
+impl Iterator for Batches {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.total {
+            return None;
+        }
+        let b = self.next;
+        self.next += 1;
+        match &self.source {
+            Source::Inline { loader, order, device, epoch } => Some(loader.batch_at(order, b, *epoch, device)),
+            Source::Workers { receivers, .. } => {
+                let item = receivers[b % receivers.len()].recv().unwrap_or_else(|_| {
+                    Err(Error::Invalid {
+                        what: "data loader".into(),
+                        detail: format!("worker for batch {b} stopped unexpectedly"),
+                    })
+                });
+                if item.is_err() {
+                    self.next = self.total; // an error ends the epoch
+                }
+                Some(item)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total - self.next;
+        (left, Some(left))
+    }
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        if let Source::Workers { receivers, handles } = &mut self.source {
+            receivers.clear(); // wakes workers blocked on a full queue: their send fails
+            for h in handles.drain(..) {
+                let _ = h.join();
+            }
+        }
     }
 }

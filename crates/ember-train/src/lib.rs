@@ -6,6 +6,7 @@
 //! precision/recall/F1 follow. Checkpoints are safetensors files written atomically.
 //!
 //! ```
+//! use std::sync::Arc;
 //! use candle_core::{DType, Device};
 //! use ember_data::{DataLoader, LabelledImages};
 //! use ember_layers::ParamStore;
@@ -15,15 +16,15 @@
 //! // Two classes: dark images (label 0) and bright ones (label 1).
 //! let pixels: Vec<u8> = (0..64).flat_map(|i| vec![if i % 2 == 0 { 10 } else { 240 }; 28 * 28]).collect();
 //! let labels: Vec<u8> = (0..64).map(|i| (i % 2) as u8).collect();
-//! let data = LabelledImages::new(pixels, labels, 28, 28, 10)?;
+//! let data = Arc::new(LabelledImages::new(pixels, labels, 28, 28, 10)?);
 //!
 //! let store = ParamStore::new(0, &Device::Cpu);
 //! let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32))?;
 //! let mut adam = Adam::new(store.vars(), AdamConfig::default())?;
-//! let train = DataLoader::new(&data, 16).with_shuffle(0);
-//! let history = fit(model.as_ref(), &mut adam, &train, Some(&DataLoader::new(&data, 64)), &FitOptions::new(3), |_| {})?;
+//! let train = DataLoader::new(data.clone(), 16).with_shuffle(0);
+//! let history = fit(model.as_ref(), &mut adam, &train, Some(&DataLoader::new(data.clone(), 64)), &FitOptions::new(3), |_| {})?;
 //! assert_eq!(history.len(), 3);
-//! assert_eq!(evaluate(model.as_ref(), &DataLoader::new(&data, 64), 10)?.confusion.accuracy(), 1.0);
+//! assert_eq!(evaluate(model.as_ref(), &DataLoader::new(data.clone(), 64), 10)?.confusion.accuracy(), 1.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

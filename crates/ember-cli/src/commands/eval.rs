@@ -27,8 +27,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     checkpoint::load(&store, &args.checkpoint)?;
 
     let data_dir = args.data_dir.as_deref();
-    let test_set = dataset.load(data_dir, Split::Test)?;
-    let eval = evaluate(model.as_ref(), &DataLoader::new(&test_set, args.batch_size), test_set.classes())?;
+    let test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    let classes = test_set.classes();
+    let eval = evaluate(model.as_ref(), &DataLoader::new(std::sync::Arc::new(test_set), args.batch_size), classes)?;
     let m = &eval.confusion;
     let names = dataset.class_names();
 

@@ -1,5 +1,6 @@
 //! `ember train`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -18,12 +19,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dataset: KnownDataset = args.dataset.parse()?;
     let data_dir = args.data_dir.as_deref();
-    let mut train_set = dataset.load(data_dir, Split::Train)?;
+    let mut train_set = super::load_split(dataset, data_dir, Split::Train)?;
     if let Some(limit) = args.train_limit {
         let n = limit.min(train_set.len());
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
-    let test_set = dataset.load(data_dir, Split::Test)?;
+    let test_set = super::load_split(dataset, data_dir, Split::Test)?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
     let lr = args.lr.unwrap_or(match args.schedule {
         ScheduleArg::OneCycle => 0.005,
@@ -36,16 +37,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let model = ember_zoo::build(&args.model, store.var_builder(DType::F32))?;
     let mut adam = Adam::new(store.vars(), AdamConfig { lr, ..AdamConfig::default() })?;
 
+    let (classes, n_train, n_test) = (train_set.classes(), train_set.len(), test_set.len());
     let crop = RandomCrop::new(train_set.width() as u32, train_set.height() as u32).with_padding(args.pad_crop);
-    let mut train_loader = DataLoader::new(&train_set, args.batch_size).with_shuffle(args.seed);
+    let mut train_loader =
+        DataLoader::new(Arc::new(train_set), args.batch_size).with_shuffle(args.seed).with_workers(1);
     if args.pad_crop > 0 {
-        train_loader = train_loader.with_transform(&crop);
+        train_loader = train_loader.with_transform(Arc::new(crop));
     }
-    let test_loader = DataLoader::new(&test_set, 500);
+    let test_loader = DataLoader::new(Arc::new(test_set), 500);
 
     let one_cycle = OneCycle::new(lr, args.epochs * train_loader.num_batches());
     let mut options = FitOptions::new(args.epochs);
-    options.classes = train_set.classes();
+    options.classes = classes;
     if args.schedule == ScheduleArg::OneCycle {
         options = options.with_schedule(&one_cycle);
     }
@@ -54,8 +57,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         "training {} on {} ({} train / {} test images), {} parameters, {} epochs, batch {}, lr {} ({:?}), seed {}",
         args.model,
         data_dir.map_or_else(|| dataset.to_string(), |d| d.display().to_string()),
-        train_set.len(),
-        test_set.len(),
+        n_train,
+        n_test,
         store.num_parameters(),
         args.epochs,
         args.batch_size,
@@ -68,7 +71,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating run directory {}", args.out.display()))?;
     let weights = args.out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
-    let eval = evaluate(model.as_ref(), &test_loader, train_set.classes())?;
+    let eval = evaluate(model.as_ref(), &test_loader, classes)?;
     let accuracy = eval.confusion.accuracy();
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo {
@@ -76,7 +79,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         model: args.model.clone(),
         dataset: dataset.to_string(),
         data_dir: args.data_dir.clone(),
-        train_images: train_set.len(),
+        train_images: n_train,
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr,
