@@ -21,18 +21,46 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod activation;
+mod adaptive_avg_pool2d;
+mod avg_pool2d;
+mod batch_norm;
+mod conv1d;
 mod conv2d;
+mod conv_transpose2d;
+mod dropout;
+mod embedding;
 mod flatten;
+mod group_norm;
+mod gru;
+mod layer_norm;
 mod linear;
 pub mod loss;
+mod lstm;
 mod max_pool2d;
 mod mode;
 mod param_store;
+mod recurrent;
+mod rnn;
+mod sequential;
 
 pub use activation::Activation;
+pub use adaptive_avg_pool2d::{AdaptiveAvgPool2d, GlobalAvgPool2d};
+pub use avg_pool2d::AvgPool2d;
+pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
+pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
+pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
+pub use dropout::{Dropout, Dropout2d, DropoutConfig};
+pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use group_norm::{GroupNorm, GroupNormConfig};
+pub use gru::Gru;
+pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
+pub use lstm::Lstm;
 pub use max_pool2d::MaxPool2d;
 pub use mode::Mode;
-pub use param_store::ParamStore;
+pub use param_store::{ParamStore, BUFFER_NAMES};
+pub use recurrent::{RecurrentConfig, RecurrentOutput};
+pub use rnn::{Rnn, RnnNonlinearity};
+pub use sequential::{Sequential, SequentialBuilder};
