@@ -46,8 +46,15 @@ impl Module for Activation {
             // (1 - a) relu(x) + a x: x for x >= 0, a x otherwise, for any slope a.
             Activation::LeakyRelu(slope) => xs.relu()?.affine(1.0 - slope, 0.0)? + xs.affine(slope, 0.0)?,
             Activation::Elu(alpha) => xs.elu(alpha),
-            Activation::Gelu => xs.gelu_erf(),
-            Activation::GeluTanh => xs.gelu(),
+            // Composed from `erf` rather than candle's `gelu_erf`, whose backward rounds
+            // 1/sqrt(2π) to 0.398942 (gradients off by up to ~2e-5 relative).
+            Activation::Gelu => (xs * ((xs / std::f64::consts::SQRT_2)?.erf()? + 1.0)?)? * 0.5,
+            // Composed for the same reason: candle's `gelu` backward uses rounded constants.
+            Activation::GeluTanh => {
+                let inner =
+                    (xs + xs.powf(3.0)?.affine(0.044715, 0.0)?)?.affine((2.0 / std::f64::consts::PI).sqrt(), 0.0)?;
+                (xs * (inner.tanh()? + 1.0)?)? * 0.5
+            }
             Activation::Silu => xs.silu(),
             Activation::HardSwish => xs * (xs + 3.0)?.relu()?.minimum(6.0)?.affine(1.0 / 6.0, 0.0)?,
             Activation::Sigmoid => candle_nn::ops::sigmoid(xs),

@@ -82,7 +82,7 @@ impl<'a> SequentialBuilder<'a> {
     }
 
     /// Appends a layer without parameters (it still takes an index, as in PyTorch).
-    pub fn add(mut self, layer: impl ModuleT + Send + Sync + 'static) -> Self {
+    pub fn stateless(mut self, layer: impl ModuleT + Send + Sync + 'static) -> Self {
         self.seq.push(layer);
         self
     }

@@ -86,24 +86,44 @@ pub fn random(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// Finite-difference check (f64) of `forward(vb, x)` with respect to `x` and to every named
-/// parameter, all drawn from N(0, 1) (`*running_var` from |N(0, 1)| + 0.5).
+/// parameter, all drawn from N(0, 1). Buffers (`*running_mean`, `*running_var`) are read through
+/// `vb` too but held constant (`running_var` from |N(0, 1)| + 0.5): they carry no gradient.
 pub fn gradcheck<F>(x: Tensor, params: &[(&str, &[usize])], forward: F) -> GradCheckReport
 where
     F: Fn(VarBuilder, &Tensor) -> Result<Tensor>,
 {
+    gradcheck_with_tol(GRAD_TOL, x, params, forward)
+}
+
+/// [`gradcheck`] with a custom tolerance.
+pub fn gradcheck_with_tol<F>(tol: f64, x: Tensor, params: &[(&str, &[usize])], forward: F) -> GradCheckReport
+where
+    F: Fn(VarBuilder, &Tensor) -> Result<Tensor>,
+{
+    let is_buffer = |name: &str| name.ends_with("running_mean") || name.ends_with("running_var");
     let mut inputs = vec![x];
+    let mut trained = Vec::new();
+    let mut buffers = HashMap::new();
     for (i, (name, shape)) in params.iter().enumerate() {
         let t = random(shape, 100 + i as u64);
-        inputs.push(if name.ends_with("running_var") { (t.abs().unwrap() + 0.5).unwrap() } else { t });
+        if name.ends_with("running_var") {
+            buffers.insert(name.to_string(), (t.abs().unwrap() + 0.5).unwrap());
+        } else if is_buffer(name) {
+            buffers.insert(name.to_string(), t);
+        } else {
+            trained.push(name.to_string());
+            inputs.push(t);
+        }
     }
     let build = |t: &[Tensor]| {
-        let map: HashMap<String, Tensor> =
-            params.iter().zip(&t[1..]).map(|((name, _), t)| (name.to_string(), t.clone())).collect();
+        // Fresh copies of the buffers, so a train-mode update cannot leak into the next call.
+        let mut map: HashMap<String, Tensor> = buffers.iter().map(|(k, v)| (k.clone(), v.copy().unwrap())).collect();
+        map.extend(trained.iter().zip(&t[1..]).map(|(name, t)| (name.clone(), t.clone())));
         VarBuilder::from_tensors(map, DType::F64, &Device::Cpu)
     };
     let y = forward(build(&inputs), &inputs[0]).unwrap();
     let up = random(y.dims(), 7);
     let report = check_gradients(|t| (forward(build(t), &t[0])? * &up)?.sum_all(), &inputs, 1e-6).unwrap();
-    assert!(report.max_rel_error < GRAD_TOL, "{report:?}");
+    assert!(report.max_rel_error < tol, "{report:?}");
     report
 }
