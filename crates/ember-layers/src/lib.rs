@@ -4,7 +4,15 @@
 //! PyTorch's `state_dict` does (`conv1.weight`, `fc2.bias`), so weights round-trip with
 //! checkpoints exported from PyTorch. Layers compute through `ember-kernels`, never through
 //! candle's ops directly, so a faster kernel can be switched in without touching callers.
-//! Parameters come from a [`ParamStore`], which draws initial values from a seeded RNG.
+//! Parameters come from a [`ParamStore`], which draws initial values from a seeded RNG and keeps
+//! buffers (batch norm's running statistics) apart from trainable parameters.
+//!
+//! Layers: [`Conv1d`], [`Conv2d`] (stride, padding incl. "same", dilation, groups, depthwise),
+//! [`ConvTranspose2d`], [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`GlobalAvgPool2d`],
+//! [`Flatten`], [`Linear`], [`BatchNorm`], [`LayerNorm`], [`GroupNorm`], [`Dropout`],
+//! [`Dropout2d`], [`Embedding`], [`Rnn`], [`Lstm`], [`Gru`], [`Activation`] and the
+//! [`Sequential`] container; losses live in [`loss`]. Layers whose train and eval behaviour
+//! differ implement candle's `ModuleT` (see [`Mode`]); the others implement `Module`.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -16,6 +24,18 @@
 //! let y = conv.forward(&Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?)?;
 //! assert_eq!(y.dims(), &[2, 8, 26, 26]);
 //! assert_eq!(store.names(), vec!["conv1.bias", "conv1.weight"]);
+//!
+//! // PyTorch-style names inside a Sequential: `features.0.weight`, `features.1.running_mean`.
+//! use candle_nn::ModuleT;
+//! use ember_layers::{Activation, BatchNorm, BatchNormConfig, Sequential};
+//! let features = Sequential::builder(store.var_builder(DType::F32).pp("features"))
+//!     .layer(|vb| Conv2d::new(&Conv2dConfig::new(1, 4, 3), vb))?
+//!     .layer(|vb| BatchNorm::new(&BatchNormConfig::new(4), vb))?
+//!     .stateless(Activation::Relu)
+//!     .build();
+//! let y = features.forward_t(&Tensor::ones((2, 1, 8, 8), DType::F32, &Device::Cpu)?, true)?;
+//! assert_eq!(y.dims(), &[2, 4, 6, 6]);
+//! assert_eq!(store.buffer_names(), vec!["features.1.running_mean", "features.1.running_var"]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
