@@ -62,3 +62,73 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
         }
     }
 }
+
+/// 1-D convolution, computed as a 2-D convolution over a height-1 image so that strided and
+/// grouped cases share [`conv2d`]'s fixes.
+///
+/// # Shapes
+/// - `xs`: `(b, c_in, l)`
+/// - `weight`: `(c_out, c_in / groups, k)`
+/// - `bias`: `(c_out,)`
+/// - output: `(b, c_out, (l + 2p - d(k-1) - 1) / s + 1)`
+pub fn conv1d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    xs.dims3()?;
+    weight.dims3()?;
+    // Pad the length explicitly: `conv2d`'s padding would also pad the height-1 axis.
+    let xs = xs.pad_with_zeros(2, p.padding, p.padding)?.unsqueeze(2)?;
+    let ys = conv2d(&xs, &weight.unsqueeze(2)?, bias, Conv2dParams { padding: 0, ..p })?;
+    ys.squeeze(2)
+}
+
+/// Geometry of a transposed 2-D convolution (PyTorch's `nn.ConvTranspose2d`, one group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvTranspose2dParams {
+    /// Rows and columns removed from each side of the full output.
+    pub padding: usize,
+    /// Extra rows and columns added on the bottom/right of the output (`< stride`).
+    pub output_padding: usize,
+    /// Step of the kernel in the output.
+    pub stride: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        Self { padding: 0, output_padding: 0, stride: 1, dilation: 1 }
+    }
+}
+
+/// Transposed 2-D convolution (the gradient of [`conv2d`] with respect to its input) with an
+/// optional per-channel bias.
+///
+/// # Shapes
+/// - `xs`: `(b, c_in, h, w)`
+/// - `weight`: `(c_in, c_out, kh, kw)`
+/// - `bias`: `(c_out,)`
+/// - output: `(b, c_out, (h - 1)s - 2p + d(kh - 1) + output_padding + 1, ...)`
+pub fn conv_transpose2d(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: ConvTranspose2dParams,
+) -> Result<Tensor> {
+    xs.dims4()?;
+    weight.dims4()?;
+    if p.output_padding >= p.stride.max(p.dilation) {
+        candle_core::bail!(
+            "conv_transpose2d: output padding {} must be smaller than the stride {} or the dilation {}",
+            p.output_padding,
+            p.stride,
+            p.dilation
+        )
+    }
+    let ys = xs.conv_transpose2d(weight, p.padding, p.output_padding, p.stride, p.dilation)?;
+    match bias {
+        None => Ok(ys),
+        Some(bias) => {
+            let c_out = bias.dims1()?;
+            ys.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)
+        }
+    }
+}

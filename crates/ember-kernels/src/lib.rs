@@ -19,10 +19,12 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod avg_pool;
 mod conv;
 pub mod gradcheck;
 pub mod init;
 mod max_pool;
 
-pub use conv::{conv2d, Conv2dParams};
+pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
+pub use conv::{conv1d, conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
 pub use max_pool::{max_pool2d, Pool2dParams};

@@ -33,18 +33,14 @@ impl Pool2dParams {
         let (sh, sw) = self.stride;
         let (ph, pw) = self.padding;
         if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
-            candle_core::bail!("max_pool2d: kernel {:?} and stride {:?} must be positive", self.kernel, self.stride)
+            candle_core::bail!("pool2d: kernel {:?} and stride {:?} must be positive", self.kernel, self.stride)
         }
         if ph * 2 > kh || pw * 2 > kw {
-            candle_core::bail!(
-                "max_pool2d: padding {:?} must be at most half the kernel {:?}",
-                self.padding,
-                self.kernel
-            )
+            candle_core::bail!("pool2d: padding {:?} must be at most half the kernel {:?}", self.padding, self.kernel)
         }
         if h + 2 * ph < kh || w + 2 * pw < kw {
             candle_core::bail!(
-                "max_pool2d: input {h}x{w} (padding {:?}) is smaller than the kernel {:?}",
+                "pool2d: input {h}x{w} (padding {:?}) is smaller than the kernel {:?}",
                 self.padding,
                 self.kernel
             )

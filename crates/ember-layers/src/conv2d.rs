@@ -18,12 +18,15 @@ pub struct Conv2dConfig {
     pub params: Conv2dParams,
     /// Whether the layer adds a learned per-channel bias.
     pub bias: bool,
+    /// PyTorch's `padding="same"`: pad so the output has the input's size (stride 1 only;
+    /// odd totals put the extra row/column at the bottom/right). `params.padding` is ignored.
+    pub same_padding: bool,
 }
 
 impl Conv2dConfig {
     /// `c_in -> c_out` with a `kernel x kernel` window, stride 1, no padding, with bias.
     pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true }
+        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false }
     }
 }
 
@@ -32,7 +35,11 @@ impl Conv2dConfig {
 ///
 /// # Shapes
 /// - input: `(b, c_in, h, w)`
-/// - output: `(b, c_out, h', w')` with `h' = (h + 2p - d(k-1) - 1) / s + 1`
+/// - output: `(b, c_out, h', w')` with `h' = (h + 2p - d(k-1) - 1) / s + 1` (`h' = h` with
+///   same padding)
+///
+/// Grouped and depthwise convolutions (`groups = c_in`) are supported; candle computes them
+/// group by group (narrow, convolve, concatenate), so their gradients are exact.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     name: String,
@@ -45,6 +52,9 @@ impl Conv2d {
     /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
     pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
         let groups = cfg.params.groups;
+        if cfg.same_padding && cfg.params.stride != 1 {
+            candle_core::bail!("conv2d `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), cfg.params.stride)
+        }
         if groups == 0 || cfg.c_in % groups != 0 || cfg.c_out % groups != 0 {
             candle_core::bail!(
                 "conv2d `{}`: {} in / {} out channels do not split into {groups} groups",
@@ -73,7 +83,7 @@ impl Module for Conv2d {
             [_, c, h, w] if *c == self.cfg.c_in => {
                 let p = self.cfg.params;
                 let reach = p.dilation * (self.cfg.kernel - 1) + 1;
-                if h + 2 * p.padding < reach || w + 2 * p.padding < reach {
+                if !self.cfg.same_padding && (h + 2 * p.padding < reach || w + 2 * p.padding < reach) {
                     candle_core::bail!(
                         "conv2d `{}`: input {h}x{w} with padding {} is smaller than the {reach}x{reach} kernel reach",
                         self.name,
@@ -87,8 +97,20 @@ impl Module for Conv2d {
                 self.cfg.c_in
             ),
         }
+        if self.cfg.same_padding {
+            let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
+            let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
+            let params = Conv2dParams { padding: 0, ..self.cfg.params };
+            return ember_kernels::conv2d(&xs, &self.weight, self.bias.as_ref(), params);
+        }
         ember_kernels::conv2d(xs, &self.weight, self.bias.as_ref(), self.cfg.params)
     }
+}
+
+/// Padding before and after that keeps the size at stride 1 (PyTorch's `padding="same"`).
+pub(crate) fn same_padding(kernel: usize, dilation: usize) -> (usize, usize) {
+    let total = dilation * (kernel - 1);
+    (total / 2, total - total / 2)
 }
 
 /// Converts an ember initialiser into the hint candle's `VarBuilder` carries.

@@ -4,7 +4,15 @@
 //! PyTorch's `state_dict` does (`conv1.weight`, `fc2.bias`), so weights round-trip with
 //! checkpoints exported from PyTorch. Layers compute through `ember-kernels`, never through
 //! candle's ops directly, so a faster kernel can be switched in without touching callers.
-//! Parameters come from a [`ParamStore`], which draws initial values from a seeded RNG.
+//! Parameters come from a [`ParamStore`], which draws initial values from a seeded RNG and keeps
+//! buffers (batch norm's running statistics) apart from trainable parameters.
+//!
+//! Layers: [`Conv1d`], [`Conv2d`] (stride, padding incl. "same", dilation, groups, depthwise),
+//! [`ConvTranspose2d`], [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`GlobalAvgPool2d`],
+//! [`Flatten`], [`Linear`], [`BatchNorm`], [`LayerNorm`], [`GroupNorm`], [`Dropout`],
+//! [`Dropout2d`], [`Embedding`], [`Rnn`], [`Lstm`], [`Gru`], [`Activation`] and the
+//! [`Sequential`] container; losses live in [`loss`]. Layers whose train and eval behaviour
+//! differ implement candle's `ModuleT` (see [`Mode`]); the others implement `Module`.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -16,23 +24,63 @@
 //! let y = conv.forward(&Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?)?;
 //! assert_eq!(y.dims(), &[2, 8, 26, 26]);
 //! assert_eq!(store.names(), vec!["conv1.bias", "conv1.weight"]);
+//!
+//! // PyTorch-style names inside a Sequential: `features.0.weight`, `features.1.running_mean`.
+//! use candle_nn::ModuleT;
+//! use ember_layers::{Activation, BatchNorm, BatchNormConfig, Sequential};
+//! let features = Sequential::builder(store.var_builder(DType::F32).pp("features"))
+//!     .layer(|vb| Conv2d::new(&Conv2dConfig::new(1, 4, 3), vb))?
+//!     .layer(|vb| BatchNorm::new(&BatchNormConfig::new(4), vb))?
+//!     .stateless(Activation::Relu)
+//!     .build();
+//! let y = features.forward_t(&Tensor::ones((2, 1, 8, 8), DType::F32, &Device::Cpu)?, true)?;
+//! assert_eq!(y.dims(), &[2, 4, 6, 6]);
+//! assert_eq!(store.buffer_names(), vec!["features.1.running_mean", "features.1.running_var"]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod activation;
+mod adaptive_avg_pool2d;
+mod avg_pool2d;
+mod batch_norm;
+mod conv1d;
 mod conv2d;
+mod conv_transpose2d;
+mod dropout;
+mod embedding;
 mod flatten;
+mod group_norm;
+mod gru;
+mod layer_norm;
 mod linear;
 pub mod loss;
+mod lstm;
 mod max_pool2d;
 mod mode;
 mod param_store;
+mod recurrent;
+mod rnn;
+mod sequential;
 
 pub use activation::Activation;
+pub use adaptive_avg_pool2d::{AdaptiveAvgPool2d, GlobalAvgPool2d};
+pub use avg_pool2d::AvgPool2d;
+pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
+pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
+pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
+pub use dropout::{Dropout, Dropout2d, DropoutConfig};
+pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use group_norm::{GroupNorm, GroupNormConfig};
+pub use gru::Gru;
+pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
+pub use lstm::Lstm;
 pub use max_pool2d::MaxPool2d;
 pub use mode::Mode;
-pub use param_store::ParamStore;
+pub use param_store::{ParamStore, BUFFER_NAMES};
+pub use recurrent::{RecurrentConfig, RecurrentOutput};
+pub use rnn::{Rnn, RnnNonlinearity};
+pub use sequential::{Sequential, SequentialBuilder};

@@ -1,4 +1,11 @@
-//! The store that owns a model's trainable parameters.
+//! The store that owns a model's trainable parameters and its buffers.
+//!
+//! **Buffers** are the non-trainable state a model saves with its weights (batch norm's
+//! `running_mean` and `running_var`). Layers request them through the same `VarBuilder` as
+//! parameters; the store recognises them by PyTorch's names ([`BUFFER_NAMES`], the last path
+//! segment) and keeps them in a separate map, so [`ParamStore::vars`] (what optimizers get)
+//! holds trainable parameters only, while [`ParamStore::state`] (what a checkpoint saves) holds
+//! both, keyed as PyTorch's `state_dict`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +17,14 @@ use ember_kernels::init::Init;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-/// Named trainable parameters (`candle_core::Var`s), created on first request with initial
+/// Last path segments that name buffers rather than trainable parameters (PyTorch's names).
+pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked"];
+
+fn is_buffer(name: &str) -> bool {
+    BUFFER_NAMES.contains(&name.rsplit('.').next().unwrap_or(name))
+}
+
+/// Named trainable parameters and buffers (`candle_core::Var`s), created on first request with initial
 /// values drawn from a seeded RNG.
 ///
 /// Cloning is cheap and shares the parameters. Names are kept sorted, so iteration order
@@ -23,6 +37,7 @@ pub struct ParamStore {
 
 struct Inner {
     vars: BTreeMap<String, Var>,
+    buffers: BTreeMap<String, Var>,
     rng: StdRng,
 }
 
@@ -35,7 +50,7 @@ impl std::fmt::Debug for ParamStore {
 impl ParamStore {
     /// An empty store whose initial values are drawn from `StdRng::seed_from_u64(seed)`.
     pub fn new(seed: u64, device: &Device) -> Self {
-        let inner = Inner { vars: BTreeMap::new(), rng: StdRng::seed_from_u64(seed) };
+        let inner = Inner { vars: BTreeMap::new(), buffers: BTreeMap::new(), rng: StdRng::seed_from_u64(seed) };
         Self { inner: Arc::new(Mutex::new(inner)), device: device.clone() }
     }
 
@@ -54,12 +69,13 @@ impl ParamStore {
         &self.device
     }
 
-    /// Parameter names, sorted.
+    /// Trainable parameter names, sorted (buffers excluded).
     pub fn names(&self) -> Vec<String> {
         self.lock().vars.keys().cloned().collect()
     }
 
-    /// All parameters with their names, sorted by name.
+    /// All trainable parameters with their names, sorted by name (buffers excluded: this is what
+    /// an optimizer gets).
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.lock().vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
@@ -74,15 +90,44 @@ impl ParamStore {
         self.lock().vars.values().map(|v| v.elem_count()).sum()
     }
 
-    /// Snapshot of every parameter's current value, sorted by name.
+    /// Snapshot of every trainable parameter's current value, sorted by name (see [`ParamStore::state`]
+    /// for parameters and buffers).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         self.lock().vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
     }
 
-    /// Overwrites the parameter `name` with `value`; fails naming the parameter when it does not
+    /// Buffer names (`bn1.running_mean`, ...), sorted.
+    pub fn buffer_names(&self) -> Vec<String> {
+        self.lock().buffers.keys().cloned().collect()
+    }
+
+    /// The buffer called `name`; layers update it in place.
+    pub fn buffer(&self, name: &str) -> Option<Var> {
+        self.lock().buffers.get(name).cloned()
+    }
+
+    /// Every buffer's current value, sorted by name.
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        self.lock().buffers.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    }
+
+    /// The whole state, parameters and buffers, sorted by name: the analogue of PyTorch's
+    /// `state_dict()` and what a checkpoint should save.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let inner = self.lock();
+        let mut all: Vec<(String, Tensor)> =
+            inner.vars.iter().chain(inner.buffers.iter()).map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Overwrites the parameter or buffer `name` with `value`; fails naming it when it does not
     /// exist or the shapes differ.
     pub fn assign(&self, name: &str, value: &Tensor) -> Result<()> {
-        let var = self.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter named `{name}`")))?;
+        let var = self
+            .get(name)
+            .or_else(|| self.buffer(name))
+            .ok_or_else(|| candle_core::Error::Msg(format!("no parameter or buffer named `{name}`")))?;
         if var.shape() != value.shape() {
             candle_core::bail!(
                 "parameter `{name}`: shape {:?}, but the value has shape {:?}",
@@ -116,7 +161,9 @@ fn to_ember_init(init: candle_nn::Init, shape: &Shape) -> Init {
 impl SimpleBackend for ParamStore {
     fn get(&self, shape: Shape, name: &str, init: candle_nn::Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let mut inner = self.lock();
-        if let Some(var) = inner.vars.get(name) {
+        let buffer = is_buffer(name);
+        let existing = if buffer { inner.buffers.get(name) } else { inner.vars.get(name) };
+        if let Some(var) = existing {
             if var.shape() != &shape {
                 candle_core::bail!("parameter `{name}`: requested shape {shape:?}, stored shape {:?}", var.shape())
             }
@@ -124,18 +171,21 @@ impl SimpleBackend for ParamStore {
         }
         let value = to_ember_init(init, &shape).sample(shape, dtype, dev, &mut inner.rng)?;
         let var = Var::from_tensor(&value)?;
-        inner.vars.insert(name.to_string(), var.clone());
+        let map = if buffer { &mut inner.buffers } else { &mut inner.vars };
+        map.insert(name.to_string(), var.clone());
         Ok(var.as_tensor().clone())
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> Result<Tensor> {
-        match self.lock().vars.get(name) {
+        let inner = self.lock();
+        match inner.vars.get(name).or_else(|| inner.buffers.get(name)) {
             Some(var) => var.as_tensor().to_dtype(dtype),
             None => candle_core::bail!("no parameter named `{name}`"),
         }
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.lock().vars.contains_key(name)
+        let inner = self.lock();
+        inner.vars.contains_key(name) || inner.buffers.contains_key(name)
     }
 }

@@ -1,0 +1,163 @@
+//! Batch normalisation over the channel dimension (PyTorch's `BatchNorm1d` and `BatchNorm2d`).
+
+use candle_core::{Result, Tensor, Var};
+use candle_nn::{ModuleT, VarBuilder};
+use ember_kernels::init::Init;
+
+use crate::conv2d::candle_init;
+
+/// Configuration for [`BatchNorm`] (PyTorch's defaults from [`BatchNormConfig::new`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormConfig {
+    /// Number of channels `c`.
+    pub num_features: usize,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Weight of the new batch statistic in the running average (PyTorch: 0.1).
+    pub momentum: f64,
+    /// Whether the layer has a learned scale `weight` and shift `bias`.
+    pub affine: bool,
+    /// Whether the layer keeps running statistics; without them it normalises with batch
+    /// statistics in eval mode too.
+    pub track_running_stats: bool,
+}
+
+impl BatchNormConfig {
+    /// PyTorch's defaults: `eps = 1e-5`, `momentum = 0.1`, affine, tracking running stats.
+    pub fn new(num_features: usize) -> Self {
+        Self { num_features, eps: 1e-5, momentum: 0.1, affine: true, track_running_stats: true }
+    }
+}
+
+/// Batch normalisation with parameters `{prefix}.weight`, `{prefix}.bias` (ones and zeros) and
+/// buffers `{prefix}.running_mean`, `{prefix}.running_var` (zeros and ones), as PyTorch names them.
+///
+/// In train mode it normalises with the batch mean and biased variance over every dimension
+/// but the channel one, and updates the running statistics in place:
+/// `running = (1 - momentum) * running + momentum * batch`, with the *unbiased* variance.
+/// In eval mode, or when [frozen](BatchNorm::set_frozen), it normalises with the running
+/// statistics and leaves them untouched. PyTorch's `num_batches_tracked` is not kept (it only
+/// matters for `momentum=None`); loaders may skip that key.
+///
+/// `BatchNorm1d` and `BatchNorm2d` are the same layer: the input rank decides.
+///
+/// # Shapes
+/// - input: `(b, c)`, `(b, c, l)` or `(b, c, h, w)`
+/// - output: the input's shape
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    name: String,
+    cfg: BatchNormConfig,
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    running_mean: Option<Var>,
+    running_var: Option<Var>,
+    frozen: bool,
+}
+
+/// PyTorch's `nn.BatchNorm1d`: [`BatchNorm`] on `(b, c)` or `(b, c, l)` inputs.
+pub type BatchNorm1d = BatchNorm;
+/// PyTorch's `nn.BatchNorm2d`: [`BatchNorm`] on `(b, c, h, w)` inputs.
+pub type BatchNorm2d = BatchNorm;
+
+impl BatchNorm {
+    /// Reads or creates `{vb}.weight`, `{vb}.bias` (if affine) and `{vb}.running_mean`,
+    /// `{vb}.running_var` (if tracking running statistics).
+    pub fn new(cfg: &BatchNormConfig, vb: VarBuilder) -> Result<Self> {
+        let c = cfg.num_features;
+        if cfg.eps < 0.0 || !(0.0..=1.0).contains(&cfg.momentum) {
+            candle_core::bail!("batch_norm `{}`: bad eps {} or momentum {}", vb.prefix(), cfg.eps, cfg.momentum)
+        }
+        let (weight, bias) = if cfg.affine {
+            (
+                Some(vb.get_with_hints(c, "weight", candle_init(Init::ones()))?),
+                Some(vb.get_with_hints(c, "bias", candle_init(Init::zeros()))?),
+            )
+        } else {
+            (None, None)
+        };
+        let (running_mean, running_var) = if cfg.track_running_stats {
+            // `Var::from_tensor` shares the storage of a tensor that already is a variable (as
+            // the ParamStore's buffers are), so in-place updates reach the store.
+            (
+                Some(Var::from_tensor(&vb.get_with_hints(c, "running_mean", candle_init(Init::zeros()))?)?),
+                Some(Var::from_tensor(&vb.get_with_hints(c, "running_var", candle_init(Init::ones()))?)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias, running_mean, running_var, frozen: false })
+    }
+
+    /// Keeps the layer in eval behaviour (running statistics, no updates) even in train mode,
+    /// e.g. while fine-tuning the rest of a network. Its `weight` and `bias` still receive
+    /// gradients; leave them out of the optimizer to freeze them too.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+
+    /// Whether [`BatchNorm::set_frozen`] holds the layer in eval behaviour.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Current running mean, when tracked.
+    pub fn running_mean(&self) -> Option<Tensor> {
+        self.running_mean.as_ref().map(|v| v.as_tensor().detach())
+    }
+
+    /// Current running (unbiased) variance, when tracked.
+    pub fn running_var(&self) -> Option<Tensor> {
+        self.running_var.as_ref().map(|v| v.as_tensor().detach())
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.cfg.num_features;
+        let dims = xs.dims().to_vec();
+        if !(2..=4).contains(&dims.len()) || dims[1] != c {
+            candle_core::bail!(
+                "batch_norm `{}`: expected input (batch, {c}), (batch, {c}, length) or (batch, {c}, height, width), got {dims:?}",
+                self.name
+            )
+        }
+        let (b, n) = (dims[0], dims[2..].iter().product::<usize>());
+        let x = xs.reshape((b, c, n))?;
+        let running = match (&self.running_mean, &self.running_var) {
+            (Some(m), Some(v)) if self.frozen || !train => Some((m.as_tensor().detach(), v.as_tensor().detach())),
+            _ => None,
+        };
+        let (mean, var) = match running {
+            Some((m, v)) => (m.reshape((1, c, 1))?, v.reshape((1, c, 1))?),
+            None => {
+                let count = b * n;
+                if count < 2 {
+                    candle_core::bail!(
+                        "batch_norm `{}`: expected more than 1 value per channel in train mode, got input {dims:?}",
+                        self.name
+                    )
+                }
+                let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
+                let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
+                if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
+                    if train {
+                        let m = self.cfg.momentum;
+                        let unbiased = var.detach().affine(count as f64 / (count - 1) as f64, 0.0)?.flatten_all()?;
+                        let new_mean = (rm.as_tensor().detach().affine(1.0 - m, 0.0)?
+                            + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
+                        let new_var = (rv.as_tensor().detach().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
+                        rm.set(&new_mean.to_dtype(rm.dtype())?)?;
+                        rv.set(&new_var.to_dtype(rv.dtype())?)?;
+                    }
+                }
+                (mean, var)
+            }
+        };
+        let mut y = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?;
+        if let (Some(w), Some(bias)) = (&self.weight, &self.bias) {
+            y = y.broadcast_mul(&w.reshape((1, c, 1))?)?.broadcast_add(&bias.reshape((1, c, 1))?)?;
+        }
+        y.reshape(dims)
+    }
+}

@@ -1,0 +1,97 @@
+//! 1-D convolution layer.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Module, VarBuilder};
+use ember_kernels::init::Init;
+use ember_kernels::Conv2dParams;
+
+use crate::conv2d::{candle_init, same_padding};
+
+/// Configuration for [`Conv1d`] (PyTorch's `nn.Conv1d` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv1dConfig {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel length.
+    pub kernel: usize,
+    /// Padding, stride, dilation and groups (same meaning as for 2-D).
+    pub params: Conv2dParams,
+    /// Whether the layer adds a learned per-channel bias.
+    pub bias: bool,
+    /// PyTorch's `padding="same"` (stride 1 only); `params.padding` is ignored.
+    pub same_padding: bool,
+}
+
+impl Conv1dConfig {
+    /// `c_in -> c_out` with a length-`kernel` window, stride 1, no padding, with bias.
+    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
+        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false }
+    }
+}
+
+/// 1-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k)` and
+/// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does.
+///
+/// # Shapes
+/// - input: `(b, c_in, l)`
+/// - output: `(b, c_out, (l + 2p - d(k-1) - 1) / s + 1)` (`l` with same padding)
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    name: String,
+    cfg: Conv1dConfig,
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Conv1d {
+    /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
+    pub fn new(cfg: &Conv1dConfig, vb: VarBuilder) -> Result<Self> {
+        let groups = cfg.params.groups;
+        if cfg.same_padding && cfg.params.stride != 1 {
+            candle_core::bail!("conv1d `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), cfg.params.stride)
+        }
+        if groups == 0 || cfg.c_in % groups != 0 || cfg.c_out % groups != 0 {
+            candle_core::bail!(
+                "conv1d `{}`: {} in / {} out channels do not split into {groups} groups",
+                vb.prefix(),
+                cfg.c_in,
+                cfg.c_out
+            )
+        }
+        let init = candle_init(Init::pytorch_default(cfg.c_in / groups * cfg.kernel));
+        let weight = vb.get_with_hints((cfg.c_out, cfg.c_in / groups, cfg.kernel), "weight", init)?;
+        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+    }
+}
+
+impl Module for Conv1d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let p = self.cfg.params;
+        match xs.dims() {
+            [_, c, l] if *c == self.cfg.c_in => {
+                let reach = p.dilation * (self.cfg.kernel - 1) + 1;
+                if !self.cfg.same_padding && l + 2 * p.padding < reach {
+                    candle_core::bail!(
+                        "conv1d `{}`: input length {l} with padding {} is shorter than the kernel reach {reach}",
+                        self.name,
+                        p.padding
+                    )
+                }
+            }
+            dims => candle_core::bail!(
+                "conv1d `{}`: expected input (batch, {}, length), got {dims:?}",
+                self.name,
+                self.cfg.c_in
+            ),
+        }
+        if self.cfg.same_padding {
+            let (lo, hi) = same_padding(self.cfg.kernel, p.dilation);
+            let xs = xs.pad_with_zeros(2, lo, hi)?;
+            return ember_kernels::conv1d(&xs, &self.weight, self.bias.as_ref(), Conv2dParams { padding: 0, ..p });
+        }
+        ember_kernels::conv1d(xs, &self.weight, self.bias.as_ref(), p)
+    }
+}

@@ -1,0 +1,163 @@
+//! Grouped, depthwise, "same", 1-D and transposed convolutions: PyTorch parity
+//! (`fixtures/gen_conv.py`) and finite differences.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::Module;
+use common::{cases, gradcheck, parity, random};
+use ember_kernels::{Conv2dParams, ConvTranspose2dParams};
+use ember_layers::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, ParamStore};
+use serde_json::Value;
+
+fn case(name: &str) -> Value {
+    cases(include_str!("fixtures/conv.json"))[name].clone()
+}
+
+fn meta(case: &Value, key: &str) -> usize {
+    case["meta"][key].as_u64().unwrap() as usize
+}
+
+fn conv2d_config(case: &Value, same: bool) -> Conv2dConfig {
+    let params = Conv2dParams {
+        stride: meta(case, "stride"),
+        padding: meta(case, "padding"),
+        dilation: meta(case, "dilation"),
+        groups: meta(case, "groups"),
+    };
+    Conv2dConfig {
+        params,
+        same_padding: same,
+        ..Conv2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
+    }
+}
+
+fn conv1d_config(case: &Value, same: bool) -> Conv1dConfig {
+    let params = Conv2dParams {
+        stride: meta(case, "stride"),
+        padding: meta(case, "padding"),
+        dilation: meta(case, "dilation"),
+        groups: meta(case, "groups"),
+    };
+    Conv1dConfig {
+        params,
+        same_padding: same,
+        ..Conv1dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
+    }
+}
+
+fn transpose_config(case: &Value) -> ConvTranspose2dConfig {
+    let params = ConvTranspose2dParams {
+        stride: meta(case, "stride"),
+        padding: meta(case, "padding"),
+        output_padding: meta(case, "output_padding"),
+        dilation: meta(case, "dilation"),
+    };
+    ConvTranspose2dConfig {
+        params,
+        ..ConvTranspose2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
+    }
+}
+
+const WB: &[&str] = &["weight", "bias"];
+
+#[test]
+fn grouped_conv2d_matches_pytorch() {
+    let c = case("conv2d_grouped");
+    parity("conv2d_grouped", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, false), vb)?.forward(x));
+}
+
+#[test]
+fn depthwise_conv2d_matches_pytorch() {
+    let c = case("conv2d_depthwise");
+    parity("conv2d_depthwise", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, false), vb)?.forward(x));
+}
+
+#[test]
+fn conv2d_same_padding_with_even_kernel_matches_pytorch() {
+    let c = case("conv2d_same_even_kernel");
+    parity("conv2d_same_even_kernel", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, true), vb)?.forward(x));
+}
+
+#[test]
+fn conv1d_strided_matches_pytorch() {
+    let c = case("conv1d_s2_p1");
+    parity("conv1d_s2_p1", &c, WB, |vb, x| Conv1d::new(&conv1d_config(&c, false), vb)?.forward(x));
+}
+
+#[test]
+fn conv1d_same_dilated_matches_pytorch() {
+    let c = case("conv1d_same_dilated");
+    parity("conv1d_same_dilated", &c, WB, |vb, x| Conv1d::new(&conv1d_config(&c, true), vb)?.forward(x));
+}
+
+#[test]
+fn conv_transpose2d_matches_pytorch() {
+    let c = case("conv_transpose2d");
+    parity("conv_transpose2d", &c, WB, |vb, x| ConvTranspose2d::new(&transpose_config(&c), vb)?.forward(x));
+}
+
+#[test]
+fn grouped_and_depthwise_conv2d_pass_finite_difference_check() {
+    for (groups, c_in, c_out, stride) in [(2, 4, 6, 2), (3, 3, 3, 1), (3, 3, 6, 2)] {
+        let cfg = Conv2dConfig {
+            params: Conv2dParams { stride, padding: 1, dilation: 1, groups },
+            ..Conv2dConfig::new(c_in, c_out, 3)
+        };
+        gradcheck(
+            random(&[2, c_in, 6, 5], 1),
+            &[("weight", &[c_out, c_in / groups, 3, 3]), ("bias", &[c_out])],
+            |vb, x| Conv2d::new(&cfg, vb)?.forward(x),
+        );
+    }
+}
+
+#[test]
+fn conv2d_same_padding_passes_finite_difference_check() {
+    let cfg = Conv2dConfig {
+        same_padding: true,
+        params: Conv2dParams { dilation: 2, ..Default::default() },
+        ..Conv2dConfig::new(2, 3, 2)
+    };
+    gradcheck(random(&[1, 2, 5, 4], 2), &[("weight", &[3, 2, 2, 2]), ("bias", &[3])], |vb, x| {
+        let y = Conv2d::new(&cfg, vb)?.forward(x)?;
+        assert_eq!(y.dims(), &[1, 3, 5, 4]);
+        Ok(y)
+    });
+}
+
+#[test]
+fn conv1d_passes_finite_difference_check() {
+    let cfg = Conv1dConfig {
+        params: Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 2 },
+        ..Conv1dConfig::new(4, 2, 3)
+    };
+    gradcheck(random(&[2, 4, 9], 3), &[("weight", &[2, 2, 3]), ("bias", &[2])], |vb, x| {
+        Conv1d::new(&cfg, vb)?.forward(x)
+    });
+}
+
+#[test]
+fn conv_transpose2d_passes_finite_difference_check() {
+    for params in [
+        ConvTranspose2dParams::default(),
+        ConvTranspose2dParams { stride: 2, padding: 1, output_padding: 1, dilation: 1 },
+    ] {
+        let cfg = ConvTranspose2dConfig { params, ..ConvTranspose2dConfig::new(2, 3, 3) };
+        gradcheck(random(&[2, 2, 4, 3], 4), &[("weight", &[2, 3, 3, 3]), ("bias", &[3])], |vb, x| {
+            ConvTranspose2d::new(&cfg, vb)?.forward(x)
+        });
+    }
+}
+
+#[test]
+fn conv1d_and_transpose_wrong_channels_name_layer_and_shapes() {
+    let store = ParamStore::new(0, &Device::Cpu);
+    let conv = Conv1d::new(&Conv1dConfig::new(3, 8, 3), store.var_builder(DType::F32).pp("encoder.conv")).unwrap();
+    let err = conv.forward(&Tensor::zeros((2, 4, 10), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("encoder.conv") && err.contains("(batch, 3, length)") && err.contains("[2, 4, 10]"), "{err}");
+    let up =
+        ConvTranspose2d::new(&ConvTranspose2dConfig::new(3, 8, 2), store.var_builder(DType::F32).pp("up")).unwrap();
+    let err = up.forward(&Tensor::zeros((2, 4, 5, 5), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("up") && err.contains("[2, 4, 5, 5]"), "{err}");
+}
