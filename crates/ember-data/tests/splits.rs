@@ -44,7 +44,7 @@ fn stratified_split_keeps_each_class_share() {
 fn k_fold_validates_every_index_exactly_once() {
     let folds = k_fold(23, 5, 3).unwrap();
     assert_eq!(folds.len(), 5);
-    let mut seen = vec![0; 23];
+    let mut seen = [0; 23];
     for f in &folds {
         assert_eq!(f.train.len() + f.val.len(), 23);
         for &i in &f.val {

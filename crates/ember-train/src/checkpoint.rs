@@ -20,9 +20,10 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     })
 }
 
-/// Saves every parameter of `store` to `path` (see [`save_tensors`]).
+/// Saves the whole state of `store` — parameters and buffers such as batch-norm running
+/// statistics, PyTorch's `state_dict` — to `path` (see [`save_tensors`]).
 pub fn save(store: &ParamStore, path: &Path) -> Result<()> {
-    save_tensors(&store.tensors(), path)
+    save_tensors(&store.state(), path)
 }
 
 /// Runs `write` on a temporary path beside `path`, syncs it, and renames it to `path`.
@@ -62,12 +63,14 @@ pub fn read_tensors(path: &Path, device: &candle_core::Device) -> Result<HashMap
         .map_err(|e| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
 }
 
-/// Loads `path` into `store`, strictly: every parameter must be present with its exact shape
-/// and the file may hold nothing else. Nothing is assigned unless everything fits.
+/// Loads `path` into `store`, strictly: every parameter and buffer must be present with its exact
+/// shape and the file may hold nothing else (PyTorch's `num_batches_tracked` counters, which ember
+/// does not keep, are ignored). Nothing is assigned unless everything fits.
 pub fn load(store: &ParamStore, path: &Path) -> Result<()> {
     let mut tensors = read_tensors(path, store.device())?;
+    tensors.retain(|name, _| !name.ends_with("num_batches_tracked"));
     let mut assignments = Vec::new();
-    for (name, var) in store.vars() {
+    for (name, var) in store.state() {
         let t = tensors
             .remove(&name)
             .ok_or_else(|| Error::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;

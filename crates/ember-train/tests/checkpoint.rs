@@ -90,3 +90,28 @@ fn failed_checkpoint_write_leaves_the_previous_file_intact() {
     assert_eq!(std::fs::read(&path).unwrap(), good);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
 }
+
+#[test]
+fn checkpoint_saves_and_restores_batch_norm_running_statistics() {
+    use candle_nn::ModuleT;
+    use ember_layers::{BatchNorm, BatchNormConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bn.safetensors");
+    let make = |seed| {
+        let store = ParamStore::new(seed, &Device::Cpu);
+        let bn = BatchNorm::new(&BatchNormConfig::new(3), store.var_builder(DType::F32).pp("bn")).unwrap();
+        (store, bn)
+    };
+    let (store, bn) = make(0);
+    let x = (Tensor::arange(0f32, 24., &Device::Cpu).unwrap().reshape((4, 3, 2)).unwrap() * 0.5).unwrap();
+    bn.forward_t(&x, true).unwrap(); // updates running mean/var
+    checkpoint::save(&store, &path).unwrap();
+    let (fresh, fresh_bn) = make(1);
+    checkpoint::load(&fresh, &path).unwrap();
+    let mean = |s: &ParamStore| s.buffer("bn.running_mean").unwrap().to_vec1::<f32>().unwrap();
+    assert_ne!(mean(&store), vec![0.0; 3], "train mode must have moved the running mean");
+    assert_eq!(mean(&fresh), mean(&store));
+    let a = bn.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = fresh_bn.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b, "eval output must come from the restored running statistics");
+}
