@@ -8,10 +8,22 @@ use anyhow::Context;
 
 use crate::{cargo, describe, run_checked};
 
-/// Environment variable pointing at the shared assets directory (`../shared` in CI).
-pub const SHARED_ENV: &str = "EMBER_SHARED_DIR";
-/// Tests whose name contains this need the shared assets.
-const SHARED_TEST_MARK: &str = "shared_";
+/// Tests that need something outside the repository: (name marker, environment variable that
+/// provides it, what it is). A test named `shared_*` needs `EMBER_SHARED_DIR` (the large assets in
+/// `../shared`, set by `.ci/run`); `python_*` needs `EMBER_PYTHON` (a Python with reference
+/// packages such as `tensorboard`).
+const GATED: &[(&str, &str, &str)] = &[
+    ("shared_", "EMBER_SHARED_DIR", "the shared assets directory"),
+    ("python_", "EMBER_PYTHON", "a Python interpreter with the reference packages (tensorboard)"),
+];
+
+fn available(env: &str) -> bool {
+    match std::env::var_os(env) {
+        Some(v) if env == "EMBER_SHARED_DIR" => std::path::Path::new(&v).is_dir(),
+        Some(v) => !v.is_empty(),
+        None => false,
+    }
+}
 
 pub fn run() -> anyhow::Result<()> {
     let start = Instant::now();
@@ -25,12 +37,15 @@ pub fn run() -> anyhow::Result<()> {
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     run_checked(clippy)?;
 
-    let shared = std::env::var_os(SHARED_ENV).filter(|p| std::path::Path::new(p).is_dir());
-    let skipped = if shared.is_some() { Vec::new() } else { list_shared_tests()? };
+    let missing: Vec<&(&str, &str, &str)> = GATED.iter().filter(|(_, env, _)| !available(env)).collect();
+    let mut skipped = Vec::new();
+    for (mark, env, what) in &missing {
+        skipped.push((*env, *what, list_tests(mark)?));
+    }
     let mut test = cargo();
     test.args(["test", "--workspace", "--"]);
-    if shared.is_none() {
-        test.args(["--skip", SHARED_TEST_MARK]);
+    for (mark, _, _) in &missing {
+        test.args(["--skip", mark]);
     }
     let totals = run_tests(test)?;
 
@@ -38,22 +53,18 @@ pub fn run() -> anyhow::Result<()> {
     doc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
     run_checked(doc)?;
 
-    if !skipped.is_empty() {
+    let mut n_skipped = 0;
+    for (env, what, names) in &skipped {
+        if names.is_empty() {
+            continue;
+        }
+        n_skipped += names.len() as u64;
         eprintln!();
-        eprintln!(
-            "!!!!! SKIPPED {} tests that need the shared assets ({SHARED_ENV} is not set to a directory): {}",
-            skipped.len(),
-            skipped.join(", ")
-        );
-        eprintln!("!!!!! run them with {SHARED_ENV}=/path/to/shared cargo xtask ci (.ci/run sets it)");
+        eprintln!("!!!!! SKIPPED {} tests that need {what} ({env} is not set): {}", names.len(), names.join(", "));
+        eprintln!("!!!!! run them with {env}=... cargo xtask ci");
     }
     eprintln!("xtask ci: all checks passed in {:.0} s", start.elapsed().as_secs_f64());
-    println!(
-        "ci: {} passed, {} failed, {} skipped",
-        totals.passed,
-        totals.failed,
-        skipped.len() as u64 + totals.ignored
-    );
+    println!("ci: {} passed, {} failed, {} skipped", totals.passed, totals.failed, n_skipped + totals.ignored);
     Ok(())
 }
 
@@ -93,16 +104,16 @@ fn run_tests(mut cmd: std::process::Command) -> anyhow::Result<Totals> {
     Ok(totals)
 }
 
-/// Names of the tests that need the shared assets.
-fn list_shared_tests() -> anyhow::Result<Vec<String>> {
+/// Names of the tests whose name contains `mark`.
+fn list_tests(mark: &str) -> anyhow::Result<Vec<String>> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--quiet", "--", "--list", SHARED_TEST_MARK]);
+    cmd.args(["test", "--workspace", "--quiet", "--", "--list", mark]);
     let out = cmd.stderr(Stdio::inherit()).output()?;
     anyhow::ensure!(out.status.success(), "`{}` failed", describe(&cmd));
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_suffix(": test"))
-        .filter(|name| name.contains(SHARED_TEST_MARK))
+        .filter(|name| name.contains(mark))
         .map(|name| name.rsplit("::").next().unwrap_or(name).to_string())
         .collect())
 }

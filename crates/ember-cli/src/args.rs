@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model and save its weights (default: the classic CNN on the bundled MNIST sample).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a saved checkpoint on a test set.
     Eval(EvalArgs),
     /// Inspect datasets.
@@ -48,47 +48,95 @@ pub struct DataInfoArgs {
 pub enum ScheduleArg {
     /// One-cycle: warm up to --lr over 30 % of the steps, then anneal (PyTorch OneCycleLR).
     OneCycle,
+    /// Cosine annealing from --lr to 0 over the run.
+    Cosine,
+    /// Halve the rate every third of the run.
+    Step,
     /// Constant --lr.
     Constant,
 }
 
+/// Optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerArg {
+    /// Adam (β 0.9/0.999).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+    /// SGD with Nesterov momentum 0.9.
+    Sgd,
+    /// RMSprop.
+    Rmsprop,
+    /// Adagrad.
+    Adagrad,
+}
+
+/// `ember train` flags. Every setting can also come from `--config run.toml` (same names, with
+/// underscores); flags given on the command line win.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model from the zoo.
-    #[arg(long, default_value = "mnist-cnn")]
-    pub model: String,
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
+    /// TOML file with settings (`model = "mnist-cnn"`, `epochs = 12`, ...).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this directory exactly where it stopped (its settings are reused).
+    #[arg(long, conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Model from the zoo [default: mnist-cnn].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist [default: mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Directory holding the dataset's IDX files (train-images-idx3-ubyte[.gz], ...).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 12)]
-    pub epochs: usize,
-    /// Images per mini-batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Learning rate: the peak of the one-cycle schedule (default 0.005), or the constant rate
-    /// (default 0.001, Adam's usual).
+    /// Passes over the training set [default: 12].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per mini-batch [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate: the peak of the one-cycle schedule (default 0.005), otherwise the initial
+    /// rate (default 0.001; SGD 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Learning-rate schedule.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::OneCycle)]
-    pub schedule: ScheduleArg,
+    /// Learning-rate schedule [default: one-cycle].
+    #[arg(long, value_enum, alias = "schedule")]
+    pub scheduler: Option<ScheduleArg>,
+    /// Optimizer [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Weight decay (L2 for Adam/SGD/RMSprop/Adagrad, decoupled for AdamW) [default: 0; AdamW 0.01].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Zero padding for the random-shift augmentation (pad, then random crop back to size);
-    /// 0 turns augmentation off.
-    #[arg(long, default_value_t = 2)]
-    pub pad_crop: u32,
-    /// Seed for initialisation, shuffling and augmentation.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// 0 turns augmentation off [default: 2].
+    #[arg(long)]
+    pub pad_crop: Option<u32>,
+    /// Seed for initialisation, shuffling and augmentation [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Train on only the first N training images (quick experiments).
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Run directory for model.safetensors and run.json.
-    #[arg(long, default_value = "runs/latest")]
-    pub out: PathBuf,
+    /// Hold out this fraction of the training images (stratified) for validation each epoch;
+    /// without it the test split is the validation set.
+    #[arg(long)]
+    pub val_split: Option<f64>,
+    /// Stop when validation accuracy has not improved for this many epochs, and keep the best
+    /// epoch's weights.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Gradient clipping by global norm.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// TensorBoard log directory [default: RUN_DIR/tensorboard].
+    #[arg(long)]
+    pub logdir: Option<PathBuf>,
+    /// Run directory for weights, logs, plots and resume state [default: runs/latest].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

@@ -5,7 +5,9 @@
 
 mod args;
 mod commands;
+mod progress;
 mod run_info;
+mod train_config;
 
 use std::process::ExitCode;
 

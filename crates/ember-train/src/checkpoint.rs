@@ -20,6 +20,24 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     })
 }
 
+/// Like [`save_tensors`], with string metadata in the safetensors header.
+pub fn save_tensors_with_metadata(
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
+    let unreadable = |p: &Path, e: &dyn std::fmt::Display| Error::UnreadableCheckpoint {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let contiguous: Vec<(String, Tensor)> =
+        tensors.iter().map(|(k, t)| Ok((k.clone(), t.contiguous()?))).collect::<candle_core::Result<_>>()?;
+    write_atomically(path, |tmp| {
+        safetensors::serialize_to_file(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata), tmp)
+            .map_err(|e| unreadable(tmp, &e))
+    })
+}
+
 /// Saves the whole state of `store` — parameters and buffers such as batch-norm running
 /// statistics, PyTorch's `state_dict` — to `path` (see [`save_tensors`]).
 pub fn save(store: &ParamStore, path: &Path) -> Result<()> {
@@ -67,7 +85,13 @@ pub fn read_tensors(path: &Path, device: &candle_core::Device) -> Result<HashMap
 /// shape and the file may hold nothing else (PyTorch's `num_batches_tracked` counters, which ember
 /// does not keep, are ignored). Nothing is assigned unless everything fits.
 pub fn load(store: &ParamStore, path: &Path) -> Result<()> {
-    let mut tensors = read_tensors(path, store.device())?;
+    let tensors = read_tensors(path, store.device())?;
+    load_map(store, tensors.into_iter().collect(), path)
+}
+
+/// [`load`] from tensors already read (`path` names their source in errors).
+pub fn load_map(store: &ParamStore, tensors: std::collections::BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut tensors = tensors;
     tensors.retain(|name, _| !name.ends_with("num_batches_tracked"));
     let mut assignments = Vec::new();
     for (name, var) in store.state() {
@@ -84,7 +108,7 @@ pub fn load(store: &ParamStore, path: &Path) -> Result<()> {
         }
         assignments.push((name, t));
     }
-    if let Some(name) = tensors.keys().min() {
+    if let Some(name) = tensors.keys().next() {
         return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: name.clone() });
     }
     for (name, t) in assignments {

@@ -59,6 +59,9 @@ pub enum Error {
         /// The loss value.
         loss: f32,
     },
+    /// A misuse of the training API or an invalid setting.
+    #[error("{0}")]
+    Invalid(String),
     /// Reading data failed.
     #[error(transparent)]
     Data(#[from] ember_data::Error),

@@ -29,11 +29,20 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod callback;
 pub mod checkpoint;
-mod confusion_matrix;
 mod error;
-mod fit;
+mod learner;
+pub mod metrics;
+pub mod plots;
+pub mod tensorboard;
 
-pub use confusion_matrix::ConfusionMatrix;
+pub use callback::{
+    Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, PlotLogger, StepReport,
+    TensorBoardLogger,
+};
 pub use error::{Error, Result};
-pub use fit::{evaluate, evaluate_on, fit, EpochReport, Evaluation, FitOptions};
+pub use learner::{
+    evaluate, evaluate_on, fit, predict, EpochReport, Evaluation, FitOptions, Learner, SchedulePer, RESUME_FILE,
+};
+pub use metrics::{Average, ConfusionMatrix, RegressionMetrics, TopKAccuracy};

@@ -10,13 +10,13 @@ use crate::args::EvalArgs;
 use crate::run_info::RunInfo;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let info = RunInfo::beside(&args.checkpoint)?;
+    let info = RunInfo::model_and_dataset_beside(&args.checkpoint)?;
     let model_name =
-        args.model.clone().or_else(|| info.as_ref().map(|i| i.model.clone())).unwrap_or_else(|| "mnist-cnn".into());
+        args.model.clone().or_else(|| info.as_ref().map(|i| i.0.clone())).unwrap_or_else(|| "mnist-cnn".into());
     let dataset: KnownDataset = args
         .dataset
         .clone()
-        .or_else(|| info.as_ref().map(|i| i.dataset.clone()))
+        .or_else(|| info.as_ref().map(|i| i.1.clone()))
         .unwrap_or_else(|| "mnist-sample".into())
         .parse()?;
 

@@ -6,90 +6,154 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device};
 use ember_augment::RandomCrop;
-use ember_data::{DataLoader, KnownDataset, Split};
+use ember_data::{stratified_split, DataLoader, Dataset, KnownDataset, Split, Subset};
 use ember_layers::ParamStore;
-use ember_optim::{Adam, AdamConfig, OneCycle};
-use ember_train::{checkpoint, evaluate, fit, EpochReport, FitOptions};
+use ember_optim::schedule::{CosineAnnealing, StepDecay};
+use ember_optim::{
+    Adagrad, AdagradConfig, Adam, AdamConfig, OneCycle, Optimizer, RmsProp, RmsPropConfig, Schedule, Sgd, SgdConfig,
+};
+use ember_train::callback::OnEpoch;
+use ember_train::{
+    checkpoint, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger,
+    TensorBoardLogger,
+};
 use serde_json::json;
 
-use crate::args::{ScheduleArg, TrainArgs};
+use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
+use crate::progress::EpochProgress;
 use crate::run_info::RunInfo;
+use crate::train_config::TrainConfig;
+
+fn optimizer(config: &TrainConfig, store: &ParamStore) -> anyhow::Result<Box<dyn Optimizer>> {
+    let (lr, wd, params) = (config.lr, config.weight_decay, store.vars());
+    Ok(match config.optimizer {
+        OptimizerArg::Adam => {
+            Box::new(Adam::new(params, AdamConfig { lr, weight_decay: wd, ..AdamConfig::default() })?)
+        }
+        OptimizerArg::Adamw => Box::new(Adam::new(params, AdamConfig { lr, weight_decay: wd, ..AdamConfig::adamw() })?),
+        OptimizerArg::Sgd => Box::new(Sgd::new(
+            params,
+            SgdConfig { lr, momentum: 0.9, nesterov: true, weight_decay: wd, ..SgdConfig::default() },
+        )?),
+        OptimizerArg::Rmsprop => {
+            Box::new(RmsProp::new(params, RmsPropConfig { lr, weight_decay: wd, ..RmsPropConfig::default() })?)
+        }
+        OptimizerArg::Adagrad => {
+            Box::new(Adagrad::new(params, AdagradConfig { lr, weight_decay: wd, ..AdagradConfig::default() })?)
+        }
+    })
+}
+
+fn schedule(config: &TrainConfig, total_steps: usize) -> Option<Box<dyn Schedule>> {
+    match config.scheduler {
+        ScheduleArg::OneCycle => Some(Box::new(OneCycle::new(config.lr, total_steps))),
+        ScheduleArg::Cosine => Some(Box::new(CosineAnnealing { base_lr: config.lr, t_max: total_steps, eta_min: 0.0 })),
+        ScheduleArg::Step => {
+            Some(Box::new(StepDecay { base_lr: config.lr, step_size: total_steps.div_ceil(3).max(1), gamma: 0.5 }))
+        }
+        ScheduleArg::Constant => None,
+    }
+}
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let dataset: KnownDataset = args.dataset.parse()?;
-    let data_dir = args.data_dir.as_deref();
+    let config = match &args.resume {
+        Some(dir) => TrainConfig::load(dir)?,
+        None => TrainConfig::resolve(args)?,
+    };
+    let dataset: KnownDataset = config.dataset.parse()?;
+    let data_dir = config.data_dir.as_deref();
     let mut train_set = super::load_split(dataset, data_dir, Split::Train)?;
-    if let Some(limit) = args.train_limit {
+    if let Some(limit) = config.train_limit {
         let n = limit.min(train_set.len());
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
     let test_set = super::load_split(dataset, data_dir, Split::Test)?;
-    anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
-    let lr = args.lr.unwrap_or(match args.schedule {
-        ScheduleArg::OneCycle => 0.005,
-        ScheduleArg::Constant => 0.001,
-    });
-    anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr must be a positive number, got {lr}");
+    let (classes, width, height) = (train_set.classes(), train_set.width() as u32, train_set.height() as u32);
+    let train_set: Arc<dyn Dataset> = Arc::new(train_set);
+    let test_set: Arc<dyn Dataset> = Arc::new(test_set);
+    let (train_data, val_data): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match config.val_split {
+        Some(fraction) => {
+            let split = stratified_split(train_set.as_ref(), fraction, config.seed)?;
+            (Arc::new(Subset::new(train_set.clone(), split.train)?), Arc::new(Subset::new(train_set, split.val)?))
+        }
+        None => (train_set, test_set.clone()),
+    };
 
     let device = Device::Cpu;
-    let store = ParamStore::new(args.seed, &device);
-    let model = ember_zoo::build(&args.model, store.var_builder(DType::F32))?;
-    let mut adam = Adam::new(store.vars(), AdamConfig { lr, ..AdamConfig::default() })?;
+    let store = ParamStore::new(config.seed, &device);
+    let model = ember_zoo::build(&config.model, store.var_builder(DType::F32))?;
+    let mut optimizer = optimizer(&config, &store)?;
 
-    let (classes, n_train, n_test) = (train_set.classes(), train_set.len(), test_set.len());
-    let crop = RandomCrop::new(train_set.width() as u32, train_set.height() as u32).with_padding(args.pad_crop);
-    let mut train_loader =
-        DataLoader::new(Arc::new(train_set), args.batch_size).with_shuffle(args.seed).with_workers(1);
-    if args.pad_crop > 0 {
-        train_loader = train_loader.with_transform(Arc::new(crop));
+    let n_train = train_data.len();
+    let mut train_loader = DataLoader::new(train_data, config.batch_size).with_shuffle(config.seed).with_workers(1);
+    if config.pad_crop > 0 {
+        train_loader =
+            train_loader.with_transform(Arc::new(RandomCrop::new(width, height).with_padding(config.pad_crop)));
     }
-    let test_loader = DataLoader::new(Arc::new(test_set), 500);
+    let val_loader = DataLoader::new(val_data.clone(), 500);
+    let test_loader = DataLoader::new(test_set.clone(), 500);
+    let schedule = schedule(&config, config.epochs * train_loader.num_batches());
 
-    let one_cycle = OneCycle::new(lr, args.epochs * train_loader.num_batches());
-    let mut options = FitOptions::new(args.epochs);
-    options.classes = classes;
-    if args.schedule == ScheduleArg::OneCycle {
-        options = options.with_schedule(&one_cycle);
+    let out = &config.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+    config.save(out)?;
+    let names: Vec<String> = dataset.class_names().iter().map(|s| s.to_string()).collect();
+    let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
+    let mut learner = Learner::new(model.as_ref(), &store, optimizer.as_mut())
+        .with_run_dir(out)
+        .with_callback(EpochProgress::new())
+        .with_callback(OnEpoch(print_epoch))
+        .with_callback(ModelCheckpoint::new(out, "val_accuracy", Mode::Max))
+        .with_callback(CsvLogger::new(out.join("metrics.csv")))
+        .with_callback(PlotLogger::new(out, names.clone()))
+        .with_callback(TensorBoardLogger::new(&logdir, 10).with_class_names(names));
+    if let Some(patience) = config.early_stopping {
+        learner =
+            learner.with_callback(EarlyStopping::new("val_accuracy", Mode::Max, patience).with_restore_best(true));
     }
+    if args.resume.is_some() {
+        learner.resume(out)?;
+        println!("resuming {} after epoch {} of {}", out.display(), learner.history().len(), config.epochs);
+    } else {
+        println!(
+            "training {} on {} ({} train / {} validation / {} test images), {} parameters, {} epochs, batch {}, {:?} lr {} ({:?}), seed {}",
+            config.model,
+            data_dir.map_or_else(|| dataset.to_string(), |d| d.display().to_string()),
+            n_train,
+            val_data.len(),
+            test_set.len(),
+            store.num_parameters(),
+            config.epochs,
+            config.batch_size,
+            config.optimizer,
+            config.lr,
+            config.scheduler,
+            config.seed
+        );
+    }
+    let options = FitOptions {
+        schedule: schedule.as_deref(),
+        clip_grad_norm: config.clip_grad_norm,
+        classes,
+        ..FitOptions::new(config.epochs)
+    };
+    let history = learner.fit(&train_loader, Some(&val_loader), &options)?;
 
-    println!(
-        "training {} on {} ({} train / {} test images), {} parameters, {} epochs, batch {}, lr {} ({:?}), seed {}",
-        args.model,
-        data_dir.map_or_else(|| dataset.to_string(), |d| d.display().to_string()),
-        n_train,
-        n_test,
-        store.num_parameters(),
-        args.epochs,
-        args.batch_size,
-        lr,
-        args.schedule,
-        args.seed
-    );
-    let history = fit(model.as_ref(), &mut adam, &train_loader, Some(&test_loader), &options, print_epoch)?;
-
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating run directory {}", args.out.display()))?;
-    let weights = args.out.join("model.safetensors");
+    let weights = out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
-    let eval = evaluate(model.as_ref(), &test_loader, classes)?;
+    let eval = ember_train::evaluate(model.as_ref(), &test_loader, classes)?;
     let accuracy = eval.confusion.accuracy();
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo {
         ember_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: args.model.clone(),
-        dataset: dataset.to_string(),
-        data_dir: args.data_dir.clone(),
+        config: config.clone(),
         train_images: n_train,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr,
-        schedule: args.schedule,
-        pad_crop: args.pad_crop,
-        seed: args.seed,
+        epochs_run: history.len(),
         test_accuracy: accuracy,
         seconds,
     };
-    info.save(&args.out.join("run.json"))?;
+    info.save(&out.join("run.json"))?;
     println!(
         "test accuracy {:.2} % on {} images ({} correct), {:.1} s; weights in {}",
         accuracy * 100.0,

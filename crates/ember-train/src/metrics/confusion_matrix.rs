@@ -74,11 +74,51 @@ impl ConfusionMatrix {
 
     /// Unweighted mean of the per-class F1 scores.
     pub fn macro_f1(&self) -> f64 {
+        self.average(Average::Macro, Self::f1)
+    }
+
+    /// Precision averaged over classes as `average` says.
+    pub fn precision_avg(&self, average: Average) -> f64 {
+        self.average(average, Self::precision)
+    }
+
+    /// Recall averaged over classes as `average` says.
+    pub fn recall_avg(&self, average: Average) -> f64 {
+        self.average(average, Self::recall)
+    }
+
+    /// F1 averaged over classes as `average` says.
+    pub fn f1_avg(&self, average: Average) -> f64 {
+        self.average(average, Self::f1)
+    }
+
+    /// scikit-learn's averaging: `Macro` is the plain mean over classes, `Weighted` weights each
+    /// class by its support, `Micro` pools every class's counts (for single-label multi-class
+    /// data all three micro scores equal the accuracy).
+    fn average(&self, average: Average, metric: fn(&Self, usize) -> f64) -> f64 {
         if self.classes == 0 {
             return 0.0;
         }
-        (0..self.classes).map(|c| self.f1(c)).sum::<f64>() / self.classes as f64
+        match average {
+            Average::Macro => (0..self.classes).map(|c| metric(self, c)).sum::<f64>() / self.classes as f64,
+            Average::Weighted => {
+                let total = self.total();
+                (0..self.classes).map(|c| metric(self, c) * self.support(c) as f64).sum::<f64>() / total.max(1) as f64
+            }
+            Average::Micro => self.accuracy(),
+        }
     }
+}
+
+/// How per-class scores are combined (scikit-learn's `average=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Average {
+    /// Unweighted mean over classes.
+    Macro,
+    /// Mean weighted by each class's support.
+    Weighted,
+    /// Pooled counts over all classes.
+    Micro,
 }
 
 fn ratio(num: u64, den: u64) -> f64 {

@@ -1,0 +1,130 @@
+//! The resolved settings of a training run: flags over `--config` TOML over defaults, saved as
+//! `RUN_DIR/config.json` so `--resume` can rebuild the same run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
+
+/// Every setting of `ember train`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: String,
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub scheduler: ScheduleArg,
+    pub optimizer: OptimizerArg,
+    pub weight_decay: f64,
+    pub pad_crop: u32,
+    pub seed: u64,
+    pub train_limit: Option<usize>,
+    pub val_split: Option<f64>,
+    pub early_stopping: Option<usize>,
+    pub clip_grad_norm: Option<f64>,
+    pub logdir: Option<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// The same settings, all optional, as read from a `--config` TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialConfig {
+    model: Option<String>,
+    dataset: Option<String>,
+    data_dir: Option<PathBuf>,
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    lr: Option<f64>,
+    scheduler: Option<ScheduleArg>,
+    optimizer: Option<OptimizerArg>,
+    weight_decay: Option<f64>,
+    pad_crop: Option<u32>,
+    seed: Option<u64>,
+    train_limit: Option<usize>,
+    val_split: Option<f64>,
+    early_stopping: Option<usize>,
+    clip_grad_norm: Option<f64>,
+    logdir: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    /// Flags, then the TOML file, then defaults.
+    pub fn resolve(args: &TrainArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+                toml::from_str::<PartialConfig>(&text)
+                    .with_context(|| format!("{}: not a valid ember config", path.display()))?
+            }
+            None => PartialConfig::default(),
+        };
+        let scheduler = args.scheduler.or(file.scheduler).unwrap_or(ScheduleArg::OneCycle);
+        let optimizer = args.optimizer.or(file.optimizer).unwrap_or(OptimizerArg::Adam);
+        let default_lr = match (scheduler, optimizer) {
+            (ScheduleArg::OneCycle, OptimizerArg::Sgd) => 0.05,
+            (ScheduleArg::OneCycle, _) => 0.005,
+            (_, OptimizerArg::Sgd) => 0.01,
+            _ => 0.001,
+        };
+        let config = Self {
+            model: args.model.clone().or(file.model).unwrap_or_else(|| "mnist-cnn".into()),
+            dataset: args.dataset.clone().or(file.dataset).unwrap_or_else(|| "mnist-sample".into()),
+            data_dir: args.data_dir.clone().or(file.data_dir),
+            epochs: args.epochs.or(file.epochs).unwrap_or(12),
+            batch_size: args.batch_size.or(file.batch_size).unwrap_or(64),
+            lr: args.lr.or(file.lr).unwrap_or(default_lr),
+            scheduler,
+            optimizer,
+            weight_decay: args.weight_decay.or(file.weight_decay).unwrap_or(if optimizer == OptimizerArg::Adamw {
+                0.01
+            } else {
+                0.0
+            }),
+            pad_crop: args.pad_crop.or(file.pad_crop).unwrap_or(2),
+            seed: args.seed.or(file.seed).unwrap_or(42),
+            train_limit: args.train_limit.or(file.train_limit),
+            val_split: args.val_split.or(file.val_split),
+            early_stopping: args.early_stopping.or(file.early_stopping),
+            clip_grad_norm: args.clip_grad_norm.or(file.clip_grad_norm),
+            logdir: args.logdir.clone().or(file.logdir),
+            out: args.out.clone().or(file.out).unwrap_or_else(|| PathBuf::from("runs/latest")),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
+        if let Some(v) = self.val_split {
+            anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
+        }
+        Ok(())
+    }
+
+    /// Reads `dir/config.json` (for `--resume`).
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot resume (no run configuration)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a valid run configuration", path.display()))
+    }
+
+    /// Writes `dir/config.json` atomically.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        let path = dir.join("config.json");
+        ember_train::checkpoint::write_atomically(&path, |tmp| {
+            std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! `ember train` as a process: kill and resume, kill during checkpoint writes, run-directory
+//! contents, settings from flags and TOML.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+fn last_json(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let mut v: Vec<_> = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()))
+        .collect();
+    v.sort();
+    v
+}
+
+const SMALL: &[&str] = &["--train-limit", "384", "--epochs", "4", "--batch-size", "32"];
+
+fn completed_epochs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.csv")).map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0)
+}
+
+#[test]
+fn run_killed_after_epoch_two_resumes_to_the_same_weights_and_metrics() {
+    let root = tempfile::tempdir().unwrap();
+    let straight = root.path().join("straight");
+    let mut args = vec!["train", "--json", "--out", straight.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    let reference = last_json(&ember(&args));
+
+    let killed = root.path().join("killed");
+    let mut args = vec!["train", "--out", killed.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while completed_epochs(&killed) < 2 {
+        assert!(Instant::now() < deadline, "the run never finished epoch 2");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(completed_epochs(&killed) < 4, "killed too late to test anything");
+
+    let resumed = last_json(&ember(&["train", "--json", "--resume", killed.to_str().unwrap()]));
+    assert_eq!(resumed["epochs"].as_array().unwrap().len(), 4);
+    for key in ["accuracy", "test_loss"] {
+        assert_eq!(resumed[key], reference[key], "{key}");
+    }
+    assert_eq!(resumed["epochs"][3]["val_loss"], reference["epochs"][3]["val_loss"]);
+    assert_eq!(tensors(&killed.join("model.safetensors")), tensors(&straight.join("model.safetensors")));
+}
+
+#[test]
+fn killing_the_process_never_leaves_a_corrupt_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    // Tiny epochs (64 train, 64 validation images): checkpoints are rewritten every fraction of a
+    // second, so kills land before, during and after writes.
+    let args = [
+        "train",
+        "--out",
+        dir.to_str().unwrap(),
+        "--train-limit",
+        "128",
+        "--val-split",
+        "0.5",
+        "--epochs",
+        "10000",
+        "--batch-size",
+        "64",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (kill, delay_ms) in [0u64, 37, 113, 271, 401, 523, 777].into_iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !dir.join("last.safetensors").exists() {
+            assert!(Instant::now() < deadline, "no checkpoint was ever written");
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for name in ["last.safetensors", "best.safetensors", "resume.safetensors"] {
+            let path = dir.join(name);
+            // An early kill may come before a file's first write; once written, a file must never
+            // disappear and must always load.
+            if !path.exists() {
+                assert!(!seen.contains(name), "{name} disappeared after kill {kill}");
+                continue;
+            }
+            seen.insert(name);
+            candle_core::safetensors::load(&path, &candle_core::Device::Cpu)
+                .unwrap_or_else(|e| panic!("{name} corrupt after kill {kill}: {e}"));
+        }
+    }
+    assert_eq!(seen.len(), 3, "every checkpoint kind was written at some point: {seen:?}");
+    // The last good checkpoint evaluates.
+    let out = ember(&["eval", "--checkpoint", dir.join("last.safetensors").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn run_directory_holds_weights_logs_plots_and_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let toml = root.path().join("run.toml");
+    std::fs::write(
+        &toml,
+        "epochs = 2\ntrain_limit = 256\noptimizer = \"adamw\"\nscheduler = \"cosine\"\nval_split = 0.25\n",
+    )
+    .unwrap();
+    // The flag wins over the file.
+    let out = ember(&[
+        "train",
+        "--config",
+        toml.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let result = last_json(&out);
+    assert_eq!(result["epochs"].as_array().unwrap().len(), 2);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("191 train / 65 validation / 2000 test"), "stratified 25 % of 256: {stdout}");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["optimizer"].as_str(), config["scheduler"].as_str(), config["batch_size"].as_u64()),
+        (Some("adamw"), Some("cosine"), Some(16))
+    );
+    assert_eq!(config["weight_decay"], 0.01);
+    for f in [
+        "model.safetensors",
+        "best.safetensors",
+        "last.safetensors",
+        "resume.safetensors",
+        "metrics.csv",
+        "run.json",
+        "learning_curves.png",
+        "confusion_matrix.png",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let curves = image::open(dir.join("learning_curves.png")).unwrap().to_rgb8();
+    assert!(curves.pixels().any(|p| p.0 == [0, 0, 255]), "train curve missing");
+    let events: Vec<_> = std::fs::read_dir(dir.join("tensorboard")).unwrap().collect();
+    assert_eq!(events.len(), 1);
+
+    let bad = root.path().join("bad.toml");
+    std::fs::write(&bad, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
+    let out = ember(&["train", "--config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("learning_rate"), "{err}");
+}

@@ -1,0 +1,398 @@
+//! The training loop: [`Learner`] (fit, evaluate, predict, resume) and the [`fit`] shortcut.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::ModuleT;
+use ember_data::DataLoader;
+use ember_layers::loss::cross_entropy;
+use ember_layers::ParamStore;
+use ember_optim::{clip_grad_norm, Optimizer, OptimizerState, Schedule};
+use serde::{Deserialize, Serialize};
+
+use crate::callback::{Callback, CallbackContext, Control, StepReport};
+use crate::{ConfusionMatrix, Error, Result};
+
+/// When a schedule advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulePer {
+    /// Once per optimizer step (the schedule's step index is the global step).
+    Batch,
+    /// Once per epoch (the index is the 0-based epoch).
+    Epoch,
+}
+
+/// How [`fit`] / [`Learner::fit`] trains.
+pub struct FitOptions<'a> {
+    /// Number of passes over the training data (in total, counting epochs before a resume).
+    pub epochs: usize,
+    /// Learning-rate schedule, if any.
+    pub schedule: Option<&'a dyn Schedule>,
+    /// When the schedule advances.
+    pub schedule_per: SchedulePer,
+    /// Clip the global gradient norm to this value before every step.
+    pub clip_grad_norm: Option<f64>,
+    /// Number of classes (for validation metrics).
+    pub classes: usize,
+    /// Device batches are built on (the model's device).
+    pub device: Device,
+}
+
+impl FitOptions<'_> {
+    /// `epochs` epochs, no schedule, no clipping, 10 classes, CPU.
+    pub fn new(epochs: usize) -> Self {
+        Self {
+            epochs,
+            schedule: None,
+            schedule_per: SchedulePer::Batch,
+            clip_grad_norm: None,
+            classes: 10,
+            device: Device::Cpu,
+        }
+    }
+}
+
+impl<'a> FitOptions<'a> {
+    /// Steps `schedule` every batch.
+    pub fn with_schedule(mut self, schedule: &'a dyn Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Total epochs of the run.
+    pub epochs: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented samples, train mode).
+    pub train_accuracy: f64,
+    /// Validation loss, when a validation set was given.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy, when a validation set was given.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    pub learning_rate: f64,
+    /// Wall-clock seconds for training and validation.
+    pub seconds: f64,
+    /// Validation predictions against labels.
+    #[serde(skip)]
+    pub val_confusion: Option<ConfusionMatrix>,
+}
+
+impl EpochReport {
+    /// The value of a metric by name: `train_loss`, `train_accuracy`, `val_loss`,
+    /// `val_accuracy`, `learning_rate`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "train_loss" => Some(self.train_loss),
+            "train_accuracy" => Some(self.train_accuracy),
+            "val_loss" => self.val_loss,
+            "val_accuracy" => self.val_accuracy,
+            "learning_rate" => Some(self.learning_rate),
+            _ => None,
+        }
+    }
+}
+
+/// Result of an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Predictions against labels.
+    pub confusion: ConfusionMatrix,
+}
+
+/// Name of the resume file inside a run directory.
+pub const RESUME_FILE: &str = "resume.safetensors";
+
+/// Trains a classifier (any `candle_nn::ModuleT` producing logits) with cross-entropy,
+/// validates each epoch, runs callbacks, and — given a run directory — saves everything needed
+/// to resume exactly after every epoch.
+pub struct Learner<'a> {
+    model: &'a dyn ModuleT,
+    store: &'a ParamStore,
+    optimizer: &'a mut dyn Optimizer,
+    callbacks: Vec<Box<dyn Callback + 'a>>,
+    run_dir: Option<PathBuf>,
+    history: Vec<EpochReport>,
+    global_step: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrainerState {
+    global_step: u64,
+    history: Vec<EpochReport>,
+    callbacks: BTreeMap<String, serde_json::Value>,
+    optimizer_step: u64,
+    optimizer_meta: serde_json::Value,
+}
+
+impl<'a> Learner<'a> {
+    /// A learner for `model`, whose parameters live in `store`, trained by `optimizer`.
+    pub fn new(model: &'a dyn ModuleT, store: &'a ParamStore, optimizer: &'a mut dyn Optimizer) -> Self {
+        Self { model, store, optimizer, callbacks: Vec::new(), run_dir: None, history: Vec::new(), global_step: 0 }
+    }
+
+    /// Adds a callback; callbacks run in the order added.
+    pub fn with_callback(mut self, callback: impl Callback + 'a) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Saves `resume.safetensors` (model, optimizer, trainer and callback state) in `dir`
+    /// after every epoch, atomically.
+    pub fn with_run_dir(mut self, dir: &Path) -> Self {
+        self.run_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Epochs completed so far (after a resume: those of the earlier run).
+    pub fn history(&self) -> &[EpochReport] {
+        &self.history
+    }
+
+    /// Restores the state saved in `dir/resume.safetensors`: parameters and buffers, optimizer
+    /// state, step count, history and callback state. The next [`Learner::fit`] continues with
+    /// the epoch after the last completed one.
+    pub fn resume(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join(RESUME_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.clone(), reason };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        let text = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("trainer"))
+            .ok_or_else(|| unreadable("no trainer state in its metadata".into()))?;
+        let state: TrainerState = serde_json::from_str(text).map_err(|e| unreadable(e.to_string()))?;
+        let tensors = crate::checkpoint::read_tensors(&path, self.store.device())?;
+        let (mut model, mut optim) = (BTreeMap::new(), BTreeMap::new());
+        for (k, t) in tensors {
+            if let Some(name) = k.strip_prefix("model.") {
+                model.insert(name.to_string(), t);
+            } else if let Some(name) = k.strip_prefix("optim.") {
+                optim.insert(name.to_string(), t);
+            }
+        }
+        crate::checkpoint::load_map(self.store, model, &path)?;
+        self.optimizer
+            .load_state(OptimizerState { buffers: optim, step: state.optimizer_step, meta: state.optimizer_meta })
+            .map_err(|e| unreadable(format!("optimizer state: {e}")))?;
+        for cb in &mut self.callbacks {
+            if let Some(s) = state.callbacks.get(cb.name()) {
+                cb.load_state(s)?;
+            }
+        }
+        self.global_step = state.global_step;
+        self.history = state.history;
+        Ok(())
+    }
+
+    fn save_resume(&self, dir: &Path) -> Result<()> {
+        let optim = self
+            .optimizer
+            .state()
+            .map_err(|e| Error::UnreadableCheckpoint { path: dir.join(RESUME_FILE), reason: e.to_string() })?;
+        let mut tensors: Vec<(String, Tensor)> =
+            self.store.state().into_iter().map(|(k, t)| (format!("model.{k}"), t)).collect();
+        tensors.extend(optim.buffers.into_iter().map(|(k, t)| (format!("optim.{k}"), t)));
+        let state = TrainerState {
+            global_step: self.global_step,
+            history: self.history.clone(),
+            callbacks: self.callbacks.iter().map(|c| (c.name().to_string(), c.state())).collect(),
+            optimizer_step: optim.step,
+            optimizer_meta: optim.meta,
+        };
+        let text = serde_json::to_string(&state)
+            .map_err(|e| Error::UnreadableCheckpoint { path: dir.join(RESUME_FILE), reason: e.to_string() })?;
+        crate::checkpoint::save_tensors_with_metadata(
+            &tensors,
+            [("trainer".to_string(), text)].into(),
+            &dir.join(RESUME_FILE),
+        )
+    }
+
+    /// Trains until `options.epochs` epochs are complete (continuing after a resume), or a
+    /// callback stops it. Returns the reports of every epoch, earlier runs' included.
+    pub fn fit(
+        &mut self,
+        train: &DataLoader,
+        val: Option<&DataLoader>,
+        options: &FitOptions,
+    ) -> Result<Vec<EpochReport>> {
+        let device = &options.device;
+        let batches = train.num_batches();
+        let start = self.history.len();
+        let params: Vec<_> = self.store.vars().into_iter().map(|(_, v)| v).collect();
+        for epoch in start..options.epochs {
+            let started = Instant::now();
+            if let (Some(s), SchedulePer::Epoch) = (options.schedule, options.schedule_per) {
+                s.apply(epoch, self.optimizer);
+            }
+            let (mut loss_sum, mut seen, mut correct) = (0f64, 0usize, 0u64);
+            for (b, batch) in train.epoch(epoch as u64, device).enumerate() {
+                let batch = batch?;
+                if let (Some(s), SchedulePer::Batch) = (options.schedule, options.schedule_per) {
+                    s.apply(self.global_step as usize, self.optimizer);
+                }
+                let logits = self.model.forward_t(&batch.images, true)?;
+                let loss = cross_entropy(&logits, &batch.labels)?;
+                let loss_value = loss.to_scalar::<f32>()?;
+                if !loss_value.is_finite() {
+                    return Err(Error::NonFiniteLoss { epoch: epoch + 1, batch: b, loss: loss_value });
+                }
+                let mut grads = loss.backward()?;
+                if let Some(max_norm) = options.clip_grad_norm {
+                    clip_grad_norm(&mut grads, &params, max_norm)?;
+                }
+                self.optimizer.step(&grads)?;
+                self.global_step += 1;
+                let n = batch.labels.dims1()?;
+                loss_sum += loss_value as f64 * n as f64;
+                seen += n;
+                correct += count_correct(&logits, &batch.labels)?;
+                let step = StepReport {
+                    epoch: epoch + 1,
+                    batch: b,
+                    batches,
+                    global_step: self.global_step,
+                    loss: loss_value as f64,
+                };
+                let ctx = CallbackContext {
+                    store: self.store,
+                    learning_rate: self.optimizer.learning_rate(),
+                    global_step: self.global_step,
+                    history: &self.history,
+                    run_dir: self.run_dir.as_deref(),
+                };
+                for cb in &mut self.callbacks {
+                    cb.on_batch_end(&ctx, &step)?;
+                }
+            }
+            let evaluation = match val {
+                Some(v) => Some(evaluate_on(self.model, v, options.classes, device)?),
+                None => None,
+            };
+            let report = EpochReport {
+                epoch: epoch + 1,
+                epochs: options.epochs,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: correct as f64 / seen.max(1) as f64,
+                val_loss: evaluation.as_ref().map(|e| e.loss),
+                val_accuracy: evaluation.as_ref().map(|e| e.confusion.accuracy()),
+                learning_rate: self.optimizer.learning_rate(),
+                seconds: started.elapsed().as_secs_f64(),
+                val_confusion: evaluation.map(|e| e.confusion),
+            };
+            self.history.push(report.clone());
+            let mut stop = false;
+            let ctx = CallbackContext {
+                store: self.store,
+                learning_rate: self.optimizer.learning_rate(),
+                global_step: self.global_step,
+                history: &self.history,
+                run_dir: self.run_dir.as_deref(),
+            };
+            for cb in &mut self.callbacks {
+                stop |= cb.on_epoch_end(&ctx, &report)? == Control::Stop;
+            }
+            if let Some(dir) = &self.run_dir {
+                self.save_resume(dir)?;
+            }
+            if stop {
+                break;
+            }
+        }
+        let ctx = CallbackContext {
+            store: self.store,
+            learning_rate: self.optimizer.learning_rate(),
+            global_step: self.global_step,
+            history: &self.history,
+            run_dir: self.run_dir.as_deref(),
+        };
+        for cb in &mut self.callbacks {
+            cb.on_train_end(&ctx)?;
+        }
+        Ok(self.history.clone())
+    }
+
+    /// Evaluates the model (eval mode) on `data`.
+    pub fn evaluate(&self, data: &DataLoader, classes: usize) -> Result<Evaluation> {
+        evaluate_on(self.model, data, classes, self.store.device())
+    }
+
+    /// The model's logits `(n, classes)` for every example of `data`, in order (eval mode).
+    pub fn predict(&self, data: &DataLoader) -> Result<Tensor> {
+        predict(self.model, data, self.store.device())
+    }
+}
+
+/// Trains `model` with `optimizer` on `train` for `options.epochs` epochs (see [`Learner`]);
+/// `on_epoch` sees every report as it happens.
+pub fn fit(
+    model: &dyn ModuleT,
+    optimizer: &mut dyn Optimizer,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+    options: &FitOptions,
+    on_epoch: impl FnMut(&EpochReport),
+) -> Result<Vec<EpochReport>> {
+    // A store is only needed for clipping, resuming and callbacks; an empty one suffices here
+    // unless clipping is asked for, which needs the parameters.
+    let store = ParamStore::new(0, &options.device);
+    if options.clip_grad_norm.is_some() {
+        return Err(Error::Invalid("fit: gradient clipping needs the parameters; use Learner".into()));
+    }
+    let mut learner = Learner::new(model, &store, optimizer).with_callback(crate::callback::OnEpoch(on_epoch));
+    learner.fit(train, val, options)
+}
+
+fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<u64> {
+    let predicted = logits.argmax(1)?;
+    Ok(predicted.eq(labels)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as u64)
+}
+
+/// Runs `model` (on the CPU) in eval mode over `data` and compares its predictions with the
+/// labels.
+pub fn evaluate(model: &dyn ModuleT, data: &DataLoader, classes: usize) -> Result<Evaluation> {
+    evaluate_on(model, data, classes, &Device::Cpu)
+}
+
+/// [`evaluate`] with batches built on `device`.
+pub fn evaluate_on(model: &dyn ModuleT, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
+    let mut confusion = ConfusionMatrix::new(classes);
+    let (mut loss_sum, mut seen) = (0f64, 0usize);
+    for batch in data.epoch(0, device) {
+        let batch = batch?;
+        let logits = model.forward_t(&batch.images, false)?;
+        let n = batch.labels.dims1()?;
+        loss_sum += cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()? as f64 * n as f64;
+        seen += n;
+        let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
+        let labels = batch.labels.to_vec1::<u32>()?;
+        for (t, p) in labels.into_iter().zip(predicted) {
+            confusion.add(t as usize, p as usize);
+        }
+    }
+    Ok(Evaluation { loss: loss_sum / seen.max(1) as f64, confusion })
+}
+
+/// The logits `(n, classes)` of `model` (eval mode) for every example of `data`, in order.
+pub fn predict(model: &dyn ModuleT, data: &DataLoader, device: &Device) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    for batch in data.epoch(0, device) {
+        parts.push(model.forward_t(&batch?.images, false)?);
+    }
+    if parts.is_empty() {
+        return Err(Error::Invalid("predict: the data loader yielded no batch".into()));
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}

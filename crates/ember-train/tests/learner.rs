@@ -1,0 +1,141 @@
+//! The learner: exact resumption, early stopping on a scripted metric, logs and plots.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use ember_data::{mnist_sample, DataLoader, Split};
+use ember_layers::ParamStore;
+use ember_optim::schedule::MultiStep;
+use ember_optim::{Adam, AdamConfig, OneCycle};
+use ember_train::{
+    checkpoint, CsvLogger, EarlyStopping, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger, SchedulePer,
+    TensorBoardLogger,
+};
+
+fn data() -> (DataLoader, DataLoader) {
+    let train = mnist_sample(Split::Train).unwrap().select(&(0..256).collect::<Vec<_>>()).unwrap();
+    let val = mnist_sample(Split::Test).unwrap().select(&(0..200).collect::<Vec<_>>()).unwrap();
+    (DataLoader::new(Arc::new(train), 32).with_shuffle(3), DataLoader::new(Arc::new(val), 100))
+}
+
+fn state_bits(store: &ParamStore) -> Vec<(String, Vec<u32>)> {
+    store
+        .state()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
+    let (train, val) = data();
+    let schedule = OneCycle::new(0.003, 4 * train.num_batches());
+    let options = FitOptions { schedule: Some(&schedule), ..FitOptions::new(4) };
+
+    let straight_store = ParamStore::new(5, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", straight_store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(straight_store.vars(), AdamConfig::default()).unwrap();
+    let straight = Learner::new(model.as_ref(), &straight_store, &mut adam).fit(&train, Some(&val), &options).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = ParamStore::new(5, &Device::Cpu);
+        let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+        let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+        let two = FitOptions { schedule: Some(&schedule), ..FitOptions::new(2) };
+        Learner::new(model.as_ref(), &store, &mut adam).with_run_dir(dir.path()).fit(&train, Some(&val), &two).unwrap();
+    }
+    // A new process: fresh (differently seeded) model and optimizer, state from the run dir.
+    let store = ParamStore::new(99, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+    let mut learner = Learner::new(model.as_ref(), &store, &mut adam).with_run_dir(dir.path());
+    learner.resume(dir.path()).unwrap();
+    assert_eq!(learner.history().len(), 2);
+    let resumed = learner.fit(&train, Some(&val), &options).unwrap();
+
+    assert_eq!(resumed.len(), 4);
+    for (a, b) in straight.iter().zip(&resumed).skip(2) {
+        assert_eq!(
+            (a.train_loss, a.val_loss, a.val_accuracy),
+            (b.train_loss, b.val_loss, b.val_accuracy),
+            "epoch {}",
+            a.epoch
+        );
+    }
+    assert_eq!(state_bits(&store), state_bits(&straight_store));
+}
+
+#[test]
+fn early_stopping_stops_at_the_right_epoch_on_a_scripted_sequence() {
+    let mut es = EarlyStopping::new("val_loss", Mode::Min, 3).with_min_delta(0.005);
+    let losses = [1.0, 0.8, 0.85, 0.79, 0.797, 0.81, 0.82, 0.7];
+    let stopped = losses.iter().enumerate().find(|&(i, &l)| es.observe(i + 1, l)).map(|(i, _)| i + 1);
+    // 0.79 improves on 0.8 by more than 0.005 (epoch 4); 0.797 does not improve on it; three
+    // epochs without improvement: stop after epoch 7, never seeing 0.7.
+    assert_eq!(stopped, Some(7));
+    assert_eq!(es.best(), Some((4, 0.79)));
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights_and_checkpoint_keeps_them() {
+    let (train, val) = data();
+    let dir = tempfile::tempdir().unwrap();
+    // The monitored metric is the learning rate, scripted per epoch: 0.002 at epochs 1 and 2
+    // (equal is no improvement), 0.001 at epoch 3. With patience 2 training stops after epoch 3
+    // and epoch 1's weights come back.
+    let schedule = MultiStep { base_lr: 0.002, milestones: vec![2, 3, 4, 5], gamma: 0.5 };
+    let options = FitOptions { schedule: Some(&schedule), schedule_per: SchedulePer::Epoch, ..FitOptions::new(10) };
+    let store = ParamStore::new(1, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+    let history = Learner::new(model.as_ref(), &store, &mut adam)
+        .with_callback(ModelCheckpoint::new(dir.path(), "learning_rate", Mode::Max))
+        .with_callback(EarlyStopping::new("learning_rate", Mode::Max, 2).with_restore_best(true))
+        .with_callback(CsvLogger::new(dir.path().join("metrics.csv")))
+        .fit(&train, Some(&val), &options)
+        .unwrap();
+    assert_eq!(history.iter().map(|r| r.learning_rate).collect::<Vec<_>>(), vec![0.002, 0.002, 0.001]);
+    let best = ParamStore::new(7, &Device::Cpu);
+    ember_zoo::build("mnist-cnn", best.var_builder(DType::F32)).unwrap();
+    checkpoint::load(&best, &dir.path().join("best.safetensors")).unwrap();
+    assert_eq!(state_bits(&store), state_bits(&best), "restored weights must be the best epoch's");
+    let last = ParamStore::new(7, &Device::Cpu);
+    ember_zoo::build("mnist-cnn", last.var_builder(DType::F32)).unwrap();
+    checkpoint::load(&last, &dir.path().join("last.safetensors")).unwrap();
+    assert_ne!(state_bits(&last), state_bits(&best));
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds"));
+}
+
+#[test]
+fn plots_and_tensorboard_logs_show_the_run() {
+    let (train, val) = data();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ParamStore::new(1, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+    let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    Learner::new(model.as_ref(), &store, &mut adam)
+        .with_callback(PlotLogger::new(dir.path(), names.clone()))
+        .with_callback(TensorBoardLogger::new(dir.path().join("tb"), 4).with_class_names(names))
+        .fit(&train, Some(&val), &FitOptions::new(2))
+        .unwrap();
+    let curves = image::open(dir.path().join("learning_curves.png")).unwrap().to_rgb8();
+    assert_eq!(curves.dimensions(), (960, 400));
+    // Blue (train) and red (validation) curves are drawn.
+    assert!(curves.pixels().any(|p| p.0 == [0, 0, 255]) && curves.pixels().any(|p| p.0 == [255, 0, 0]));
+    let cm = image::open(dir.path().join("confusion_matrix.png")).unwrap().to_rgb8();
+    assert_eq!(cm.dimensions(), (560, 560));
+    assert!(cm.pixels().filter(|p| p.0[2] == 255 && p.0[0] < 128).count() > 1000, "dark diagonal cells expected");
+
+    let event_file = std::fs::read_dir(dir.path().join("tb")).unwrap().next().unwrap().unwrap().path();
+    let events = ember_train::tensorboard::read_events(&event_file).unwrap();
+    let tags: std::collections::BTreeSet<String> =
+        events.iter().flat_map(|e| e.scalars.iter().map(|(t, _)| t.clone())).collect();
+    for tag in ["train/loss", "train/learning_rate", "epoch/train_loss", "epoch/val_loss", "epoch/val_accuracy"] {
+        assert!(tags.contains(tag), "{tag} missing from {tags:?}");
+    }
+    assert_eq!(events.iter().map(|e| e.images.len()).sum::<usize>(), 2);
+}
