@@ -71,7 +71,8 @@ pub struct EpochReport {
     pub epochs: usize,
     /// Mean training loss over the epoch's batches (weighted by batch size).
     pub train_loss: f64,
-    /// Training accuracy over the epoch (augmented samples, train mode).
+    /// Training accuracy over the epoch (augmented samples, train mode; 0 for models without
+    /// logits).
     pub train_accuracy: f64,
     /// Validation loss, when a validation set was given.
     pub val_loss: Option<f64>,
@@ -110,6 +111,35 @@ pub struct Evaluation {
     pub confusion: ConfusionMatrix,
 }
 
+/// The output of one [`TrainStep`].
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// The scalar loss to minimise.
+    pub loss: Tensor,
+    /// Class scores `(b, classes)`, for models whose accuracy and confusion matrix mean
+    /// something; `None` for others (autoencoders, regressors).
+    pub logits: Option<Tensor>,
+}
+
+/// What the [`Learner`] needs from a model: the loss of a batch (and optionally class scores),
+/// in train or eval mode. Any `candle_nn::ModuleT` classifier gets one through [`Classifier`];
+/// models with their own objective (a VAE's ELBO, a regression loss) implement it directly.
+pub trait TrainStep {
+    /// Loss (and logits) of `batch`; `train` selects train-mode behaviour (dropout, batch norm).
+    fn step(&self, batch: &ember_data::Batch, train: bool) -> candle_core::Result<StepOutput>;
+}
+
+/// A `ModuleT` producing logits, trained with cross-entropy against the batch labels.
+pub struct Classifier<'a>(pub &'a dyn ModuleT);
+
+impl TrainStep for Classifier<'_> {
+    fn step(&self, batch: &ember_data::Batch, train: bool) -> candle_core::Result<StepOutput> {
+        let logits = self.0.forward_t(&batch.images, train)?;
+        let loss = cross_entropy(&logits, &batch.labels)?;
+        Ok(StepOutput { loss, logits: Some(logits) })
+    }
+}
+
 /// Name of the resume file inside a run directory.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
@@ -117,7 +147,7 @@ pub const RESUME_FILE: &str = "resume.safetensors";
 /// validates each epoch, runs callbacks, and — given a run directory — saves everything needed
 /// to resume exactly after every epoch.
 pub struct Learner<'a> {
-    model: &'a dyn ModuleT,
+    model: Box<dyn TrainStep + 'a>,
     store: &'a ParamStore,
     optimizer: &'a mut dyn Optimizer,
     callbacks: Vec<Box<dyn Callback + 'a>>,
@@ -136,9 +166,23 @@ struct TrainerState {
 }
 
 impl<'a> Learner<'a> {
-    /// A learner for `model`, whose parameters live in `store`, trained by `optimizer`.
+    /// A learner for the classifier `model` (cross-entropy on its logits), whose parameters
+    /// live in `store`, trained by `optimizer`.
     pub fn new(model: &'a dyn ModuleT, store: &'a ParamStore, optimizer: &'a mut dyn Optimizer) -> Self {
-        Self { model, store, optimizer, callbacks: Vec::new(), run_dir: None, history: Vec::new(), global_step: 0 }
+        Self::with_step(Classifier(model), store, optimizer)
+    }
+
+    /// A learner for any model with its own [`TrainStep`] (its own loss).
+    pub fn with_step(model: impl TrainStep + 'a, store: &'a ParamStore, optimizer: &'a mut dyn Optimizer) -> Self {
+        Self {
+            model: Box::new(model),
+            store,
+            optimizer,
+            callbacks: Vec::new(),
+            run_dir: None,
+            history: Vec::new(),
+            global_step: 0,
+        }
     }
 
     /// Adds a callback; callbacks run in the order added.
@@ -243,8 +287,7 @@ impl<'a> Learner<'a> {
                 if let (Some(s), SchedulePer::Batch) = (options.schedule, options.schedule_per) {
                     s.apply(self.global_step as usize, self.optimizer);
                 }
-                let logits = self.model.forward_t(&batch.images, true)?;
-                let loss = cross_entropy(&logits, &batch.labels)?;
+                let StepOutput { loss, logits } = self.model.step(&batch, true)?;
                 let loss_value = loss.to_scalar::<f32>()?;
                 if !loss_value.is_finite() {
                     return Err(Error::NonFiniteLoss { epoch: epoch + 1, batch: b, loss: loss_value });
@@ -258,7 +301,9 @@ impl<'a> Learner<'a> {
                 let n = batch.labels.dims1()?;
                 loss_sum += loss_value as f64 * n as f64;
                 seen += n;
-                correct += count_correct(&logits, &batch.labels)?;
+                if let Some(logits) = &logits {
+                    correct += count_correct(logits, &batch.labels)?;
+                }
                 let step = StepReport {
                     epoch: epoch + 1,
                     batch: b,
@@ -278,7 +323,7 @@ impl<'a> Learner<'a> {
                 }
             }
             let evaluation = match val {
-                Some(v) => Some(evaluate_on(self.model, v, options.classes, device)?),
+                Some(v) => Some(evaluate_step(self.model.as_ref(), v, options.classes, device)?),
                 None => None,
             };
             let report = EpochReport {
@@ -287,7 +332,7 @@ impl<'a> Learner<'a> {
                 train_loss: loss_sum / seen.max(1) as f64,
                 train_accuracy: correct as f64 / seen.max(1) as f64,
                 val_loss: evaluation.as_ref().map(|e| e.loss),
-                val_accuracy: evaluation.as_ref().map(|e| e.confusion.accuracy()),
+                val_accuracy: evaluation.as_ref().filter(|e| e.confusion.total() > 0).map(|e| e.confusion.accuracy()),
                 learning_rate: self.optimizer.learning_rate(),
                 seconds: started.elapsed().as_secs_f64(),
                 val_confusion: evaluation.map(|e| e.confusion),
@@ -326,12 +371,20 @@ impl<'a> Learner<'a> {
 
     /// Evaluates the model (eval mode) on `data`.
     pub fn evaluate(&self, data: &DataLoader, classes: usize) -> Result<Evaluation> {
-        evaluate_on(self.model, data, classes, self.store.device())
+        evaluate_step(self.model.as_ref(), data, classes, self.store.device())
     }
 
     /// The model's logits `(n, classes)` for every example of `data`, in order (eval mode).
     pub fn predict(&self, data: &DataLoader) -> Result<Tensor> {
-        predict(self.model, data, self.store.device())
+        let mut parts = Vec::new();
+        for batch in data.epoch(0, self.store.device()) {
+            let out = self.model.step(&batch?, false)?;
+            parts.push(out.logits.ok_or_else(|| Error::Invalid("predict: the model produces no logits".into()))?);
+        }
+        if parts.is_empty() {
+            return Err(Error::Invalid("predict: the data loader yielded no batch".into()));
+        }
+        Ok(Tensor::cat(&parts, 0)?)
     }
 }
 
@@ -368,18 +421,26 @@ pub fn evaluate(model: &dyn ModuleT, data: &DataLoader, classes: usize) -> Resul
 
 /// [`evaluate`] with batches built on `device`.
 pub fn evaluate_on(model: &dyn ModuleT, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
+    evaluate_step(&Classifier(model), data, classes, device)
+}
+
+/// Mean loss of `model` (eval mode) over `data` and, when it produces logits, its confusion
+/// matrix.
+pub fn evaluate_step(model: &dyn TrainStep, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
     let mut confusion = ConfusionMatrix::new(classes);
     let (mut loss_sum, mut seen) = (0f64, 0usize);
     for batch in data.epoch(0, device) {
         let batch = batch?;
-        let logits = model.forward_t(&batch.images, false)?;
+        let out = model.step(&batch, false)?;
         let n = batch.labels.dims1()?;
-        loss_sum += cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()? as f64 * n as f64;
+        loss_sum += out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * n as f64;
         seen += n;
-        let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
-        let labels = batch.labels.to_vec1::<u32>()?;
-        for (t, p) in labels.into_iter().zip(predicted) {
-            confusion.add(t as usize, p as usize);
+        if let Some(logits) = out.logits {
+            let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
+            let labels = batch.labels.to_vec1::<u32>()?;
+            for (t, p) in labels.into_iter().zip(predicted) {
+                confusion.add(t as usize, p as usize);
+            }
         }
     }
     Ok(Evaluation { loss: loss_sum / seen.max(1) as f64, confusion })

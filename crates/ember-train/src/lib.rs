@@ -43,6 +43,7 @@ pub use callback::{
 };
 pub use error::{Error, Result};
 pub use learner::{
-    evaluate, evaluate_on, fit, predict, EpochReport, Evaluation, FitOptions, Learner, SchedulePer, RESUME_FILE,
+    evaluate, evaluate_on, evaluate_step, fit, predict, Classifier, EpochReport, Evaluation, FitOptions, Learner,
+    SchedulePer, StepOutput, TrainStep, RESUME_FILE,
 };
 pub use metrics::{Average, ConfusionMatrix, RegressionMetrics, TopKAccuracy};

@@ -139,3 +139,69 @@ fn plots_and_tensorboard_logs_show_the_run() {
     }
     assert_eq!(events.iter().map(|e| e.images.len()).sum::<usize>(), 2);
 }
+
+#[test]
+fn non_finite_loss_stops_with_the_step_named_and_keeps_the_last_good_checkpoint() {
+    let (train, val) = data();
+    let dir = tempfile::tempdir().unwrap();
+    // Epoch 1 trains normally; from epoch 2 the learning rate is absurd and the loss blows up.
+    let schedule = MultiStep { base_lr: 0.001, milestones: vec![1], gamma: 1e12 };
+    let options = FitOptions { schedule: Some(&schedule), schedule_per: SchedulePer::Epoch, ..FitOptions::new(5) };
+    let store = ParamStore::new(2, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut sgd = ember_optim::Sgd::new(store.vars(), ember_optim::SgdConfig::default()).unwrap();
+    let err = Learner::new(model.as_ref(), &store, &mut sgd)
+        .with_callback(ModelCheckpoint::new(dir.path(), "val_accuracy", Mode::Max))
+        .fit(&train, Some(&val), &options)
+        .unwrap_err();
+    match err {
+        ember_train::Error::NonFiniteLoss { epoch, batch, .. } => {
+            assert_eq!((epoch, batch < train.num_batches()), (2, true))
+        }
+        other => panic!("{other}"),
+    }
+    let last = ParamStore::new(0, &Device::Cpu);
+    ember_zoo::build("mnist-cnn", last.var_builder(DType::F32)).unwrap();
+    checkpoint::load(&last, &dir.path().join("last.safetensors")).unwrap();
+    assert!(last.state().iter().all(|(_, t)| t
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite())));
+}
+
+/// A model with its own objective: a linear map trained by mean squared error to the one-hot
+/// labels (no logits reported).
+struct OneHotRegression {
+    fc: ember_layers::Linear,
+}
+
+impl ember_train::TrainStep for OneHotRegression {
+    fn step(&self, batch: &ember_data::Batch, _train: bool) -> candle_core::Result<ember_train::StepOutput> {
+        use candle_nn::Module;
+        let x = batch.images.flatten_from(1)?;
+        let pred = self.fc.forward(&x)?;
+        let target = candle_nn::encoding::one_hot(batch.labels.clone(), 10, 1f32, 0f32)?;
+        Ok(ember_train::StepOutput { loss: (pred - target)?.sqr()?.mean_all()?, logits: None })
+    }
+}
+
+#[test]
+fn learner_trains_any_model_with_its_own_train_step() {
+    let (train, val) = data();
+    let store = ParamStore::new(4, &Device::Cpu);
+    let model = OneHotRegression {
+        fc: ember_layers::Linear::new(784, 10, true, store.var_builder(DType::F32).pp("fc")).unwrap(),
+    };
+    let mut adam = Adam::new(store.vars(), AdamConfig { lr: 0.01, ..AdamConfig::default() }).unwrap();
+    let history = Learner::with_step(model, &store, &mut adam).fit(&train, Some(&val), &FitOptions::new(3)).unwrap();
+    assert!(
+        history[2].train_loss < history[0].train_loss * 0.8,
+        "{:?}",
+        history.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
+    assert!(history[2].val_loss.unwrap() < history[0].val_loss.unwrap());
+    assert_eq!(history[0].val_accuracy, None, "no logits, no accuracy");
+}
