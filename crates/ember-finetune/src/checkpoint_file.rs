@@ -1,0 +1,89 @@
+//! Any checkpoint file ember reads — safetensors or PyTorch — as named tensors.
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+
+use crate::{pytorch, Error, Result};
+
+/// The layout of a checkpoint file, detected from its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    /// safetensors.
+    Safetensors,
+    /// PyTorch zip (torch >= 1.6).
+    PytorchZip,
+    /// PyTorch legacy pickle.
+    PytorchLegacy,
+}
+
+/// Name, shape and dtype of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The name (a PyTorch `state_dict` key).
+    pub name: String,
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The element type.
+    pub dtype: DType,
+}
+
+/// Detects the format of `bytes`.
+pub fn detect_format(bytes: &[u8]) -> Option<CheckpointFormat> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Some(CheckpointFormat::PytorchZip);
+    }
+    if bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
+        return Some(CheckpointFormat::PytorchLegacy);
+    }
+    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))?;
+    if bytes.get(8) == Some(&b'{') && header_len as usize <= bytes.len().saturating_sub(8) {
+        return Some(CheckpointFormat::Safetensors);
+    }
+    None
+}
+
+/// Reads every tensor of a safetensors or PyTorch checkpoint (CPU), in file order for PyTorch
+/// files and name order for safetensors.
+pub fn read_checkpoint(path: &Path) -> Result<(CheckpointFormat, Vec<(String, Tensor)>)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let format = detect_format(&bytes)
+        .ok_or_else(|| Error::UnknownFormat { path: path.to_path_buf(), detail: "unrecognised header".into() })?;
+    let tensors = match format {
+        CheckpointFormat::Safetensors => {
+            let mut v: Vec<(String, Tensor)> = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+                .map_err(|e| Error::UnknownFormat { path: path.to_path_buf(), detail: e.to_string() })?
+                .into_iter()
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        }
+        CheckpointFormat::PytorchZip | CheckpointFormat::PytorchLegacy => pytorch::read_pytorch(path, &bytes)?,
+    };
+    Ok((format, tensors))
+}
+
+/// Names, shapes and dtypes of a checkpoint's tensors.
+pub fn inspect(path: &Path) -> Result<(CheckpointFormat, Vec<TensorInfo>)> {
+    let (format, tensors) = read_checkpoint(path)?;
+    Ok((
+        format,
+        tensors.into_iter().map(|(name, t)| TensorInfo { name, shape: t.dims().to_vec(), dtype: t.dtype() }).collect(),
+    ))
+}
+
+/// Converts any checkpoint ember reads into a safetensors file at `out`, atomically (temporary
+/// file, then rename). Returns the number of tensors written.
+pub fn convert_to_safetensors(input: &Path, out: &Path) -> Result<usize> {
+    let (_, tensors) = read_checkpoint(input)?;
+    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = candle_core::safetensors::save(&map, &tmp)
+        .map_err(Error::from)
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(|source| Error::Io { path: out.to_path_buf(), source }));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| map.len())
+}
