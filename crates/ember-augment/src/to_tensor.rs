@@ -34,7 +34,7 @@ impl ToTensor {
         P::Subpixel: Sample,
     {
         let c = channels::<P>();
-        let scale = 1.0 / <P::Subpixel as Sample>::MAX;
+        let max = <P::Subpixel as Sample>::MAX;
         let (mean, inv_std) = match &self.normalize {
             Some(n) => n.per_channel(c)?,
             None => (vec![0.0; c], vec![1.0; c]),
@@ -44,18 +44,18 @@ impl ToTensor {
         let start = out.len();
         out.resize(start + src.len(), 0.0);
         let dst = &mut out[start..];
+        // (v / max - mean) / std, as torchvision's ToDtype(scale=True) then Normalize.
         if c == 1 {
-            let (m, s) = (mean[0], inv_std[0] * scale);
-            let ms = m * inv_std[0];
+            let (m, s) = (mean[0], inv_std[0]);
             for (o, v) in dst.iter_mut().zip(src) {
-                *o = v.as_f32() * s - ms;
+                *o = (v.as_f32() / max - m) * s;
             }
             return Ok(());
         }
         for ch in 0..c {
-            let (s, ms) = (inv_std[ch] * scale, mean[ch] * inv_std[ch]);
+            let (m, s) = (mean[ch], inv_std[ch]);
             for (o, px) in dst[ch * n..(ch + 1) * n].iter_mut().zip(src.chunks_exact(c)) {
-                *o = px[ch].as_f32() * s - ms;
+                *o = (px[ch].as_f32() / max - m) * s;
             }
         }
         Ok(())
