@@ -24,12 +24,7 @@ fn colour_channels(c: usize) -> usize {
 
 /// `v * factor`, clamped.
 pub(crate) fn brightness<S: Sample>(data: &mut [S], c: usize, factor: f32) {
-    let cc = colour_channels(c);
-    for px in data.chunks_exact_mut(c) {
-        for v in &mut px[..cc] {
-            *v = S::from_f32((v.as_f32() * factor).clamp(0.0, S::MAX));
-        }
-    }
+    S::map_colour_values(data, c, colour_channels(c), |v| (v * factor).clamp(0.0, S::MAX));
 }
 
 /// Mean grey level of the image.
@@ -49,12 +44,7 @@ pub(crate) fn mean_grey<S: Sample>(data: &[S], c: usize) -> f32 {
 /// Blend with the mean grey level: `v * factor + mean * (1 - factor)`, clamped.
 pub(crate) fn contrast<S: Sample>(data: &mut [S], c: usize, factor: f32) {
     let offset = mean_grey(data, c) * (1.0 - factor);
-    let cc = colour_channels(c);
-    for px in data.chunks_exact_mut(c) {
-        for v in &mut px[..cc] {
-            *v = S::from_f32((v.as_f32() * factor + offset).clamp(0.0, S::MAX));
-        }
-    }
+    S::map_colour_values(data, c, colour_channels(c), |v| (v * factor + offset).clamp(0.0, S::MAX));
 }
 
 /// Blend each pixel with its own grey: `v * factor + luma * (1 - factor)`, clamped. Grey
@@ -75,18 +65,52 @@ pub(crate) fn saturation<S: Sample>(data: &mut [S], c: usize, factor: f32) {
 /// Rotates the hue by `shift` turns (in `[-0.5, 0.5]`) through HSV, as torchvision's
 /// `adjust_hue`. Grey images are left alone.
 pub(crate) fn hue<S: Sample>(data: &mut [S], c: usize, shift: f32) {
-    if c < 3 {
-        return;
+    match c {
+        3 => hue_fixed::<S, 3>(data, shift),
+        4 => hue_fixed::<S, 4>(data, shift),
+        _ => {}
     }
-    let scale = 1.0 / S::MAX;
-    for px in data.chunks_exact_mut(c) {
-        let (r, g, b) = (px[0].as_f32() * scale, px[1].as_f32() * scale, px[2].as_f32() * scale);
-        let (h, s, v) = rgb_to_hsv(r, g, b);
-        let (r, g, b) = hsv_to_rgb((h + shift).rem_euclid(1.0), s, v);
-        px[0] = S::from_f32((r * S::MAX).clamp(0.0, S::MAX));
-        px[1] = S::from_f32((g * S::MAX).clamp(0.0, S::MAX));
-        px[2] = S::from_f32((b * S::MAX).clamp(0.0, S::MAX));
+}
+
+fn hue_fixed<S: Sample, const C: usize>(data: &mut [S], shift: f32) {
+    for px in data.chunks_exact_mut(C) {
+        let (r, g, b) = (px[0].as_f32(), px[1].as_f32(), px[2].as_f32());
+        let (r, g, b) = rotate_hue(r, g, b, shift);
+        px[0] = S::from_f32(r.clamp(0.0, S::MAX));
+        px[1] = S::from_f32(g.clamp(0.0, S::MAX));
+        px[2] = S::from_f32(b.clamp(0.0, S::MAX));
     }
+}
+
+/// RGB to HSV, hue shifted, back to RGB, branch-free (selects only). HSV is taken in the
+/// image's own units: `v` is the maximum as stored and `v * s` is the range `max - min`, so no
+/// division by `v` is needed. Back to RGB, channel `n` (5 red, 3 green, 1 blue) is
+/// `v - v s clamp(min(k, 4 - k), 0, 1)` with `k = (n + 6h) mod 6`, the six-sector formula
+/// without its branch.
+#[inline(always)]
+fn rotate_hue(r: f32, g: f32, b: f32, shift: f32) -> (f32, f32, f32) {
+    let max = r.max(g).max(b);
+    let range = max - r.min(g).min(b);
+    let inv = if range > 0.0 { 1.0 / range } else { 0.0 };
+    let (hr, hg, hb) = ((g - b) * inv, 2.0 + (b - r) * inv, 4.0 + (r - g) * inv);
+    let h6 = if max == r {
+        hr
+    } else if max == g {
+        hg
+    } else {
+        hb
+    };
+    // h6 in [-1, 6); shifted by up to ±3; wrap into [0, 6).
+    let h6 = h6 + shift * 6.0;
+    let h6 = if h6 < 0.0 { h6 + 6.0 } else { h6 };
+    let h6 = if h6 >= 6.0 { h6 - 6.0 } else { h6 };
+    let h6 = if h6 < 0.0 { h6 + 6.0 } else { h6 };
+    let channel = |n: f32| {
+        let k = n + h6;
+        let k = if k >= 6.0 { k - 6.0 } else { k };
+        max - range * k.min(4.0 - k).clamp(0.0, 1.0)
+    };
+    (channel(5.0), channel(3.0), channel(1.0))
 }
 
 /// Every colour channel replaced by the luma (torchvision's `rgb_to_grayscale` with
@@ -98,41 +122,6 @@ pub(crate) fn grayscale<S: Sample>(data: &mut [S], c: usize) {
     for px in data.chunks_exact_mut(c) {
         let grey = S::from_f32(luma(px[0].as_f32(), px[1].as_f32(), px[2].as_f32()));
         px[..3].fill(grey);
-    }
-}
-
-fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let max = r.max(g).max(b);
-    let min = r.min(g).min(b);
-    let range = max - min;
-    if range == 0.0 {
-        return (0.0, 0.0, max);
-    }
-    let s = if max == 0.0 { 0.0 } else { range / max };
-    let h = if max == r {
-        (g - b) / range
-    } else if max == g {
-        2.0 + (b - r) / range
-    } else {
-        4.0 + (r - g) / range
-    };
-    ((h / 6.0).rem_euclid(1.0), s, max)
-}
-
-fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
-    let h6 = h * 6.0;
-    let i = h6.floor();
-    let f = h6 - i;
-    let p = v * (1.0 - s);
-    let q = v * (1.0 - s * f);
-    let t = v * (1.0 - s * (1.0 - f));
-    match (i as i32).rem_euclid(6) {
-        0 => (v, t, p),
-        1 => (q, v, p),
-        2 => (p, v, t),
-        3 => (p, q, v),
-        4 => (t, p, v),
-        _ => (v, p, q),
     }
 }
 

@@ -88,7 +88,7 @@ where
 {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         if rng.random::<f64>() < self.p {
-            adjust::grayscale(&mut *image, channels::<P>());
+            adjust::grayscale(&mut image, channels::<P>());
         }
         Ok(image)
     }

@@ -1,35 +1,6 @@
 //! A pipeline of transforms written as text, for command lines and configs:
 //! `Pipeline::parse("pad-crop:4,hflip,noise:0.1")`.
-//!
-//! # Vocabulary
-//!
-//! Steps are separated by `,` and run in order. A step is `name[:arg[:arg...]]`; `step@P`
-//! applies it with probability `P`; `a|b|c` applies one of the alternatives, chosen uniformly.
-//! Sizes are `WxH` or `S` (square). Values on `u8` images are in grey levels where noted
-//! "in units of white" (0.1 = 25.5 levels).
-//!
-//! | op | meaning (torchvision equivalent) |
-//! |---|---|
-//! | `none` | nothing (also the empty string) |
-//! | `pad-crop:P[:MODE]` | pad `P` pixels (`zero`, `edge`, `reflect`, `symmetric`; default zero), random crop back to the input size (`RandomCrop(size, P)`) |
-//! | `crop:SIZE` | random crop, no padding |
-//! | `center-crop:SIZE` | centre crop (`CenterCrop`) |
-//! | `resize:SIZE[:INTERP]` | resize, `nearest`/`bilinear`/`bicubic` (default bilinear, antialiased) |
-//! | `resized-crop:SIZE[:SMIN[:SMAX]]` | random resized crop, area scale range default 0.08..1 |
-//! | `hflip[:P]`, `vflip[:P]` | flip with probability `P` (default 0.5) |
-//! | `rotate:DEG` | rotation uniform in ±`DEG` (`RandomRotation`) |
-//! | `affine:DEG[:T[:S[:SHEAR]]]` | rotation ±`DEG`, translation up to fraction `T`, scale `1±S`, shear ±`SHEAR` degrees (`RandomAffine`) |
-//! | `jitter:B[:C[:S[:H]]]` | colour jitter: brightness, contrast, saturation, hue (`ColorJitter`) |
-//! | `gray[:P]` | grayscale with probability `P` (default 1) |
-//! | `blur:K[:SMIN[:SMAX]]` | Gaussian blur, odd kernel `K`, sigma range default 0.1..2 |
-//! | `noise:STD` | additive Gaussian noise, `STD` in units of white |
-//! | `salt-pepper:A` | a fraction `A` of the pixels set to black or white |
-//! | `erase[:P]` | random erasing with probability `P` (default 0.5) |
-//! | `cutout:SIZE` | zero a `SIZE x SIZE` square at a random centre |
-//! | `trivial` | TrivialAugmentWide: one random op at a random strength |
-//!
-//! Normalisation is not an op: it changes the pixel type, so it is part of
-//! [`ToTensor`](crate::ToTensor).
+//! See [`Pipeline`] for the vocabulary.
 
 use image::Pixel;
 use rand::rngs::StdRng;
@@ -127,6 +98,36 @@ struct Gated {
 
 /// A parsed pipeline: steps in order, each one op (or a uniform choice of several), possibly
 /// gated by a probability. Works on any image type the transforms do.
+///
+/// # Vocabulary
+///
+/// Steps are separated by `,` and run in order. A step is `name[:arg[:arg...]]`; `step@P`
+/// applies it with probability `P`; `a|b|c` applies one of the alternatives, chosen uniformly.
+/// Sizes are `WxH` or `S` (square). Values on `u8` images are in grey levels where noted
+/// "in units of white" (0.1 = 25.5 levels).
+///
+/// | op | meaning (torchvision equivalent) |
+/// |---|---|
+/// | `none` | nothing (also the empty string) |
+/// | `pad-crop:P[:MODE]` | pad `P` pixels (`zero`, `edge`, `reflect`, `symmetric`; default zero), random crop back to the input size (`RandomCrop(size, P)`) |
+/// | `crop:SIZE` | random crop, no padding |
+/// | `center-crop:SIZE` | centre crop (`CenterCrop`) |
+/// | `resize:SIZE[:INTERP]` | resize, `nearest`/`bilinear`/`bicubic` (default bilinear, antialiased) |
+/// | `resized-crop:SIZE[:SMIN[:SMAX]]` | random resized crop, area scale range default 0.08..1 |
+/// | `hflip[:P]`, `vflip[:P]` | flip with probability `P` (default 0.5) |
+/// | `rotate:DEG` | rotation uniform in ±`DEG` (`RandomRotation`) |
+/// | `affine:DEG[:T[:S[:SHEAR]]]` | rotation ±`DEG`, translation up to fraction `T`, scale `1±S`, shear ±`SHEAR` degrees (`RandomAffine`) |
+/// | `jitter:B[:C[:S[:H]]]` | colour jitter: brightness, contrast, saturation, hue (`ColorJitter`) |
+/// | `gray[:P]` | grayscale with probability `P` (default 1) |
+/// | `blur:K[:SMIN[:SMAX]]` | Gaussian blur, odd kernel `K`, sigma range default 0.1..2 |
+/// | `noise:STD` | additive Gaussian noise, `STD` in units of white |
+/// | `salt-pepper:A` | a fraction `A` of the pixels set to black or white |
+/// | `erase[:P]` | random erasing with probability `P` (default 0.5) |
+/// | `cutout:SIZE` | zero a `SIZE x SIZE` square at a random centre |
+/// | `trivial` | TrivialAugmentWide: one random op at a random strength |
+///
+/// Normalisation is not an op: it changes the pixel type, so it is part of
+/// [`ToTensor`](crate::ToTensor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     steps: Vec<Vec<Gated>>,
@@ -134,7 +135,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Parses the [vocabulary](self); the error names the first bad token.
+    /// Parses the vocabulary above; the error names the first bad token.
     pub fn parse(text: &str) -> Result<Self> {
         let mut steps = Vec::new();
         for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {

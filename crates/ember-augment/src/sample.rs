@@ -16,6 +16,16 @@ pub trait Sample: Primitive + Send + Sync + 'static {
     fn as_f32(self) -> f32;
     /// The nearest representable value to `v`, unscaled.
     fn from_f32(v: f32) -> Self;
+
+    /// Replaces the first `colour` values of every `channels`-value pixel by `from_f32(f(v))`.
+    /// `u8` evaluates `f` once per possible value (a 256-entry table) instead of once per value.
+    fn map_colour_values(data: &mut [Self], channels: usize, colour: usize, f: impl Fn(f32) -> f32) {
+        for px in data.chunks_exact_mut(channels) {
+            for v in &mut px[..colour] {
+                *v = Self::from_f32(f(v.as_f32()));
+            }
+        }
+    }
 }
 
 impl Sample for u8 {
@@ -27,8 +37,31 @@ impl Sample for u8 {
     }
     #[inline(always)]
     fn from_f32(v: f32) -> Self {
-        // `as` saturates (and maps NaN to 0).
-        v.round_ties_even() as u8
+        // Round half to even without a libm call (the x86-64 baseline has no `roundss`):
+        // adding 1.5 * 2^23 leaves no fraction bits, so the FPU rounds in its default mode
+        // (half to even). Exact for |v| < 2^22; larger values saturate below anyway, as `as`
+        // saturates (and maps NaN to 0).
+        const MAGIC: f32 = 12_582_912.0;
+        let v = v.clamp(-1.0, 256.0);
+        ((v + MAGIC) - MAGIC) as u8
+    }
+
+    fn map_colour_values(data: &mut [Self], channels: usize, colour: usize, f: impl Fn(f32) -> f32) {
+        let mut table = [0u8; 256];
+        for (i, t) in table.iter_mut().enumerate() {
+            *t = Self::from_f32(f(i as f32));
+        }
+        if channels == colour {
+            for v in data.iter_mut() {
+                *v = table[*v as usize];
+            }
+            return;
+        }
+        for px in data.chunks_exact_mut(channels) {
+            for v in &mut px[..colour] {
+                *v = table[*v as usize];
+            }
+        }
     }
 }
 

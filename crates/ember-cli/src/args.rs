@@ -18,6 +18,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a saved checkpoint on a test set.
     Eval(EvalArgs),
+    /// Write a PNG grid of training images (top row) and augmented copies (one row per epoch).
+    Augment(AugmentArgs),
 }
 
 /// Learning-rate schedule.
@@ -92,4 +94,29 @@ pub struct EvalArgs {
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AugmentArgs {
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Augmentation pipeline, e.g. "pad-crop:4,hflip,noise:0.1" (ops: see ember_augment::Pipeline).
+    #[arg(long)]
+    pub ops: String,
+    /// Output PNG.
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// Training images shown (the first N).
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// Augmented rows (epochs 0, 1, ...).
+    #[arg(long, default_value_t = 4)]
+    pub rows: usize,
+    /// Seed of the augmentation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

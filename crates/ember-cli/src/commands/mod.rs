@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
+pub mod augment;
 pub mod eval;
 pub mod train;
