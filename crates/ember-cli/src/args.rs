@@ -18,6 +18,8 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a saved checkpoint on a test set.
     Eval(EvalArgs),
+    /// Write a PNG grid of training images (top row) and augmented copies (one row per epoch).
+    Augment(AugmentArgs),
     /// Inspect datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -110,10 +112,10 @@ pub struct TrainArgs {
     /// Weight decay (L2 for Adam/SGD/RMSprop/Adagrad, decoupled for AdamW) [default: 0; AdamW 0.01].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Zero padding for the random-shift augmentation (pad, then random crop back to size);
-    /// 0 turns augmentation off [default: 2].
+    /// Augmentation pipeline applied to every training image, e.g. "pad-crop:2,hflip"
+    /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2].
     #[arg(long)]
-    pub pad_crop: Option<u32>,
+    pub ops: Option<String>,
     /// Seed for initialisation, shuffling and augmentation [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -162,4 +164,29 @@ pub struct EvalArgs {
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AugmentArgs {
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Augmentation pipeline, e.g. "pad-crop:4,hflip,noise:0.1" (ops: see ember_augment::Pipeline).
+    #[arg(long)]
+    pub ops: String,
+    /// Output PNG.
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// Training images shown (the first N).
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// Augmented rows (epochs 0, 1, ...).
+    #[arg(long, default_value_t = 4)]
+    pub rows: usize,
+    /// Seed of the augmentation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Data(DataCommand::Info(args)) => commands::data_info::run(&args),
+        Command::Augment(args) => commands::augment::run(&args),
     }
 }
 

@@ -21,7 +21,7 @@ pub struct TrainConfig {
     pub scheduler: ScheduleArg,
     pub optimizer: OptimizerArg,
     pub weight_decay: f64,
-    pub pad_crop: u32,
+    pub ops: String,
     pub seed: u64,
     pub train_limit: Option<usize>,
     pub val_split: Option<f64>,
@@ -44,7 +44,7 @@ struct PartialConfig {
     scheduler: Option<ScheduleArg>,
     optimizer: Option<OptimizerArg>,
     weight_decay: Option<f64>,
-    pad_crop: Option<u32>,
+    ops: Option<String>,
     seed: Option<u64>,
     train_limit: Option<usize>,
     val_split: Option<f64>,
@@ -87,7 +87,7 @@ impl TrainConfig {
             } else {
                 0.0
             }),
-            pad_crop: args.pad_crop.or(file.pad_crop).unwrap_or(2),
+            ops: args.ops.clone().or(file.ops).unwrap_or_else(|| "pad-crop:2".into()),
             seed: args.seed.or(file.seed).unwrap_or(42),
             train_limit: args.train_limit.or(file.train_limit),
             val_split: args.val_split.or(file.val_split),
@@ -104,6 +104,7 @@ impl TrainConfig {
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
+        ember_augment::Pipeline::parse(&self.ops)?;
         if let Some(v) = self.val_split {
             anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
         }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod augment;
 pub mod data_info;
 pub mod eval;
 pub mod train;

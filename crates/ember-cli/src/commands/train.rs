@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use ember_augment::RandomCrop;
+use ember_augment::Pipeline;
 use ember_data::{stratified_split, DataLoader, Dataset, KnownDataset, Split, Subset};
 use ember_layers::ParamStore;
 use ember_optim::schedule::{CosineAnnealing, StepDecay};
@@ -69,7 +69,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
     let test_set = super::load_split(dataset, data_dir, Split::Test)?;
-    let (classes, width, height) = (train_set.classes(), train_set.width() as u32, train_set.height() as u32);
+    let classes = train_set.classes();
     let train_set: Arc<dyn Dataset> = Arc::new(train_set);
     let test_set: Arc<dyn Dataset> = Arc::new(test_set);
     let (train_data, val_data): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match config.val_split {
@@ -87,9 +87,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let n_train = train_data.len();
     let mut train_loader = DataLoader::new(train_data, config.batch_size).with_shuffle(config.seed).with_workers(1);
-    if config.pad_crop > 0 {
-        train_loader =
-            train_loader.with_transform(Arc::new(RandomCrop::new(width, height).with_padding(config.pad_crop)));
+    let pipeline = Pipeline::parse(&config.ops)?;
+    if !pipeline.is_identity() {
+        train_loader = train_loader.with_transform(Arc::new(pipeline));
     }
     let val_loader = DataLoader::new(val_data.clone(), 500);
     let test_loader = DataLoader::new(test_set.clone(), 500);
