@@ -23,6 +23,30 @@ pub enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Convert a PyTorch checkpoint (.pth/.pt/.bin, zip or legacy) to safetensors, without Python.
+    Convert(ConvertArgs),
+    /// List a checkpoint's tensors: names, shapes, dtypes and the parameter count.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The checkpoint to read.
+    pub input: PathBuf,
+    /// The safetensors file to write.
+    pub output: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A safetensors or PyTorch checkpoint.
+    pub file: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

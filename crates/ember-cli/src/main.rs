@@ -33,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => commands::eval::run(&args),
         Command::Data(DataCommand::Info(args)) => commands::data_info::run(&args),
         Command::Augment(args) => commands::augment::run(&args),
+        Command::Convert(args) => commands::checkpoint::convert(&args),
+        Command::Inspect(args) => commands::checkpoint::inspect(&args),
     }
 }
 

@@ -175,3 +175,24 @@ fn data_info_counts_splits_and_classes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("total") && stdout.contains("6000"), "{stdout}");
 }
+
+#[test]
+fn convert_and_inspect_a_pytorch_checkpoint() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-finetune/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("converted.safetensors");
+    let converted =
+        ember(&["convert", fixtures.join("legacy_state_dict.pth").to_str().unwrap(), out.to_str().unwrap(), "--json"]);
+    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
+    assert_eq!(last_json(&converted)["tensors"], 9);
+    let inspected = ember(&["inspect", out.to_str().unwrap(), "--json"]);
+    let info = last_json(&inspected);
+    assert_eq!(info["format"], "Safetensors");
+    let names: Vec<&str> = info["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"fc.weight") && names.contains(&"bn.num_batches_tracked"), "{names:?}");
+    // 24 + 24 + 3 + 6 + 5 + 4 + 6 + 3 values, the batch-norm counter excluded.
+    assert_eq!(info["parameters"], 75);
+
+    let refused = ember(&["inspect", fixtures.join("malicious_zip.pt").to_str().unwrap()]);
+    assert_one_line_error(&refused, &["malicious_zip.pt", "refusing", "system"]);
+}
