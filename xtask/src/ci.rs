@@ -43,7 +43,7 @@ pub fn run() -> anyhow::Result<()> {
         skipped.push((*env, *what, list_tests(mark)?));
     }
     let mut test = cargo();
-    test.args(["test", "--workspace", "--"]);
+    test.args(["test", "--workspace", "--no-fail-fast", "--"]);
     for (mark, _, _) in &missing {
         test.args(["--skip", mark]);
     }
