@@ -30,11 +30,26 @@ fn median_ns(dir: &Path) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
+/// Elements per iteration, when the benchmark declared a throughput.
+fn throughput_elements(dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join("new/benchmark.json")).ok()?;
+    let rest = &text[text.find("\"Elements\":")? + "\"Elements\":".len()..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
 fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
     let Ok(groups) = std::fs::read_dir(criterion) else { return Ok(()) };
+    let mut throughputs = Vec::new();
     let mut rows = Vec::new();
     for group in groups.flatten() {
         let path = group.path();
+        for bench in std::fs::read_dir(&path)?.flatten() {
+            if let (Some(n), Some(t)) = (throughput_elements(&bench.path()), median_ns(&bench.path())) {
+                let name = format!("{}/{}", group.file_name().to_string_lossy(), bench.file_name().to_string_lossy());
+                throughputs.push((name, n / (t / 1e9)));
+            }
+        }
         let Some(ember) = median_ns(&path.join("ember")) else { continue };
         for other in std::fs::read_dir(&path)?.flatten() {
             let name = other.file_name().to_string_lossy().into_owned();
@@ -47,6 +62,13 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
         }
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
+    throughputs.sort_by(|a, b| a.0.cmp(&b.0));
+    if !throughputs.is_empty() {
+        println!("\nthroughput ({threads} threads)");
+        for (name, per_s) in &throughputs {
+            println!("{name:<60} {per_s:>14.0} elements/s");
+        }
+    }
     println!("\n{threads} threads; ratio = ember time / other time (below 1 means ember is faster)");
     println!("{:<44} {:<12} {:>12} {:>12} {:>8}", "benchmark", "vs", "ember", "other", "ratio");
     for (group, other, e, o) in rows {

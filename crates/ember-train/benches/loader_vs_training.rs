@@ -11,23 +11,10 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ember_augment::{RandomCrop, Transform};
+use ember_augment::Pipeline;
 use ember_data::{load_mnist_family, mnist_sample, DataLoader, LabelledImages, Split};
 use ember_layers::{loss, ParamStore};
 use ember_optim::{Adam, AdamConfig, Optimizer};
-use image::GrayImage;
-use rand::rngs::StdRng;
-use rand::Rng;
-
-/// Random horizontal flip with probability 1/2, then a pad-2 random crop.
-struct FlipCrop(RandomCrop);
-
-impl Transform<GrayImage> for FlipCrop {
-    fn apply(&self, image: GrayImage, rng: &mut StdRng) -> ember_augment::Result<GrayImage> {
-        let image = if rng.random_bool(0.5) { image::imageops::flip_horizontal(&image) } else { image };
-        self.0.apply(image, rng)
-    }
-}
 
 fn fashion() -> (LabelledImages, &'static str) {
     let dirs = [
@@ -49,7 +36,7 @@ fn bench(c: &mut Criterion) {
     let (data, name) = fashion();
     eprintln!("loader_vs_training: data = {name}");
     let data = Arc::new(data);
-    let transform = Arc::new(FlipCrop(RandomCrop::new(28, 28).with_padding(2)));
+    let transform = Arc::new(Pipeline::parse("hflip,pad-crop:2").unwrap());
     let loader =
         DataLoader::new(data.clone(), BATCH).with_shuffle(0).with_transform(transform).with_workers(2).with_prefetch(4);
 
