@@ -17,7 +17,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask bench: RAYON_NUM_THREADS={threads}");
     cmd.env("RAYON_NUM_THREADS", &threads);
     run_checked(cmd)?;
-    print_ratios(&workspace_root().join("target/criterion"), &threads)
+    print_ratios(&workspace_root().join("target/criterion"), &threads)?;
+    // Peer numbers in the same run, when a Python with the reference packages is named.
+    match std::env::var_os("EMBER_PYTHON") {
+        Some(python) => {
+            for script in ["crates/ember-augment/benches/torchvision_bench.py"] {
+                eprintln!("xtask bench: {} {script}", python.to_string_lossy());
+                let mut cmd = std::process::Command::new(&python);
+                cmd.arg(workspace_root().join(script)).current_dir(workspace_root());
+                run_checked(cmd)?;
+            }
+        }
+        None => eprintln!("xtask bench: EMBER_PYTHON not set: peer comparisons (torchvision) skipped"),
+    }
+    Ok(())
 }
 
 /// Median time of one benchmark, from criterion's `new/estimates.json`.
