@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, DataCommand};
+use crate::args::{Cli, Command, DataCommand, VaeCommand, ZooCommand};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -30,6 +30,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Data(DataCommand::Info(args)) => commands::data_info::run(&args),
+        Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args),
+        Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),
+        Command::Vae(VaeCommand::Train(args)) => commands::vae::train(&args),
+        Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
     }
 }
 

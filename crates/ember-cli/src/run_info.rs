@@ -21,6 +21,12 @@ pub struct RunInfo {
     pub schedule: ScheduleArg,
     pub pad_crop: u32,
     pub seed: u64,
+    /// Input shape `[c, h, w]` the model was built for (absent in older runs: 1x28x28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<[usize; 3]>,
+    /// Output classes the model was built for (absent in older runs: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
     pub test_accuracy: f64,
     pub seconds: f64,
 }

@@ -23,13 +23,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     // The checkpoint first: a bad file fails before any data is read.
     let device = Device::Cpu;
     let store = ParamStore::new(0, &device);
-    let model = ember_zoo::build(&model_name, store.var_builder(DType::F32))?;
+    // The model is rebuilt for the input and classes it was trained with (run.json).
+    let [c, h, w] = info.as_ref().and_then(|i| i.input).unwrap_or([1, 28, 28]);
+    let classes = info.as_ref().and_then(|i| i.classes).unwrap_or(10);
+    let model_options = ember_zoo::ModelOptions::new((c, h, w), classes);
+    let model = ember_zoo::build_with(&model_name, &model_options, store.var_builder(DType::F32))?;
     checkpoint::load(&store, &args.checkpoint)?;
 
     let data_dir = args.data_dir.as_deref();
     let test_set = super::load_split(dataset, data_dir, Split::Test)?;
     let classes = test_set.classes();
-    let eval = evaluate(model.as_ref(), &DataLoader::new(std::sync::Arc::new(test_set), args.batch_size), classes)?;
+    let eval = evaluate(&model, &DataLoader::new(std::sync::Arc::new(test_set), args.batch_size), classes)?;
     let m = &eval.confusion;
     let names = dataset.class_names();
 

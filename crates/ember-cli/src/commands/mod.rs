@@ -3,6 +3,8 @@
 pub mod data_info;
 pub mod eval;
 pub mod train;
+pub mod vae;
+pub mod zoo;
 
 use std::io::Write;
 use std::path::Path;

@@ -24,7 +24,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         let n = limit.min(train_set.len());
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
-    let test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    let mut test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    if let Some(limit) = args.test_limit {
+        let n = limit.min(test_set.len());
+        test_set = test_set.select(&(0..n).collect::<Vec<_>>())?;
+    }
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
     let lr = args.lr.unwrap_or(match args.schedule {
         ScheduleArg::OneCycle => 0.005,
@@ -34,7 +38,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let device = Device::Cpu;
     let store = ParamStore::new(args.seed, &device);
-    let model = ember_zoo::build(&args.model, store.var_builder(DType::F32))?;
+    anyhow::ensure!(
+        ember_zoo::info(&args.model)?.task == ember_zoo::Task::Classification,
+        "`{}` is not a classifier (train VAEs with `ember vae train`)",
+        args.model
+    );
+    let input = (1, train_set.height(), train_set.width());
+    let model_options =
+        ember_zoo::ModelOptions { seed: args.seed, ..ember_zoo::ModelOptions::new(input, train_set.classes()) };
+    let model = ember_zoo::build_with(&args.model, &model_options, store.var_builder(DType::F32))?;
     let mut adam = Adam::new(store.vars(), AdamConfig { lr, ..AdamConfig::default() })?;
 
     let (classes, n_train, n_test) = (train_set.classes(), train_set.len(), test_set.len());
@@ -66,12 +78,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.schedule,
         args.seed
     );
-    let history = fit(model.as_ref(), &mut adam, &train_loader, Some(&test_loader), &options, print_epoch)?;
+    let history = fit(&model, &mut adam, &train_loader, Some(&test_loader), &options, print_epoch)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating run directory {}", args.out.display()))?;
     let weights = args.out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
-    let eval = evaluate(model.as_ref(), &test_loader, classes)?;
+    let eval = evaluate(&model, &test_loader, classes)?;
     let accuracy = eval.confusion.accuracy();
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo {
@@ -86,6 +98,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         schedule: args.schedule,
         pad_crop: args.pad_crop,
         seed: args.seed,
+        input: Some([input.0, input.1, input.2]),
+        classes: Some(classes),
         test_accuracy: accuracy,
         seconds,
     };
