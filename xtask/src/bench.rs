@@ -21,12 +21,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // Peer numbers in the same run, when a Python with the reference packages is named.
     match std::env::var_os("EMBER_PYTHON") {
         Some(python) => {
-            for script in ["crates/ember-augment/benches/torchvision_bench.py"] {
-                eprintln!("xtask bench: {} {script}", python.to_string_lossy());
-                let mut cmd = std::process::Command::new(&python);
-                cmd.arg(workspace_root().join(script)).current_dir(workspace_root());
-                run_checked(cmd)?;
-            }
+            let script = "crates/ember-augment/benches/torchvision_bench.py";
+            eprintln!("xtask bench: {} {script}", python.to_string_lossy());
+            let mut cmd = std::process::Command::new(&python);
+            cmd.arg(workspace_root().join(script)).current_dir(workspace_root());
+            run_checked(cmd)?;
         }
         None => eprintln!("xtask bench: EMBER_PYTHON not set: peer comparisons (torchvision) skipped"),
     }

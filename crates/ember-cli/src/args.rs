@@ -27,6 +27,12 @@ pub enum Command {
     Convert(ConvertArgs),
     /// List a checkpoint's tensors: names, shapes, dtypes and the parameter count.
     Inspect(InspectArgs),
+    /// List the model zoo or show a model's layers.
+    #[command(subcommand)]
+    Zoo(ZooCommand),
+    /// Train variational autoencoders and draw samples from them.
+    #[command(subcommand)]
+    Vae(VaeCommand),
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +152,9 @@ pub struct TrainArgs {
     /// Train on only the first N training images (quick experiments).
     #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Validate and test on only the first N test images (quick experiments with big models).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// Hold out this fraction of the training images (stratified) for validation each epoch;
     /// without it the test split is the validation set.
     #[arg(long)]
@@ -188,6 +197,110 @@ pub struct EvalArgs {
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZooCommand {
+    /// Every model: name, parameters, input shape, task, pretrained weights.
+    List(ZooListArgs),
+    /// A model's layers with output shapes and parameters (like Keras `summary()`).
+    Show(ZooShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ZooListArgs {
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ZooShowArgs {
+    /// Model name (see `ember zoo list`).
+    pub name: String,
+    /// Input shape CxHxW (default: the model's, e.g. 3x224x224 for resnet18).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Output classes (default: the model's).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaeCommand {
+    /// Train a VAE on an MNIST-family dataset; writes weights, vae.json and PNG grids.
+    Train(VaeTrainArgs),
+    /// Decode samples from the prior of a trained VAE into a PNG grid.
+    Sample(VaeSampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VaeTrainArgs {
+    /// VAE from the zoo: vae-mlp or vae-conv.
+    #[arg(long, default_value = "vae-mlp")]
+    pub model: String,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Images per mini-batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Latent dimensions.
+    #[arg(long, default_value_t = 20)]
+    pub latent: usize,
+    /// Weight of the KL term (1 is the plain VAE).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Seed for initialisation, shuffling and the reparameterisation noise.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Run directory for model.safetensors, vae.json, samples.png, reconstructions.png and
+    /// interpolation.png.
+    #[arg(long, default_value = "runs/vae")]
+    pub out: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VaeSampleArgs {
+    /// Weights written by `ember vae train` (vae.json beside them names the model).
+    #[arg(long, default_value = "runs/vae/model.safetensors")]
+    pub checkpoint: PathBuf,
+    /// PNG to write the grid of samples to.
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// Number of samples.
+    #[arg(long, default_value_t = 64)]
+    pub count: usize,
+    /// Seed of the latent codes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write test images next to their reconstructions (two rows per grid row) to this PNG.
+    #[arg(long)]
+    pub reconstructions: Option<PathBuf>,
+    /// Also write latent interpolations between pairs of test images to this PNG.
+    #[arg(long)]
+    pub interpolate: Option<PathBuf>,
+    /// Directory holding the test IDX files (default: the training run's dataset).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, DataCommand};
+use crate::args::{Cli, Command, DataCommand, VaeCommand, ZooCommand};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -35,6 +35,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Augment(args) => commands::augment::run(&args),
         Command::Convert(args) => commands::checkpoint::convert(&args),
         Command::Inspect(args) => commands::checkpoint::inspect(&args),
+        Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args),
+        Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),
+        Command::Vae(VaeCommand::Train(args)) => commands::vae::train(&args),
+        Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
     }
 }
 

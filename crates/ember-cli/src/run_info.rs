@@ -15,6 +15,10 @@ pub struct RunInfo {
     pub config: TrainConfig,
     pub train_images: usize,
     pub epochs_run: usize,
+    /// Input shape `[c, h, w]` the model was built for.
+    pub input: [usize; 3],
+    /// Output classes the model was built for.
+    pub classes: usize,
     pub test_accuracy: f64,
     pub seconds: f64,
 }
@@ -29,8 +33,8 @@ impl RunInfo {
         Ok(())
     }
 
-    /// The model and dataset named by the `run.json` beside `checkpoint`, if there is one.
-    pub fn model_and_dataset_beside(checkpoint: &Path) -> anyhow::Result<Option<(String, String)>> {
+    /// What the `run.json` beside `checkpoint` says about the model, if there is one.
+    pub fn summary_beside(checkpoint: &Path) -> anyhow::Result<Option<RunSummary>> {
         let path = checkpoint.with_file_name("run.json");
         if !path.is_file() {
             return Ok(None);
@@ -38,9 +42,29 @@ impl RunInfo {
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{}: not a valid run.json", path.display()))?;
-        match (v["model"].as_str(), v["dataset"].as_str()) {
-            (Some(m), Some(d)) => Ok(Some((m.to_string(), d.to_string()))),
-            _ => anyhow::bail!("{}: no `model` and `dataset` entries", path.display()),
-        }
+        let (Some(model), Some(dataset)) = (v["model"].as_str(), v["dataset"].as_str()) else {
+            anyhow::bail!("{}: no `model` and `dataset` entries", path.display())
+        };
+        let input = v["input"].as_array().and_then(|a| {
+            let d: Vec<usize> = a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect();
+            <[usize; 3]>::try_from(d).ok()
+        });
+        Ok(Some(RunSummary {
+            model: model.into(),
+            dataset: dataset.into(),
+            input,
+            classes: v["classes"].as_u64().map(|c| c as usize),
+        }))
     }
+}
+
+/// The parts of a `run.json` that `ember eval` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub model: String,
+    pub dataset: String,
+    /// Absent in runs older than the zoo (1x28x28).
+    pub input: Option<[usize; 3]>,
+    /// Absent in runs older than the zoo (10).
+    pub classes: Option<usize>,
 }

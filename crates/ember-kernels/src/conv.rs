@@ -42,7 +42,10 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
         )
     }
     let unused = |n: usize, r: usize| (n + 2 * p.padding - r) % p.stride;
-    let ys = if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
+    let (c_in, c_out) = (xs.dim(1)?, weight.dim(0)?);
+    let ys = if p.groups > 1 && p.groups == c_in && c_out == c_in && weight.dim(1)? == 1 {
+        depthwise_conv2d(xs, weight, p)?
+    } else if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
         // candle's conv2d backward assumes the strided windows use every input row and column;
         // when the last few are never reached it returns an input gradient of the wrong size.
         // Pad explicitly and cut the input to exactly the rows and columns the windows read, so
@@ -61,6 +64,48 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
             ys.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)
         }
     }
+}
+
+/// Depthwise convolution (`groups = c_in = c_out`) as a sum over the `kh x kw` kernel taps of
+/// shifted input windows times a per-channel weight. candle computes grouped convolutions one
+/// group at a time (a narrow, a convolution and a concatenation per channel, forward and
+/// backward), which costs thousands of tiny operations per layer in MobileNet/EfficientNet
+/// blocks; this costs `3 kh kw` whole-tensor operations, and autograd goes through
+/// `pad`/`narrow`/`mul`/`add`, so gradients are exact. A stride is applied by computing the
+/// stride-1 result and keeping every `stride`-th row and column.
+fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: Conv2dParams) -> Result<Tensor> {
+    let (b, c, h, w) = xs.dims4()?;
+    let (_, _, kh, kw) = weight.dims4()?;
+    let padded = xs.pad_with_zeros(2, p.padding, p.padding)?.pad_with_zeros(3, p.padding, p.padding)?;
+    let (hp, wp) = (h + 2 * p.padding, w + 2 * p.padding);
+    let (oh1, ow1) = (hp - p.dilation * (kh - 1), wp - p.dilation * (kw - 1));
+    let mut acc: Option<Tensor> = None;
+    for i in 0..kh {
+        for j in 0..kw {
+            let window = padded.narrow(2, i * p.dilation, oh1)?.narrow(3, j * p.dilation, ow1)?;
+            let tap = weight.narrow(2, i, 1)?.narrow(3, j, 1)?.reshape((1, c, 1, 1))?;
+            let term = window.broadcast_mul(&tap)?;
+            acc = Some(match acc {
+                None => term,
+                Some(a) => (a + term)?,
+            });
+        }
+    }
+    let full = match acc {
+        Some(a) => a,
+        None => candle_core::bail!("depthwise conv2d: empty kernel"),
+    };
+    if p.stride == 1 {
+        return Ok(full);
+    }
+    let s = p.stride;
+    let (oh, ow) = ((oh1 - 1) / s + 1, (ow1 - 1) / s + 1);
+    // Keep rows 0, s, 2s, ...: pad to a multiple of s, fold the stride into its own axis, take
+    // index 0 of it.
+    let rows = full.pad_with_zeros(2, 0, oh * s - oh1)?.reshape((b, c, oh, s, ow1))?.narrow(3, 0, 1)?;
+    let rows = rows.reshape((b, c, oh, ow1))?;
+    let cols = rows.pad_with_zeros(3, 0, ow * s - ow1)?.reshape((b, c, oh, ow, s))?.narrow(4, 0, 1)?;
+    cols.reshape((b, c, oh, ow))
 }
 
 /// 1-D convolution, computed as a 2-D convolution over a height-1 image so that strided and

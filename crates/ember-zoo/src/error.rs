@@ -1,6 +1,8 @@
 //! The zoo's error type.
 
-/// What can go wrong while building a model.
+use crate::registry::Task;
+
+/// What can go wrong while looking up or building a model.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No model of that name.
@@ -10,6 +12,22 @@ pub enum Error {
         name: String,
         /// Known names, comma-separated.
         known: String,
+    },
+    /// The options do not suit the model.
+    #[error("model `{name}`: {reason}")]
+    BadOptions {
+        /// The model's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model is not of the task asked for.
+    #[error("model `{name}` is not a {task} model")]
+    WrongTask {
+        /// The model's name.
+        name: String,
+        /// The task asked for.
+        task: Task,
     },
     /// Creating or reading the model's tensors failed.
     #[error(transparent)]

@@ -4,8 +4,13 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_layers::{Activation, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d};
 
+use crate::network::{tapped, Layered, Tap};
+
 /// Conv2d(1→32, 3x3) → ReLU → MaxPool 2 → Conv2d(32→64, 3x3) → ReLU → MaxPool 2 → Flatten →
 /// Linear(1600→128) → ReLU → Linear(128→classes). 225,034 parameters for 10 classes.
+///
+/// The network of the Keras "simple MNIST convnet" example and PyTorch's MNIST example (after
+/// LeCun et al., "Gradient-based learning applied to document recognition", 1998).
 ///
 /// Parameters: `conv1.{weight,bias}`, `conv2.*`, `fc1.*`, `fc2.*`, as the PyTorch module
 /// `conv1 = nn.Conv2d(1, 32, 3)`, ... would name them.
@@ -35,20 +40,26 @@ impl MnistCnn {
     }
 }
 
+impl Layered for MnistCnn {
+    fn forward_tapped(&self, xs: &Tensor, _train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        let relu = Activation::Relu;
+        let x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
+        let x = tapped(tap, "relu1", x.apply(&relu)?);
+        let x = tapped(tap, "pool1", x.apply(&self.pool)?);
+        let x = tapped(tap, "conv2", x.apply(&self.conv2)?);
+        let x = tapped(tap, "relu2", x.apply(&relu)?);
+        let x = tapped(tap, "pool2", x.apply(&self.pool)?);
+        let x = tapped(tap, "flatten", x.apply(&Flatten)?);
+        let x = tapped(tap, "fc1", x.apply(&self.fc1)?);
+        let x = tapped(tap, "relu3", x.apply(&relu)?);
+        Ok(tapped(tap, "fc2", x.apply(&self.fc2)?))
+    }
+}
+
 // No dropout or batch norm: train and eval behave alike, so `Module` (which gives candle's
 // blanket `ModuleT`) is enough.
 impl Module for MnistCnn {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let relu = Activation::Relu;
-        xs.apply(&self.conv1)?
-            .apply(&relu)?
-            .apply(&self.pool)?
-            .apply(&self.conv2)?
-            .apply(&relu)?
-            .apply(&self.pool)?
-            .apply(&Flatten)?
-            .apply(&self.fc1)?
-            .apply(&relu)?
-            .apply(&self.fc2)
+        self.forward_tapped(xs, false, &mut |_, _| {})
     }
 }

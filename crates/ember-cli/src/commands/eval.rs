@@ -10,26 +10,30 @@ use crate::args::EvalArgs;
 use crate::run_info::RunInfo;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let info = RunInfo::model_and_dataset_beside(&args.checkpoint)?;
+    let info = RunInfo::summary_beside(&args.checkpoint)?;
     let model_name =
-        args.model.clone().or_else(|| info.as_ref().map(|i| i.0.clone())).unwrap_or_else(|| "mnist-cnn".into());
+        args.model.clone().or_else(|| info.as_ref().map(|i| i.model.clone())).unwrap_or_else(|| "mnist-cnn".into());
     let dataset: KnownDataset = args
         .dataset
         .clone()
-        .or_else(|| info.as_ref().map(|i| i.1.clone()))
+        .or_else(|| info.as_ref().map(|i| i.dataset.clone()))
         .unwrap_or_else(|| "mnist-sample".into())
         .parse()?;
 
     // The checkpoint first: a bad file fails before any data is read.
     let device = Device::Cpu;
     let store = ParamStore::new(0, &device);
-    let model = ember_zoo::build(&model_name, store.var_builder(DType::F32))?;
+    // The model is rebuilt for the input and classes it was trained with (run.json).
+    let [c, h, w] = info.as_ref().and_then(|i| i.input).unwrap_or([1, 28, 28]);
+    let classes = info.as_ref().and_then(|i| i.classes).unwrap_or(10);
+    let model_options = ember_zoo::ModelOptions::new((c, h, w), classes);
+    let model = ember_zoo::build_with(&model_name, &model_options, store.var_builder(DType::F32))?;
     checkpoint::load(&store, &args.checkpoint)?;
 
     let data_dir = args.data_dir.as_deref();
     let test_set = super::load_split(dataset, data_dir, Split::Test)?;
     let classes = test_set.classes();
-    let eval = evaluate(model.as_ref(), &DataLoader::new(std::sync::Arc::new(test_set), args.batch_size), classes)?;
+    let eval = evaluate(&model, &DataLoader::new(std::sync::Arc::new(test_set), args.batch_size), classes)?;
     let m = &eval.confusion;
     let names = dataset.class_names();
 

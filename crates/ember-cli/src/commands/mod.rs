@@ -5,6 +5,8 @@ pub mod checkpoint;
 pub mod data_info;
 pub mod eval;
 pub mod train;
+pub mod vae;
+pub mod zoo;
 
 use std::io::Write;
 use std::path::Path;

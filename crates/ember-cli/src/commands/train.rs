@@ -68,8 +68,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         let n = limit.min(train_set.len());
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
-    let test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    let mut test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    if let Some(limit) = config.test_limit {
+        let n = limit.min(test_set.len());
+        test_set = test_set.select(&(0..n).collect::<Vec<_>>())?;
+    }
     let classes = train_set.classes();
+    let input = (1, train_set.height(), train_set.width());
     let train_set: Arc<dyn Dataset> = Arc::new(train_set);
     let test_set: Arc<dyn Dataset> = Arc::new(test_set);
     let (train_data, val_data): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match config.val_split {
@@ -82,7 +87,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let device = Device::Cpu;
     let store = ParamStore::new(config.seed, &device);
-    let model = ember_zoo::build(&config.model, store.var_builder(DType::F32))?;
+    anyhow::ensure!(
+        ember_zoo::info(&config.model)?.task == ember_zoo::Task::Classification,
+        "`{}` is not a classifier (train VAEs with `ember vae train`)",
+        config.model
+    );
+    let model_options = ember_zoo::ModelOptions { seed: config.seed, ..ember_zoo::ModelOptions::new(input, classes) };
+    let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))?;
     let mut optimizer = optimizer(&config, &store)?;
 
     let n_train = train_data.len();
@@ -100,7 +111,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     config.save(out)?;
     let names: Vec<String> = dataset.class_names().iter().map(|s| s.to_string()).collect();
     let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
-    let mut learner = Learner::new(model.as_ref(), &store, optimizer.as_mut())
+    let mut learner = Learner::new(&model, &store, optimizer.as_mut())
         .with_run_dir(out)
         .with_callback(EpochProgress::new())
         .with_callback(OnEpoch(print_epoch))
@@ -142,7 +153,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let weights = out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
-    let eval = ember_train::evaluate(model.as_ref(), &test_loader, classes)?;
+    let eval = ember_train::evaluate(&model, &test_loader, classes)?;
     let accuracy = eval.confusion.accuracy();
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo {
@@ -150,6 +161,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         config: config.clone(),
         train_images: n_train,
         epochs_run: history.len(),
+        input: [input.0, input.1, input.2],
+        classes,
         test_accuracy: accuracy,
         seconds,
     };

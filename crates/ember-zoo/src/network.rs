@@ -1,0 +1,59 @@
+//! What every zoo model is: a `ModuleT` whose forward pass can report each layer's output.
+
+use candle_core::{Result, Tensor};
+use candle_nn::ModuleT;
+
+/// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
+/// output shapes.
+pub type Tap<'a> = &'a mut dyn FnMut(&str, &Tensor);
+
+/// A network whose forward pass reports every layer's output to a [`Tap`].
+///
+/// Layer names are the parameter prefixes of PyTorch's `state_dict` (`conv1`, `layer1.0.bn2`,
+/// `_blocks.3._depthwise_conv`); parameterless steps get the name PyTorch's module would have
+/// (`relu`, `maxpool`, `avgpool`) or a descriptive one.
+pub trait Layered: Send + Sync {
+    /// The forward pass in train (`true`) or eval mode, reporting each layer's output to `tap`.
+    fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor>;
+}
+
+/// Reports `xs` as the output of `name` and hands it back (for chaining).
+pub(crate) fn tapped(tap: Tap<'_>, name: &str, xs: Tensor) -> Tensor {
+    tap(name, &xs);
+    xs
+}
+
+/// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`.
+pub struct Network {
+    name: String,
+    inner: Box<dyn Layered>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("name", &self.name).finish()
+    }
+}
+
+impl Network {
+    /// Wraps `inner` under the registry `name`.
+    pub fn new(name: impl Into<String>, inner: impl Layered + 'static) -> Self {
+        Self { name: name.into(), inner: Box::new(inner) }
+    }
+
+    /// The registry name the network was built under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// See [`Layered::forward_tapped`].
+    pub fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        self.inner.forward_tapped(xs, train, tap)
+    }
+}
+
+impl ModuleT for Network {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.inner.forward_tapped(xs, train, &mut |_, _| {})
+    }
+}

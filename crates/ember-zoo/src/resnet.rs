@@ -1,0 +1,211 @@
+//! ResNet-18/34/50 with torchvision's parameter names.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+use ember_kernels::Conv2dParams;
+use ember_layers::{
+    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
+};
+
+use crate::network::{tapped, Layered, Tap};
+
+/// The first layers of a [`ResNet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stem {
+    /// ImageNet: conv 7x7 stride 2 → BN → ReLU → max-pool 3x3 stride 2 (input / 4).
+    ImageNet,
+    /// CIFAR (He et al., section 4.2): conv 3x3 stride 1 → BN → ReLU, no pooling, for 28x28 or
+    /// 32x32 images. `conv1.weight` is `(64, c, 3, 3)` instead of `(64, c, 7, 7)`.
+    Cifar,
+}
+
+/// The residual block of a [`ResNet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convolutions (ResNet-18/34), expansion 1.
+    Basic,
+    /// 1x1 → 3x3 (strided) → 1x1 convolutions (ResNet-50 and deeper, torchvision's "v1.5"),
+    /// expansion 4.
+    Bottleneck,
+}
+
+impl BlockKind {
+    fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
+/// Configuration for [`ResNet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Block type.
+    pub block: BlockKind,
+    /// Blocks in `layer1` .. `layer4`.
+    pub layers: [usize; 4],
+    /// Input channels (3 for RGB).
+    pub in_channels: usize,
+    /// Output classes.
+    pub classes: usize,
+    /// First layers.
+    pub stem: Stem,
+}
+
+impl ResNetConfig {
+    /// ResNet-18: basic blocks `[2, 2, 2, 2]`, 11,689,512 parameters for 3 channels and 1000 classes.
+    pub fn resnet18(in_channels: usize, classes: usize, stem: Stem) -> Self {
+        Self { block: BlockKind::Basic, layers: [2, 2, 2, 2], in_channels, classes, stem }
+    }
+
+    /// ResNet-34: basic blocks `[3, 4, 6, 3]`, 21,797,672 parameters (3 channels, 1000 classes).
+    pub fn resnet34(in_channels: usize, classes: usize, stem: Stem) -> Self {
+        Self { block: BlockKind::Basic, layers: [3, 4, 6, 3], in_channels, classes, stem }
+    }
+
+    /// ResNet-50: bottleneck blocks `[3, 4, 6, 3]`, 25,557,032 parameters (3 channels, 1000 classes).
+    pub fn resnet50(in_channels: usize, classes: usize, stem: Stem) -> Self {
+        Self { block: BlockKind::Bottleneck, layers: [3, 4, 6, 3], in_channels, classes, stem }
+    }
+}
+
+fn conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let mut cfg = Conv2dConfig::new(c_in, c_out, kernel);
+    cfg.params = Conv2dParams { padding, stride, ..Conv2dParams::default() };
+    cfg.bias = false;
+    Conv2d::new(&cfg, vb)
+}
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    BatchNorm::new(&BatchNormConfig::new(c), vb)
+}
+
+/// One residual block: its convolutions and batch norms in order (`conv1, bn1, conv2, bn2[,
+/// conv3, bn3]`) and the optional projection shortcut.
+#[derive(Debug, Clone)]
+struct Block {
+    name: String,
+    convs: Vec<(Conv2d, BatchNorm)>,
+    downsample: Option<(Conv2d, BatchNorm)>,
+}
+
+impl Block {
+    fn new(kind: BlockKind, c_in: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let c_out = planes * kind.expansion();
+        let convs = match kind {
+            BlockKind::Basic => vec![
+                (conv(c_in, planes, 3, stride, 1, vb.pp("conv1"))?, bn(planes, vb.pp("bn1"))?),
+                (conv(planes, planes, 3, 1, 1, vb.pp("conv2"))?, bn(planes, vb.pp("bn2"))?),
+            ],
+            BlockKind::Bottleneck => vec![
+                (conv(c_in, planes, 1, 1, 0, vb.pp("conv1"))?, bn(planes, vb.pp("bn1"))?),
+                (conv(planes, planes, 3, stride, 1, vb.pp("conv2"))?, bn(planes, vb.pp("bn2"))?),
+                (conv(planes, c_out, 1, 1, 0, vb.pp("conv3"))?, bn(c_out, vb.pp("bn3"))?),
+            ],
+        };
+        let downsample = if stride != 1 || c_in != c_out {
+            let ds = vb.pp("downsample");
+            Some((conv(c_in, c_out, 1, stride, 0, ds.pp(0))?, bn(c_out, ds.pp(1))?))
+        } else {
+            None
+        };
+        Ok(Self { name: vb.prefix(), convs, downsample })
+    }
+
+    fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        let n = &self.name;
+        let mut x = xs.clone();
+        let last = self.convs.len();
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            x = tapped(tap, &format!("{n}.conv{}", i + 1), x.apply(c)?);
+            x = tapped(tap, &format!("{n}.bn{}", i + 1), x.apply_t(b, train)?);
+            if i + 1 < last {
+                x = tapped(tap, &format!("{n}.relu{}", i + 1), x.relu()?);
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((c, b)) => {
+                let s = tapped(tap, &format!("{n}.downsample.0"), xs.apply(c)?);
+                tapped(tap, &format!("{n}.downsample.1"), s.apply_t(b, train)?)
+            }
+            None => xs.clone(),
+        };
+        Ok(tapped(tap, &format!("{n} (add, relu)"), (x + shortcut)?.relu()?))
+    }
+}
+
+/// A residual network from He, Zhang, Ren and Sun, "Deep residual learning for image
+/// recognition" (CVPR 2016), laid out as torchvision's `resnet18`/`resnet34`/`resnet50`, so
+/// the `state_dict` keys are identical: `conv1.weight`, `bn1.{weight,bias,running_mean,
+/// running_var}`, `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`,
+/// `layer2.0.downsample.1.*`, `fc.{weight,bias}`. Bottleneck blocks put the stride on the 3x3
+/// convolution ("ResNet v1.5"), as torchvision does.
+///
+/// Batch norm uses batch statistics and updates its running statistics under
+/// `forward_t(x, true)`, and uses the running statistics under `forward_t(x, false)`.
+///
+/// # Shapes
+/// - input: `(b, in_channels, h, w)`; any size that survives the downsampling (ImageNet stem:
+///   32x32 and up; CIFAR stem: 8x8 and up)
+/// - output: `(b, classes)` logits
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    cfg: ResNetConfig,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    blocks: Vec<Block>,
+    fc: Linear,
+}
+
+impl ResNet {
+    /// Reads or creates the parameters under `vb`.
+    pub fn new(cfg: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        let conv1 = match cfg.stem {
+            Stem::ImageNet => conv(cfg.in_channels, 64, 7, 2, 3, vb.pp("conv1"))?,
+            Stem::Cifar => conv(cfg.in_channels, 64, 3, 1, 1, vb.pp("conv1"))?,
+        };
+        let bn1 = bn(64, vb.pp("bn1"))?;
+        let mut blocks = Vec::new();
+        let mut c_in = 64;
+        for (stage, &count) in cfg.layers.iter().enumerate() {
+            let planes = 64 << stage;
+            let layer = vb.pp(format!("layer{}", stage + 1));
+            for i in 0..count {
+                let stride = if i == 0 && stage > 0 { 2 } else { 1 };
+                blocks.push(Block::new(cfg.block, c_in, planes, stride, layer.pp(i))?);
+                c_in = planes * cfg.block.expansion();
+            }
+        }
+        let fc = Linear::new(c_in, cfg.classes, true, vb.pp("fc"))?;
+        Ok(Self { cfg: *cfg, conv1, bn1, blocks, fc })
+    }
+
+    /// The network's configuration.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+}
+
+impl Layered for ResNet {
+    fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        let mut x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
+        x = tapped(tap, "bn1", x.apply_t(&self.bn1, train)?);
+        x = tapped(tap, "relu", x.apply(&Activation::Relu)?);
+        if self.cfg.stem == Stem::ImageNet {
+            x = tapped(tap, "maxpool", x.apply(&MaxPool2d::new(3, 2, 1))?);
+        }
+        for block in &self.blocks {
+            x = block.forward(&x, train, tap)?;
+        }
+        x = tapped(tap, "avgpool", x.apply(&GlobalAvgPool2d)?);
+        x = tapped(tap, "flatten", x.apply(&Flatten)?);
+        Ok(tapped(tap, "fc", x.apply(&self.fc)?))
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_tapped(xs, train, &mut |_, _| {})
+    }
+}
