@@ -28,6 +28,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     keep_freed_memory_in_heap();
+    exit_quietly_on_closed_pipe();
     match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
@@ -39,6 +40,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),
         Command::Vae(VaeCommand::Train(args)) => commands::vae::train(&args),
         Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
+    }
+}
+
+/// `ember eval ... | head`: when the reader goes away, end like other command-line tools
+/// (SIGPIPE's default action) instead of panicking inside `println!`.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
