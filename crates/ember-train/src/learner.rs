@@ -140,6 +140,20 @@ impl TrainStep for Classifier<'_> {
     }
 }
 
+/// The [`CallbackContext`] of a learner. A macro rather than a method so the context borrows only
+/// the fields it reads, leaving `self.callbacks` free to be borrowed mutably beside it.
+macro_rules! callback_context {
+    ($learner:expr) => {
+        CallbackContext {
+            store: $learner.store,
+            learning_rate: $learner.optimizer.learning_rate(),
+            global_step: $learner.global_step,
+            history: &$learner.history,
+            run_dir: $learner.run_dir.as_deref(),
+        }
+    };
+}
+
 /// Name of the resume file inside a run directory.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
@@ -311,13 +325,7 @@ impl<'a> Learner<'a> {
                     global_step: self.global_step,
                     loss: loss_value as f64,
                 };
-                let ctx = CallbackContext {
-                    store: self.store,
-                    learning_rate: self.optimizer.learning_rate(),
-                    global_step: self.global_step,
-                    history: &self.history,
-                    run_dir: self.run_dir.as_deref(),
-                };
+                let ctx = callback_context!(self);
                 for cb in &mut self.callbacks {
                     cb.on_batch_end(&ctx, &step)?;
                 }
@@ -339,13 +347,7 @@ impl<'a> Learner<'a> {
             };
             self.history.push(report.clone());
             let mut stop = false;
-            let ctx = CallbackContext {
-                store: self.store,
-                learning_rate: self.optimizer.learning_rate(),
-                global_step: self.global_step,
-                history: &self.history,
-                run_dir: self.run_dir.as_deref(),
-            };
+            let ctx = callback_context!(self);
             for cb in &mut self.callbacks {
                 stop |= cb.on_epoch_end(&ctx, &report)? == Control::Stop;
             }
@@ -356,13 +358,7 @@ impl<'a> Learner<'a> {
                 break;
             }
         }
-        let ctx = CallbackContext {
-            store: self.store,
-            learning_rate: self.optimizer.learning_rate(),
-            global_step: self.global_step,
-            history: &self.history,
-            run_dir: self.run_dir.as_deref(),
-        };
+        let ctx = callback_context!(self);
         for cb in &mut self.callbacks {
             cb.on_train_end(&ctx)?;
         }
