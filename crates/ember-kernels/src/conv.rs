@@ -1,6 +1,9 @@
-//! 2-D convolution: the single entry point ember-layers use.
+//! 2-D and 1-D convolution and transposed convolution: the entry points ember-layers use.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
+
+use crate::activation::{activate, FusedActivation};
+use crate::conv2d_gemm::{Conv2dOp, ConvGeometry};
 
 /// Geometry of a 2-D convolution (the same meaning as in PyTorch's `nn.Conv2d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +32,44 @@ impl Default for Conv2dParams {
 /// - `bias`: `(c_out,)`
 /// - output: `(b, c_out, (h + 2p - d(kh-1) - 1) / s + 1, ...)`
 ///
-/// Today this delegates to candle's convolution; it is the seam where a faster kernel goes.
+/// f32/f64 CPU tensors go through ember's im2col + GEMM kernel (forward and backward in one op
+/// each, bias gradient fused, no input gradient computed for data that needs none); other dtypes
+/// and devices use candle's convolution.
 pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    conv2d_with_activation(xs, weight, bias, p, FusedActivation::Identity)
+}
+
+/// [`conv2d`] followed by an activation, fused into the same op: the activation is applied to
+/// each output image while it is in cache, and the backward pass masks the incoming gradient
+/// itself (no separate activation tensor or gradient).
+pub fn conv2d_with_activation(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
+    let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
+    if !native {
+        return activate(&candle_conv2d(xs, weight, bias, p)?, act);
+    }
+    if let Some(bias) = bias {
+        if bias.dims() != [g.o] {
+            candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
+        }
+    }
+    let op = Conv2dOp { params: p, act };
+    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
+    match bias {
+        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),
+        None => xs.apply_op2(&weight, op),
+    }
+}
+
+/// candle's own convolution (any dtype or device), with ember's fix for strided windows that
+/// leave the last rows unused.
+pub fn candle_conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
     let (_, _, kh, kw) = weight.dims4()?;
     let reach = |k: usize| p.dilation * (k - 1) + 1;
@@ -42,10 +81,7 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
         )
     }
     let unused = |n: usize, r: usize| (n + 2 * p.padding - r) % p.stride;
-    let (c_in, c_out) = (xs.dim(1)?, weight.dim(0)?);
-    let ys = if p.groups > 1 && p.groups == c_in && c_out == c_in && weight.dim(1)? == 1 {
-        depthwise_conv2d(xs, weight, p)?
-    } else if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
+    let ys = if p.stride > 1 && (unused(h, rh) != 0 || unused(w, rw) != 0) {
         // candle's conv2d backward assumes the strided windows use every input row and column;
         // when the last few are never reached it returns an input gradient of the wrong size.
         // Pad explicitly and cut the input to exactly the rows and columns the windows read, so
@@ -64,48 +100,6 @@ pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dPara
             ys.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)
         }
     }
-}
-
-/// Depthwise convolution (`groups = c_in = c_out`) as a sum over the `kh x kw` kernel taps of
-/// shifted input windows times a per-channel weight. candle computes grouped convolutions one
-/// group at a time (a narrow, a convolution and a concatenation per channel, forward and
-/// backward), which costs thousands of tiny operations per layer in MobileNet/EfficientNet
-/// blocks; this costs `3 kh kw` whole-tensor operations, and autograd goes through
-/// `pad`/`narrow`/`mul`/`add`, so gradients are exact. A stride is applied by computing the
-/// stride-1 result and keeping every `stride`-th row and column.
-fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: Conv2dParams) -> Result<Tensor> {
-    let (b, c, h, w) = xs.dims4()?;
-    let (_, _, kh, kw) = weight.dims4()?;
-    let padded = xs.pad_with_zeros(2, p.padding, p.padding)?.pad_with_zeros(3, p.padding, p.padding)?;
-    let (hp, wp) = (h + 2 * p.padding, w + 2 * p.padding);
-    let (oh1, ow1) = (hp - p.dilation * (kh - 1), wp - p.dilation * (kw - 1));
-    let mut acc: Option<Tensor> = None;
-    for i in 0..kh {
-        for j in 0..kw {
-            let window = padded.narrow(2, i * p.dilation, oh1)?.narrow(3, j * p.dilation, ow1)?;
-            let tap = weight.narrow(2, i, 1)?.narrow(3, j, 1)?.reshape((1, c, 1, 1))?;
-            let term = window.broadcast_mul(&tap)?;
-            acc = Some(match acc {
-                None => term,
-                Some(a) => (a + term)?,
-            });
-        }
-    }
-    let full = match acc {
-        Some(a) => a,
-        None => candle_core::bail!("depthwise conv2d: empty kernel"),
-    };
-    if p.stride == 1 {
-        return Ok(full);
-    }
-    let s = p.stride;
-    let (oh, ow) = ((oh1 - 1) / s + 1, (ow1 - 1) / s + 1);
-    // Keep rows 0, s, 2s, ...: pad to a multiple of s, fold the stride into its own axis, take
-    // index 0 of it.
-    let rows = full.pad_with_zeros(2, 0, oh * s - oh1)?.reshape((b, c, oh, s, ow1))?.narrow(3, 0, 1)?;
-    let rows = rows.reshape((b, c, oh, ow1))?;
-    let cols = rows.pad_with_zeros(3, 0, ow * s - ow1)?.reshape((b, c, oh, ow, s))?.narrow(4, 0, 1)?;
-    cols.reshape((b, c, oh, ow))
 }
 
 /// 1-D convolution, computed as a 2-D convolution over a height-1 image so that strided and

@@ -19,12 +19,20 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod activation;
 mod avg_pool;
 mod conv;
+mod conv2d_gemm;
+mod depthwise;
+mod element;
+mod matmul;
 pub mod gradcheck;
 pub mod init;
 mod max_pool;
 
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
-pub use conv::{conv1d, conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
+pub use activation::{activate, relu, FusedActivation};
+pub use conv::{
+    candle_conv2d, conv1d, conv2d, conv2d_with_activation, conv_transpose2d, Conv2dParams, ConvTranspose2dParams,
+};
 pub use max_pool::{max_pool2d, Pool2dParams};

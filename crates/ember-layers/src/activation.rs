@@ -2,6 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::Module;
+use ember_kernels::FusedActivation;
 
 /// A non-linearity without parameters, as PyTorch's activation modules.
 ///
@@ -41,8 +42,8 @@ pub enum Activation {
 impl Module for Activation {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match *self {
-            Activation::Relu => xs.relu(),
-            Activation::Relu6 => xs.relu()?.minimum(6.0),
+            Activation::Relu => ember_kernels::activate(xs, FusedActivation::Relu),
+            Activation::Relu6 => ember_kernels::activate(xs, FusedActivation::Relu6),
             // (1 - a) relu(x) + a x: x for x >= 0, a x otherwise, for any slope a.
             Activation::LeakyRelu(slope) => xs.relu()?.affine(1.0 - slope, 0.0)? + xs.affine(slope, 0.0)?,
             Activation::Elu(alpha) => xs.elu(alpha),

@@ -1,0 +1,462 @@
+//! 2-D convolution as im2col + GEMM: forward, input gradient, weight gradient and bias gradient,
+//! with an optional activation fused into the output (forward) and its mask (backward).
+//!
+//! Each image is one GEMM per group: `y[g] (o/g x oh*ow) = w[g] (o/g x c/g*kh*kw) · col`, where
+//! `col` holds the input windows (im2col). Backward re-builds `col` per image and computes
+//! `dw[g] += dz[g] · colᵀ` and `dcol = w[g]ᵀ · dz[g]`, scattered back by col2im. Batches are split
+//! into one contiguous chunk of images per rayon thread (scratch buffers are allocated once per
+//! chunk, weight gradients are summed over chunks at the end); a batch smaller than the thread
+//! count hands the threads to the GEMM instead. A 1x1 convolution with stride 1 and no padding
+//! skips im2col: the input plane already is `col`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use crate::activation::FusedActivation;
+use crate::conv::Conv2dParams;
+use crate::depthwise;
+use crate::element::{contiguous_slice, Float};
+use crate::matmul::{matmul, Mat};
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGeometry {
+    pub b: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub p: Conv2dParams,
+}
+
+impl ConvGeometry {
+    /// Checks input and weight shapes against the parameters.
+    pub fn new(x: &Shape, weight: &Shape, p: Conv2dParams) -> Result<Self> {
+        let (b, c, h, w) = x.dims4()?;
+        let (o, cg, kh, kw) = weight.dims4()?;
+        if p.groups == 0 || p.stride == 0 || p.dilation == 0 {
+            candle_core::bail!("conv2d: groups, stride and dilation must be positive, got {p:?}")
+        }
+        if c % p.groups != 0 || o % p.groups != 0 || cg * p.groups != c {
+            candle_core::bail!(
+                "conv2d: input {:?} and weight {:?} do not fit {} groups",
+                x.dims(),
+                weight.dims(),
+                p.groups
+            )
+        }
+        let reach = |k: usize| p.dilation * (k - 1) + 1;
+        if kh == 0 || kw == 0 || h + 2 * p.padding < reach(kh) || w + 2 * p.padding < reach(kw) {
+            candle_core::bail!(
+                "conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {}x{}",
+                p.padding,
+                reach(kh),
+                reach(kw)
+            )
+        }
+        let oh = (h + 2 * p.padding - reach(kh)) / p.stride + 1;
+        let ow = (w + 2 * p.padding - reach(kw)) / p.stride + 1;
+        Ok(Self { b, c, h, w, o, kh, kw, oh, ow, p })
+    }
+
+    pub fn cg(&self) -> usize {
+        self.c / self.p.groups
+    }
+    pub fn og(&self) -> usize {
+        self.o / self.p.groups
+    }
+    /// Rows of `col`: input channels per group times kernel taps.
+    fn ck(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    pub fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    pub fn in_image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn out_image(&self) -> usize {
+        self.o * self.ohw()
+    }
+    /// 1x1, stride 1, no padding: the input group is its own `col`.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0
+    }
+    pub fn out_shape(&self) -> Shape {
+        Shape::from((self.b, self.o, self.oh, self.ow))
+    }
+    /// Output columns `ox` whose input column `ox * s + offset` lies in `[0, len)`.
+    pub fn valid_range(&self, offset: isize, len: usize, out: usize) -> (usize, usize) {
+        let s = self.p.stride as isize;
+        let lo = if offset < 0 { ((-offset + s - 1) / s) as usize } else { 0 };
+        let last = len as isize - 1 - offset;
+        let hi = if last < 0 { 0 } else { ((last / s) as usize + 1).min(out) };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
+fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
+    let (h, w, ow, ohw) = (g.h, g.w, g.ow, g.ohw());
+    let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
+    for c in 0..g.cg() {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = ((c * g.kh + ki) * g.kw + kj) * ohw;
+                let row = &mut col[row..row + ohw];
+                let x_off = (kj * d) as isize - pad;
+                let (lo, hi) = g.valid_range(x_off, w, ow);
+                for oy in 0..g.oh {
+                    let out = &mut row[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * s + ki * d) as isize - pad;
+                    if iy < 0 || iy >= h as isize {
+                        out.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    out[..lo].fill(T::ZERO);
+                    out[hi..].fill(T::ZERO);
+                    if lo == hi {
+                        continue;
+                    }
+                    let start = (lo as isize * s as isize + x_off) as usize;
+                    if s == 1 {
+                        out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        for (i, v) in out[lo..hi].iter_mut().enumerate() {
+                            *v = src[start + i * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns of `col` (`ck x oh*ow`) back onto one group of one image's gradient.
+fn col2im<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T]) {
+    let (h, w, ow, ohw) = (g.h, g.w, g.ow, g.ohw());
+    let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
+    for c in 0..g.cg() {
+        let plane = &mut dx[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = ((c * g.kh + ki) * g.kw + kj) * ohw;
+                let row = &col[row..row + ohw];
+                let x_off = (kj * d) as isize - pad;
+                let (lo, hi) = g.valid_range(x_off, w, ow);
+                for oy in 0..g.oh {
+                    let iy = (oy * s + ki * d) as isize - pad;
+                    if iy < 0 || iy >= h as isize || lo == hi {
+                        continue;
+                    }
+                    let src = &row[oy * ow..(oy + 1) * ow];
+                    let dst = &mut plane[iy as usize * w..(iy as usize + 1) * w];
+                    let start = (lo as isize * s as isize + x_off) as usize;
+                    if s == 1 {
+                        for (d, v) in dst[start..start + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (i, v) in src[lo..hi].iter().enumerate() {
+                            dst[start + i * s] += *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a batch of `b` images is split over the rayon threads.
+fn chunking(b: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads().max(1);
+    if b >= threads {
+        (b.div_ceil(threads), 1)
+    } else {
+        (1, threads)
+    }
+}
+
+/// Forward pass: `act(conv(x, w) + bias)`.
+pub(crate) fn forward<T: Float>(
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    act: FusedActivation,
+    g: &ConvGeometry,
+) -> Vec<T> {
+    if depthwise::applies(g) {
+        return depthwise::forward(x, weight, bias, act, g);
+    }
+    let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
+    let mut y = vec![T::ZERO; g.b * g.out_image()];
+    let (per_chunk, gemm_threads) = chunking(g.b);
+    y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
+        let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
+            let image = chunk * per_chunk + i;
+            let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+            for grp in 0..g.p.groups {
+                let x_g = &x_img[grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w];
+                let col_ref: &[T] = if g.pointwise() {
+                    x_g
+                } else {
+                    im2col(x_g, g, &mut col);
+                    &col
+                };
+                let y_g = &mut y_img[grp * og * ohw..(grp + 1) * og * ohw];
+                if let Some(bias) = bias {
+                    for (o, row) in y_g.chunks_mut(ohw).enumerate() {
+                        row.fill(bias[grp * og + o]);
+                    }
+                }
+                let w_g = Mat::rows(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
+                matmul(y_g, (og, ohw, ck), w_g, Mat::rows(col_ref, ohw), bias.is_some(), gemm_threads);
+            }
+            act.apply(y_img);
+        }
+    });
+    y
+}
+
+/// Gradients of a convolution; `None` where the operand does not need one.
+pub(crate) struct ConvGrads<T> {
+    pub x: Option<Vec<T>>,
+    pub weight: Option<Vec<T>>,
+    pub bias: Option<Vec<T>>,
+}
+
+/// Which gradients to compute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    pub x: bool,
+    pub weight: bool,
+    pub bias: bool,
+}
+
+/// Backward pass given the forward output `y` (for the activation's mask) and its gradient `dy`.
+pub(crate) fn backward<T: Float>(
+    x: &[T],
+    weight: &[T],
+    y: &[T],
+    dy: &[T],
+    act: FusedActivation,
+    g: &ConvGeometry,
+    needs: Needs,
+) -> ConvGrads<T> {
+    if depthwise::applies(g) {
+        return depthwise::backward(x, weight, y, dy, act, g, needs);
+    }
+    let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
+    let (per_chunk, gemm_threads) = chunking(g.b);
+    let chunks = g.b.div_ceil(per_chunk);
+    let work = |chunk: usize, dx: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
+        let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
+        let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
+        let mut col = if g.pointwise() || !needs.weight { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut dz = if act == FusedActivation::Identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
+        let mut dx = dx;
+        let first = chunk * per_chunk;
+        for image in first..(first + per_chunk).min(g.b) {
+            let dy_img = &dy[image * g.out_image()..(image + 1) * g.out_image()];
+            let dz_img: &[T] = if act == FusedActivation::Identity {
+                dy_img
+            } else {
+                let y_img = &y[image * g.out_image()..(image + 1) * g.out_image()];
+                act.mask_gradient(y_img, dy_img, &mut dz);
+                &dz
+            };
+            if needs.bias {
+                for (o, row) in dz_img.chunks(ohw).enumerate() {
+                    let mut s = T::ZERO;
+                    for v in row {
+                        s += *v;
+                    }
+                    db[o] += s;
+                }
+            }
+            let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+            for grp in 0..g.p.groups {
+                let dz_g = &dz_img[grp * og * ohw..(grp + 1) * og * ohw];
+                let in_group = grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w;
+                if needs.weight {
+                    let x_g = &x_img[in_group.clone()];
+                    let col_ref: &[T] = if g.pointwise() {
+                        x_g
+                    } else {
+                        im2col(x_g, g, &mut col);
+                        &col
+                    };
+                    let dw_g = &mut dw[grp * og * ck..(grp + 1) * og * ck];
+                    // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck)
+                    matmul(dw_g, (og, ck, ohw), Mat::rows(dz_g, ohw), Mat::transposed(col_ref, ohw), true, gemm_threads);
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    let local = image - first;
+                    let dx_img = &mut dx[local * g.in_image()..(local + 1) * g.in_image()];
+                    let dx_g = &mut dx_img[in_group];
+                    let w_t = Mat::transposed(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
+                    // dcol (ck x ohw) = w[g]ᵀ (ck x og) · dz[g] (og x ohw)
+                    if g.pointwise() {
+                        matmul(dx_g, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
+                    } else {
+                        matmul(&mut dcol, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
+                        col2im(&dcol, g, dx_g);
+                    }
+                }
+            }
+        }
+        (dw, db)
+    };
+    let (dx, partials): (Option<Vec<T>>, Vec<(Vec<T>, Vec<T>)>) = if needs.x {
+        let mut dx = vec![T::ZERO; g.b * g.in_image()];
+        let partials =
+            dx.par_chunks_mut(per_chunk * g.in_image()).enumerate().map(|(chunk, dx)| work(chunk, Some(dx))).collect();
+        (Some(dx), partials)
+    } else {
+        (None, (0..chunks).into_par_iter().map(|chunk| work(chunk, None)).collect())
+    };
+    let mut dw = needs.weight.then(|| vec![T::ZERO; g.o * ck]);
+    let mut db = needs.bias.then(|| vec![T::ZERO; g.o]);
+    for (pw, pb) in partials {
+        if let Some(dw) = dw.as_mut() {
+            for (a, v) in dw.iter_mut().zip(pw) {
+                *a += v;
+            }
+        }
+        if let Some(db) = db.as_mut() {
+            for (a, v) in db.iter_mut().zip(pb) {
+                *a += v;
+            }
+        }
+    }
+    ConvGrads { x: dx, weight: dw, bias: db }
+}
+
+/// The forward op: `(x, weight[, bias]) -> act(conv2d(x, weight) + bias)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conv2dOp {
+    pub params: Conv2dParams,
+    pub act: FusedActivation,
+}
+
+impl Conv2dOp {
+    fn run(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
+        if let Some((_, lb)) = b {
+            if lb.shape().dims() != [g.o] {
+                candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", lb.shape(), g.o)
+            }
+        }
+        fn go<T: Float>(
+            op: &Conv2dOp,
+            g: &ConvGeometry,
+            x: (&CpuStorage, &Layout),
+            w: (&CpuStorage, &Layout),
+            b: Option<(&CpuStorage, &Layout)>,
+        ) -> Result<CpuStorage> {
+            let xs = contiguous_slice::<T>(x.0, x.1, "conv2d", "input")?;
+            let ws = contiguous_slice::<T>(w.0, w.1, "conv2d", "weight")?;
+            let bs = match b {
+                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "conv2d", "bias")?),
+                None => None,
+            };
+            Ok(T::wrap(forward(xs, ws, bs, op.act, g)))
+        }
+        let out = match x.0 {
+            CpuStorage::F32(_) => go::<f32>(self, &g, x, w, b)?,
+            CpuStorage::F64(_) => go::<f64>(self, &g, x, w, b)?,
+            other => candle_core::bail!("conv2d: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, g.out_shape()))
+    }
+
+    /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
+    fn grads(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+        let g = ConvGeometry::new(x.shape(), w.shape(), self.params)?;
+        let needs = Needs { x: x.track_op(), weight: w.track_op(), bias: b.is_some_and(|b| b.track_op()) };
+        let grad = grad.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (ys, yl) = res.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(ys), Storage::Cpu(gs)) = (&*xs, &*ws, &*ys, &*gs) else {
+            candle_core::bail!("conv2d backward: expected CPU tensors")
+        };
+        fn go<T: Float>(
+            op: &Conv2dOp,
+            g: &ConvGeometry,
+            needs: Needs,
+            s: [(&CpuStorage, &Layout); 4],
+        ) -> Result<[Option<CpuStorage>; 3]> {
+            let what = ["input", "weight", "output", "output gradient"];
+            let [x, w, y, dy] = [0, 1, 2, 3].map(|i| contiguous_slice::<T>(s[i].0, s[i].1, "conv2d backward", what[i]));
+            let grads = backward(x?, w?, y?, dy?, op.act, g, needs);
+            Ok([grads.x.map(T::wrap), grads.weight.map(T::wrap), grads.bias.map(T::wrap)])
+        }
+        let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];
+        let out = match xs {
+            CpuStorage::F32(_) => go::<f32>(self, &g, needs, s)?,
+            CpuStorage::F64(_) => go::<f64>(self, &g, needs, s)?,
+            other => candle_core::bail!("conv2d backward: unsupported dtype {:?}", other.dtype()),
+        };
+        let [dx, dw, db] = out;
+        let tensor = |s: Option<CpuStorage>, shape: &Shape| -> Option<Tensor> {
+            s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape.clone(), candle_core::op::BackpropOp::none(), false))
+        };
+        Ok([tensor(dx, x.shape()), tensor(dw, w.shape()), b.and_then(|b| tensor(db, b.shape()))])
+    }
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "ember-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, _] = self.grads(x, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "ember-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = self.grads(x, w, Some(b), res, grad)?;
+        Ok((dx, dw, db))
+    }
+}

@@ -1,0 +1,75 @@
+//! The float element types ember's hand-written kernels are generic over (f32 and f64).
+
+use std::ops::{Add, AddAssign, Mul, Sub};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result};
+
+/// An f32 or f64 element: arithmetic, conversions and access to candle's CPU storage.
+pub(crate) trait Float:
+    Copy + Send + Sync + 'static + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    /// The storage's elements when it holds this type.
+    fn slice(storage: &CpuStorage) -> Option<&[Self]>;
+    /// Wraps a vector into candle's CPU storage.
+    fn wrap(data: Vec<Self>) -> CpuStorage;
+}
+
+macro_rules! impl_float {
+    ($t:ty, $variant:ident) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn slice(storage: &CpuStorage) -> Option<&[Self]> {
+                match storage {
+                    CpuStorage::$variant(d) => Some(d),
+                    _ => None,
+                }
+            }
+            fn wrap(data: Vec<Self>) -> CpuStorage {
+                CpuStorage::$variant(data)
+            }
+        }
+    };
+}
+
+impl_float!(f32, F32);
+impl_float!(f64, F64);
+
+/// The contiguous elements a layout addresses, or an error naming `op` and `what`.
+pub(crate) fn contiguous_slice<'a, T: Float>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> Result<&'a [T]> {
+    let Some(data) = T::slice(storage) else {
+        candle_core::bail!("{op}: {what} has dtype {:?}, expected the other operands' dtype", storage.dtype())
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}

@@ -1,0 +1,154 @@
+//! ember's im2col + GEMM and depthwise convolution kernels against candle's own convolution
+//! (forward and all three gradients) over random geometries — strides, paddings, dilations,
+//! groups, odd sizes — in f64 and f32, plus finite-difference checks of the fused activations.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ember_kernels::gradcheck::check_gradients;
+use ember_kernels::{candle_conv2d, conv2d_with_activation, Conv2dParams, FusedActivation};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    b: usize,
+    c: usize,
+    o: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    p: Conv2dParams,
+    bias: bool,
+}
+
+fn random_case(rng: &mut StdRng) -> Case {
+    let groups = [1, 1, 1, 2, 3, 0][rng.random_range(0..6)]; // 0 = depthwise
+    let k: usize = [1, 2, 3, 3, 5][rng.random_range(0..5)];
+    let dilation = if rng.random_bool(0.25) { 2 } else { 1 };
+    let stride = rng.random_range(1..=3);
+    let padding = rng.random_range(0..=k / 2 + 1);
+    let reach = dilation * (k - 1) + 1;
+    let h = rng.random_range(reach.saturating_sub(2 * padding).max(1)..reach + 9);
+    let w = rng.random_range(reach.saturating_sub(2 * padding).max(1)..reach + 9);
+    let (c, o, groups) = if groups == 0 {
+        let c = rng.random_range(2..7);
+        (c, c, c)
+    } else {
+        (groups * rng.random_range(1..4), groups * rng.random_range(1..4), groups)
+    };
+    let b = rng.random_range(1..4);
+    Case { b, c, o, h, w, k, p: Conv2dParams { padding, stride, dilation, groups }, bias: rng.random_bool(0.7) }
+}
+
+/// (output, [grad x, grad w, grad b]) of `sum(conv(x, w, b) * r)`.
+fn run(case: &Case, dtype: DType, ours: bool, act: FusedActivation, seed: u64) -> (Tensor, Vec<Tensor>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let x = Var::from_tensor(&random(&[case.b, case.c, case.h, case.w], &mut rng, dtype)).unwrap();
+    let w = Var::from_tensor(&random(&[case.o, case.c / case.p.groups, case.k, case.k], &mut rng, dtype)).unwrap();
+    let b = Var::from_tensor(&random(&[case.o], &mut rng, dtype)).unwrap();
+    let bias = case.bias.then(|| b.as_tensor());
+    let y = if ours {
+        conv2d_with_activation(&x, &w, bias, case.p, act).unwrap()
+    } else {
+        let z = candle_conv2d(&x, &w, bias, case.p).unwrap();
+        match act {
+            FusedActivation::Identity => z,
+            FusedActivation::Relu => z.relu().unwrap(),
+            FusedActivation::Relu6 => z.clamp(0.0, 6.0).unwrap(),
+        }
+    };
+    let r = random(y.dims(), &mut rng, dtype);
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![grads.get(&x).unwrap().clone(), grads.get(&w).unwrap().clone()];
+    if case.bias {
+        out.push(grads.get(&b).unwrap().clone());
+    }
+    (y, out)
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs() / scale))
+}
+
+#[test]
+fn conv2d_kernel_matches_candle_forward_and_backward_on_random_geometries() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for i in 0..120 {
+        let case = random_case(&mut rng);
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-5)] {
+            let (y1, g1) = run(&case, dtype, true, FusedActivation::Identity, i);
+            let (y2, g2) = run(&case, dtype, false, FusedActivation::Identity, i);
+            let d = max_rel_diff(&y1, &y2);
+            assert!(d < tol, "case {i} {case:?} {dtype:?}: forward differs by {d}");
+            for (n, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                let d = max_rel_diff(a, b);
+                assert!(d < tol, "case {i} {case:?} {dtype:?}: gradient {} differs by {d}", ["x", "w", "b"][n]);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_activations_match_candle_activation_after_convolution() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for i in 0..40 {
+        let case = random_case(&mut rng);
+        for act in [FusedActivation::Relu, FusedActivation::Relu6] {
+            let (y1, g1) = run(&case, DType::F64, true, act, 100 + i);
+            let (y2, g2) = run(&case, DType::F64, false, act, 100 + i);
+            assert!(max_rel_diff(&y1, &y2) < 1e-10, "case {i} {case:?} {act:?}: forward");
+            for (a, b) in g1.iter().zip(&g2) {
+                assert!(max_rel_diff(a, b) < 1e-10, "case {i} {case:?} {act:?}: gradient");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_kernel_gradients_pass_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for i in 0..12 {
+        let mut case = random_case(&mut rng);
+        case.b = 1;
+        for act in [FusedActivation::Identity, FusedActivation::Relu6] {
+            let mut r = StdRng::seed_from_u64(i);
+            // Scale so some outputs exceed 6 and some are negative; fine enough steps avoid kinks.
+            let x = (random(&[case.b, case.c, case.h, case.w], &mut r, DType::F64) * 4.0).unwrap();
+            let w = random(&[case.o, case.c / case.p.groups, case.k, case.k], &mut r, DType::F64);
+            let b = random(&[case.o], &mut r, DType::F64);
+            let p = case.p;
+            let report = check_gradients(
+                |t| {
+                    let y = conv2d_with_activation(&t[0], &t[1], Some(&t[2]), p, act)?;
+                    let r = Tensor::arange(0f64, y.elem_count() as f64, &Device::Cpu)?.reshape(y.dims())?.cos()?;
+                    (y * r)?.sum_all()
+                },
+                &[x, w, b],
+                1e-6,
+            )
+            .unwrap();
+            assert!(report.max_rel_error < 1e-5, "case {i} {case:?} {act:?}: {report:?}");
+        }
+    }
+}
+
+#[test]
+fn input_gradient_is_skipped_for_plain_data_but_weight_gradient_is_not() {
+    let x = Tensor::ones((2, 3, 6, 6), DType::F32, &Device::Cpu).unwrap();
+    let w = Var::ones((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let y = conv2d_with_activation(&x, &w, None, Conv2dParams::default(), FusedActivation::Identity).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    // Every output sums 27 ones over its window; each weight sees 2 images x 16 positions.
+    let gw = grads.get(&w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(gw.iter().all(|v| *v == 32.0), "{gw:?}");
+}
