@@ -4,6 +4,7 @@ use candle_core::{DType, Result, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::conv2d_gemm::{Conv2dOp, ConvGeometry};
+use crate::max_pool::{max_pool2d, Pool2dParams};
 
 /// Geometry of a 2-D convolution (the same meaning as in PyTorch's `nn.Conv2d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,17 +50,45 @@ pub fn conv2d_with_activation(
     p: Conv2dParams,
     act: FusedActivation,
 ) -> Result<Tensor> {
+    conv2d_activation_max_pool(xs, weight, bias, p, act, None)
+}
+
+/// `max_pool2d(act(conv2d(xs, weight) + bias))` as one op when `pool` is given: the
+/// full-resolution activation is produced and pooled one image at a time, in cache, and never
+/// becomes a tensor; backward routes the pooled gradient through the recorded argmax and the
+/// activation's derivative straight into the convolution's gradients. Values and gradients equal
+/// those of the three separate ops (PyTorch's first-maximum routing). Depthwise convolutions,
+/// other dtypes and devices run the ops separately.
+pub fn conv2d_activation_max_pool(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    act: FusedActivation,
+    pool: Option<Pool2dParams>,
+) -> Result<Tensor> {
     let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
     let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
-    if !native {
-        return activate(&candle_conv2d(xs, weight, bias, p)?, act);
+    if !native || (pool.is_some() && crate::depthwise::applies(&g)) {
+        let ys = if native {
+            conv2d_activation_max_pool(xs, weight, bias, p, act, None)?
+        } else {
+            activate(&candle_conv2d(xs, weight, bias, p)?, act)?
+        };
+        return match pool {
+            Some(pool) => max_pool2d(&ys, pool),
+            None => Ok(ys),
+        };
+    }
+    if let Some(pool) = pool {
+        pool.output_size(g.oh, g.ow)?;
     }
     if let Some(bias) = bias {
         if bias.dims() != [g.o] {
             candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
         }
     }
-    let op = Conv2dOp { params: p, act };
+    let op = Conv2dOp::new(p, act, pool);
     let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
     match bias {
         Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),

@@ -11,13 +11,17 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv::Conv2dParams;
+use crate::max_pool::Pool2dParams;
 use crate::depthwise;
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul, Mat};
+use crate::max_pool::{pool_plane, Plane};
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +188,39 @@ fn chunking(b: usize) -> (usize, usize) {
     }
 }
 
+/// One image's `act(conv(x, w) + bias)` into `y_img`, using `col` as im2col scratch.
+#[allow(clippy::too_many_arguments)]
+fn forward_image<T: Float>(
+    x_img: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    act: FusedActivation,
+    g: &ConvGeometry,
+    col: &mut [T],
+    y_img: &mut [T],
+    gemm_threads: usize,
+) {
+    let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
+    for grp in 0..g.p.groups {
+        let x_g = &x_img[grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w];
+        let col_ref: &[T] = if g.pointwise() {
+            x_g
+        } else {
+            im2col(x_g, g, col);
+            col
+        };
+        let y_g = &mut y_img[grp * og * ohw..(grp + 1) * og * ohw];
+        if let Some(bias) = bias {
+            for (o, row) in y_g.chunks_mut(ohw).enumerate() {
+                row.fill(bias[grp * og + o]);
+            }
+        }
+        let w_g = Mat::rows(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
+        matmul(y_g, (og, ohw, ck), w_g, Mat::rows(col_ref, ohw), bias.is_some(), gemm_threads);
+    }
+    act.apply(y_img);
+}
+
 /// Forward pass: `act(conv(x, w) + bias)`.
 pub(crate) fn forward<T: Float>(
     x: &[T],
@@ -195,35 +232,50 @@ pub(crate) fn forward<T: Float>(
     if depthwise::applies(g) {
         return depthwise::forward(x, weight, bias, act, g);
     }
-    let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
-        let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; g.ck() * g.ohw()] };
         for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
             let image = chunk * per_chunk + i;
             let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-            for grp in 0..g.p.groups {
-                let x_g = &x_img[grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w];
-                let col_ref: &[T] = if g.pointwise() {
-                    x_g
-                } else {
-                    im2col(x_g, g, &mut col);
-                    &col
-                };
-                let y_g = &mut y_img[grp * og * ohw..(grp + 1) * og * ohw];
-                if let Some(bias) = bias {
-                    for (o, row) in y_g.chunks_mut(ohw).enumerate() {
-                        row.fill(bias[grp * og + o]);
-                    }
-                }
-                let w_g = Mat::rows(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
-                matmul(y_g, (og, ohw, ck), w_g, Mat::rows(col_ref, ohw), bias.is_some(), gemm_threads);
-            }
-            act.apply(y_img);
+            forward_image(x_img, weight, bias, act, g, &mut col, y_img, gemm_threads);
         }
     });
     y
+}
+
+/// Forward pass with a max pool after the activation: returns the pooled output and, per
+/// pooled cell, the index (within its channel plane) of the window's first maximum. The full
+/// resolution output only ever exists one image at a time, in cache.
+pub(crate) fn forward_pooled<T: Float>(
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    act: FusedActivation,
+    g: &ConvGeometry,
+    pool: &Plane,
+) -> (Vec<T>, Vec<u32>) {
+    let pooled_image = g.o * pool.oh * pool.ow;
+    let mut y = vec![T::ZERO; g.b * pooled_image];
+    let mut indices = vec![0u32; g.b * pooled_image];
+    let (per_chunk, gemm_threads) = chunking(g.b);
+    y.par_chunks_mut(per_chunk * pooled_image).zip(indices.par_chunks_mut(per_chunk * pooled_image)).enumerate().for_each(
+        |(chunk, (ys, ix))| {
+            let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; g.ck() * g.ohw()] };
+            let mut full = vec![T::ZERO; g.out_image()];
+            for (i, (y_img, ix_img)) in ys.chunks_mut(pooled_image).zip(ix.chunks_mut(pooled_image)).enumerate() {
+                let image = chunk * per_chunk + i;
+                let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+                forward_image(x_img, weight, bias, act, g, &mut col, &mut full, gemm_threads);
+                let pohw = pool.oh * pool.ow;
+                for (c, plane) in full.chunks(g.ohw()).enumerate() {
+                    pool_plane(plane, &mut y_img[c * pohw..(c + 1) * pohw], Some(&mut ix_img[c * pohw..(c + 1) * pohw]), pool);
+                }
+            }
+        },
+    );
+    (y, indices)
 }
 
 /// Gradients of a convolution; `None` where the operand does not need one.
@@ -231,6 +283,15 @@ pub(crate) struct ConvGrads<T> {
     pub x: Option<Vec<T>>,
     pub weight: Option<Vec<T>>,
     pub bias: Option<Vec<T>>,
+}
+
+/// Where the gradient arriving at the convolution comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Upstream<'a, T> {
+    /// The op's own output `y` and its gradient `dy`.
+    Direct { y: &'a [T], dy: &'a [T] },
+    /// A fused max pool: pooled output `y`, its gradient `dy`, and each pooled cell's argmax.
+    Pooled { y: &'a [T], dy: &'a [T], indices: &'a [u32], pool: &'a Plane },
 }
 
 /// Which gradients to compute.
@@ -245,13 +306,12 @@ pub(crate) struct Needs {
 pub(crate) fn backward<T: Float>(
     x: &[T],
     weight: &[T],
-    y: &[T],
-    dy: &[T],
+    upstream: Upstream<'_, T>,
     act: FusedActivation,
     g: &ConvGeometry,
     needs: Needs,
 ) -> ConvGrads<T> {
-    if depthwise::applies(g) {
+    if let (true, Upstream::Direct { y, dy }) = (depthwise::applies(g), upstream) {
         return depthwise::backward(x, weight, y, dy, act, g, needs);
     }
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
@@ -262,17 +322,38 @@ pub(crate) fn backward<T: Float>(
         let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
         let mut col = if g.pointwise() || !needs.weight { Vec::new() } else { vec![T::ZERO; ck * ohw] };
         let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
-        let mut dz = if act == FusedActivation::Identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
+        let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
+        let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
         let mut dx = dx;
         let first = chunk * per_chunk;
         for image in first..(first + per_chunk).min(g.b) {
-            let dy_img = &dy[image * g.out_image()..(image + 1) * g.out_image()];
-            let dz_img: &[T] = if act == FusedActivation::Identity {
-                dy_img
-            } else {
-                let y_img = &y[image * g.out_image()..(image + 1) * g.out_image()];
-                act.mask_gradient(y_img, dy_img, &mut dz);
-                &dz
+            let dz_img: &[T] = match upstream {
+                Upstream::Direct { y, dy } => {
+                    let dy_img = &dy[image * g.out_image()..(image + 1) * g.out_image()];
+                    if direct_identity {
+                        dy_img
+                    } else {
+                        act.mask_gradient(&y[image * g.out_image()..(image + 1) * g.out_image()], dy_img, &mut dz);
+                        &dz
+                    }
+                }
+                Upstream::Pooled { y, dy, indices, pool } => {
+                    // Each pooled gradient goes to its window's first maximum, through the
+                    // activation's derivative (read off the pooled output, which is that
+                    // maximum's activated value).
+                    let pohw = pool.oh * pool.ow;
+                    let at = image * g.o * pohw;
+                    dz.fill(T::ZERO);
+                    for (c, plane) in dz.chunks_mut(ohw).enumerate() {
+                        let cells = at + c * pohw..at + (c + 1) * pohw;
+                        for ((&i, &yv), &gv) in indices[cells.clone()].iter().zip(&y[cells.clone()]).zip(&dy[cells]) {
+                            if i != u32::MAX && act.passes(yv) {
+                                plane[i as usize] += gv;
+                            }
+                        }
+                    }
+                    &dz
+                }
             };
             if needs.bias {
                 for (o, row) in dz_img.chunks(ohw).enumerate() {
@@ -341,14 +422,32 @@ pub(crate) fn backward<T: Float>(
     ConvGrads { x: dx, weight: dw, bias: db }
 }
 
-/// The forward op: `(x, weight[, bias]) -> act(conv2d(x, weight) + bias)`.
-#[derive(Debug, Clone, Copy)]
+/// The forward op: `(x, weight[, bias]) -> pool(act(conv2d(x, weight) + bias))`, the pool
+/// optional. With a pool, the op keeps each pooled cell's argmax for its backward pass (as
+/// PyTorch's `max_pool2d_with_indices` does); an op value serves exactly one forward call.
+#[derive(Debug)]
 pub(crate) struct Conv2dOp {
-    pub params: Conv2dParams,
-    pub act: FusedActivation,
+    params: Conv2dParams,
+    act: FusedActivation,
+    pool: Option<Pool2dParams>,
+    indices: Mutex<Vec<u32>>,
 }
 
 impl Conv2dOp {
+    pub fn new(params: Conv2dParams, act: FusedActivation, pool: Option<Pool2dParams>) -> Self {
+        Self { params, act, pool, indices: Mutex::new(Vec::new()) }
+    }
+
+    fn pool_plane(&self, g: &ConvGeometry) -> Result<Option<Plane>> {
+        match self.pool {
+            None => Ok(None),
+            Some(p) => {
+                let (oh, ow) = p.output_size(g.oh, g.ow)?;
+                Ok(Some(Plane { h: g.oh, w: g.ow, oh, ow, p }))
+            }
+        }
+    }
+
     fn run(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
         if let Some((_, lb)) = b {
@@ -369,14 +468,28 @@ impl Conv2dOp {
                 Some((s, l)) => Some(contiguous_slice::<T>(s, l, "conv2d", "bias")?),
                 None => None,
             };
-            Ok(T::wrap(forward(xs, ws, bs, op.act, g)))
+            match op.pool_plane(g)? {
+                None => Ok(T::wrap(forward(xs, ws, bs, op.act, g))),
+                Some(pool) => {
+                    let (y, indices) = forward_pooled(xs, ws, bs, op.act, g, &pool);
+                    match op.indices.lock() {
+                        Ok(mut slot) => *slot = indices,
+                        Err(_) => candle_core::bail!("conv2d: argmax store poisoned by an earlier panic"),
+                    }
+                    Ok(T::wrap(y))
+                }
+            }
         }
         let out = match x.0 {
             CpuStorage::F32(_) => go::<f32>(self, &g, x, w, b)?,
             CpuStorage::F64(_) => go::<f64>(self, &g, x, w, b)?,
             other => candle_core::bail!("conv2d: unsupported dtype {:?}", other.dtype()),
         };
-        Ok((out, g.out_shape()))
+        let shape = match self.pool_plane(&g)? {
+            None => g.out_shape(),
+            Some(pool) => Shape::from((g.b, g.o, pool.oh, pool.ow)),
+        };
+        Ok((out, shape))
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
@@ -399,7 +512,19 @@ impl Conv2dOp {
         ) -> Result<[Option<CpuStorage>; 3]> {
             let what = ["input", "weight", "output", "output gradient"];
             let [x, w, y, dy] = [0, 1, 2, 3].map(|i| contiguous_slice::<T>(s[i].0, s[i].1, "conv2d backward", what[i]));
-            let grads = backward(x?, w?, y?, dy?, op.act, g, needs);
+            let (x, w, y, dy) = (x?, w?, y?, dy?);
+            let grads = match op.pool_plane(g)? {
+                None => backward(x, w, Upstream::Direct { y, dy }, op.act, g, needs),
+                Some(pool) => {
+                    let Ok(indices) = op.indices.lock() else {
+                        candle_core::bail!("conv2d backward: argmax store poisoned by an earlier panic")
+                    };
+                    if indices.len() != y.len() {
+                        candle_core::bail!("conv2d backward: no argmax recorded for this pooled output")
+                    }
+                    backward(x, w, Upstream::Pooled { y, dy, indices: &indices, pool: &pool }, op.act, g, needs)
+                }
+            };
             Ok([grads.x.map(T::wrap), grads.weight.map(T::wrap), grads.bias.map(T::wrap)])
         }
         let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];

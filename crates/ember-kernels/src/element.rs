@@ -11,6 +11,9 @@ pub(crate) trait Float:
 {
     const ZERO: Self;
     const ONE: Self;
+    const NEG_INFINITY: Self;
+    const NAN: Self;
+    fn is_nan(self) -> bool;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
@@ -26,6 +29,12 @@ macro_rules! impl_float {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            const NAN: Self = <$t>::NAN;
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
             #[inline]
             fn from_f64(v: f64) -> Self {
                 v as $t

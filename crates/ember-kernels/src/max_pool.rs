@@ -7,8 +7,11 @@
 //! and accumulates where windows overlap.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
+
+use crate::element::Float;
 
 /// Window geometry of a 2-D pooling layer, `(height, width)` pairs as in PyTorch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,71 +73,68 @@ pub fn max_pool2d(xs: &Tensor, params: Pool2dParams) -> Result<Tensor> {
     xs.max_pool2d_with_stride(params.kernel, params.stride)
 }
 
-/// Element types the kernel handles.
-trait PoolElement: Copy + PartialOrd + Send + Sync + std::ops::AddAssign + 'static {
-    const NEG_INFINITY: Self;
-    const ZERO: Self;
-    fn is_nan(self) -> bool;
-}
-
-impl PoolElement for f32 {
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
-    const ZERO: Self = 0.0;
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
-    }
-}
-
-impl PoolElement for f64 {
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
-    const ZERO: Self = 0.0;
-    fn is_nan(self) -> bool {
-        f64::is_nan(self)
-    }
-}
-
 /// Plane geometry shared by forward and backward.
 #[derive(Clone, Copy)]
-struct Plane {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    p: Pool2dParams,
+pub(crate) struct Plane {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub p: Pool2dParams,
 }
 
 impl Plane {
-    /// Flat index (within the input plane) of the first maximum of output cell `(oy, ox)`,
-    /// or `None` when the window lies entirely in the padding.
+    /// Calls `f(row_start, x_lo, x_hi)` for each input row of output cell `(oy, ox)`'s window,
+    /// clipped to the input (padding never takes part).
     #[inline]
-    fn argmax<T: PoolElement>(&self, input: &[T], oy: usize, ox: usize) -> Option<usize> {
+    fn window(&self, oy: usize, ox: usize, mut f: impl FnMut(usize, usize, usize)) {
         let (kh, kw) = self.p.kernel;
         let y0 = (oy * self.p.stride.0) as isize - self.p.padding.0 as isize;
         let x0 = (ox * self.p.stride.1) as isize - self.p.padding.1 as isize;
-        let mut best: Option<(usize, T)> = None;
-        for ky in 0..kh as isize {
-            let y = y0 + ky;
-            if y < 0 || y >= self.h as isize {
-                continue;
-            }
-            let row = y as usize * self.w;
-            for kx in 0..kw as isize {
-                let x = x0 + kx;
-                if x < 0 || x >= self.w as isize {
-                    continue;
-                }
-                let idx = row + x as usize;
-                let v = input[idx];
-                match best {
-                    Some((_, m)) if !(v > m || v.is_nan()) => {}
-                    _ => best = Some((idx, v)),
-                }
-                if v.is_nan() {
-                    return Some(idx);
-                }
-            }
+        let (y_lo, y_hi) = (y0.max(0) as usize, ((y0 + kh as isize).min(self.h as isize)).max(0) as usize);
+        let (x_lo, x_hi) = (x0.max(0) as usize, ((x0 + kw as isize).min(self.w as isize)).max(0) as usize);
+        if x_lo >= x_hi {
+            return;
         }
-        best.map(|(i, _)| i)
+        for y in y_lo..y_hi {
+            f(y * self.w, x_lo, x_hi);
+        }
+    }
+
+    /// The window maximum; NaN when the window holds a NaN, `-inf` when it lies in the padding.
+    #[inline]
+    fn max<T: Float>(&self, input: &[T], oy: usize, ox: usize) -> T {
+        let mut m = T::NEG_INFINITY;
+        let mut nan = false;
+        self.window(oy, ox, |row, lo, hi| {
+            for &v in &input[row + lo..row + hi] {
+                if v > m {
+                    m = v;
+                }
+                nan |= v.is_nan();
+            }
+        });
+        if nan {
+            T::NAN
+        } else {
+            m
+        }
+    }
+
+    /// Flat index of the first element of the window equal to its maximum `m` (the first NaN
+    /// when `m` is NaN): PyTorch's routing of the gradient to the first maximum.
+    #[inline]
+    fn first_max<T: Float>(&self, input: &[T], oy: usize, ox: usize, m: T) -> Option<usize> {
+        let mut found = None;
+        self.window(oy, ox, |row, lo, hi| {
+            if found.is_none() {
+                found = input[row + lo..row + hi]
+                    .iter()
+                    .position(|&v| v == m || (m.is_nan() && v.is_nan()))
+                    .map(|i| row + lo + i);
+            }
+        });
+        found
     }
 }
 
@@ -151,36 +151,92 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> Result<&'a [
     }
 }
 
-fn forward<T: PoolElement>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
-    let mut out = vec![T::ZERO; planes * g.oh * g.ow];
-    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, out)| {
-        let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                out[oy * g.ow + ox] = g.argmax(input, oy, ox).map_or(T::NEG_INFINITY, |i| input[i]);
+impl Plane {
+    /// A 2x2 window with stride 2 and no padding: the classic pool, unrolled.
+    fn is_2x2(&self) -> bool {
+        self.p.kernel == (2, 2) && self.p.stride == (2, 2) && self.p.padding == (0, 0)
+    }
+}
+
+/// Pools one plane into `out`; with `indices`, also records each window's first maximum (flat
+/// index within the plane), which fused kernels keep for their backward pass.
+pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Option<&mut [u32]>, g: &Plane) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let cell = oy * g.ow + ox;
+            if g.is_2x2() {
+                let (r0, x0) = (2 * oy * g.w, 2 * ox);
+                let idx = [r0 + x0, r0 + x0 + 1, r0 + g.w + x0, r0 + g.w + x0 + 1];
+                let v = idx.map(|i| input[i]);
+                if !(v[0].is_nan() || v[1].is_nan() || v[2].is_nan() || v[3].is_nan()) {
+                    let mut best = 0;
+                    for k in 1..4 {
+                        if v[k] > v[best] {
+                            best = k;
+                        }
+                    }
+                    out[cell] = v[best];
+                    if let Some(ix) = indices.as_deref_mut() {
+                        ix[cell] = idx[best] as u32;
+                    }
+                    continue;
+                }
+            }
+            let m = g.max(input, oy, ox);
+            out[cell] = m;
+            if let Some(ix) = indices.as_deref_mut() {
+                ix[cell] = g.first_max(input, oy, ox, m).map_or(u32::MAX, |i| i as u32);
             }
         }
+    }
+}
+
+/// Adds each output gradient of one plane to its window's first maximum in `grad_in`.
+fn route_plane<T: Float>(input: &[T], output: &[T], grad_out: &[T], grad_in: &mut [T], g: &Plane) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let cell = oy * g.ow + ox;
+            let m = output[cell];
+            if g.is_2x2() && !m.is_nan() {
+                let (r0, x0) = (2 * oy * g.w, 2 * ox);
+                let idx = [r0 + x0, r0 + x0 + 1, r0 + g.w + x0, r0 + g.w + x0 + 1];
+                if let Some(&i) = idx.iter().find(|&&i| input[i] == m) {
+                    grad_in[i] += grad_out[cell];
+                    continue;
+                }
+            }
+            if let Some(i) = g.first_max(input, oy, ox, m) {
+                grad_in[i] += grad_out[cell];
+            }
+        }
+    }
+}
+
+fn forward<T: Float>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
+    let mut out = vec![T::ZERO; planes * g.oh * g.ow];
+    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, out)| {
+        pool_plane(&input[plane * g.h * g.w..(plane + 1) * g.h * g.w], out, None, &g);
     });
     out
 }
 
-fn backward<T: PoolElement>(input: &[T], grad_out: &[T], planes: usize, g: Plane) -> Vec<T> {
+fn backward<T: Float>(input: &[T], output: &[T], grad_out: &[T], planes: usize, g: Plane) -> Vec<T> {
     let mut grad_in = vec![T::ZERO; planes * g.h * g.w];
-    grad_in.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, grad_in)| {
-        let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-        let grad_out = &grad_out[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                if let Some(i) = g.argmax(input, oy, ox) {
-                    grad_in[i] += grad_out[oy * g.ow + ox];
-                }
-            }
-        }
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    grad_in.par_chunks_mut(hw).enumerate().for_each(|(plane, grad_in)| {
+        route_plane(
+            &input[plane * hw..(plane + 1) * hw],
+            &output[plane * ohw..(plane + 1) * ohw],
+            &grad_out[plane * ohw..(plane + 1) * ohw],
+            grad_in,
+            &g,
+        );
     });
     grad_in
 }
 
-/// Forward op; its backward is [`MaxPool2dBackward`].
+/// The op: forward computes window maxima, backward routes each gradient to its window's first
+/// maximum (found again by comparing the input with the output).
 struct MaxPool2d(Pool2dParams);
 
 impl CustomOp1 for MaxPool2d {
@@ -200,39 +256,36 @@ impl CustomOp1 for MaxPool2d {
         Ok((out, shape))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let grad = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPool2dBackward(self.0))?;
-        Ok(Some(grad))
-    }
-}
-
-/// Gradient of [`MaxPool2d`] with respect to its input: `(input, grad_output) -> grad_input`.
-struct MaxPool2dBackward(Pool2dParams);
-
-impl CustomOp2 for MaxPool2dBackward {
-    fn name(&self) -> &'static str {
-        "ember-max-pool2d-backward"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (planes, g) = plane_of(l1, self.0)?;
-        let (b, c, _, _) = l1.shape().dims4()?;
-        if l2.shape().dims() != [b, c, g.oh, g.ow] {
-            candle_core::bail!(
-                "max_pool2d backward: gradient shape {:?}, expected {:?}",
-                l2.shape(),
-                (b, c, g.oh, g.ow)
-            )
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad_res = grad_res.contiguous()?;
+        let (planes, g) = plane_of(arg.layout(), self.0)?;
+        let (xs, xl) = arg.storage_and_layout();
+        let (ys, yl) = res.storage_and_layout();
+        let (gs, gl) = grad_res.storage_and_layout();
+        if gl.shape() != yl.shape() {
+            candle_core::bail!("max_pool2d backward: gradient shape {:?}, expected {:?}", gl.shape(), yl.shape())
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(gy)) => {
-                CpuStorage::F32(backward(contiguous(x, l1, "input")?, contiguous(gy, l2, "gradient")?, planes, g))
+        let grad = match (&*xs, &*ys, &*gs) {
+            (Storage::Cpu(CpuStorage::F32(x)), Storage::Cpu(CpuStorage::F32(y)), Storage::Cpu(CpuStorage::F32(gy))) => {
+                CpuStorage::F32(backward(
+                    contiguous(x, xl, "input")?,
+                    contiguous(y, yl, "output")?,
+                    contiguous(gy, gl, "gradient")?,
+                    planes,
+                    g,
+                ))
             }
-            (CpuStorage::F64(x), CpuStorage::F64(gy)) => {
-                CpuStorage::F64(backward(contiguous(x, l1, "input")?, contiguous(gy, l2, "gradient")?, planes, g))
+            (Storage::Cpu(CpuStorage::F64(x)), Storage::Cpu(CpuStorage::F64(y)), Storage::Cpu(CpuStorage::F64(gy))) => {
+                CpuStorage::F64(backward(
+                    contiguous(x, xl, "input")?,
+                    contiguous(y, yl, "output")?,
+                    contiguous(gy, gl, "gradient")?,
+                    planes,
+                    g,
+                ))
             }
-            (a, b) => candle_core::bail!("max_pool2d backward: dtypes {:?} and {:?}", a.dtype(), b.dtype()),
+            _ => candle_core::bail!("max_pool2d backward: expected f32/f64 CPU tensors of one dtype"),
         };
-        Ok((out, l1.shape().clone()))
+        Ok(Some(Tensor::from_storage(Storage::Cpu(grad), arg.shape().clone(), BackpropOp::none(), false)))
     }
 }

@@ -4,7 +4,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
-use ember_kernels::{candle_conv2d, conv2d_with_activation, Conv2dParams, FusedActivation};
+use ember_kernels::{
+    candle_conv2d, conv2d_activation_max_pool, conv2d_with_activation, max_pool2d, Conv2dParams,
+    FusedActivation, Pool2dParams,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -151,4 +154,42 @@ fn input_gradient_is_skipped_for_plain_data_but_weight_gradient_is_not() {
     // Every output sums 27 ones over its window; each weight sees 2 images x 16 positions.
     let gw = grads.get(&w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(gw.iter().all(|v| *v == 32.0), "{gw:?}");
+}
+
+#[test]
+fn conv_activation_max_pool_fusion_equals_the_three_separate_ops() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut checked = 0;
+    for i in 0..80 {
+        let case = random_case(&mut rng);
+        let k = rng.random_range(1..=3usize);
+        let s = rng.random_range(1..=k.max(2));
+        let pad = rng.random_range(0..=k / 2);
+        let pool = Pool2dParams { kernel: (k, k), stride: (s, s), padding: (pad, pad) };
+        let act = [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6][i as usize % 3];
+        let mut r = StdRng::seed_from_u64(i);
+        // Integers in the input make ties inside pooling windows likely (first-max routing).
+        let x = (random(&[case.b, case.c, case.h, case.w], &mut r, DType::F64) * 3.0).unwrap().round().unwrap();
+        let w = random(&[case.o, case.c / case.p.groups, case.k, case.k], &mut r, DType::F64).round().unwrap();
+        let b = random(&[case.o], &mut r, DType::F64);
+        // The reference is ember's unfused convolution (itself checked against candle above):
+        // candle sums in another order, and with ties in a window a 1-ulp difference would
+        // legitimately route a gradient elsewhere.
+        let separate = |x: &Tensor, w: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
+            max_pool2d(&conv2d_with_activation(x, w, Some(b), case.p, act)?, pool)
+        };
+        let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+        let Ok(reference) = separate(&xv, &wv, &bv) else { continue }; // pool larger than the map
+        let fused = conv2d_activation_max_pool(&xv, &wv, Some(&bv), case.p, act, Some(pool)).unwrap();
+        assert!(max_rel_diff(&fused, &reference) < 1e-12, "case {i} {case:?} {pool:?} {act:?}: forward");
+        let r = random(fused.dims(), &mut StdRng::seed_from_u64(99), DType::F64);
+        let g1 = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (n, v) in [&xv, &wv, &bv].into_iter().enumerate() {
+            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-10, "case {i} {case:?} {pool:?} {act:?}: gradient {n} differs by {d}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} geometries fitted a pool");
 }

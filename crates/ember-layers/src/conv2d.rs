@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
-use ember_kernels::Conv2dParams;
+use ember_kernels::{Conv2dParams, FusedActivation};
 
 /// Configuration for [`Conv2d`] (PyTorch's `nn.Conv2d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +38,8 @@ impl Conv2dConfig {
 /// - output: `(b, c_out, h', w')` with `h' = (h + 2p - d(k-1) - 1) / s + 1` (`h' = h` with
 ///   same padding)
 ///
-/// Grouped and depthwise convolutions (`groups = c_in`) are supported; candle computes them
-/// group by group (narrow, convolve, concatenate), so their gradients are exact.
+/// Grouped and depthwise convolutions (`groups = c_in`) are supported; f32/f64 CPU inputs run
+/// on ember-kernels' im2col + GEMM and direct depthwise kernels.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     name: String,
@@ -77,8 +77,18 @@ impl Conv2d {
     }
 }
 
-impl Module for Conv2d {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+impl Conv2d {
+    /// The convolution followed by `act`, fused into one op (see
+    /// [`ember_kernels::conv2d_with_activation`]).
+    pub fn forward_with_activation(&self, xs: &Tensor, act: FusedActivation) -> Result<Tensor> {
+        self.forward_fused(xs, act, None)
+    }
+
+    /// `pool(act(conv(xs)))` as one op (see [`ember_kernels::conv2d_activation_max_pool`]): the
+    /// full-resolution activation never becomes a tensor. Equal to applying this layer, the
+    /// activation and the [`MaxPool2d`](crate::MaxPool2d) in turn.
+    pub fn forward_fused(&self, xs: &Tensor, act: FusedActivation, pool: Option<&crate::MaxPool2d>) -> Result<Tensor> {
+        let pool = pool.map(|p| p.params());
         match xs.dims() {
             [_, c, h, w] if *c == self.cfg.c_in => {
                 let p = self.cfg.params;
@@ -101,9 +111,15 @@ impl Module for Conv2d {
             let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
             let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d(&xs, &self.weight, self.bias.as_ref(), params);
+            return ember_kernels::conv2d_activation_max_pool(&xs, &self.weight, self.bias.as_ref(), params, act, pool);
         }
-        ember_kernels::conv2d(xs, &self.weight, self.bias.as_ref(), self.cfg.params)
+        ember_kernels::conv2d_activation_max_pool(xs, &self.weight, self.bias.as_ref(), self.cfg.params, act, pool)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with_activation(xs, FusedActivation::Identity)
     }
 }
 

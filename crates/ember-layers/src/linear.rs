@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
+use ember_kernels::FusedActivation;
 
 use crate::conv2d::candle_init;
 
@@ -39,19 +40,20 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+impl Linear {
+    /// `act(xs · weightᵀ + bias)` as one fused op (see [`ember_kernels::linear`]): the
+    /// activation costs no extra pass or gradient tensor.
+    pub fn forward_with_activation(&self, xs: &Tensor, act: FusedActivation) -> Result<Tensor> {
         let in_features = self.in_features();
         if xs.rank() == 0 || xs.dims()[xs.rank() - 1] != in_features {
             candle_core::bail!("linear `{}`: expected input (..., {in_features}), got {:?}", self.name, xs.dims())
         }
-        let ys = match xs.dims() {
-            [b, _] => xs.matmul(&self.weight.t()?)?.reshape((*b, self.out_features()))?,
-            _ => xs.broadcast_matmul(&self.weight.t()?)?,
-        };
-        match &self.bias {
-            Some(bias) => ys.broadcast_add(bias),
-            None => Ok(ys),
-        }
+        ember_kernels::linear(xs, &self.weight, self.bias.as_ref(), act)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with_activation(xs, FusedActivation::Identity)
     }
 }

@@ -16,6 +16,11 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
+    /// The window geometry.
+    pub fn params(&self) -> Pool2dParams {
+        self.params
+    }
+
     /// A `kernel x kernel` window moved by `stride` with `padding` on every side.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
         Self {

@@ -36,6 +36,7 @@ mod learner;
 pub mod metrics;
 pub mod plots;
 pub mod tensorboard;
+pub mod throughput;
 
 pub use callback::{
     Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, PlotLogger, StepReport,

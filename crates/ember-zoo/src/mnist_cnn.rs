@@ -2,7 +2,8 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_layers::{Activation, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d};
+use ember_kernels::FusedActivation;
+use ember_layers::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -42,22 +43,17 @@ impl MnistCnn {
 
 impl Layered for MnistCnn {
     fn forward_tapped(&self, xs: &Tensor, _train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let relu = Activation::Relu;
-        let x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
-        let x = tapped(tap, "relu1", x.apply(&relu)?);
-        let x = tapped(tap, "pool1", x.apply(&self.pool)?);
-        let x = tapped(tap, "conv2", x.apply(&self.conv2)?);
-        let x = tapped(tap, "relu2", x.apply(&relu)?);
-        let x = tapped(tap, "pool2", x.apply(&self.pool)?);
+        // conv -> ReLU -> max pool runs as one op per block (ember-kernels' fused kernel), so
+        // the taps report each block's pooled output; fc1 carries its ReLU.
+        let relu = FusedActivation::Relu;
+        let x = tapped(tap, "conv1", self.conv1.forward_fused(xs, relu, Some(&self.pool))?);
+        let x = tapped(tap, "conv2", self.conv2.forward_fused(&x, relu, Some(&self.pool))?);
         let x = tapped(tap, "flatten", x.apply(&Flatten)?);
-        let x = tapped(tap, "fc1", x.apply(&self.fc1)?);
-        let x = tapped(tap, "relu3", x.apply(&relu)?);
+        let x = tapped(tap, "fc1", self.fc1.forward_with_activation(&x, relu)?);
         Ok(tapped(tap, "fc2", x.apply(&self.fc2)?))
     }
 }
 
-// No dropout or batch norm: train and eval behave alike, so `Module` (which gives candle's
-// blanket `ModuleT`) is enough.
 impl Module for MnistCnn {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.forward_tapped(xs, false, &mut |_, _| {})

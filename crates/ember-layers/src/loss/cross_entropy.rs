@@ -1,6 +1,6 @@
 //! Cross-entropy on logits, with class weights, label smoothing and an ignored index.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::nll::{targets, weighted_nll, NllConfig};
 use super::Reduction;
@@ -37,6 +37,20 @@ pub fn cross_entropy_with(logits: &Tensor, targets: &Tensor, cfg: &CrossEntropyC
     let eps = cfg.label_smoothing;
     if !(0.0..=1.0).contains(&eps) {
         candle_core::bail!("cross_entropy: label smoothing {eps} is not in [0, 1]")
+    }
+    let fused = eps == 0.0
+        && cfg.nll.weight.is_none()
+        && cfg.nll.reduction == Reduction::Mean
+        && logits.rank() == 2
+        && logits.device().is_cpu()
+        && matches!(logits.dtype(), DType::F32 | DType::F64)
+        && matches!(targets.dtype(), DType::U8 | DType::U32 | DType::I64);
+    if fused {
+        if targets.dims() != [logits.dim(0)?] {
+            candle_core::bail!("cross_entropy: {} logits rows but targets have shape {:?}", logits.dim(0)?, targets.dims())
+        }
+        // One pass forward and backward (ember-kernels); same value and gradient as below.
+        return ember_kernels::cross_entropy(logits, targets, Some(cfg.nll.ignore_index));
     }
     let t = self::targets("cross_entropy", logits, targets, &cfg.nll)?;
     let log_probs = candle_nn::ops::log_softmax(logits, 1)?;

@@ -1,0 +1,128 @@
+//! Softmax cross-entropy on logits as one op: log-softmax, the pick of each target's
+//! log-probability and the mean in one pass forward, and `(softmax - one_hot) / n` in one pass
+//! backward.
+
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+
+use crate::element::{contiguous_slice, Float};
+
+/// Mean cross-entropy between `logits` `(n, classes)` and integer class `targets` `(n,)` (u8,
+/// u32 or i64), skipping rows whose target equals `ignore_index` (the mean is over the rows
+/// kept; all rows ignored gives NaN, as in PyTorch). f32/f64 CPU logits only.
+///
+/// # Errors
+/// Shapes that do not match, unsupported dtypes or devices, and targets outside `0..classes`
+/// (naming the row).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i64>) -> Result<Tensor> {
+    let (n, _) = logits.dims2()?;
+    if targets.dims() != [n] {
+        candle_core::bail!("cross_entropy: targets {:?}, expected ({n},) for logits {:?}", targets.dims(), logits.dims())
+    }
+    if !logits.device().is_cpu() || !matches!(logits.dtype(), DType::F32 | DType::F64) {
+        candle_core::bail!("cross_entropy: fused kernel needs f32/f64 CPU logits, got {:?}", logits.dtype())
+    }
+    logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy { ignore_index })
+}
+
+fn target_values(storage: &CpuStorage, layout: &Layout) -> Result<Vec<i64>> {
+    let Some((a, b)) = layout.contiguous_offsets() else {
+        candle_core::bail!("cross_entropy: targets must be contiguous")
+    };
+    Ok(match storage {
+        CpuStorage::U8(v) => v[a..b].iter().map(|&t| t as i64).collect(),
+        CpuStorage::U32(v) => v[a..b].iter().map(|&t| t as i64).collect(),
+        CpuStorage::I64(v) => v[a..b].to_vec(),
+        _ => candle_core::bail!("cross_entropy: targets must be u8, u32 or i64"),
+    })
+}
+
+fn check_targets(targets: &[i64], classes: usize, ignore: Option<i64>) -> Result<()> {
+    for (row, &t) in targets.iter().enumerate() {
+        if Some(t) != ignore && (t < 0 || t as usize >= classes) {
+            candle_core::bail!("cross_entropy: target class {t} at row {row} out of range for {classes} classes")
+        }
+    }
+    Ok(())
+}
+
+struct CrossEntropy {
+    ignore_index: Option<i64>,
+}
+
+/// Per row: log-sum-exp of the logits.
+fn log_sum_exp<T: Float>(row: &[T]) -> T {
+    let mut m = row[0];
+    for &v in row {
+        if v > m {
+            m = v;
+        }
+    }
+    let mut s = T::ZERO;
+    for &v in row {
+        s += (v - m).exp();
+    }
+    m + s.ln()
+}
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "ember-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, classes) = l1.shape().dims2()?;
+        let targets = target_values(s2, l2)?;
+        check_targets(&targets, classes, self.ignore_index)?;
+        fn go<T: Float>(logits: &[T], targets: &[i64], classes: usize, ignore: Option<i64>) -> CpuStorage {
+            let (mut sum, mut kept) = (0f64, 0usize);
+            for (row, &t) in logits.chunks(classes).zip(targets) {
+                if Some(t) == ignore {
+                    continue;
+                }
+                sum += (log_sum_exp(row) - row[t as usize]).to_f64();
+                kept += 1;
+            }
+            T::wrap(vec![T::from_f64(sum / kept as f64)])
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => go::<f32>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index),
+            CpuStorage::F64(_) => go::<f64>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index),
+            _ => candle_core::bail!("cross_entropy: unsupported logits dtype"),
+        };
+        Ok((out, Shape::from(())))
+    }
+
+    fn bwd(&self, logits: &Tensor, targets: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let scale = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let (_, classes) = logits.dims2()?;
+        let (ls, ll) = logits.storage_and_layout();
+        let (ts, tl) = targets.storage_and_layout();
+        let (Storage::Cpu(ls), Storage::Cpu(ts)) = (&*ls, &*ts) else {
+            candle_core::bail!("cross_entropy backward: expected CPU tensors")
+        };
+        let targets = target_values(ts, tl)?;
+        fn go<T: Float>(logits: &[T], targets: &[i64], classes: usize, ignore: Option<i64>, scale: f64) -> CpuStorage {
+            let kept = targets.iter().filter(|&&t| Some(t) != ignore).count();
+            let k = T::from_f64(scale / kept as f64);
+            let mut d = vec![T::ZERO; logits.len()];
+            for ((row, out), &t) in logits.chunks(classes).zip(d.chunks_mut(classes)).zip(targets) {
+                if Some(t) == ignore {
+                    continue;
+                }
+                let lse = log_sum_exp(row);
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = (v - lse).exp() * k;
+                }
+                out[t as usize] = out[t as usize] - k;
+            }
+            T::wrap(d)
+        }
+        let d = match ls {
+            CpuStorage::F32(_) => go::<f32>(contiguous_slice(ls, ll, "cross_entropy", "logits")?, &targets, classes, self.ignore_index, scale),
+            CpuStorage::F64(_) => go::<f64>(contiguous_slice(ls, ll, "cross_entropy", "logits")?, &targets, classes, self.ignore_index, scale),
+            _ => candle_core::bail!("cross_entropy backward: unsupported dtype"),
+        };
+        Ok((Some(Tensor::from_storage(Storage::Cpu(d), logits.shape().clone(), BackpropOp::none(), false)), None))
+    }
+}

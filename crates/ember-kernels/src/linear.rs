@@ -1,0 +1,210 @@
+//! Fully connected layer as one op: `act(x · wᵀ + b)` forward, and in backward the activation
+//! mask, input gradient, weight gradient and bias gradient from one pass over the batch — where
+//! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
+//! gradient tensors.
+
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+
+use crate::activation::{activate, FusedActivation};
+use crate::element::{contiguous_slice, Float};
+use crate::matmul::{matmul, Mat};
+
+/// `act(xs · weightᵀ + bias)`.
+///
+/// # Shapes
+/// - `xs`: `(..., in)`
+/// - `weight`: `(out, in)`
+/// - `bias`: `(out,)`
+/// - output: `(..., out)`
+///
+/// f32/f64 CPU tensors run as one fused op (GEMMs from the `gemm` crate); others use candle's
+/// matmul, broadcast add and activation.
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: FusedActivation) -> Result<Tensor> {
+    let (out_f, in_f) = weight.dims2()?;
+    if xs.rank() == 0 || xs.dims()[xs.rank() - 1] != in_f {
+        candle_core::bail!("linear: input {:?} does not end in the weight's {in_f} input features", xs.dims())
+    }
+    if let Some(b) = bias {
+        if b.dims() != [out_f] {
+            candle_core::bail!("linear: bias shape {:?}, expected ({out_f},)", b.dims())
+        }
+    }
+    let mut out_dims = xs.dims().to_vec();
+    *out_dims.last_mut().unwrap_or(&mut 0) = out_f;
+    let rows = xs.elem_count() / in_f.max(1);
+    let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) && in_f > 0;
+    if !native {
+        let ys = xs.reshape((rows, in_f))?.matmul(&weight.t()?)?;
+        let ys = match bias {
+            Some(b) => ys.broadcast_add(b)?,
+            None => ys,
+        };
+        return activate(&ys, act)?.reshape(out_dims);
+    }
+    let x2 = xs.reshape((rows, in_f))?.contiguous()?;
+    let weight = weight.contiguous()?;
+    let op = LinearOp(act);
+    let ys = match bias {
+        Some(b) => x2.apply_op3(&weight, &b.contiguous()?, op)?,
+        None => x2.apply_op2(&weight, op)?,
+    };
+    ys.reshape(out_dims)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LinearOp(FusedActivation);
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, act: FusedActivation, (n, i, o): (usize, usize, usize)) -> Vec<T> {
+    let mut y = vec![T::ZERO; n * o];
+    if let Some(b) = b {
+        for row in y.chunks_mut(o) {
+            row.copy_from_slice(b);
+        }
+    }
+    matmul(&mut y, (n, o, i), Mat::rows(x, i), Mat::transposed(w, i), b.is_some(), threads());
+    act.apply(&mut y);
+    y
+}
+
+impl LinearOp {
+    fn run(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let (n, i) = x.1.shape().dims2()?;
+        let (o, wi) = w.1.shape().dims2()?;
+        if wi != i {
+            candle_core::bail!("linear: input has {i} features, weight expects {wi}")
+        }
+        fn go<T: Float>(
+            act: FusedActivation,
+            x: (&CpuStorage, &Layout),
+            w: (&CpuStorage, &Layout),
+            b: Option<(&CpuStorage, &Layout)>,
+            dims: (usize, usize, usize),
+        ) -> Result<CpuStorage> {
+            let xs = contiguous_slice::<T>(x.0, x.1, "linear", "input")?;
+            let ws = contiguous_slice::<T>(w.0, w.1, "linear", "weight")?;
+            let bs = match b {
+                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "linear", "bias")?),
+                None => None,
+            };
+            Ok(T::wrap(forward(xs, ws, bs, act, dims)))
+        }
+        let out = match x.0 {
+            CpuStorage::F32(_) => go::<f32>(self.0, x, w, b, (n, i, o))?,
+            CpuStorage::F64(_) => go::<f64>(self.0, x, w, b, (n, i, o))?,
+            _ => candle_core::bail!("linear: unsupported dtype"),
+        };
+        Ok((out, Shape::from((n, o))))
+    }
+
+    fn grads(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+        let (n, i) = x.dims2()?;
+        let o = w.dim(0)?;
+        let grad = grad.contiguous()?;
+        let needs = [x.track_op(), w.track_op(), b.is_some_and(|b| b.track_op())];
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (ys, yl) = res.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(ys), Storage::Cpu(gs)) = (&*xs, &*ws, &*ys, &*gs) else {
+            candle_core::bail!("linear backward: expected CPU tensors")
+        };
+        fn go<T: Float>(
+            act: FusedActivation,
+            s: [(&CpuStorage, &Layout); 4],
+            (n, i, o): (usize, usize, usize),
+            needs: [bool; 3],
+        ) -> Result<[Option<CpuStorage>; 3]> {
+            let what = ["input", "weight", "output", "output gradient"];
+            let [x, w, y, dy] = [0, 1, 2, 3].map(|k| contiguous_slice::<T>(s[k].0, s[k].1, "linear backward", what[k]));
+            let (x, w, y, dy) = (x?, w?, y?, dy?);
+            let mut dz_buf = Vec::new();
+            let dz: &[T] = if act == FusedActivation::Identity {
+                dy
+            } else {
+                dz_buf.resize(n * o, T::ZERO);
+                act.mask_gradient(y, dy, &mut dz_buf);
+                &dz_buf
+            };
+            let dx = needs[0].then(|| {
+                let mut dx = vec![T::ZERO; n * i];
+                matmul(&mut dx, (n, i, o), Mat::rows(dz, o), Mat::rows(w, i), false, threads());
+                T::wrap(dx)
+            });
+            let dw = needs[1].then(|| {
+                let mut dw = vec![T::ZERO; o * i];
+                matmul(&mut dw, (o, i, n), Mat::transposed(dz, o), Mat::rows(x, i), false, threads());
+                T::wrap(dw)
+            });
+            let db = needs[2].then(|| {
+                let mut db = vec![T::ZERO; o];
+                for row in dz.chunks(o) {
+                    for (a, v) in db.iter_mut().zip(row) {
+                        *a += *v;
+                    }
+                }
+                T::wrap(db)
+            });
+            Ok([dx, dw, db])
+        }
+        let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];
+        let [dx, dw, db] = match xs {
+            CpuStorage::F32(_) => go::<f32>(self.0, s, (n, i, o), needs)?,
+            CpuStorage::F64(_) => go::<f64>(self.0, s, (n, i, o), needs)?,
+            _ => candle_core::bail!("linear backward: unsupported dtype"),
+        };
+        let tensor = |s: Option<CpuStorage>, shape: &Shape| {
+            s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape.clone(), BackpropOp::none(), false))
+        };
+        Ok([tensor(dx, x.shape()), tensor(dw, w.shape()), b.and_then(|b| tensor(db, b.shape()))])
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ember-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, _] = self.grads(x, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ember-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = self.grads(x, w, Some(b), res, grad)?;
+        Ok((dx, dw, db))
+    }
+}
