@@ -19,7 +19,7 @@ use crate::activation::FusedActivation;
 use crate::conv::Conv2dParams;
 use crate::max_pool::Pool2dParams;
 use crate::depthwise;
-use crate::element::{contiguous_slice, Float};
+use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::{pool_plane, Plane};
 
@@ -357,11 +357,7 @@ pub(crate) fn backward<T: Float>(
             };
             if needs.bias {
                 for (o, row) in dz_img.chunks(ohw).enumerate() {
-                    let mut s = T::ZERO;
-                    for v in row {
-                        s += *v;
-                    }
-                    db[o] += s;
+                    db[o] += sum(row);
                 }
             }
             let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];

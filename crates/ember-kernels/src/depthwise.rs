@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv2d_gemm::{ConvGeometry, ConvGrads, Needs};
-use crate::element::Float;
+use crate::element::{sum, Float};
 
 /// Whether the direct depthwise kernel handles this geometry.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
@@ -90,11 +90,7 @@ pub(crate) fn backward<T: Float>(
         let dy_p = &dy[plane * ohw..(plane + 1) * ohw];
         act.mask_gradient(&y[plane * ohw..(plane + 1) * ohw], dy_p, dz);
         let input = &x[plane * hw..(plane + 1) * hw];
-        let mut sum = T::ZERO;
-        for v in dz.iter() {
-            sum += *v;
-        }
-        partial[kk] = sum;
+        partial[kk] = sum(dz);
         let mut dx = dx;
         for ki in 0..g.kh {
             for kj in 0..g.kw {

@@ -82,3 +82,24 @@ pub(crate) fn contiguous_slice<'a, T: Float>(
         None => candle_core::bail!("{op}: {what} must be contiguous"),
     }
 }
+
+/// Sum of a slice in 16 independent lanes (vectorises; a plain fold is one long dependency
+/// chain of scalar additions).
+#[inline]
+pub(crate) fn sum<T: Float>(v: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += *x;
+        }
+    }
+    let mut s = T::ZERO;
+    for x in chunks.remainder() {
+        s += *x;
+    }
+    for l in lanes {
+        s += l;
+    }
+    s
+}

@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod activation;
+pub mod process;
 mod avg_pool;
 mod conv;
 mod conv2d_gemm;

@@ -161,27 +161,12 @@ impl Plane {
 /// Pools one plane into `out`; with `indices`, also records each window's first maximum (flat
 /// index within the plane), which fused kernels keep for their backward pass.
 pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Option<&mut [u32]>, g: &Plane) {
+    if g.is_2x2() && pool_plane_2x2(input, out, indices.as_deref_mut(), g) {
+        return;
+    }
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let cell = oy * g.ow + ox;
-            if g.is_2x2() {
-                let (r0, x0) = (2 * oy * g.w, 2 * ox);
-                let idx = [r0 + x0, r0 + x0 + 1, r0 + g.w + x0, r0 + g.w + x0 + 1];
-                let v = idx.map(|i| input[i]);
-                if !(v[0].is_nan() || v[1].is_nan() || v[2].is_nan() || v[3].is_nan()) {
-                    let mut best = 0;
-                    for k in 1..4 {
-                        if v[k] > v[best] {
-                            best = k;
-                        }
-                    }
-                    out[cell] = v[best];
-                    if let Some(ix) = indices.as_deref_mut() {
-                        ix[cell] = idx[best] as u32;
-                    }
-                    continue;
-                }
-            }
             let m = g.max(input, oy, ox);
             out[cell] = m;
             if let Some(ix) = indices.as_deref_mut() {
@@ -189,6 +174,42 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
             }
         }
     }
+}
+
+/// The 2x2 / stride 2 pool, branch-free so it vectorises: the first maximum of `[a b; c d]` in
+/// row-major order is the first of the top pair unless the bottom pair's is strictly larger.
+/// Returns `false` (leaving the caller to redo the plane) when the plane holds a NaN.
+fn pool_plane_2x2<T: Float>(input: &[T], out: &mut [T], mut indices: Option<&mut [u32]>, g: &Plane) -> bool {
+    let (w, ow) = (g.w, g.ow);
+    let mut nan = false;
+    for oy in 0..g.oh {
+        let r0 = &input[2 * oy * w..2 * oy * w + 2 * ow];
+        let r1 = &input[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+        let out_row = &mut out[oy * ow..(oy + 1) * ow];
+        match indices.as_deref_mut() {
+            None => {
+                for ((o, p0), p1) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                    let top = if p0[1] > p0[0] { p0[1] } else { p0[0] };
+                    let bottom = if p1[1] > p1[0] { p1[1] } else { p1[0] };
+                    *o = if bottom > top { bottom } else { top };
+                    nan |= p0[0].is_nan() | p0[1].is_nan() | p1[0].is_nan() | p1[1].is_nan();
+                }
+            }
+            Some(ix) => {
+                let ix_row = &mut ix[oy * ow..(oy + 1) * ow];
+                let base = (2 * oy * w) as u32;
+                for (ox, ((o, p0), p1)) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)).enumerate() {
+                    let (top, ti) = if p0[1] > p0[0] { (p0[1], 1) } else { (p0[0], 0) };
+                    let (bottom, bi) = if p1[1] > p1[0] { (p1[1], 1) } else { (p1[0], 0) };
+                    let (m, i) = if bottom > top { (bottom, w as u32 + bi) } else { (top, ti) };
+                    *o = m;
+                    ix_row[ox] = base + 2 * ox as u32 + i;
+                    nan |= p0[0].is_nan() | p0[1].is_nan() | p1[0].is_nan() | p1[1].is_nan();
+                }
+            }
+        }
+    }
+    !nan
 }
 
 /// Adds each output gradient of one plane to its window's first maximum in `grad_in`.

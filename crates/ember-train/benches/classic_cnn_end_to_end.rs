@@ -9,6 +9,9 @@
 //! `EMBER_BENCH_ONLY=ember` (or `candle-nn`) runs one stack only (for profiling).
 //! Writes `classic_cnn.json` to `$EMBER_BENCH_OUT` when set (`cargo xtask bench` sets it).
 //!
+//! The process is tuned as the `ember` CLI tunes itself (`ember_kernels::process`); both stacks
+//! share that.
+//!
 //! Data: `$EMBER_SHARED_DIR/data/fashion-mnist` or `$EMBER_DATA_DIR/fashion-mnist`; without
 //! either, the bundled MNIST sample (same image size) so the benchmark always runs.
 #![allow(missing_docs)]
@@ -153,6 +156,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // Both stacks run in this process, so both get the process settings `ember` uses.
+    ember_kernels::process::tune_for_training();
     let threads = rayon::current_num_threads();
     let (train_set, name) = data(Split::Train);
     let (test_set, _) = data(Split::Test);
