@@ -1,23 +1,39 @@
 //! `cargo xtask bench`: criterion benchmarks with an explicit thread count, then a table of
 //! ember's time against each comparison in the same benchmark group (as ratios, since this
-//! machine is shared and noisy).
+//! machine is shared and noisy), then the end-to-end classic-CNN table (ember vs plain candle-nn,
+//! plus PyTorch and TensorFlow-Keras when `EMBER_TORCH_PYTHON` / `EMBER_TF_PYTHON` name
+//! interpreters that have them). `cargo xtask bench e2e` runs only the end-to-end part: the
+//! table in `docs/performance.md`.
 
 use std::path::Path;
 
 use crate::{cargo, run_checked, workspace_root};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let end_to_end_only = args.first().is_some_and(|a| a == "e2e");
     let mut cmd = cargo();
-    cmd.args(["bench", "--workspace", "--bench", "*"]);
-    if !args.is_empty() {
-        cmd.arg("--").args(args);
+    if end_to_end_only {
+        cmd.args(["bench", "-p", "ember-train", "--bench", "classic_cnn_end_to_end"]);
+    } else {
+        cmd.args(["bench", "--workspace", "--bench", "*"]);
+        if !args.is_empty() {
+            cmd.arg("--").args(args);
+        }
     }
     // Benchmarks compare ratios in one run; fix the thread count so runs are comparable.
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "2".into());
     eprintln!("xtask bench: RAYON_NUM_THREADS={threads}");
     cmd.env("RAYON_NUM_THREADS", &threads);
+    let out_dir = workspace_root().join("target/ember-bench");
+    cmd.env("EMBER_BENCH_OUT", &out_dir);
     run_checked(cmd)?;
-    print_ratios(&workspace_root().join("target/criterion"), &threads)?;
+    if !end_to_end_only {
+        print_ratios(&workspace_root().join("target/criterion"), &threads)?;
+    }
+    end_to_end_table(&out_dir, &threads)?;
+    if end_to_end_only {
+        return Ok(());
+    }
     // Peer numbers in the same run, when a Python with the reference packages is named.
     match std::env::var_os("EMBER_PYTHON") {
         Some(python) => {
@@ -86,5 +102,60 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
     for (group, other, e, o) in rows {
         println!("{group:<44} {other:<12} {:>10.3}ms {:>10.3}ms {:>8.3}", e / 1e6, o / 1e6, e / o);
     }
+    Ok(())
+}
+
+/// The classic-CNN table: ember and plain candle-nn from the end-to-end bench, then PyTorch and
+/// TensorFlow-Keras from `scripts/peer_cnn_bench.py` on the same data, in markdown.
+fn end_to_end_table(out_dir: &Path, threads: &str) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(out_dir.join("classic_cnn.json")) else {
+        eprintln!("xtask bench: no classic_cnn.json: end-to-end table skipped");
+        return Ok(());
+    };
+    let e2e: serde_json::Value = serde_json::from_str(&text)?;
+    let mut rows: Vec<(String, f64, f64, Option<f64>)> = Vec::new();
+    for stack in ["ember", "candle-nn"] {
+        let s = &e2e[stack];
+        if let (Some(t), Some(i)) = (s["train_images_per_s"].as_f64(), s["infer_images_per_s"].as_f64()) {
+            let name = if stack == "ember" { "ember".to_string() } else { "candle 0.11, plain candle-nn".to_string() };
+            rows.push((name, t, i, s["epoch_test_accuracy"].as_f64()));
+        }
+    }
+    let data = std::env::var_os("EMBER_SHARED_DIR").map(|d| Path::new(&d).join("data/fashion-mnist"));
+    for (framework, var) in [("torch", "EMBER_TORCH_PYTHON"), ("tf", "EMBER_TF_PYTHON")] {
+        let (Some(python), Some(data)) = (std::env::var_os(var), data.as_ref()) else {
+            eprintln!("xtask bench: {var} or EMBER_SHARED_DIR not set: {framework} row skipped");
+            continue;
+        };
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(workspace_root().join("scripts/peer_cnn_bench.py")).arg(framework).arg(data);
+        cmd.args(["--threads", threads]);
+        if std::env::var("EMBER_BENCH_EPOCH").is_ok_and(|v| v == "1") {
+            cmd.arg("--epoch");
+        }
+        let output = cmd.output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some(line) = stdout.lines().rev().find(|l| l.starts_with('{')) else {
+            eprintln!("xtask bench: {framework} peer failed: {}", String::from_utf8_lossy(&output.stderr));
+            continue;
+        };
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        if let (Some(t), Some(i)) = (r["train_images_per_s"].as_f64(), r["infer_images_per_s"].as_f64()) {
+            let name = r["stack"].as_str().unwrap_or(framework).to_string();
+            rows.push((name, t, i, r["epoch_test_accuracy"].as_f64()));
+        }
+    }
+    let Some(&(_, ember_train, ember_infer, _)) = rows.first() else { return Ok(()) };
+    let mut table = format!(
+        "classic CNN, {}, batch 64, {threads} threads\n\n| stack | train img/s | infer img/s | ember train speed-up | \
+         ember infer speed-up | test acc. after 1 epoch |\n|---|---|---|---|---|---|\n",
+        e2e["data"].as_str().unwrap_or("?")
+    );
+    for (name, t, i, acc) in &rows {
+        let acc = acc.map_or("—".to_string(), |a| format!("{:.2} %", a * 100.0));
+        table += &format!("| {name} | {t:.0} | {i:.0} | {:.2}x | {:.2}x | {acc} |\n", ember_train / t, ember_infer / i);
+    }
+    println!("\n{table}");
+    std::fs::write(out_dir.join("classic_cnn_table.md"), &table)?;
     Ok(())
 }

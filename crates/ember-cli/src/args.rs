@@ -30,6 +30,8 @@ pub enum Command {
     /// List the model zoo or show a model's layers.
     #[command(subcommand)]
     Zoo(ZooCommand),
+    /// Training and inference throughput (images/s) of a zoo model, after a warm-up.
+    Bench(BenchArgs),
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
@@ -194,6 +196,35 @@ pub struct EvalArgs {
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model name (see `ember zoo list`).
+    #[arg(long, default_value = "mnist-cnn")]
+    pub model: String,
+    /// Train on this dataset's images (e.g. fashion-mnist); default: random images of the
+    /// model's input shape.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Images per batch (training and inference).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Threads for ember's kernels and candle's matmul (default: RAYON_NUM_THREADS or all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Untimed training steps first.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 100)]
+    pub batches: usize,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

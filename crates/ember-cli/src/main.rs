@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),
         Command::Vae(VaeCommand::Train(args)) => commands::vae::train(&args),
         Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     }
 }
 
@@ -52,4 +53,3 @@ fn exit_quietly_on_closed_pipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
-

@@ -29,7 +29,17 @@ impl FusedActivation {
             Self::Relu => y.iter_mut().for_each(|v| *v = if *v > T::ZERO { *v } else { T::ZERO }),
             Self::Relu6 => {
                 let six = T::from_f64(6.0);
-                y.iter_mut().for_each(|v| *v = if *v > T::ZERO { if *v < six { *v } else { six } } else { T::ZERO })
+                y.iter_mut().for_each(|v| {
+                    *v = if *v > T::ZERO {
+                        if *v < six {
+                            *v
+                        } else {
+                            six
+                        }
+                    } else {
+                        T::ZERO
+                    }
+                })
             }
         }
     }
@@ -117,7 +127,11 @@ impl CustomOp1 for Activate {
         let (Storage::Cpu(ys), Storage::Cpu(gs)) = (&*ys, &*gs) else {
             candle_core::bail!("activation backward: expected CPU tensors")
         };
-        fn go<T: Float>(act: FusedActivation, y: (&CpuStorage, &Layout), g: (&CpuStorage, &Layout)) -> Result<CpuStorage> {
+        fn go<T: Float>(
+            act: FusedActivation,
+            y: (&CpuStorage, &Layout),
+            g: (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
             let y = contiguous_slice::<T>(y.0, y.1, "activation backward", "output")?;
             let dy = contiguous_slice::<T>(g.0, g.1, "activation backward", "gradient")?;
             let mut dz = vec![T::ZERO; y.len()];

@@ -17,10 +17,10 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv::Conv2dParams;
-use crate::max_pool::Pool2dParams;
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
+use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 
 /// Sizes of one convolution.
@@ -120,18 +120,28 @@ fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
                     let out = &mut row[oy * ow..(oy + 1) * ow];
                     let iy = (oy * s + ki * d) as isize - pad;
                     if iy < 0 || iy >= h as isize {
-                        out.fill(T::ZERO);
+                        for v in out.iter_mut() {
+                            *v = T::ZERO;
+                        }
                         continue;
                     }
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    out[..lo].fill(T::ZERO);
-                    out[hi..].fill(T::ZERO);
+                    for v in &mut out[..lo] {
+                        *v = T::ZERO;
+                    }
+                    for v in &mut out[hi..] {
+                        *v = T::ZERO;
+                    }
                     if lo == hi {
                         continue;
                     }
                     let start = (lo as isize * s as isize + x_off) as usize;
                     if s == 1 {
-                        out[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                        // An explicit loop, not `copy_from_slice`: rows are short (a few dozen
+                        // elements) and a `memcpy` call per row costs more than the copy.
+                        for (d, v) in out[lo..hi].iter_mut().zip(&src[start..start + hi - lo]) {
+                            *d = *v;
+                        }
                     } else {
                         for (i, v) in out[lo..hi].iter_mut().enumerate() {
                             *v = src[start + i * s];
@@ -260,8 +270,10 @@ pub(crate) fn forward_pooled<T: Float>(
     let mut y = vec![T::ZERO; g.b * pooled_image];
     let mut indices = vec![0u32; g.b * pooled_image];
     let (per_chunk, gemm_threads) = chunking(g.b);
-    y.par_chunks_mut(per_chunk * pooled_image).zip(indices.par_chunks_mut(per_chunk * pooled_image)).enumerate().for_each(
-        |(chunk, (ys, ix))| {
+    y.par_chunks_mut(per_chunk * pooled_image)
+        .zip(indices.par_chunks_mut(per_chunk * pooled_image))
+        .enumerate()
+        .for_each(|(chunk, (ys, ix))| {
             let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; g.ck() * g.ohw()] };
             let mut full = vec![T::ZERO; g.out_image()];
             for (i, (y_img, ix_img)) in ys.chunks_mut(pooled_image).zip(ix.chunks_mut(pooled_image)).enumerate() {
@@ -270,11 +282,15 @@ pub(crate) fn forward_pooled<T: Float>(
                 forward_image(x_img, weight, bias, act, g, &mut col, &mut full, gemm_threads);
                 let pohw = pool.oh * pool.ow;
                 for (c, plane) in full.chunks(g.ohw()).enumerate() {
-                    pool_plane(plane, &mut y_img[c * pohw..(c + 1) * pohw], Some(&mut ix_img[c * pohw..(c + 1) * pohw]), pool);
+                    pool_plane(
+                        plane,
+                        &mut y_img[c * pohw..(c + 1) * pohw],
+                        Some(&mut ix_img[c * pohw..(c + 1) * pohw]),
+                        pool,
+                    );
                 }
             }
-        },
-    );
+        });
     (y, indices)
 }
 
@@ -374,7 +390,14 @@ pub(crate) fn backward<T: Float>(
                     };
                     let dw_g = &mut dw[grp * og * ck..(grp + 1) * og * ck];
                     // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck)
-                    matmul(dw_g, (og, ck, ohw), Mat::rows(dz_g, ohw), Mat::transposed(col_ref, ohw), true, gemm_threads);
+                    matmul(
+                        dw_g,
+                        (og, ck, ohw),
+                        Mat::rows(dz_g, ohw),
+                        Mat::transposed(col_ref, ohw),
+                        true,
+                        gemm_threads,
+                    );
                 }
                 if let Some(dx) = dx.as_deref_mut() {
                     let local = image - first;
@@ -444,7 +467,12 @@ impl Conv2dOp {
         }
     }
 
-    fn run(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn run(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
         if let Some((_, lb)) = b {
             if lb.shape().dims() != [g.o] {
@@ -489,7 +517,14 @@ impl Conv2dOp {
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
-    fn grads(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 3]> {
         let g = ConvGeometry::new(x.shape(), w.shape(), self.params)?;
         let needs = Needs { x: x.track_op(), weight: w.track_op(), bias: b.is_some_and(|b| b.track_op()) };
         let grad = grad.contiguous()?;

@@ -17,7 +17,11 @@ use crate::element::{contiguous_slice, Float};
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i64>) -> Result<Tensor> {
     let (n, _) = logits.dims2()?;
     if targets.dims() != [n] {
-        candle_core::bail!("cross_entropy: targets {:?}, expected ({n},) for logits {:?}", targets.dims(), logits.dims())
+        candle_core::bail!(
+            "cross_entropy: targets {:?}, expected ({n},) for logits {:?}",
+            targets.dims(),
+            logits.dims()
+        )
     }
     if !logits.device().is_cpu() || !matches!(logits.dtype(), DType::F32 | DType::F64) {
         candle_core::bail!("cross_entropy: fused kernel needs f32/f64 CPU logits, got {:?}", logits.dtype())
@@ -86,14 +90,24 @@ impl CustomOp2 for CrossEntropy {
             T::wrap(vec![T::from_f64(sum / kept as f64)])
         }
         let out = match s1 {
-            CpuStorage::F32(_) => go::<f32>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index),
-            CpuStorage::F64(_) => go::<f64>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index),
+            CpuStorage::F32(_) => {
+                go::<f32>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index)
+            }
+            CpuStorage::F64(_) => {
+                go::<f64>(contiguous_slice(s1, l1, "cross_entropy", "logits")?, &targets, classes, self.ignore_index)
+            }
             _ => candle_core::bail!("cross_entropy: unsupported logits dtype"),
         };
         Ok((out, Shape::from(())))
     }
 
-    fn bwd(&self, logits: &Tensor, targets: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let scale = grad.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let (_, classes) = logits.dims2()?;
         let (ls, ll) = logits.storage_and_layout();
@@ -119,8 +133,20 @@ impl CustomOp2 for CrossEntropy {
             T::wrap(d)
         }
         let d = match ls {
-            CpuStorage::F32(_) => go::<f32>(contiguous_slice(ls, ll, "cross_entropy", "logits")?, &targets, classes, self.ignore_index, scale),
-            CpuStorage::F64(_) => go::<f64>(contiguous_slice(ls, ll, "cross_entropy", "logits")?, &targets, classes, self.ignore_index, scale),
+            CpuStorage::F32(_) => go::<f32>(
+                contiguous_slice(ls, ll, "cross_entropy", "logits")?,
+                &targets,
+                classes,
+                self.ignore_index,
+                scale,
+            ),
+            CpuStorage::F64(_) => go::<f64>(
+                contiguous_slice(ls, ll, "cross_entropy", "logits")?,
+                &targets,
+                classes,
+                self.ignore_index,
+                scale,
+            ),
             _ => candle_core::bail!("cross_entropy backward: unsupported dtype"),
         };
         Ok((Some(Tensor::from_storage(Storage::Cpu(d), logits.shape().clone(), BackpropOp::none(), false)), None))

@@ -20,23 +20,24 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod activation;
-pub mod process;
 mod avg_pool;
 mod conv;
 mod conv2d_gemm;
 mod cross_entropy;
 mod depthwise;
 mod element;
-mod linear;
-mod matmul;
 pub mod gradcheck;
 pub mod init;
+mod linear;
+mod matmul;
 mod max_pool;
+pub mod process;
 
-pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use activation::{activate, relu, FusedActivation};
+pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use conv::{
-    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_with_activation, conv_transpose2d, Conv2dParams, ConvTranspose2dParams,
+    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_with_activation, conv_transpose2d, Conv2dParams,
+    ConvTranspose2dParams,
 };
 pub use cross_entropy::cross_entropy;
 pub use linear::linear;

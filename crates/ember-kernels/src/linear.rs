@@ -59,7 +59,13 @@ fn threads() -> usize {
     rayon::current_num_threads()
 }
 
-fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, act: FusedActivation, (n, i, o): (usize, usize, usize)) -> Vec<T> {
+fn forward<T: Float>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    act: FusedActivation,
+    (n, i, o): (usize, usize, usize),
+) -> Vec<T> {
     let mut y = vec![T::ZERO; n * o];
     if let Some(b) = b {
         for row in y.chunks_mut(o) {
@@ -72,7 +78,12 @@ fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, act: FusedActivation, (n
 }
 
 impl LinearOp {
-    fn run(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn run(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, i) = x.1.shape().dims2()?;
         let (o, wi) = w.1.shape().dims2()?;
         if wi != i {
@@ -101,7 +112,14 @@ impl LinearOp {
         Ok((out, Shape::from((n, o))))
     }
 
-    fn grads(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 3]> {
         let (n, i) = x.dims2()?;
         let o = w.dim(0)?;
         let grad = grad.contiguous()?;

@@ -198,7 +198,9 @@ fn pool_plane_2x2<T: Float>(input: &[T], out: &mut [T], mut indices: Option<&mut
             Some(ix) => {
                 let ix_row = &mut ix[oy * ow..(oy + 1) * ow];
                 let base = (2 * oy * w) as u32;
-                for (ox, ((o, p0), p1)) in out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)).enumerate() {
+                for (ox, ((o, p0), p1)) in
+                    out_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)).enumerate()
+                {
                     let (top, ti) = if p0[1] > p0[0] { (p0[1], 1) } else { (p0[0], 0) };
                     let (bottom, bi) = if p1[1] > p1[0] { (p1[1], 1) } else { (p1[0], 0) };
                     let (m, i) = if bottom > top { (bottom, w as u32 + bi) } else { (top, ti) };

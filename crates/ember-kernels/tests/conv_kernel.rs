@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
 use ember_kernels::{
-    candle_conv2d, conv2d_activation_max_pool, conv2d_with_activation, max_pool2d, Conv2dParams,
-    FusedActivation, Pool2dParams,
+    candle_conv2d, conv2d_activation_max_pool, conv2d_with_activation, max_pool2d, Conv2dParams, FusedActivation,
+    Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -178,7 +178,8 @@ fn conv_activation_max_pool_fusion_equals_the_three_separate_ops() {
         let separate = |x: &Tensor, w: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
             max_pool2d(&conv2d_with_activation(x, w, Some(b), case.p, act)?, pool)
         };
-        let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+        let (xv, wv, bv) =
+            (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
         let Ok(reference) = separate(&xv, &wv, &bv) else { continue }; // pool larger than the map
         let fused = conv2d_activation_max_pool(&xv, &wv, Some(&bv), case.p, act, Some(pool)).unwrap();
         assert!(max_rel_diff(&fused, &reference) < 1e-12, "case {i} {case:?} {pool:?} {act:?}: forward");

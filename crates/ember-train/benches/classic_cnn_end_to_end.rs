@@ -144,7 +144,8 @@ fn accuracy(stack: &dyn Stack, test: &[(Tensor, Tensor)]) -> f64 {
     let (mut right, mut total) = (0usize, 0usize);
     for (x, y) in test {
         let pred = stack.infer(x).unwrap().argmax(D::Minus1).unwrap();
-        right += pred.eq(y).unwrap().to_dtype(DType::U32).unwrap().sum_all().unwrap().to_scalar::<u32>().unwrap() as usize;
+        right +=
+            pred.eq(y).unwrap().to_dtype(DType::U32).unwrap().sum_all().unwrap().to_scalar::<u32>().unwrap() as usize;
         total += y.dim(0).unwrap();
     }
     right as f64 / total as f64

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod data_info;
 pub mod eval;

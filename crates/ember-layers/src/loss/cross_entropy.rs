@@ -47,7 +47,11 @@ pub fn cross_entropy_with(logits: &Tensor, targets: &Tensor, cfg: &CrossEntropyC
         && matches!(targets.dtype(), DType::U8 | DType::U32 | DType::I64);
     if fused {
         if targets.dims() != [logits.dim(0)?] {
-            candle_core::bail!("cross_entropy: {} logits rows but targets have shape {:?}", logits.dim(0)?, targets.dims())
+            candle_core::bail!(
+                "cross_entropy: {} logits rows but targets have shape {:?}",
+                logits.dim(0)?,
+                targets.dims()
+            )
         }
         // One pass forward and backward (ember-kernels); same value and gradient as below.
         return ember_kernels::cross_entropy(logits, targets, Some(cfg.nll.ignore_index));

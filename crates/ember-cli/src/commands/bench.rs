@@ -1,0 +1,109 @@
+//! `ember bench`: training and inference throughput of a zoo model (like timm's benchmark
+//! script): warm-up steps, then timed training steps (forward, cross-entropy, backward, Adam) and
+//! timed inference passes, in images per second.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, ModuleT, Tensor};
+use ember_data::{DataLoader, KnownDataset, Split};
+use ember_layers::{loss, ParamStore};
+use ember_optim::{Adam, AdamConfig, Optimizer};
+use ember_train::throughput::{inference_images_per_s, training_images_per_s, ThroughputConfig};
+use serde_json::json;
+
+use crate::args::BenchArgs;
+
+/// Batches of real images from a dataset, or of seeded random pixels and labels shaped like the
+/// model's default input.
+fn batches(
+    args: &BenchArgs,
+    input: (usize, usize, usize),
+    classes: usize,
+    count: usize,
+) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
+    let b = args.batch_size;
+    if let Some(name) = &args.dataset {
+        let dataset: KnownDataset = name.parse()?;
+        let set = super::load_split(dataset, args.data_dir.as_deref(), Split::Train)?;
+        let loader = DataLoader::new(Arc::new(set), b).with_shuffle(0).with_drop_last(true);
+        let mut out = Vec::with_capacity(count);
+        for batch in loader.epoch(0, &Device::Cpu).take(count) {
+            let batch = batch?;
+            out.push((batch.images, batch.labels));
+        }
+        anyhow::ensure!(!out.is_empty(), "dataset `{name}` has fewer than {b} training images");
+        return Ok(out);
+    }
+    let (c, h, w) = input;
+    (0..count.min(8))
+        .map(|i| {
+            let x = Tensor::rand(0f32, 1f32, (b, c, h, w), &Device::Cpu)?;
+            let y = Tensor::from_vec((0..b).map(|j| ((i * b + j) % classes.max(1)) as u32).collect(), b, &Device::Cpu)?;
+            Ok((x, y))
+        })
+        .collect()
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        anyhow::ensure!(threads > 0, "--threads must be positive");
+        // candle's matmul reads RAYON_NUM_THREADS; ember's kernels use rayon's global pool.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+    }
+    let info = ember_zoo::info(&args.model)?;
+    anyhow::ensure!(
+        info.task == ember_zoo::Task::Classification,
+        "`{}` is not a classifier; ember bench measures classifiers",
+        args.model
+    );
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
+    let (input, classes) = match &args.dataset {
+        Some(name) => {
+            let d: KnownDataset = name.parse()?;
+            let s = super::load_split(d, args.data_dir.as_deref(), Split::Test)?;
+            ((1, s.height(), s.width()), s.classes())
+        }
+        None => (info.input, info.classes),
+    };
+    let options = ember_zoo::ModelOptions::new(input, classes);
+    let store = ParamStore::new(0, &Device::Cpu);
+    let model = ember_zoo::build_with(&args.model, &options, store.var_builder(DType::F32))?;
+    let mut adam = Adam::new(store.vars(), AdamConfig { lr: 1e-3, eps: 1e-7, ..AdamConfig::default() })?;
+    let cfg = ThroughputConfig { warmup_batches: args.warmup, timed_batches: args.batches, inference_passes: 3 };
+    let data = batches(args, input, classes, args.warmup + args.batches)?;
+    let threads = rayon::current_num_threads();
+    eprintln!(
+        "bench {}: input {}x{}x{}, {classes} classes, batch {}, {threads} threads, {} warm-up + {} timed batches ({})",
+        args.model,
+        input.0,
+        input.1,
+        input.2,
+        args.batch_size,
+        args.warmup,
+        args.batches,
+        args.dataset.as_deref().unwrap_or("random images")
+    );
+    let train = training_images_per_s(&data, &cfg, |x, y| -> candle_core::Result<()> {
+        let loss = loss::cross_entropy(&model.forward_t(x, true)?, y)?;
+        adam.step(&loss.backward()?)
+    })?;
+    let images: Vec<Tensor> = data.iter().map(|(x, _)| x.clone()).collect();
+    let infer = inference_images_per_s(&images, &cfg, |x| model.forward_t(x, false))?;
+    println!("train {train:>10.1} images/s");
+    println!("infer {infer:>10.1} images/s");
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "model": args.model, "batch_size": args.batch_size, "threads": threads,
+                "input": [input.0, input.1, input.2], "data": args.dataset.as_deref().unwrap_or("random"),
+                "train_images_per_s": train, "infer_images_per_s": infer,
+            })
+        );
+    }
+    Ok(())
+}
