@@ -1,9 +1,13 @@
 //! Tensors and CPU kernels for ember.
 //!
 //! This crate is the one place where ember decides *how* an operation is computed. Layers in
-//! `ember-layers` call the functions here ([`conv2d`], [`max_pool2d`], ...) and never candle's
-//! ops directly, so a slow candle op can be replaced by a hand-written kernel (a candle
-//! `CustomOp`) without touching any caller.
+//! `ember-layers` call the functions here ([`conv2d`], [`max_pool2d`], [`linear`],
+//! [`cross_entropy`], ...) and never candle's ops directly. For f32/f64 CPU tensors they run on
+//! ember's own kernels — candle `CustomOp`s whose backward computes every gradient in one pass:
+//! im2col + GEMM convolution, a direct depthwise kernel, convolution fused with its activation
+//! and max pool, fused linear and cross-entropy — and on candle's ops elsewhere.
+//! [`process::tune_for_training`] is the one call an application makes to get the measured
+//! speed (`docs/performance.md`).
 //!
 //! It also holds parameter initialisers ([`init`]) that draw from a caller-supplied seeded RNG,
 //! and a finite-difference gradient checker ([`gradcheck`]).
