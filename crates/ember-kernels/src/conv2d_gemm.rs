@@ -416,7 +416,9 @@ pub(crate) fn backward<T: Float>(
         }
         (dw, db)
     };
-    let (dx, partials): (Option<Vec<T>>, Vec<(Vec<T>, Vec<T>)>) = if needs.x {
+    // Per chunk of images: (weight-gradient partial, bias-gradient partial).
+    type Partials<T> = Vec<(Vec<T>, Vec<T>)>;
+    let (dx, partials): (Option<Vec<T>>, Partials<T>) = if needs.x {
         let mut dx = vec![T::ZERO; g.b * g.in_image()];
         let partials =
             dx.par_chunks_mut(per_chunk * g.in_image()).enumerate().map(|(chunk, dx)| work(chunk, Some(dx))).collect();

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, ModuleT};
+use candle_core::{DType, Device};
 use ember_data::{mnist_sample, DataLoader, Split};
 use ember_layers::{loss, ParamStore};
 use ember_optim::{Adam, AdamConfig, Optimizer};
