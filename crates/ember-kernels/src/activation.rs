@@ -44,16 +44,6 @@ impl FusedActivation {
         }
     }
 
-    /// Whether the derivative at an element whose activated value is `y` is 1 (else 0).
-    #[inline]
-    pub(crate) fn passes<T: Float>(self, y: T) -> bool {
-        match self {
-            Self::Identity => true,
-            Self::Relu => y > T::ZERO,
-            Self::Relu6 => y > T::ZERO && y < T::from_f64(6.0),
-        }
-    }
-
     /// `dz = dy * act'(z)`, where the derivative is read from the activation's output `y`.
     /// At the kinks (`y = 0`, `y = 6`) the gradient is 0, as in PyTorch.
     pub(crate) fn mask_gradient<T: Float>(self, y: &[T], dy: &[T], dz: &mut [T]) {

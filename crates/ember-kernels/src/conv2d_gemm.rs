@@ -188,6 +188,16 @@ fn col2im<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T]) {
     }
 }
 
+/// `plane[ix[k]] += dy[k]` where `passes(y[k])` (`ix[k] == u32::MAX`: a window in the padding).
+#[inline(always)]
+fn scatter<T: Float>(plane: &mut [T], ix: &[u32], y: &[T], dy: &[T], passes: impl Fn(T) -> bool) {
+    for ((&i, &yv), &gv) in ix.iter().zip(y).zip(dy) {
+        if i != u32::MAX {
+            plane[i as usize] += if passes(yv) { gv } else { T::ZERO };
+        }
+    }
+}
+
 /// How a batch of `b` images is split over the rayon threads.
 fn chunking(b: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads().max(1);
@@ -362,9 +372,14 @@ pub(crate) fn backward<T: Float>(
                     dz.fill(T::ZERO);
                     for (c, plane) in dz.chunks_mut(ohw).enumerate() {
                         let cells = at + c * pohw..at + (c + 1) * pohw;
-                        for ((&i, &yv), &gv) in indices[cells.clone()].iter().zip(&y[cells.clone()]).zip(&dy[cells]) {
-                            if i != u32::MAX && act.passes(yv) {
-                                plane[i as usize] += gv;
+                        let (ix, y, dy) = (&indices[cells.clone()], &y[cells.clone()], &dy[cells]);
+                        // One loop per activation so the test is not re-dispatched per cell.
+                        match act {
+                            FusedActivation::Identity => scatter(plane, ix, y, dy, |_| true),
+                            FusedActivation::Relu => scatter(plane, ix, y, dy, |v| v > T::ZERO),
+                            FusedActivation::Relu6 => {
+                                let six = T::from_f64(6.0);
+                                scatter(plane, ix, y, dy, |v| v > T::ZERO && v < six)
                             }
                         }
                     }
