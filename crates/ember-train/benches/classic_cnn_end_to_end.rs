@@ -2,15 +2,16 @@
 //! eps 1e-7, batch 64, f32) trained and run on Fashion-MNIST by ember and by a plain candle-nn
 //! implementation of the same network, interleaved in one run (`ROUNDS` rounds, medians).
 //!
+//! ember runs in this process, tuned as the `ember` CLI tunes itself (`ember_kernels::process`);
+//! plain candle-nn runs in a child process (this binary with `EMBER_BENCH_CHILD`) with candle's
+//! default settings, as a candle-nn user runs it.
+//!
 //! Training: 20 warm-up batches, then `EMBER_BENCH_BATCHES` (default 300) timed batches.
 //! Inference: the 10,000 test images at batch 1,000, median of 3 passes.
 //! With `EMBER_BENCH_EPOCH=1`, each stack also trains one full epoch from the same initial
 //! weights and data order and reports its test accuracy.
 //! `EMBER_BENCH_ONLY=ember` (or `candle-nn`) runs one stack only (for profiling).
 //! Writes `classic_cnn.json` to `$EMBER_BENCH_OUT` when set (`cargo xtask bench` sets it).
-//!
-//! The process is tuned as the `ember` CLI tunes itself (`ember_kernels::process`); both stacks
-//! share that.
 //!
 //! Data: `$EMBER_SHARED_DIR/data/fashion-mnist` or `$EMBER_DATA_DIR/fashion-mnist`; without
 //! either, the bundled MNIST sample (same image size) so the benchmark always runs.
@@ -80,7 +81,6 @@ impl Module for CandleCnn {
 
 /// One stack: a training step and an inference forward.
 trait Stack {
-    fn name(&self) -> &'static str;
     fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<()>;
     fn infer(&self, x: &Tensor) -> Result<Tensor>;
 }
@@ -100,9 +100,6 @@ impl Ember {
 }
 
 impl Stack for Ember {
-    fn name(&self) -> &'static str {
-        "ember"
-    }
     fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
         let loss = loss::cross_entropy(&self.model.forward_t(x, true)?, y)?;
         self.adam.step(&loss.backward()?)
@@ -128,9 +125,6 @@ impl Candle {
 }
 
 impl Stack for Candle {
-    fn name(&self) -> &'static str {
-        "candle-nn"
-    }
     fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<()> {
         let loss = candle_nn::loss::cross_entropy(&self.model.forward(x)?, y)?;
         self.adam.backward_step(&loss)
@@ -156,31 +150,83 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs the plain candle-nn stack in a child process (this binary again), so it gets candle's
+/// default process settings, as a user of candle-nn would; returns its JSON line.
+fn candle_child(mode: &str) -> serde_json::Value {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe).env("EMBER_BENCH_CHILD", mode).output().unwrap();
+    assert!(out.status.success(), "candle-nn child failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn timed_batches() -> usize {
+    std::env::var("EMBER_BENCH_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+}
+
+/// Trains one epoch (seeded order) and returns (seconds, test accuracy).
+fn epoch(stack: &mut dyn Stack, train_set: LabelledImages, test: &[(Tensor, Tensor)]) -> (f64, f64) {
+    let epoch = batches(train_set, BATCH, Some(1));
+    let start = std::time::Instant::now();
+    for (x, y) in &epoch {
+        stack.step(x, y).unwrap();
+    }
+    let acc = accuracy(stack, test);
+    (start.elapsed().as_secs_f64(), acc)
+}
+
+fn run_child(mode: &str) {
+    let (train_set, _) = data(Split::Train);
+    let (test_set, _) = data(Split::Test);
+    let test = batches(test_set, 1000, None);
+    let mut stack = Candle::new();
+    if mode == "epoch" {
+        let (secs, acc) = epoch(&mut stack, train_set, &test);
+        println!("{}", serde_json::json!({ "epoch_seconds": secs, "epoch_test_accuracy": acc }));
+        return;
+    }
+    let cfg = ThroughputConfig { warmup_batches: 20, timed_batches: timed_batches(), inference_passes: 3 };
+    let train = batches(train_set, BATCH, Some(0));
+    let images: Vec<Tensor> = test.iter().map(|(x, _)| x.clone()).collect();
+    let t = training_images_per_s(&train, &cfg, |x, y| stack.step(x, y)).unwrap();
+    let i = inference_images_per_s(&images, &cfg, |x| stack.infer(x)).unwrap();
+    println!("{}", serde_json::json!({ "train_images_per_s": t, "infer_images_per_s": i }));
+}
+
 fn main() {
-    // Both stacks run in this process, so both get the process settings `ember` uses.
+    if let Ok(mode) = std::env::var("EMBER_BENCH_CHILD") {
+        return run_child(&mode);
+    }
+    // ember as the `ember` CLI runs it; candle-nn runs in a child process with its defaults.
     ember_kernels::process::tune_for_training();
     let threads = rayon::current_num_threads();
     let (train_set, name) = data(Split::Train);
     let (test_set, _) = data(Split::Test);
-    let timed: usize = std::env::var("EMBER_BENCH_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let timed = timed_batches();
     let cfg = ThroughputConfig { warmup_batches: 20, timed_batches: timed, inference_passes: 3 };
     eprintln!("classic_cnn_end_to_end: data = {name}, threads = {threads}, batch {BATCH}, {timed} timed batches");
     let train = batches(train_set.clone(), BATCH, Some(0));
     let test = batches(test_set, 1000, None);
     let test_images: Vec<Tensor> = test.iter().map(|(x, _)| x.clone()).collect();
+    let only = std::env::var("EMBER_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
 
     let mut results: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![("ember", vec![], vec![]), ("candle-nn", vec![], vec![])];
     for round in 0..ROUNDS {
-        let mut stacks: Vec<Box<dyn Stack>> = vec![Box::new(Ember::new(round as u64)), Box::new(Candle::new())];
-        for (stack, result) in stacks.iter_mut().zip(results.iter_mut()) {
-            if std::env::var("EMBER_BENCH_ONLY").is_ok_and(|only| only != stack.name()) {
-                continue;
-            }
+        if wanted("ember") {
+            let mut stack = Ember::new(round as u64);
             let t = training_images_per_s(&train, &cfg, |x, y| stack.step(x, y)).unwrap();
             let i = inference_images_per_s(&test_images, &cfg, |x| stack.infer(x)).unwrap();
-            eprintln!("  round {round}: {:<10} train {t:>8.0} img/s   infer {i:>8.0} img/s", stack.name());
-            result.1.push(t);
-            result.2.push(i);
+            eprintln!("  round {round}: ember      train {t:>8.0} img/s   infer {i:>8.0} img/s");
+            results[0].1.push(t);
+            results[0].2.push(i);
+        }
+        if wanted("candle-nn") {
+            let r = candle_child("round");
+            let (t, i) = (r["train_images_per_s"].as_f64().unwrap(), r["infer_images_per_s"].as_f64().unwrap());
+            eprintln!("  round {round}: candle-nn  train {t:>8.0} img/s   infer {i:>8.0} img/s");
+            results[1].1.push(t);
+            results[1].2.push(i);
         }
     }
     let mut json = serde_json::json!({ "data": name, "threads": threads, "batch": BATCH, "timed_batches": timed });
@@ -201,17 +247,16 @@ fn main() {
     }
 
     if std::env::var("EMBER_BENCH_EPOCH").is_ok_and(|v| v == "1") {
-        let epoch = batches(train_set, BATCH, Some(1));
-        let mut stacks: Vec<Box<dyn Stack>> = vec![Box::new(Ember::new(0)), Box::new(Candle::new())];
-        for stack in stacks.iter_mut() {
-            let start = std::time::Instant::now();
-            for (x, y) in &epoch {
-                stack.step(x, y).unwrap();
-            }
-            let acc = accuracy(stack.as_ref(), &test);
-            let secs = start.elapsed().as_secs_f64();
-            println!("{:<12} one epoch: {secs:.1} s, test accuracy {:.2} %", stack.name(), acc * 100.0);
-            json[stack.name()]["epoch_test_accuracy"] = serde_json::json!(acc);
+        if wanted("ember") {
+            let (secs, acc) = epoch(&mut Ember::new(0), train_set, &test);
+            println!("ember        one epoch: {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
+            json["ember"]["epoch_test_accuracy"] = serde_json::json!(acc);
+        }
+        if wanted("candle-nn") {
+            let r = candle_child("epoch");
+            let (secs, acc) = (r["epoch_seconds"].as_f64().unwrap(), r["epoch_test_accuracy"].as_f64().unwrap());
+            println!("candle-nn    one epoch: {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
+            json["candle-nn"]["epoch_test_accuracy"] = serde_json::json!(acc);
         }
     }
     if let Some(dir) = std::env::var_os("EMBER_BENCH_OUT") {
