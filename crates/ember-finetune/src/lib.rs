@@ -28,10 +28,25 @@
 
 mod checkpoint_file;
 mod error;
+mod fine_tune;
+mod freeze;
+mod load;
 pub mod pickle;
+mod preprocess;
+mod pretrained;
 mod pytorch;
+mod rename;
 
 pub use checkpoint_file::{
     convert_to_safetensors, detect_format, inspect, read_checkpoint, CheckpointFormat, TensorInfo,
 };
 pub use error::{Error, Result};
+pub use fine_tune::{
+    cached_features, everything_but_head, fine_tune, linear_probe, train_with_frozen, FineTuneConfig, FineTuneReport,
+    ProbeEpoch,
+};
+pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
+pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
+pub use preprocess::{GreyToRgb, ImagePreprocess};
+pub use pretrained::{input_affine_for, FineTuneModel, HeadInfo};
+pub use rename::{rename, RenameRule};
