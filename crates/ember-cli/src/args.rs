@@ -30,6 +30,8 @@ pub enum Command {
     /// List the model zoo or show a model's layers.
     #[command(subcommand)]
     Zoo(ZooCommand),
+    /// Classify image files with a zoo model and its weights (top-k classes and probabilities).
+    Predict(PredictArgs),
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
@@ -50,6 +52,34 @@ pub struct ConvertArgs {
 pub struct InspectArgs {
     /// A safetensors or PyTorch checkpoint.
     pub file: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model from the zoo.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    /// Weights: safetensors or a PyTorch checkpoint (the class count is read from its head).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Class names, one a line in class-index order [default: the file named by $EMBER_LABELS].
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Classes shown per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// The shorter side is resized to this many pixels (bilinear) ...
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
+    /// ... then centre-cropped to this square.
+    #[arg(long, default_value_t = 224)]
+    pub crop: u32,
+    /// Image files (PNG, JPEG, BMP, WebP).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

@@ -196,3 +196,31 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
     let refused = ember(&["inspect", fixtures.join("malicious_zip.pt").to_str().unwrap()]);
     assert_one_line_error(&refused, &["malicious_zip.pt", "refusing", "system"]);
 }
+
+fn shared_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("EMBER_SHARED_DIR").expect("set EMBER_SHARED_DIR"))
+}
+
+#[test]
+fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
+    let shared = shared_dir();
+    let weights = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["predict", "--model", "efficientnet-lite0", "--weights", weights.to_str().unwrap(), "--json"])
+        .arg(shared.join("images/coffee.png"))
+        .env("EMBER_LABELS", shared.join("data/imagenet_classes.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = last_json(&out);
+    let top = result["predictions"][0]["top"].as_array().unwrap();
+    let labels: Vec<&str> = top.iter().map(|t| t["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["espresso", "cup", "consomme", "chocolate sauce, chocolate syrup", "coffee mug"]);
+    assert!(top[0]["probability"].as_f64().unwrap() > 0.5);
+}
+
+#[test]
+fn predict_without_weights_file_is_a_one_line_error() {
+    let out = ember(&["predict", "--model", "mlp", "--weights", "/nonexistent/w.safetensors", "x.png"]);
+    assert_one_line_error(&out, &["/nonexistent/w.safetensors"]);
+}
