@@ -32,6 +32,9 @@ pub enum Command {
     Zoo(ZooCommand),
     /// Classify image files with a zoo model and its weights (top-k classes and probabilities).
     Predict(PredictArgs),
+    /// Transfer a pretrained model to a few labelled images per class (fine-tune, linear probe,
+    /// LoRA) or train it from scratch on the same images; reports full test-set accuracy.
+    Finetune(Box<FineTuneArgs>),
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
@@ -80,6 +83,101 @@ pub struct PredictArgs {
     /// Image files (PNG, JPEG, BMP, WebP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `ember finetune` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FineTuneMode {
+    /// Head first (backbone frozen), then everything with discriminative rates (fastai's fine_tune).
+    FineTune,
+    /// The head only, on frozen features.
+    Probe,
+    /// Head first, then LoRA adapters (and the head) only.
+    Lora,
+    /// The same network from random weights, every parameter, head-epochs + epochs epochs.
+    Scratch,
+}
+
+#[derive(Debug, Args)]
+pub struct FineTuneArgs {
+    /// Model from the zoo.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    /// Pretrained weights (safetensors or PyTorch); a head of another class count is replaced.
+    #[arg(long)]
+    pub weights: Option<std::path::PathBuf>,
+    /// What to train.
+    #[arg(long, value_enum, default_value = "fine-tune")]
+    pub mode: FineTuneMode,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Training images per class (a seeded few-shot subset of the training split).
+    #[arg(long, default_value_t = 100)]
+    pub per_class: usize,
+    /// Grey images become RGB of this size for 3-channel models.
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+    /// Epochs of the head phase (backbone frozen).
+    #[arg(long, default_value_t = 2)]
+    pub head_epochs: usize,
+    /// Epochs after the head phase.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    /// Peak learning rate of the head phase.
+    #[arg(long, default_value_t = 3e-3)]
+    pub head_lr: f64,
+    /// Peak learning rate after the head phase (the last layer group's; scratch: every parameter's).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// The first layer group learns lr / lr-ratio.
+    #[arg(long, default_value_t = 100.0)]
+    pub lr_ratio: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Mini-batch size (small batches avoid the allocator's page-fault overhead on big tensors).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Images per evaluation batch.
+    #[arg(long, default_value_t = 16)]
+    pub eval_batch_size: usize,
+    /// Augmentation of the training images ("none" turns it off).
+    #[arg(long, default_value = "none")]
+    pub ops: String,
+    /// Run the head phase through the whole network every step instead of on cached features.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 4)]
+    pub lora_rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 8.0)]
+    pub lora_alpha: f64,
+    /// LoRA rank dropout.
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f64,
+    /// LoRA target layers, comma-separated glob patterns of parameter prefixes.
+    #[arg(long, default_value = "*_expand_conv,*_project_conv,_conv_head")]
+    pub lora_targets: String,
+    /// Let batch-norm running statistics follow the new data during LoRA training.
+    #[arg(long)]
+    pub lora_train_bn_stats: bool,
+    /// Seed of the subset, initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Directory for model.safetensors (or adapter.safetensors).
+    #[arg(long, default_value = "runs/finetune")]
+    pub out: PathBuf,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

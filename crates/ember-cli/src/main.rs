@@ -36,6 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Augment(args) => commands::augment::run(&args),
         Command::Convert(args) => commands::checkpoint::convert(&args),
         Command::Inspect(args) => commands::checkpoint::inspect(&args),
+        Command::Finetune(args) => commands::finetune::run(&args),
         Command::Predict(args) => commands::predict::run(&args),
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args),
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),

@@ -114,7 +114,7 @@ pub fn train_with_frozen(
 
 /// The features of every example of `data` (eval mode, in order) and their labels.
 pub fn cached_features(model: &FineTuneModel, data: &DataLoader) -> Result<(Tensor, Tensor)> {
-    let plain = DataLoader::new(Arc::clone(data.dataset()), 64);
+    let plain = DataLoader::new(Arc::clone(data.dataset()), 16);
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for batch in plain.epoch(0, &Device::Cpu) {
         let batch = batch?;

@@ -31,6 +31,7 @@ mod error;
 mod fine_tune;
 mod freeze;
 mod load;
+mod lora;
 pub mod pickle;
 mod preprocess;
 mod pretrained;
@@ -47,6 +48,7 @@ pub use fine_tune::{
 };
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
 pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
+pub use lora::{LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess};
 pub use pretrained::{input_affine_for, FineTuneModel, HeadInfo};
 pub use rename::{rename, RenameRule};

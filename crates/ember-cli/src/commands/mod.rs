@@ -4,6 +4,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod data_info;
 pub mod eval;
+pub mod finetune;
 pub mod predict;
 pub mod train;
 pub mod vae;
