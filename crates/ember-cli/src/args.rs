@@ -35,6 +35,11 @@ pub enum Command {
     /// Transfer a pretrained model to a few labelled images per class (fine-tune, linear probe,
     /// LoRA) or train it from scratch on the same images; reports full test-set accuracy.
     Finetune(Box<FineTuneArgs>),
+    /// Evaluate an ensemble of trained classifiers (mean, weighted mean or majority vote) and
+    /// each member on a test set.
+    Ensemble(EnsembleArgs),
+    /// Train a student model from a teacher ensemble's softened outputs and the labels.
+    Distill(Box<DistillArgs>),
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
@@ -177,6 +182,97 @@ pub struct FineTuneArgs {
     pub test_limit: Option<usize>,
     /// Directory for model.safetensors (or adapter.safetensors).
     #[arg(long, default_value = "runs/finetune")]
+    pub out: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `ember ensemble` combines its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CombineArg {
+    /// Mean of the members' probabilities.
+    Mean,
+    /// Weighted mean of probabilities (--weights).
+    Weighted,
+    /// Majority vote of the members' top classes.
+    Vote,
+}
+
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// Checkpoints of the members (a run.json beside each names its model and input).
+    #[arg(required = true)]
+    pub checkpoints: Vec<PathBuf>,
+    /// Model of members without a run.json.
+    #[arg(long, default_value = "mnist-cnn")]
+    pub model: String,
+    /// How predictions are combined.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub combine: CombineArg,
+    /// Member weights for --combine weighted, comma-separated.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Dataset whose test split is used.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Teacher checkpoints (their mean probabilities teach; a run.json beside each names its model).
+    #[arg(long, required = true, num_args = 1..)]
+    pub teachers: Vec<PathBuf>,
+    /// Model of teachers without a run.json.
+    #[arg(long, default_value = "mnist-cnn")]
+    pub teacher_model: String,
+    /// Student model from the zoo (1x28x28 input).
+    #[arg(long, default_value = "mlp")]
+    pub student: String,
+    /// Softmax temperature T.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f64,
+    /// Weight of the soft loss (0: the student trains alone on the labels).
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f64,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Images per mini-batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate of Adam's one-cycle schedule.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Augmentation of the training images ("none" turns it off).
+    #[arg(long, default_value = "pad-crop:2")]
+    pub ops: String,
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory for the student's model.safetensors.
+    #[arg(long, default_value = "runs/distill")]
     pub out: PathBuf,
     /// End with one JSON line of results.
     #[arg(long)]

@@ -37,6 +37,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(args) => commands::checkpoint::convert(&args),
         Command::Inspect(args) => commands::checkpoint::inspect(&args),
         Command::Finetune(args) => commands::finetune::run(&args),
+        Command::Ensemble(args) => commands::fusion::ensemble(&args),
+        Command::Distill(args) => commands::fusion::distill(&args),
         Command::Predict(args) => commands::predict::run(&args),
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args),
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args),

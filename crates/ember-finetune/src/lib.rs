@@ -27,6 +27,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod checkpoint_file;
+mod distill;
+mod ensemble;
 mod error;
 mod fine_tune;
 mod freeze;
@@ -41,6 +43,8 @@ mod rename;
 pub use checkpoint_file::{
     convert_to_safetensors, detect_format, inspect, read_checkpoint, CheckpointFormat, TensorInfo,
 };
+pub use distill::{distillation_loss, Distill, DistillConfig};
+pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
 pub use error::{Error, Result};
 pub use fine_tune::{
     cached_features, everything_but_head, fine_tune, linear_probe, train_with_frozen, FineTuneConfig, FineTuneReport,

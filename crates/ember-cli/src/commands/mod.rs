@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod data_info;
 pub mod eval;
 pub mod finetune;
+pub mod fusion;
 pub mod predict;
 pub mod train;
 pub mod vae;
