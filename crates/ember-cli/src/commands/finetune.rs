@@ -34,7 +34,12 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
     let classes = train_full.classes();
     let info = ember_zoo::info(&args.model)?;
     let channels = info.input.0;
-    let size = args.size as usize;
+    // 3-channel models get upscaled RGB copies; others the images as they are.
+    let (height, width) = if channels == 3 {
+        (args.size as usize, args.size as usize)
+    } else {
+        (train_full.height(), train_full.width())
+    };
     let wrap = |d: Arc<dyn Dataset>| -> anyhow::Result<Arc<dyn Dataset>> {
         Ok(if channels == 3 { Arc::new(GreyToRgb::new(d, args.size)?) } else { d })
     };
@@ -52,7 +57,7 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
     }
     let test = DataLoader::new(test_data, args.eval_batch_size).with_workers(1);
 
-    let options = ModelOptions { seed: args.seed, ..ModelOptions::new((channels, size, size), classes) };
+    let options = ModelOptions { seed: args.seed, ..ModelOptions::new((channels, height, width), classes) };
     let mut model = match (&args.weights, args.mode) {
         (_, FineTuneMode::Scratch) => FineTuneModel::scratch(&args.model, &options, args.seed)?,
         (Some(w), _) => FineTuneModel::pretrained(&args.model, &options, w, &[], args.seed)?,
@@ -60,7 +65,7 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
     };
     let total: usize = model.store.num_parameters();
     println!(
-        "{:?} {} on {} images ({} per class, {size}x{size}), test {} images; {}",
+        "{:?} {} on {} images ({} per class, {height}x{width}), test {} images; {}",
         args.mode,
         args.model,
         n_train,
