@@ -42,7 +42,7 @@ impl Ensemble {
             return Err(Error::invalid("ensemble", "needs at least one member"));
         }
         if let Combine::Weighted(w) = &combine {
-            if w.len() != members.len() || w.iter().any(|v| !(*v >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+            if w.len() != members.len() || w.iter().any(|v| v.is_nan() || *v < 0.0) || w.iter().sum::<f64>() <= 0.0 {
                 return Err(Error::invalid(
                     "ensemble",
                     format!(
