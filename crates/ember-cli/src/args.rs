@@ -159,6 +159,9 @@ pub struct FineTuneArgs {
     /// Run the head phase through the whole network every step instead of on cached features.
     #[arg(long)]
     pub no_cache: bool,
+    /// Keep batch norms on their running statistics while fine-tuning everything.
+    #[arg(long)]
+    pub freeze_bn: bool,
     /// LoRA rank.
     #[arg(long, default_value_t = 4)]
     pub lora_rank: usize,

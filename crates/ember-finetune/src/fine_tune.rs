@@ -37,6 +37,10 @@ pub struct FineTuneConfig {
     /// Head phase on features computed once (no augmentation, far cheaper) instead of a full
     /// forward pass every step.
     pub cache_features: bool,
+    /// Hold every batch norm on its running statistics in the second phase too (their scale
+    /// and shift still train). With few images and small batches this keeps the features the
+    /// head was fitted to and avoids the train/eval gap of batch statistics.
+    pub frozen_batch_norms: bool,
     /// Seed of the head phase's shuffling (cached features).
     pub seed: u64,
 }
@@ -54,6 +58,7 @@ impl Default for FineTuneConfig {
             layer_groups: 3,
             weight_decay: 1e-2,
             cache_features: true,
+            frozen_batch_norms: false,
             seed: 0,
         }
     }
@@ -201,11 +206,13 @@ pub fn fine_tune(
     if cfg.epochs == 0 {
         return Ok(report);
     }
-    freeze_batch_norms(&mut model.network, &[]);
+    let all_batch_norms = if cfg.frozen_batch_norms { vec!["*".to_string()] } else { Vec::new() };
+    freeze_batch_norms(&mut model.network, &all_batch_norms);
     let rates = discriminative_rates(&model.head, &model.store, cfg.layer_groups, cfg.lr, cfg.lr_ratio);
     let mut opt = adamw(param_groups(&model.store, &[], &rates), cfg.lr, cfg.weight_decay)?;
     let schedule = OneCycle::new(cfg.lr, (cfg.epochs * train.num_batches()).max(1));
     let options = fit_options(cfg.epochs, model.options.classes, &schedule);
     report.epochs.extend(ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r))?);
+    freeze_batch_norms(&mut model.network, &[]);
     Ok(report)
 }

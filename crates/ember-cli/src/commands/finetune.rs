@@ -81,6 +81,7 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
         lr_ratio: args.lr_ratio,
         weight_decay: args.weight_decay,
         cache_features: !args.no_cache,
+        frozen_batch_norms: args.freeze_bn,
         seed: args.seed,
         ..FineTuneConfig::default()
     };
