@@ -136,3 +136,32 @@ fn distill_step_runs_the_teacher_only_when_it_teaches() {
     let out = with_teacher.step(&batch, true).unwrap();
     assert!(out.loss.to_scalar::<f32>().unwrap() > 0.0);
 }
+
+#[test]
+fn distillation_loss_and_gradient_match_pytorch() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/distill.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let matrix = |v: &serde_json::Value| -> Vec<Vec<f32>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+            .collect()
+    };
+    let tensor = |m: &[Vec<f32>]| Tensor::new(m.to_vec(), &Device::Cpu).unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let student = Var::from_tensor(&tensor(&matrix(&case["student"]))).unwrap();
+        let teacher = tensor(&matrix(&case["teacher"]));
+        let labels: Vec<u32> = case["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let labels = Tensor::new(labels, &Device::Cpu).unwrap();
+        let cfg = DistillConfig {
+            temperature: case["temperature"].as_f64().unwrap(),
+            alpha: case["alpha"].as_f64().unwrap(),
+        };
+        let loss = distillation_loss(student.as_tensor(), &teacher, &labels, &cfg).unwrap();
+        let expected = case["loss"].as_f64().unwrap() as f32;
+        assert!((loss.to_scalar::<f32>().unwrap() - expected).abs() < 1e-5, "{cfg:?}");
+        let grad = loss.backward().unwrap().get(student.as_tensor()).unwrap().clone();
+        assert!(close(&rows(&grad), &matrix(&case["grad"])), "{cfg:?}");
+    }
+}
