@@ -73,6 +73,10 @@ pub struct PredictArgs {
     /// Weights: safetensors or a PyTorch checkpoint (the class count is read from its head).
     #[arg(long)]
     pub weights: PathBuf,
+    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
+    /// regex:PATTERN=REPLACEMENT (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
     /// Class names, one a line in class-index order [default: the file named by $EMBER_LABELS].
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -114,6 +118,10 @@ pub struct FineTuneArgs {
     /// Pretrained weights (safetensors or PyTorch); a head of another class count is replaced.
     #[arg(long)]
     pub weights: Option<std::path::PathBuf>,
+    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
+    /// regex:PATTERN=REPLACEMENT (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
     /// What to train.
     #[arg(long, value_enum, default_value = "fine-tune")]
     pub mode: FineTuneMode,

@@ -10,6 +10,7 @@ use ember_augment::Pipeline;
 use ember_data::{per_class_subset, DataLoader, Dataset, KnownDataset, Split, Subset};
 use ember_finetune::{
     fine_tune, linear_probe, train_with_frozen, FineTuneConfig, FineTuneModel, GreyToRgb, LoraConfig, LoraModel,
+    RenameRule,
 };
 use ember_optim::{Adam, AdamConfig, OneCycle, ParamGroup};
 use ember_train::{evaluate, EpochReport, FitOptions};
@@ -60,7 +61,10 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
     let options = ModelOptions { seed: args.seed, ..ModelOptions::new((channels, height, width), classes) };
     let mut model = match (&args.weights, args.mode) {
         (_, FineTuneMode::Scratch) => FineTuneModel::scratch(&args.model, &options, args.seed)?,
-        (Some(w), _) => FineTuneModel::pretrained(&args.model, &options, w, &[], args.seed)?,
+        (Some(w), _) => {
+            let rules: Vec<RenameRule> = args.rename.iter().map(|r| RenameRule::parse(r)).collect::<Result<_, _>>()?;
+            FineTuneModel::pretrained(&args.model, &options, w, &rules, args.seed)?
+        }
         (None, _) => anyhow::bail!("--weights is needed for --mode {:?} (only scratch trains without)", args.mode),
     };
     let total: usize = model.store.num_parameters();

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use candle_nn::ModuleT;
-use ember_finetune::{load_state, read_checkpoint, FineTuneModel, ImagePreprocess, LoadOptions};
+use ember_finetune::{load_state, read_checkpoint, FineTuneModel, ImagePreprocess, LoadOptions, RenameRule};
 use ember_zoo::ModelOptions;
 use serde_json::json;
 
@@ -26,7 +26,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let mut options = ModelOptions::new(info.input, info.classes.max(1));
     let probe = FineTuneModel::scratch(&args.model, &options, 0)?;
     let head_bias = format!("{}.bias", probe.head.head);
-    if let Some((_, bias)) = tensors.iter().find(|(n, _)| *n == head_bias) {
+    let rename_rules: Vec<RenameRule> = args.rename.iter().map(|r| RenameRule::parse(r)).collect::<Result<_, _>>()?;
+    if let Some((_, bias)) = tensors.iter().find(|(n, _)| ember_finetune::rename(&rename_rules, n) == head_bias) {
         options.classes = bias.dim(0)?;
     }
     let model = if options.classes == probe.options.classes {
@@ -34,7 +35,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     } else {
         FineTuneModel::scratch(&args.model, &options, 0)?
     };
-    load_state(&model.store, tensors, &LoadOptions::strict(), &args.weights.display().to_string())?;
+    let load = LoadOptions { rename: rename_rules, ..LoadOptions::strict() };
+    load_state(&model.store, tensors, &load, &args.weights.display().to_string())?;
 
     let labels_path = args.labels.clone().or_else(|| std::env::var_os(LABELS_ENV).map(Into::into));
     let labels = match &labels_path {
