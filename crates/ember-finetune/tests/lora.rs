@@ -132,3 +132,25 @@ fn adapters_round_trip_through_an_adapter_only_file() {
     let err = wrong_rank.load_adapters(&path).unwrap_err();
     assert!(matches!(err, Error::StateMismatch { .. }) && err.to_string().contains("conv1.lora_A"), "{err}");
 }
+
+#[test]
+fn rank_dropout_acts_in_train_mode_only() {
+    let base = FineTuneModel::scratch("mnist-cnn", &ModelOptions::mnist(), 11).unwrap();
+    let cfg = LoraConfig { dropout: 0.5, seed: 9, ..LoraConfig::new(8, &["fc1"]) };
+    let m = LoraModel::new(base, cfg).unwrap();
+    randomise_b(&m);
+    let (x, _) = batch();
+    let eval = m.forward_t(&x, false).unwrap();
+    assert_eq!(max_abs_diff(&eval, &m.forward_t(&x, false).unwrap()), 0.0);
+    // mnist-cnn has no dropout or batch norm of its own, so train-mode differences are the masks.
+    let (a, b) = (m.forward_t(&x, true).unwrap(), m.forward_t(&x, true).unwrap());
+    assert!(max_abs_diff(&a, &b) > 0.0, "two train-mode passes drew the same mask");
+    assert!(max_abs_diff(&a, &eval) > 0.0);
+    assert!(matches!(
+        LoraModel::new(
+            FineTuneModel::scratch("mlp", &ModelOptions::mnist(), 0).unwrap(),
+            LoraConfig { dropout: 1.0, ..LoraConfig::new(2, &["fc1"]) }
+        ),
+        Err(Error::Invalid { .. })
+    ));
+}
