@@ -167,6 +167,10 @@ pub struct FineTuneArgs {
     /// Run the head phase through the whole network every step instead of on cached features.
     #[arg(long)]
     pub no_cache: bool,
+    /// Before testing, re-estimate batch-norm running statistics with this many train-mode
+    /// passes over the training images (no weight updates).
+    #[arg(long, default_value_t = 0)]
+    pub recalibrate_bn: usize,
     /// Keep batch norms on their running statistics while fine-tuning everything.
     #[arg(long)]
     pub freeze_bn: bool,

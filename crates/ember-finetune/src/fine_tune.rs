@@ -184,6 +184,23 @@ pub fn linear_probe(
     Ok(report)
 }
 
+/// Re-estimates every batch norm's running statistics from `data` with the current weights:
+/// `passes` forward passes in train mode (no optimizer step; frozen batch norms are released
+/// first). With a small momentum (EfficientNet-Lite's TF-style 0.01) and few training steps,
+/// the running averages still carry the statistics of early, very different weights, and an
+/// eval-mode network can collapse to one class; this is the remedy (torch's
+/// `swa_utils.update_bn` does the same).
+pub fn recalibrate_batch_norms(model: &mut FineTuneModel, data: &DataLoader, passes: usize) -> Result<()> {
+    freeze_batch_norms(&mut model.network, &[]);
+    for pass in 0..passes {
+        for batch in data.epoch(pass as u64, &Device::Cpu) {
+            let batch = batch?;
+            model.logits(&batch.images, true)?.detach();
+        }
+    }
+    Ok(())
+}
+
 /// Glob patterns freezing every parameter but the head's.
 pub fn everything_but_head(model: &FineTuneModel) -> Vec<String> {
     let head = format!("{}.", model.head.head);

@@ -80,8 +80,8 @@ pub use distill::{distillation_loss, Distill, DistillConfig};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
 pub use error::{Error, Result};
 pub use fine_tune::{
-    cached_features, everything_but_head, fine_tune, linear_probe, train_with_frozen, FineTuneConfig, FineTuneReport,
-    ProbeEpoch,
+    cached_features, everything_but_head, fine_tune, linear_probe, recalibrate_batch_norms, train_with_frozen,
+    FineTuneConfig, FineTuneReport, ProbeEpoch,
 };
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
 pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};

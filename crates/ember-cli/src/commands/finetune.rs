@@ -9,8 +9,8 @@ use candle_nn::ModuleT;
 use ember_augment::Pipeline;
 use ember_data::{per_class_subset, DataLoader, Dataset, KnownDataset, Split, Subset};
 use ember_finetune::{
-    fine_tune, linear_probe, train_with_frozen, FineTuneConfig, FineTuneModel, GreyToRgb, LoraConfig, LoraModel,
-    RenameRule,
+    fine_tune, linear_probe, recalibrate_batch_norms, train_with_frozen, FineTuneConfig, FineTuneModel, GreyToRgb,
+    LoraConfig, LoraModel, RenameRule,
 };
 use ember_optim::{Adam, AdamConfig, OneCycle, ParamGroup};
 use ember_train::{evaluate, EpochReport, FitOptions};
@@ -100,11 +100,11 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
         FineTuneMode::Scratch => {
             let epochs = args.head_epochs + args.epochs;
             train_with_frozen(&mut model, &[], &train, None, epochs, args.lr, args.weight_decay, &mut on_epoch)?;
-            (total, test_accuracy(&model, &test, classes)?, save_model(&model, args)?)
+            (total, test_full(&mut model, args, &train, &test)?, save_model(&model, args)?)
         }
         FineTuneMode::FineTune => {
             print_head(&fine_tune(&mut model, &train, None, &cfg, &mut on_epoch)?);
-            (total, test_accuracy(&model, &test, classes)?, save_model(&model, args)?)
+            (total, test_full(&mut model, args, &train, &test)?, save_model(&model, args)?)
         }
         FineTuneMode::Probe => {
             print_head(&linear_probe(&mut model, &train, None, &cfg, &mut on_epoch)?);
@@ -166,6 +166,19 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
 
 fn test_accuracy(model: &dyn ModuleT, test: &DataLoader, classes: usize) -> anyhow::Result<f64> {
     Ok(evaluate(model, test, classes)?.confusion.accuracy())
+}
+
+/// Recalibrates batch norms (`--recalibrate-bn`) and tests.
+fn test_full(
+    model: &mut FineTuneModel,
+    args: &FineTuneArgs,
+    train: &DataLoader,
+    test: &DataLoader,
+) -> anyhow::Result<f64> {
+    if args.recalibrate_bn > 0 {
+        recalibrate_batch_norms(model, train, args.recalibrate_bn)?;
+    }
+    test_accuracy(&*model, test, model.options.classes)
 }
 
 fn save_model(model: &FineTuneModel, args: &FineTuneArgs) -> anyhow::Result<std::path::PathBuf> {
