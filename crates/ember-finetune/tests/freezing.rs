@@ -75,3 +75,40 @@ fn fine_tune_trains_the_head_first_then_everything() {
     assert_eq!(report.epochs.len(), 2);
     assert!(changed(&after_head, &snapshot(&model), "features.0.weight"));
 }
+
+#[test]
+fn recalibration_replaces_stale_running_statistics_with_the_data_s() {
+    let options = ModelOptions::new((1, 16, 16), 3);
+    let mut model = ember_finetune::FineTuneModel::scratch("vgg-small", &options, 4).unwrap();
+    // Stale statistics, as left by a short run with a small momentum.
+    model
+        .store
+        .assign("features.1.running_mean", &candle_core::Tensor::full(5f32, 32, &candle_core::Device::Cpu).unwrap())
+        .unwrap();
+    let loader = DataLoader::new(data(), 16);
+    // The per-channel mean of the first convolution's output over the whole dataset.
+    let mut sum: Option<candle_core::Tensor> = None;
+    for batch in loader.epoch(0, &candle_core::Device::Cpu) {
+        let images = batch.unwrap().images;
+        let mut conv = None;
+        model
+            .network
+            .forward_tapped(&images, false, &mut |name, t| {
+                if name == "features.0" {
+                    conv = Some(t.clone())
+                }
+            })
+            .unwrap();
+        let m = conv.unwrap().mean_keepdim(3).unwrap().mean_keepdim(2).unwrap().sum(0).unwrap().flatten_all().unwrap();
+        sum = Some(match sum {
+            Some(s) => (s + m).unwrap(),
+            None => m,
+        });
+    }
+    let expected = (sum.unwrap() / 48.0).unwrap().to_vec1::<f32>().unwrap();
+    ember_finetune::recalibrate_batch_norms(&mut model, &loader, 30).unwrap();
+    let got = model.store.buffer("features.1.running_mean").unwrap().as_tensor().to_vec1::<f32>().unwrap();
+    for (c, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert!((g - e).abs() < 0.05 * e.abs().max(0.1), "channel {c}: {g} vs {e}");
+    }
+}
