@@ -18,7 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ember-augment", &[]),
     ("ember-data", &["ember-augment"]),
     ("ember-zoo", &["ember-kernels", "ember-layers"]),
-    ("ember-finetune", &["ember-kernels", "ember-layers", "ember-zoo", "ember-optim", "ember-data", "ember-train"]),
+    (
+        "ember-finetune",
+        &["ember-kernels", "ember-layers", "ember-zoo", "ember-optim", "ember-data", "ember-train", "ember-augment"],
+    ),
     ("ember-train", &["ember-kernels", "ember-layers", "ember-optim", "ember-data", "ember-augment"]),
     (
         "ember-cli",

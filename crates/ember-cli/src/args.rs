@@ -32,6 +32,16 @@ pub enum Command {
     Zoo(ZooCommand),
     /// Training and inference throughput (images/s) of a zoo model, after a warm-up.
     Bench(BenchArgs),
+    /// Classify image files with a zoo model and its weights (top-k classes and probabilities).
+    Predict(PredictArgs),
+    /// Transfer a pretrained model to a few labelled images per class (fine-tune, linear probe,
+    /// LoRA) or train it from scratch on the same images; reports full test-set accuracy.
+    Finetune(Box<FineTuneArgs>),
+    /// Evaluate an ensemble of trained classifiers (mean, weighted mean or majority vote) and
+    /// each member on a test set.
+    Ensemble(EnsembleArgs),
+    /// Train a student model from a teacher ensemble's softened outputs and the labels.
+    Distill(Box<DistillArgs>),
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
@@ -52,6 +62,235 @@ pub struct ConvertArgs {
 pub struct InspectArgs {
     /// A safetensors or PyTorch checkpoint.
     pub file: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model from the zoo.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    /// Weights: safetensors or a PyTorch checkpoint (the class count is read from its head).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
+    /// regex:PATTERN=REPLACEMENT (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
+    /// Class names, one a line in class-index order [default: the file named by $EMBER_LABELS].
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Classes shown per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// The shorter side is resized to this many pixels (bilinear) ...
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
+    /// ... then centre-cropped to this square.
+    #[arg(long, default_value_t = 224)]
+    pub crop: u32,
+    /// Image files (PNG, JPEG, BMP, WebP).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `ember finetune` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FineTuneMode {
+    /// Head first (backbone frozen), then everything with discriminative rates (fastai's fine_tune).
+    FineTune,
+    /// The head only, on frozen features.
+    Probe,
+    /// Head first, then LoRA adapters (and the head) only.
+    Lora,
+    /// The same network from random weights, every parameter, head-epochs + epochs epochs.
+    Scratch,
+}
+
+#[derive(Debug, Args)]
+pub struct FineTuneArgs {
+    /// Model from the zoo.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    /// Pretrained weights (safetensors or PyTorch); a head of another class count is replaced.
+    #[arg(long)]
+    pub weights: Option<std::path::PathBuf>,
+    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
+    /// regex:PATTERN=REPLACEMENT (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
+    /// What to train.
+    #[arg(long, value_enum, default_value = "fine-tune")]
+    pub mode: FineTuneMode,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Training images per class (a seeded few-shot subset of the training split).
+    #[arg(long, default_value_t = 100)]
+    pub per_class: usize,
+    /// Grey images become RGB of this size for 3-channel models.
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+    /// Epochs of the head phase (backbone frozen).
+    #[arg(long, default_value_t = 2)]
+    pub head_epochs: usize,
+    /// Epochs after the head phase.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    /// Peak learning rate of the head phase.
+    #[arg(long, default_value_t = 3e-3)]
+    pub head_lr: f64,
+    /// Peak learning rate after the head phase (the last layer group's; scratch: every parameter's).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// The first layer group learns lr / lr-ratio.
+    #[arg(long, default_value_t = 100.0)]
+    pub lr_ratio: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Mini-batch size (small batches avoid the allocator's page-fault overhead on big tensors).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Images per evaluation batch.
+    #[arg(long, default_value_t = 16)]
+    pub eval_batch_size: usize,
+    /// Augmentation of the training images ("none" turns it off).
+    #[arg(long, default_value = "none")]
+    pub ops: String,
+    /// Run the head phase through the whole network every step instead of on cached features.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Before testing, re-estimate batch-norm running statistics with this many train-mode
+    /// passes over the training images (no weight updates).
+    #[arg(long, default_value_t = 0)]
+    pub recalibrate_bn: usize,
+    /// Keep batch norms on their running statistics while fine-tuning everything.
+    #[arg(long)]
+    pub freeze_bn: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 4)]
+    pub lora_rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 8.0)]
+    pub lora_alpha: f64,
+    /// LoRA rank dropout.
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f64,
+    /// LoRA target layers, comma-separated glob patterns of parameter prefixes.
+    #[arg(long, default_value = "*_expand_conv,*_project_conv,_conv_head")]
+    pub lora_targets: String,
+    /// Let batch-norm running statistics follow the new data during LoRA training.
+    #[arg(long)]
+    pub lora_train_bn_stats: bool,
+    /// Seed of the subset, initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Directory for model.safetensors (or adapter.safetensors).
+    #[arg(long, default_value = "runs/finetune")]
+    pub out: PathBuf,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `ember ensemble` combines its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CombineArg {
+    /// Mean of the members' probabilities.
+    Mean,
+    /// Weighted mean of probabilities (--weights).
+    Weighted,
+    /// Majority vote of the members' top classes.
+    Vote,
+}
+
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// Checkpoints of the members (a run.json beside each names its model and input).
+    #[arg(required = true)]
+    pub checkpoints: Vec<PathBuf>,
+    /// Model of members without a run.json.
+    #[arg(long, default_value = "mnist-cnn")]
+    pub model: String,
+    /// How predictions are combined.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub combine: CombineArg,
+    /// Member weights for --combine weighted, comma-separated.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Dataset whose test split is used.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Teacher checkpoints (their mean probabilities teach; a run.json beside each names its model).
+    #[arg(long, required = true, num_args = 1..)]
+    pub teachers: Vec<PathBuf>,
+    /// Model of teachers without a run.json.
+    #[arg(long, default_value = "mnist-cnn")]
+    pub teacher_model: String,
+    /// Student model from the zoo (1x28x28 input).
+    #[arg(long, default_value = "mlp")]
+    pub student: String,
+    /// Softmax temperature T.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f64,
+    /// Weight of the soft loss (0: the student trains alone on the labels).
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f64,
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Images per mini-batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate of Adam's one-cycle schedule.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Augmentation of the training images ("none" turns it off).
+    #[arg(long, default_value = "pad-crop:2")]
+    pub ops: String,
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Test on only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory for the student's model.safetensors.
+    #[arg(long, default_value = "runs/distill")]
+    pub out: PathBuf,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

@@ -196,3 +196,162 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
     let refused = ember(&["inspect", fixtures.join("malicious_zip.pt").to_str().unwrap()]);
     assert_one_line_error(&refused, &["malicious_zip.pt", "refusing", "system"]);
 }
+
+fn shared_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("EMBER_SHARED_DIR").expect("set EMBER_SHARED_DIR"))
+}
+
+#[test]
+fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
+    let shared = shared_dir();
+    let weights = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["predict", "--model", "efficientnet-lite0", "--weights", weights.to_str().unwrap(), "--json"])
+        .arg(shared.join("images/coffee.png"))
+        .env("EMBER_LABELS", shared.join("data/imagenet_classes.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = last_json(&out);
+    let top = result["predictions"][0]["top"].as_array().unwrap();
+    let labels: Vec<&str> = top.iter().map(|t| t["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["espresso", "cup", "consomme", "chocolate sauce, chocolate syrup", "coffee mug"]);
+    assert!(top[0]["probability"].as_f64().unwrap() > 0.5);
+}
+
+#[test]
+fn predict_without_weights_file_is_a_one_line_error() {
+    let out = ember(&["predict", "--model", "mlp", "--weights", "/nonexistent/w.safetensors", "x.png"]);
+    assert_one_line_error(&out, &["/nonexistent/w.safetensors"]);
+}
+
+fn train_mlp(dir: &Path, seed: &str) -> PathBuf {
+    let out_dir = dir.join(format!("mlp-{seed}"));
+    let out = ember(&[
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "600",
+        "--test-limit",
+        "200",
+        "--seed",
+        seed,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out_dir.join("model.safetensors")
+}
+
+#[test]
+fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = train_mlp(dir.path(), "1");
+    let lora_dir = dir.path().join("lora");
+    let common = [
+        "--model",
+        "mlp",
+        "--dataset",
+        "mnist-sample",
+        "--per-class",
+        "10",
+        "--head-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--test-limit",
+        "300",
+        "--json",
+    ];
+    let mut args = vec![
+        "finetune",
+        "--mode",
+        "lora",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--lora-targets",
+        "fc1,fc2",
+        "--lora-rank",
+        "2",
+    ];
+    args.extend(common);
+    args.extend(["--out", lora_dir.to_str().unwrap()]);
+    let out = ember(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lora = last_json(&out);
+    assert_eq!(lora["mode"], "lora");
+    assert_eq!((lora["train_images"].as_u64(), lora["test_images"].as_u64()), (Some(100), Some(300)));
+    // mlp: fc1 (256, 784), fc2 (128, 256) at rank 2 plus the 1,290 head parameters.
+    assert_eq!(lora["trainable_parameters"], 2 * (784 + 256) + 2 * (256 + 128) + 1290);
+    assert!(lora["accuracy"].as_f64().unwrap() > 0.5, "{lora}");
+    assert!(lora_dir.join("adapter.safetensors").exists());
+
+    let scratch_dir = dir.path().join("scratch");
+    let mut args = vec!["finetune", "--mode", "scratch"];
+    args.extend(common);
+    args.extend(["--out", scratch_dir.to_str().unwrap()]);
+    let out = ember(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(last_json(&out)["trainable_fraction"], 1.0);
+    assert!(scratch_dir.join("model.safetensors").exists());
+
+    let out = ember(&["finetune", "--mode", "probe", "--model", "mlp", "--dataset", "mnist-sample"]);
+    assert_one_line_error(&out, &["--weights"]);
+}
+
+#[test]
+fn ensemble_and_distill_report_members_and_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (train_mlp(dir.path(), "1"), train_mlp(dir.path(), "2"));
+    let out = ember(&[
+        "ensemble",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--combine",
+        "mean",
+        "--test-limit",
+        "400",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = last_json(&out);
+    assert_eq!(result["members"].as_array().unwrap().len(), 2);
+    assert_eq!(result["test_images"], 400);
+    let best = result["best_member_accuracy"].as_f64().unwrap();
+    let members: Vec<f64> =
+        result["members"].as_array().unwrap().iter().map(|m| m["accuracy"].as_f64().unwrap()).collect();
+    assert_eq!(best, members.iter().cloned().fold(0.0, f64::max));
+    assert!(result["accuracy"].as_f64().unwrap() > 0.6);
+
+    let out = ember(&["ensemble", a.to_str().unwrap(), b.to_str().unwrap(), "--combine", "weighted", "--weights", "1"]);
+    assert_one_line_error(&out, &["1 weights", "2 members"]);
+
+    let student_dir = dir.path().join("student");
+    let out = ember(&[
+        "distill",
+        "--teachers",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--student",
+        "mlp",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "25",
+        "--train-limit",
+        "500",
+        "--test-limit",
+        "300",
+        "--out",
+        student_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let student = last_json(&out);
+    assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));
+    assert!(student["accuracy"].as_f64().unwrap() > 0.5, "{student}");
+    assert!(student_dir.join("model.safetensors").exists());
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// What can go wrong while importing or converting a checkpoint.
+/// What can go wrong while importing, loading, fine-tuning or fusing models.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read or written.
@@ -52,9 +52,55 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Strict loading found names or shapes that do not match the model; nothing was loaded.
+    #[error("{source_name}: does not match the model ({summary}); nothing was loaded")]
+    StateMismatch {
+        /// The checkpoint (file name or description).
+        source_name: String,
+        /// Missing, unexpected and mismatched tensors, as a short list.
+        summary: String,
+    },
+    /// A renaming rule's regular expression does not compile.
+    #[error("renaming rule `{pattern}`: {detail}")]
+    BadRule {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A setting or argument is out of range or inconsistent.
+    #[error("{what}: {detail}")]
+    Invalid {
+        /// What is wrong (a setting, a model, a tensor).
+        what: String,
+        /// Why.
+        detail: String,
+    },
+    /// A dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] ember_data::Error),
+    /// An image transform failed.
+    #[error(transparent)]
+    Augment(#[from] ember_augment::Error),
+    /// A model could not be built.
+    #[error(transparent)]
+    Zoo(#[from] ember_zoo::Error),
+    /// An optimizer could not be built or stepped.
+    #[error(transparent)]
+    Optim(#[from] ember_optim::Error),
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Train(#[from] ember_train::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// An [`Error::Invalid`].
+    pub(crate) fn invalid(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid { what: what.into(), detail: detail.into() }
+    }
 }
 
 /// Result with the fine-tuning [`Error`].

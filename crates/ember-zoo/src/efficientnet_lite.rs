@@ -234,6 +234,20 @@ impl EfficientNetLite {
 }
 
 impl Layered for EfficientNetLite {
+    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let mut all = vec![("_bn0".to_string(), &mut self.stem.1)];
+        for block in &mut self.blocks {
+            let n = &block.name;
+            if let Some((_, bn)) = &mut block.expand {
+                all.push((format!("{n}._bn0"), bn));
+            }
+            all.push((format!("{n}._bn1"), &mut block.depthwise.1));
+            all.push((format!("{n}._bn2"), &mut block.project.1));
+        }
+        all.push(("_bn1".to_string(), &mut self.head.1));
+        all
+    }
+
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let relu6 = Activation::Relu6;
         let mut x = tapped(tap, "_conv_stem", xs.apply(&self.stem.0)?);

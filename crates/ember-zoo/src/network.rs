@@ -2,6 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
+use ember_layers::BatchNorm;
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -15,6 +16,13 @@ pub type Tap<'a> = &'a mut dyn FnMut(&str, &Tensor);
 pub trait Layered: Send + Sync {
     /// The forward pass in train (`true`) or eval mode, reporting each layer's output to `tap`.
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor>;
+
+    /// The network's batch-norm layers under their parameter prefixes (`_blocks.3._bn1`), so
+    /// fine-tuning can hold some of them on their running statistics
+    /// ([`BatchNorm::set_frozen`]). Models without batch norm keep the empty default.
+    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        Vec::new()
+    }
 }
 
 /// Reports `xs` as the output of `name` and hands it back (for chaining).
@@ -44,6 +52,18 @@ impl Network {
     /// The registry name the network was built under.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Freezes (`true`) or unfreezes every batch norm whose prefix `frozen` accepts or rejects
+    /// ([`Layered::batch_norms_mut`]); returns how many are frozen now.
+    pub fn set_batch_norms_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) -> usize {
+        let mut count = 0;
+        for (name, bn) in self.inner.batch_norms_mut() {
+            let f = frozen(&name);
+            bn.set_frozen(f);
+            count += usize::from(f);
+        }
+        count
     }
 
     /// See [`Layered::forward_tapped`].

@@ -188,6 +188,20 @@ impl ResNet {
 }
 
 impl Layered for ResNet {
+    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let mut all = vec![("bn1".to_string(), &mut self.bn1)];
+        for block in &mut self.blocks {
+            let n = &block.name;
+            for (i, (_, bn)) in block.convs.iter_mut().enumerate() {
+                all.push((format!("{n}.bn{}", i + 1), bn));
+            }
+            if let Some((_, bn)) = &mut block.downsample {
+                all.push((format!("{n}.downsample.1"), bn));
+            }
+        }
+        all
+    }
+
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let mut x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
         x = tapped(tap, "bn1", x.apply_t(&self.bn1, train)?);

@@ -108,6 +108,15 @@ impl VggSmall {
 }
 
 impl Layered for VggSmall {
+    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let mut all = Vec::new();
+        for (b, (first, second)) in self.blocks.iter_mut().enumerate() {
+            all.push((format!("features.{}", b * 8 + 1), &mut first.bn));
+            all.push((format!("features.{}", b * 8 + 4), &mut second.bn));
+        }
+        all
+    }
+
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let relu = Activation::Relu;
         let pool = MaxPool2d::new(2, 2, 0);

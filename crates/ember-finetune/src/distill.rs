@@ -1,0 +1,73 @@
+//! Knowledge distillation (Hinton, Vinyals and Dean, "Distilling the knowledge in a neural
+//! network", 2015): a student learns from a teacher's softened probabilities and the labels.
+
+use candle_core::{Tensor, D};
+use candle_nn::ModuleT;
+use ember_layers::loss::cross_entropy;
+use ember_train::{StepOutput, TrainStep};
+
+/// Temperature and weight of the soft targets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DistillConfig {
+    /// Softmax temperature `T` applied to teacher and student logits.
+    pub temperature: f64,
+    /// Weight `α` of the soft loss; the hard (label) loss gets `1 - α`.
+    pub alpha: f64,
+}
+
+impl Default for DistillConfig {
+    /// `T = 4`, `α = 0.9`.
+    fn default() -> Self {
+        Self { temperature: 4.0, alpha: 0.9 }
+    }
+}
+
+/// `α · T² · KL(softmax(t / T) ‖ softmax(s / T)) + (1 - α) · CE(s, labels)`, batch means. The
+/// `T²` keeps the soft gradients' scale independent of `T` (Hinton et al., section 2).
+///
+/// # Shapes
+/// - `student`, `teacher`: `(b, classes)` logits
+/// - `labels`: `(b,)` u32
+/// - output: scalar
+pub fn distillation_loss(
+    student: &Tensor,
+    teacher: &Tensor,
+    labels: &Tensor,
+    cfg: &DistillConfig,
+) -> candle_core::Result<Tensor> {
+    let t = cfg.temperature;
+    let hard = cross_entropy(student, labels)?;
+    if cfg.alpha == 0.0 {
+        return Ok(hard);
+    }
+    let log_p_s = candle_nn::ops::log_softmax(&(student / t)?, D::Minus1)?;
+    let log_p_t = candle_nn::ops::log_softmax(&(teacher.detach() / t)?, D::Minus1)?;
+    let b = student.dim(0)? as f64;
+    let kl = (log_p_t.exp()? * (log_p_t - log_p_s)?)?.sum_all()?.affine(1.0 / b, 0.0)?;
+    kl.affine(cfg.alpha * t * t, 0.0)? + hard.affine(1.0 - cfg.alpha, 0.0)?
+}
+
+/// A [`TrainStep`] training `student` against `teacher` (any classifier, an
+/// [`crate::Ensemble`] too; run in eval mode on the same batch). In eval mode the loss is the
+/// student's plain cross-entropy. With `α = 0` the teacher is not run: the student trains alone.
+pub struct Distill<'a> {
+    /// The model being trained.
+    pub student: &'a dyn ModuleT,
+    /// The model whose outputs it imitates.
+    pub teacher: &'a dyn ModuleT,
+    /// Temperature and weight.
+    pub cfg: DistillConfig,
+}
+
+impl TrainStep for Distill<'_> {
+    fn step(&self, batch: &ember_data::Batch, train: bool) -> candle_core::Result<StepOutput> {
+        let logits = self.student.forward_t(&batch.images, train)?;
+        let loss = if train && self.cfg.alpha > 0.0 {
+            let teacher = self.teacher.forward_t(&batch.images, false)?.detach();
+            distillation_loss(&logits, &teacher, &batch.labels, &self.cfg)?
+        } else {
+            cross_entropy(&logits, &batch.labels)?
+        };
+        Ok(StepOutput { loss, logits: Some(logits) })
+    }
+}

@@ -1,0 +1,175 @@
+//! Loading named tensors into a model's `ParamStore`: strict or lenient, with a report of what
+//! matched, and optional renaming of the checkpoint's keys.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use ember_layers::ParamStore;
+use ember_optim::glob_match;
+
+use crate::rename::{rename, RenameRule};
+use crate::{read_checkpoint, Error, Result};
+
+/// How [`load_state`] matches a checkpoint to a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Fail (loading nothing) unless every model tensor is loaded and every checkpoint tensor
+    /// used, with equal shapes. Lenient loading loads what matches and reports the rest.
+    pub strict: bool,
+    /// Renaming rules applied to the checkpoint's names, in order, before matching.
+    pub rename: Vec<RenameRule>,
+    /// Glob patterns (`_fc.*`) of model tensors to leave as they are (a replaced head): neither
+    /// loaded nor reported missing, and checkpoint tensors of that name are not unexpected.
+    pub skip: Vec<String>,
+}
+
+impl LoadOptions {
+    /// Strict loading, no renaming.
+    pub fn strict() -> Self {
+        Self { strict: true, ..Self::default() }
+    }
+
+    /// Lenient loading, no renaming.
+    pub fn lenient() -> Self {
+        Self::default()
+    }
+
+    /// Adds a renaming rule.
+    pub fn with_rule(mut self, rule: RenameRule) -> Self {
+        self.rename.push(rule);
+        self
+    }
+
+    /// Leaves model tensors matching `pattern` untouched.
+    pub fn skipping(mut self, pattern: impl Into<String>) -> Self {
+        self.skip.push(pattern.into());
+        self
+    }
+}
+
+/// A tensor present on both sides with different shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    /// The (renamed) name.
+    pub name: String,
+    /// The model's shape.
+    pub model: Vec<usize>,
+    /// The checkpoint's shape.
+    pub checkpoint: Vec<usize>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Model tensors overwritten from the checkpoint.
+    pub loaded: Vec<String>,
+    /// Model tensors the checkpoint lacks (left at their initial values).
+    pub missing: Vec<String>,
+    /// Checkpoint tensors (after renaming) the model does not have.
+    pub unexpected: Vec<String>,
+    /// Tensors on both sides whose shapes differ (left at their initial values).
+    pub mismatched: Vec<ShapeMismatch>,
+    /// Model tensors left alone on purpose ([`LoadOptions::skip`]).
+    pub skipped: Vec<String>,
+}
+
+impl LoadReport {
+    /// Whether everything matched (what strict loading requires).
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+
+    /// A one-line summary: counts and the first few names of each kind.
+    pub fn summary(&self) -> String {
+        fn few(names: &[String]) -> String {
+            let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+            let more = if names.len() > 3 { format!(", ... ({} more)", names.len() - 3) } else { String::new() };
+            format!("{}{more}", shown.join(", "))
+        }
+        let mut parts = vec![format!("{} loaded", self.loaded.len())];
+        if !self.missing.is_empty() {
+            parts.push(format!("{} missing: {}", self.missing.len(), few(&self.missing)));
+        }
+        if !self.unexpected.is_empty() {
+            parts.push(format!("{} unexpected: {}", self.unexpected.len(), few(&self.unexpected)));
+        }
+        if !self.mismatched.is_empty() {
+            let shown: Vec<String> = self
+                .mismatched
+                .iter()
+                .take(3)
+                .map(|m| format!("{} model {:?} vs checkpoint {:?}", m.name, m.model, m.checkpoint))
+                .collect();
+            parts.push(format!("{} shape mismatches: {}", self.mismatched.len(), shown.join(", ")));
+        }
+        if !self.skipped.is_empty() {
+            parts.push(format!("{} skipped", self.skipped.len()));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Whether the key is one PyTorch saves but ember does not keep (see `ember_layers::BUFFER_NAMES`).
+fn ignorable(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
+/// Loads `tensors` into `store` by name (after `options.rename`). Strict mode checks
+/// everything first and loads nothing on a mismatch ([`Error::StateMismatch`], naming the
+/// tensors); lenient mode loads what matches. `source` names the checkpoint in errors.
+pub fn load_state(
+    store: &ParamStore,
+    tensors: Vec<(String, Tensor)>,
+    options: &LoadOptions,
+    source: &str,
+) -> Result<LoadReport> {
+    let model: BTreeMap<String, Tensor> = store.state().into_iter().collect();
+    let skipped = |name: &str| options.skip.iter().any(|p| glob_match(p, name));
+    let mut report = LoadReport::default();
+    let mut to_load = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, value) in tensors {
+        let name = rename(&options.rename, &name);
+        if skipped(&name) {
+            continue;
+        }
+        match model.get(&name) {
+            None if ignorable(&name) => {}
+            None => report.unexpected.push(name),
+            Some(current) if current.dims() != value.dims() => {
+                seen.insert(name.clone());
+                report.mismatched.push(ShapeMismatch {
+                    name,
+                    model: current.dims().to_vec(),
+                    checkpoint: value.dims().to_vec(),
+                });
+            }
+            Some(_) => {
+                seen.insert(name.clone());
+                to_load.push((name, value));
+            }
+        }
+    }
+    for name in model.keys() {
+        if skipped(name) {
+            report.skipped.push(name.clone());
+        } else if !seen.contains(name) {
+            report.missing.push(name.clone());
+        }
+    }
+    if options.strict && !report.is_complete() {
+        return Err(Error::StateMismatch { source_name: source.to_string(), summary: report.summary() });
+    }
+    for (name, value) in to_load {
+        store.assign(&name, &value)?;
+        report.loaded.push(name);
+    }
+    Ok(report)
+}
+
+/// Reads the checkpoint at `path` (safetensors or PyTorch) and [`load_state`]s it into `store`.
+pub fn load_weights(store: &ParamStore, path: &Path, options: &LoadOptions) -> Result<LoadReport> {
+    let (_, tensors) = read_checkpoint(path)?;
+    load_state(store, tensors, options, &path.display().to_string())
+}
