@@ -114,7 +114,8 @@ fn cross_entropy_ignores_the_ignore_index_and_rejects_bad_targets() {
     .unwrap();
     let ours = cross_entropy(&logits, &targets, Some(-100)).unwrap();
     assert!(max_rel_diff(&ours, &expected) < 1e-12);
-    let report = check_gradients(|t| cross_entropy(&t[0], &targets, Some(-100)), std::slice::from_ref(&logits), 1e-6).unwrap();
+    let report =
+        check_gradients(|t| cross_entropy(&t[0], &targets, Some(-100)), std::slice::from_ref(&logits), 1e-6).unwrap();
     assert!(report.max_rel_error < 1e-6, "{report:?}");
     let err = cross_entropy(&logits, &Tensor::new(&[0u32, 1, 3, 0], &Device::Cpu).unwrap(), None).unwrap_err();
     assert!(err.to_string().contains("class 3") && err.to_string().contains("row 2"), "{err}");
