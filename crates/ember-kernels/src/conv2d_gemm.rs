@@ -10,7 +10,7 @@
 //! skips im2col: the input plane already is `col`.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -22,6 +22,7 @@ use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
+use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -483,8 +484,10 @@ impl Conv2dOp {
             }
         }
     }
+}
 
-    fn run(
+impl WeightedOp for Conv2dOp {
+    fn forward(
         &self,
         x: (&CpuStorage, &Layout),
         w: (&CpuStorage, &Layout),
@@ -534,14 +537,14 @@ impl Conv2dOp {
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
-    fn grads(
+    fn gradients(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<[Option<Tensor>; 3]> {
+    ) -> Result<[Option<CpuStorage>; 3]> {
         let g = ConvGeometry::new(x.shape(), w.shape(), self.params)?;
         let needs = Needs { x: x.track_op(), weight: w.track_op(), bias: b.is_some_and(|b| b.track_op()) };
         let grad = grad.contiguous()?;
@@ -581,55 +584,8 @@ impl Conv2dOp {
             CpuStorage::F64(_) => go::<f64>(self, &g, needs, s)?,
             other => candle_core::bail!("conv2d backward: unsupported dtype {:?}", other.dtype()),
         };
-        let [dx, dw, db] = out;
-        let tensor = |s: Option<CpuStorage>, shape: &Shape| -> Option<Tensor> {
-            s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape.clone(), candle_core::op::BackpropOp::none(), false))
-        };
-        Ok([tensor(dx, x.shape()), tensor(dw, w.shape()), b.and_then(|b| tensor(db, b.shape()))])
+        Ok(out)
     }
 }
 
-impl CustomOp2 for Conv2dOp {
-    fn name(&self) -> &'static str {
-        "ember-conv2d"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = self.grads(x, w, None, res, grad)?;
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp3 for Conv2dOp {
-    fn name(&self) -> &'static str {
-        "ember-conv2d-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = self.grads(x, w, Some(b), res, grad)?;
-        Ok((dx, dw, db))
-    }
-}
+impl_weighted_custom_ops!(Conv2dOp, "ember-conv2d", "ember-conv2d-bias");

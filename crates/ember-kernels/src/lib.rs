@@ -36,6 +36,7 @@ mod linear;
 mod matmul;
 mod max_pool;
 pub mod process;
+mod weighted_op;
 
 pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};

@@ -3,12 +3,12 @@
 //! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
 //! gradient tensors.
 
-use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul, Mat};
+use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
 ///
@@ -77,8 +77,8 @@ fn forward<T: Float>(
     y
 }
 
-impl LinearOp {
-    fn run(
+impl WeightedOp for LinearOp {
+    fn forward(
         &self,
         x: (&CpuStorage, &Layout),
         w: (&CpuStorage, &Layout),
@@ -112,14 +112,14 @@ impl LinearOp {
         Ok((out, Shape::from((n, o))))
     }
 
-    fn grads(
+    fn gradients(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<[Option<Tensor>; 3]> {
+    ) -> Result<[Option<CpuStorage>; 3]> {
         let (n, i) = x.dims2()?;
         let o = w.dim(0)?;
         let grad = grad.contiguous()?;
@@ -170,59 +170,12 @@ impl LinearOp {
             Ok([dx, dw, db])
         }
         let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];
-        let [dx, dw, db] = match xs {
-            CpuStorage::F32(_) => go::<f32>(self.0, s, (n, i, o), needs)?,
-            CpuStorage::F64(_) => go::<f64>(self.0, s, (n, i, o), needs)?,
+        match xs {
+            CpuStorage::F32(_) => go::<f32>(self.0, s, (n, i, o), needs),
+            CpuStorage::F64(_) => go::<f64>(self.0, s, (n, i, o), needs),
             _ => candle_core::bail!("linear backward: unsupported dtype"),
-        };
-        let tensor = |s: Option<CpuStorage>, shape: &Shape| {
-            s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape.clone(), BackpropOp::none(), false))
-        };
-        Ok([tensor(dx, x.shape()), tensor(dw, w.shape()), b.and_then(|b| tensor(db, b.shape()))])
+        }
     }
 }
 
-impl CustomOp2 for LinearOp {
-    fn name(&self) -> &'static str {
-        "ember-linear"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = self.grads(x, w, None, res, grad)?;
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "ember-linear-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = self.grads(x, w, Some(b), res, grad)?;
-        Ok((dx, dw, db))
-    }
-}
+impl_weighted_custom_ops!(LinearOp, "ember-linear", "ember-linear-bias");

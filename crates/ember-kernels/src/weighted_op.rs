@@ -1,0 +1,112 @@
+//! The shape shared by ember's ops with a weight and an optional bias (`(x, w[, b])`): one
+//! forward and one backward implementation serve candle's `CustomOp2` (no bias) and
+//! `CustomOp3` (bias) interfaces.
+
+use candle_core::op::BackpropOp;
+use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor};
+
+/// An op on `(x, weight[, bias])`.
+pub(crate) trait WeightedOp {
+    /// Forward on CPU storages; `bias` is `None` for the two-operand form.
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)>;
+
+    /// Gradients of `x`, `w` and `bias` (each `None` when not needed), from the op's output `res`
+    /// and its gradient.
+    fn gradients(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<CpuStorage>; 3]>;
+}
+
+/// Wraps computed gradient storages as constant tensors of the operands' shapes.
+pub(crate) fn gradient_tensors(
+    grads: [Option<CpuStorage>; 3],
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> [Option<Tensor>; 3] {
+    let tensor = |s: Option<CpuStorage>, shape: &Shape| {
+        s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape.clone(), BackpropOp::none(), false))
+    };
+    let [dx, dw, db] = grads;
+    [tensor(dx, x.shape()), tensor(dw, w.shape()), bias.and_then(|b| tensor(db, b.shape()))]
+}
+
+/// Implements `CustomOp2` (`$name`) and `CustomOp3` (`$name_bias`) for a [`WeightedOp`].
+macro_rules! impl_weighted_custom_ops {
+    ($op:ty, $name:literal, $name_bias:literal) => {
+        impl candle_core::CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::weighted_op::WeightedOp::forward(self, (s1, l1), (s2, l2), None)
+            }
+
+            fn bwd(
+                &self,
+                x: &candle_core::Tensor,
+                w: &candle_core::Tensor,
+                res: &candle_core::Tensor,
+                grad: &candle_core::Tensor,
+            ) -> candle_core::Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+                let g = $crate::weighted_op::WeightedOp::gradients(self, x, w, None, res, grad)?;
+                let [dx, dw, _] = $crate::weighted_op::gradient_tensors(g, x, w, None);
+                Ok((dx, dw))
+            }
+        }
+
+        impl candle_core::CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                $name_bias
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CpuStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                $crate::weighted_op::WeightedOp::forward(self, (s1, l1), (s2, l2), Some((s3, l3)))
+            }
+
+            #[allow(clippy::type_complexity)]
+            fn bwd(
+                &self,
+                x: &candle_core::Tensor,
+                w: &candle_core::Tensor,
+                b: &candle_core::Tensor,
+                res: &candle_core::Tensor,
+                grad: &candle_core::Tensor,
+            ) -> candle_core::Result<(
+                Option<candle_core::Tensor>,
+                Option<candle_core::Tensor>,
+                Option<candle_core::Tensor>,
+            )> {
+                let g = $crate::weighted_op::WeightedOp::gradients(self, x, w, Some(b), res, grad)?;
+                let [dx, dw, db] = $crate::weighted_op::gradient_tensors(g, x, w, Some(b));
+                Ok((dx, dw, db))
+            }
+        }
+    };
+}
+pub(crate) use impl_weighted_custom_ops;
