@@ -10,7 +10,7 @@
 //! skips im2col: the input plane already is `col`.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, Layout, Result, Shape};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -537,24 +537,9 @@ impl WeightedOp for Conv2dOp {
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
-    fn gradients(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: Option<&Tensor>,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<[Option<CpuStorage>; 3]> {
-        let g = ConvGeometry::new(x.shape(), w.shape(), self.params)?;
-        let needs = Needs { x: x.track_op(), weight: w.track_op(), bias: b.is_some_and(|b| b.track_op()) };
-        let grad = grad.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (ys, yl) = res.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(ys), Storage::Cpu(gs)) = (&*xs, &*ws, &*ys, &*gs) else {
-            candle_core::bail!("conv2d backward: expected CPU tensors")
-        };
+    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+        let g = ConvGeometry::new(s[0].1.shape(), s[1].1.shape(), self.params)?;
+        let needs = Needs { x: needs[0], weight: needs[1], bias: needs[2] };
         fn go<T: Float>(
             op: &Conv2dOp,
             g: &ConvGeometry,
@@ -578,13 +563,11 @@ impl WeightedOp for Conv2dOp {
             };
             Ok([grads.x.map(T::wrap), grads.weight.map(T::wrap), grads.bias.map(T::wrap)])
         }
-        let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];
-        let out = match xs {
-            CpuStorage::F32(_) => go::<f32>(self, &g, needs, s)?,
-            CpuStorage::F64(_) => go::<f64>(self, &g, needs, s)?,
+        match s[0].0 {
+            CpuStorage::F32(_) => go::<f32>(self, &g, needs, s),
+            CpuStorage::F64(_) => go::<f64>(self, &g, needs, s),
             other => candle_core::bail!("conv2d backward: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok(out)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
 //! gradient tensors.
 
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
@@ -112,25 +112,9 @@ impl WeightedOp for LinearOp {
         Ok((out, Shape::from((n, o))))
     }
 
-    fn gradients(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: Option<&Tensor>,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<[Option<CpuStorage>; 3]> {
-        let (n, i) = x.dims2()?;
-        let o = w.dim(0)?;
-        let grad = grad.contiguous()?;
-        let needs = [x.track_op(), w.track_op(), b.is_some_and(|b| b.track_op())];
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (ys, yl) = res.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(ys), Storage::Cpu(gs)) = (&*xs, &*ws, &*ys, &*gs) else {
-            candle_core::bail!("linear backward: expected CPU tensors")
-        };
+    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+        let (n, i) = s[0].1.shape().dims2()?;
+        let o = s[1].1.shape().dims2()?.0;
         fn go<T: Float>(
             act: FusedActivation,
             s: [(&CpuStorage, &Layout); 4],
@@ -169,8 +153,7 @@ impl WeightedOp for LinearOp {
             });
             Ok([dx, dw, db])
         }
-        let s = [(xs, xl), (ws, wl), (ys, yl), (gs, gl)];
-        match xs {
+        match s[0].0 {
             CpuStorage::F32(_) => go::<f32>(self.0, s, (n, i, o), needs),
             CpuStorage::F64(_) => go::<f64>(self.0, s, (n, i, o), needs),
             _ => candle_core::bail!("linear backward: unsupported dtype"),

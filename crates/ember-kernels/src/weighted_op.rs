@@ -15,20 +15,37 @@ pub(crate) trait WeightedOp {
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)>;
 
-    /// Gradients of `x`, `w` and `bias` (each `None` when not needed), from the op's output `res`
-    /// and its gradient.
-    fn gradients(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        bias: Option<&Tensor>,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<[Option<CpuStorage>; 3]>;
+    /// Gradients of `x`, `w` and `bias` (each `None` unless `needs` asks for it), from the
+    /// storages of `[x, w, output, output gradient]` (the gradient already contiguous).
+    fn gradients(&self, storages: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]>;
+}
+
+/// The backward pass of a [`WeightedOp`]: which gradients are needed (`Tensor::track_op`), the
+/// operands' CPU storages, the op's gradients, wrapped as tensors.
+pub(crate) fn backward<O: WeightedOp>(
+    op: &O,
+    name: &str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    res: &Tensor,
+    grad: &Tensor,
+) -> Result<[Option<Tensor>; 3]> {
+    let needs = [x.track_op(), w.track_op(), bias.is_some_and(|b| b.track_op())];
+    let grad = grad.contiguous()?;
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (ys, yl) = res.storage_and_layout();
+    let (gs, gl) = grad.storage_and_layout();
+    let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(ys), Storage::Cpu(gs)) = (&*xs, &*ws, &*ys, &*gs) else {
+        candle_core::bail!("{name} backward: expected CPU tensors")
+    };
+    let grads = op.gradients([(xs, xl), (ws, wl), (ys, yl), (gs, gl)], needs)?;
+    Ok(gradient_tensors(grads, x, w, bias))
 }
 
 /// Wraps computed gradient storages as constant tensors of the operands' shapes.
-pub(crate) fn gradient_tensors(
+fn gradient_tensors(
     grads: [Option<CpuStorage>; 3],
     x: &Tensor,
     w: &Tensor,
@@ -66,8 +83,7 @@ macro_rules! impl_weighted_custom_ops {
                 res: &candle_core::Tensor,
                 grad: &candle_core::Tensor,
             ) -> candle_core::Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
-                let g = $crate::weighted_op::WeightedOp::gradients(self, x, w, None, res, grad)?;
-                let [dx, dw, _] = $crate::weighted_op::gradient_tensors(g, x, w, None);
+                let [dx, dw, _] = $crate::weighted_op::backward(self, $name, x, w, None, res, grad)?;
                 Ok((dx, dw))
             }
         }
@@ -102,8 +118,7 @@ macro_rules! impl_weighted_custom_ops {
                 Option<candle_core::Tensor>,
                 Option<candle_core::Tensor>,
             )> {
-                let g = $crate::weighted_op::WeightedOp::gradients(self, x, w, Some(b), res, grad)?;
-                let [dx, dw, db] = $crate::weighted_op::gradient_tensors(g, x, w, Some(b));
+                let [dx, dw, db] = $crate::weighted_op::backward(self, $name_bias, x, w, Some(b), res, grad)?;
                 Ok((dx, dw, db))
             }
         }
