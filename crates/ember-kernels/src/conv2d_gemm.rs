@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv::Conv2dParams;
+use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
@@ -255,15 +256,50 @@ pub(crate) fn forward<T: Float>(
     }
     let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
+    let direct = DirectConv::plan(weight, bias, g);
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
-        let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; g.ck() * g.ohw()] };
+        let mut scratch = Scratch::new(g, direct.as_ref());
         for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
             let image = chunk * per_chunk + i;
             let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-            forward_image(x_img, weight, bias, act, g, &mut col, y_img, gemm_threads);
+            scratch.forward_image(x_img, weight, bias, act, g, y_img, gemm_threads);
         }
     });
     y
+}
+
+/// A thread's scratch for the forward pass: the direct kernel's buffers where it applies,
+/// else the im2col matrix.
+enum Scratch<'a, T> {
+    Direct(&'a DirectConv, DirectScratch),
+    Gemm(Vec<T>),
+}
+
+impl<'a, T: Float> Scratch<'a, T> {
+    fn new(g: &ConvGeometry, direct: Option<&'a DirectConv>) -> Self {
+        match direct {
+            Some(d) => Self::Direct(d, d.scratch()),
+            None if g.pointwise() => Self::Gemm(Vec::new()),
+            None => Self::Gemm(vec![T::ZERO; g.ck() * g.ohw()]),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_image(
+        &mut self,
+        x_img: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        act: FusedActivation,
+        g: &ConvGeometry,
+        y_img: &mut [T],
+        gemm_threads: usize,
+    ) {
+        match self {
+            Self::Direct(d, s) => d.forward_image(x_img, act, s, y_img),
+            Self::Gemm(col) => forward_image(x_img, weight, bias, act, g, col, y_img, gemm_threads),
+        }
+    }
 }
 
 /// Forward pass with a max pool after the activation: returns the pooled output and, per
@@ -281,16 +317,21 @@ pub(crate) fn forward_pooled<T: Float>(
     let mut y = vec![T::ZERO; g.b * pooled_image];
     let mut indices = vec![0u32; g.b * pooled_image];
     let (per_chunk, gemm_threads) = chunking(g.b);
+    let direct = DirectConv::plan(weight, bias, g);
     y.par_chunks_mut(per_chunk * pooled_image)
         .zip(indices.par_chunks_mut(per_chunk * pooled_image))
         .enumerate()
         .for_each(|(chunk, (ys, ix))| {
-            let mut col = if g.pointwise() { Vec::new() } else { vec![T::ZERO; g.ck() * g.ohw()] };
+            let mut scratch = Scratch::new(g, direct.as_ref());
             let mut full = vec![T::ZERO; g.out_image()];
             for (i, (y_img, ix_img)) in ys.chunks_mut(pooled_image).zip(ix.chunks_mut(pooled_image)).enumerate() {
                 let image = chunk * per_chunk + i;
                 let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-                forward_image(x_img, weight, bias, act, g, &mut col, &mut full, gemm_threads);
+                if let Scratch::Direct(d, s) = &mut scratch {
+                    d.forward_image_pooled(x_img, act, s, pool, y_img, Some(ix_img));
+                    continue;
+                }
+                scratch.forward_image(x_img, weight, bias, act, g, &mut full, gemm_threads);
                 let pohw = pool.oh * pool.ow;
                 for (c, plane) in full.chunks(g.ohw()).enumerate() {
                     pool_plane(

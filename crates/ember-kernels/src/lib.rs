@@ -26,6 +26,7 @@
 mod activation;
 mod avg_pool;
 mod conv;
+mod conv2d_direct;
 mod conv2d_gemm;
 mod cross_entropy;
 mod depthwise;

@@ -1,0 +1,537 @@
+//! Direct 2-D convolution forward for f32 on AVX-512 CPUs: no im2col, no GEMM packing.
+//!
+//! For stride 1 (no dilation, one group) an output channel's plane, computed over the full
+//! padded input width `wp` instead of the output width, is a sum of *contiguous* runs of the
+//! padded input: `y[co][oy*wp + ox] = b[co] + Σ_(c,ky,kx) w[co][c][ky][kx] · xp[c][(oy+ky)*wp + ox+kx]`,
+//! i.e. every kernel tap reads the input plane shifted by the fixed offset `c*hp*wp + ky*wp + kx`.
+//! The kernel walks that flat index in vectors of 16, keeps a tile of 3 vectors x 8 output
+//! channels (24 accumulators) in registers, and per tap loads 3 input vectors and broadcasts 8
+//! weights (packed once per call so they sit side by side). Bias and activation are applied in
+//! registers; the `kw - 1` columns per row computed past the output width are dropped when the
+//! planes are compacted. The wide rows cost `wp / ow` extra work (13/11 for the classic CNN's
+//! second convolution), less than im2col + packing did.
+//!
+//! The GEMM path (`conv2d_gemm`) remains for everything else: f64, strides, dilations, groups,
+//! 1x1 convolutions, CPUs without AVX-512, and layers too wide for the register tile to pay off.
+
+use crate::activation::FusedActivation;
+use crate::conv2d_gemm::ConvGeometry;
+use crate::element::Float;
+use crate::max_pool::{pool_plane, Plane, Pool2dParams};
+
+/// Output channels per register tile.
+const CHANNELS: usize = 8;
+/// Input vectors (of 16 f32) per register tile.
+const VECTORS: usize = 3;
+/// f32 lanes of an AVX-512 register.
+const LANES: usize = 16;
+/// Largest `c_in * kh * kw` the direct kernel takes (the packed weights of a channel tile stay
+/// in L1; wider layers are GEMM-bound and use the GEMM path).
+const MAX_TAPS: usize = 1152;
+
+/// A planned direct convolution: the geometry it was made for and the packed weights.
+#[derive(Debug)]
+pub(crate) struct DirectConv {
+    /// `[channel tile][tap][CHANNELS]`, zero-padded to whole tiles.
+    packed: Vec<f32>,
+    /// Flat offset of each tap (`c*hp*wp + ky*wp + kx`) in the padded input.
+    offsets: Vec<usize>,
+    bias: Vec<f32>,
+    tiles: usize,
+    hp: usize,
+    wp: usize,
+    /// Vectors covering one wide output plane (`oh * wp` elements).
+    vectors: usize,
+    g: ConvGeometry,
+}
+
+/// Per-thread scratch: the zero-padded input image and the wide output planes.
+pub(crate) struct DirectScratch {
+    padded: Vec<f32>,
+    wide: Vec<f32>,
+    /// One compacted `oh x ow` plane, for pools without a vectorised path.
+    compact: Vec<f32>,
+}
+
+/// Whether the CPU runs the kernel (AVX-512F), checked once.
+fn cpu_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            std::is_x86_feature_detected!("avx512f") && std::env::var("EMBER_DIRECT_CONV").map_or(true, |v| v != "0")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The slice as f32 when `T` is f32.
+fn as_f32<T: Float>(s: &[T]) -> Option<&[f32]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32, so the slice's memory is a valid [f32] of the same length.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+    } else {
+        None
+    }
+}
+
+/// The mutable slice as f32 when `T` is f32.
+fn as_f32_mut<T: Float>(s: &mut [T]) -> Option<&mut [f32]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: as in `as_f32`; the borrow is carried over.
+        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
+    } else {
+        None
+    }
+}
+
+impl DirectConv {
+    /// Plans the direct kernel for this convolution, or `None` when it does not apply (see the
+    /// module docs) and the GEMM path should run.
+    pub fn plan<T: Float>(weight: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Option<Self> {
+        let weight = as_f32(weight)?;
+        let p = g.p;
+        let taps = g.c * g.kh * g.kw;
+        let shape_fits = p.groups == 1
+            && p.stride == 1
+            && p.dilation == 1
+            && g.kh * g.kw > 1
+            && taps <= MAX_TAPS
+            && weight.len() == g.o * taps;
+        if !shape_fits || !cpu_supported() {
+            return None;
+        }
+        let (hp, wp) = (g.h + 2 * p.padding, g.w + 2 * p.padding);
+        let tiles = g.o.div_ceil(CHANNELS);
+        let mut packed = vec![0f32; tiles * taps * CHANNELS];
+        for co in 0..g.o {
+            let (tile, lane) = (co / CHANNELS, co % CHANNELS);
+            for (k, &v) in weight[co * taps..(co + 1) * taps].iter().enumerate() {
+                packed[(tile * taps + k) * CHANNELS + lane] = v;
+            }
+        }
+        let mut offsets = Vec::with_capacity(taps);
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    offsets.push(c * hp * wp + ky * wp + kx);
+                }
+            }
+        }
+        let mut b = vec![0f32; tiles * CHANNELS];
+        if let Some(bias) = bias {
+            b[..g.o].copy_from_slice(as_f32(bias)?);
+        }
+        let vectors = (g.oh * wp).div_ceil(LANES);
+        Some(Self { packed, offsets, bias: b, tiles, hp, wp, vectors, g: *g })
+    }
+
+    /// Scratch for one thread (allocated once per chunk of images).
+    pub fn scratch(&self) -> DirectScratch {
+        // The last tap of the last vector reads up to `c*hp*wp + kw - 1 + LANES - 1` (the wide
+        // rows run `kw - 1` past each plane's last output row): zeros pad the end.
+        let padded = vec![0f32; self.g.c * self.hp * self.wp + self.g.kw + 2 * LANES];
+        // Two vectors of slack: the vectorised pool reads 32 elements from a row's start.
+        let wide = vec![0f32; self.tiles * CHANNELS * self.plane() + 2 * LANES];
+        DirectScratch { padded, wide, compact: vec![0f32; self.g.oh * self.g.ow] }
+    }
+
+    /// One image: `y_img (o x oh x ow) = act(conv(x_img) + bias)`.
+    pub fn forward_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch, y_img: &mut [T]) {
+        let Some(y) = as_f32_mut(y_img) else { unreachable!("a DirectConv is only planned for f32") };
+        assert!(y.len() == self.g.o * self.g.oh * self.g.ow, "direct conv: output image size");
+        self.wide_image(x_img, act, s);
+        let (oh, ow, wp, plane) = (self.g.oh, self.g.ow, self.wp, self.plane());
+        for co in 0..self.g.o {
+            for oy in 0..oh {
+                let src = &s.wide[co * plane + oy * wp..co * plane + oy * wp + ow];
+                y[(co * oh + oy) * ow..(co * oh + oy + 1) * ow].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// One image followed by a max pool: `y_img (o x poh x pow)`, and with `indices` each pooled
+    /// cell's first maximum as a flat index into the `oh x ow` plane (what the fused backward
+    /// expects). The classic 2x2 / stride 2 pool runs vectorised straight off the wide planes;
+    /// other pools compact each plane first.
+    pub fn forward_image_pooled<T: Float>(
+        &self,
+        x_img: &[T],
+        act: FusedActivation,
+        s: &mut DirectScratch,
+        pool: &Plane,
+        y_img: &mut [T],
+        mut indices: Option<&mut [u32]>,
+    ) {
+        let Some(y) = as_f32_mut(y_img) else { unreachable!("a DirectConv is only planned for f32") };
+        let g = &self.g;
+        let pohw = pool.oh * pool.ow;
+        assert!(y.len() == g.o * pohw && indices.as_ref().is_none_or(|ix| ix.len() == y.len()), "direct conv: pooled sizes");
+        self.wide_image(x_img, act, s);
+        let plane = self.plane();
+        let classic = pool.p == Pool2dParams::square(2) && pool.h == g.oh && pool.w == g.ow;
+        for co in 0..g.o {
+            let wide = &s.wide[co * plane..(co + 1) * plane + 2 * LANES];
+            let out = &mut y[co * pohw..(co + 1) * pohw];
+            let ix = indices.as_deref_mut().map(|ix| &mut ix[co * pohw..(co + 1) * pohw]);
+            #[cfg(target_arch = "x86_64")]
+            if classic {
+                // SAFETY: AVX-512F is present (checked when planning); the wide plane holds
+                // `oh * wp` elements plus 2 vectors of slack, the largest read of the pool.
+                if unsafe { avx512::pool_2x2(wide, self.wp, g.ow, pool.oh, pool.ow, out, ix) } {
+                    continue;
+                }
+                // A NaN in the plane: the generic pool below gives PyTorch's NaN semantics.
+                let ix = indices.as_deref_mut().map(|ix| &mut ix[co * pohw..(co + 1) * pohw]);
+                self.pool_compacted(wide, &mut s.compact, pool, out, ix);
+                continue;
+            }
+            self.pool_compacted(wide, &mut s.compact, pool, out, ix);
+        }
+    }
+
+    fn pool_compacted(&self, wide: &[f32], compact: &mut [f32], pool: &Plane, out: &mut [f32], ix: Option<&mut [u32]>) {
+        let (oh, ow, wp) = (self.g.oh, self.g.ow, self.wp);
+        for oy in 0..oh {
+            compact[oy * ow..(oy + 1) * ow].copy_from_slice(&wide[oy * wp..oy * wp + ow]);
+        }
+        pool_plane(&compact[..oh * ow], out, ix, pool);
+    }
+
+    /// Elements of one wide output plane in the scratch.
+    fn plane(&self) -> usize {
+        self.vectors * LANES
+    }
+
+    /// Computes one image's wide output planes into `s.wide` (f32 only).
+    fn wide_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch) {
+        let Some(x) = as_f32(x_img) else { unreachable!("a DirectConv is only planned for f32") };
+        let g = &self.g;
+        let pad = g.p.padding;
+        let (h, w, hp, wp) = (g.h, g.w, self.hp, self.wp);
+        assert!(x.len() == g.c * h * w, "direct conv: input image size");
+        for c in 0..g.c {
+            for iy in 0..h {
+                let dst = c * hp * wp + (iy + pad) * wp + pad;
+                for (d, v) in s.padded[dst..dst + w].iter_mut().zip(&x[(c * h + iy) * w..(c * h + iy + 1) * w]) {
+                    *d = *v;
+                }
+            }
+        }
+        let plane = self.plane();
+        let taps = self.offsets.len();
+        assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        for tile in 0..self.tiles {
+            let weights = &self.packed[tile * taps * CHANNELS..(tile + 1) * taps * CHANNELS];
+            let bias = &self.bias[tile * CHANNELS..(tile + 1) * CHANNELS];
+            let out = &mut s.wide[tile * CHANNELS * plane..(tile + 1) * CHANNELS * plane];
+            let mut v = 0;
+            while v < self.vectors {
+                let run = (self.vectors - v).min(VECTORS);
+                // SAFETY: AVX-512F is present (checked when planning); reads end at
+                // `offsets[last] + plane <= padded.len()` and writes at `CHANNELS * plane ==
+                // out.len()`, both asserted above.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    match run {
+                        3 => avx512::tile::<3>(&s.padded, &self.offsets, weights, bias, v * LANES, act, out, plane),
+                        2 => avx512::tile::<2>(&s.padded, &self.offsets, weights, bias, v * LANES, act, out, plane),
+                        _ => avx512::tile::<1>(&s.padded, &self.offsets, weights, bias, v * LANES, act, out, plane),
+                    }
+                }
+                v += run;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{CHANNELS, LANES};
+    use crate::activation::FusedActivation;
+
+    /// `out[j][p0 + 16i ..] = act(bias[j] + Σ_k w[k][j] · x[offsets[k] + p0 + 16i ..])` for the
+    /// tile's 8 channels `j` and `V` vectors `i`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` must hold `offsets[k] + p0 + 16 V` elements for every
+    /// `k`, `out` must hold `7 * out_stride + p0 + 16 V`, `w` must hold `8 * offsets.len()`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile<const V: usize>(
+        x: &[f32],
+        offsets: &[usize],
+        w: &[f32],
+        bias: &[f32],
+        p0: usize,
+        act: FusedActivation,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        // SAFETY: the caller upholds the contract above.
+        unsafe {
+            debug_assert!(w.len() >= CHANNELS * offsets.len() && bias.len() >= CHANNELS);
+            debug_assert!(out.len() >= (CHANNELS - 1) * out_stride + p0 + LANES * V);
+            let mut acc = [[_mm512_setzero_ps(); V]; CHANNELS];
+            for (j, row) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(bias[j]);
+                for a in row.iter_mut() {
+                    *a = b;
+                }
+            }
+            let xb = x.as_ptr().add(p0);
+            let mut wk = w.as_ptr();
+            for &off in offsets {
+                debug_assert!(off + p0 + LANES * V <= x.len());
+                let xk = xb.add(off);
+                let mut xv = [_mm512_setzero_ps(); V];
+                for (i, v) in xv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(xk.add(LANES * i));
+                }
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_set1_ps(*wk.add(j));
+                    for (a, v) in row.iter_mut().zip(&xv) {
+                        *a = _mm512_fmadd_ps(*v, wv, *a);
+                    }
+                }
+                wk = wk.add(CHANNELS);
+            }
+            let zero = _mm512_setzero_ps();
+            let six = _mm512_set1_ps(6.0);
+            let o = out.as_mut_ptr().add(p0);
+            for (j, row) in acc.iter().enumerate() {
+                for (i, &a) in row.iter().enumerate() {
+                    // `max(a, 0)` returns 0 for NaN, as the scalar ReLU does.
+                    let v = match act {
+                        FusedActivation::Identity => a,
+                        FusedActivation::Relu => _mm512_max_ps(a, zero),
+                        FusedActivation::Relu6 => _mm512_min_ps(_mm512_max_ps(a, zero), six),
+                    };
+                    _mm512_storeu_ps(o.add(j * out_stride + LANES * i), v);
+                }
+            }
+        }
+    }
+
+    /// The 2x2 / stride 2 max pool of one wide plane (row stride `wp`, output width `ow`)
+    /// into `out (poh x pow)`, and with `ix` each cell's first maximum in row-major window
+    /// order as a flat index `y * ow + x` into the compact plane. The same choices as the
+    /// scalar `pool_plane`: a later element wins only when strictly greater. Returns `false`
+    /// when the plane holds a NaN (the caller then redoes it with NaN semantics).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `wide` must hold `2 * poh * wp + 32` elements, `2 * pow`
+    /// must be at most `ow <= wp`, and `out` (and `ix`) must hold `poh * pow` elements.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pool_2x2(
+        wide: &[f32],
+        wp: usize,
+        ow: usize,
+        poh: usize,
+        pow: usize,
+        out: &mut [f32],
+        mut ix: Option<&mut [u32]>,
+    ) -> bool {
+        debug_assert!(wide.len() >= 2 * poh * wp + 2 * LANES && 2 * pow <= ow && ow <= wp);
+        debug_assert!(out.len() >= poh * pow && ix.as_ref().is_none_or(|ix| ix.len() >= poh * pow));
+        // SAFETY: the caller upholds the contract above; every read lies below
+        // `(2 * poh - 1) * wp + 2 * (pow - 1) + 32 <= wide.len()`.
+        unsafe {
+            let evens: [i32; 16] = std::array::from_fn(|i| 2 * i as i32);
+            let odds: [i32; 16] = std::array::from_fn(|i| 2 * i as i32 + 1);
+            let (even, odd) = (_mm512_loadu_epi32(evens.as_ptr()), _mm512_loadu_epi32(odds.as_ptr()));
+            let one = _mm512_set1_epi32(1);
+            let mut nan: __mmask16 = 0;
+            for py in 0..poh {
+                let r0 = wide.as_ptr().add(2 * py * wp);
+                let r1 = r0.add(wp);
+                let mut px = 0;
+                while px < pow {
+                    let n = (pow - px).min(LANES);
+                    let mask: __mmask16 = if n == LANES { 0xffff } else { ((1u32 << n) - 1) as u16 };
+                    let (a0, a1) = (_mm512_loadu_ps(r0.add(2 * px)), _mm512_loadu_ps(r0.add(2 * px + LANES)));
+                    let (b0, b1) = (_mm512_loadu_ps(r1.add(2 * px)), _mm512_loadu_ps(r1.add(2 * px + LANES)));
+                    let (te, to) = (_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1));
+                    let (be, bo) = (_mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1));
+                    for v in [te, to, be, bo] {
+                        nan |= _mm512_mask_cmp_ps_mask::<_CMP_UNORD_Q>(mask, v, v);
+                    }
+                    let top_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(to, te);
+                    let top = _mm512_mask_blend_ps(top_odd, te, to);
+                    let bottom_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bo, be);
+                    let bottom = _mm512_mask_blend_ps(bottom_odd, be, bo);
+                    let bottom_wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bottom, top);
+                    let m = _mm512_mask_blend_ps(bottom_wins, top, bottom);
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(py * pow + px), mask, m);
+                    if let Some(ix) = ix.as_deref_mut() {
+                        // Window (py, px + lane) starts at row 2py, column 2 (px + lane).
+                        let start = _mm512_add_epi32(_mm512_set1_epi32((2 * py * ow + 2 * px) as i32), even);
+                        let top_i = _mm512_mask_add_epi32(start, top_odd, start, one);
+                        let below = _mm512_add_epi32(start, _mm512_set1_epi32(ow as i32));
+                        let bottom_i = _mm512_mask_add_epi32(below, bottom_odd, below, one);
+                        let idx = _mm512_mask_blend_epi32(bottom_wins, top_i, bottom_i);
+                        _mm512_mask_storeu_epi32(ix.as_mut_ptr().add(py * pow + px).cast::<i32>(), mask, idx);
+                    }
+                    px += LANES;
+                }
+            }
+            nan == 0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::Conv2dParams;
+    use candle_core::Shape;
+
+    /// The convolution by its definition, in f64.
+    fn reference(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry, act: FusedActivation) -> Vec<f32> {
+        let pad = g.p.padding as isize;
+        let mut y = vec![0f32; g.o * g.oh * g.ow];
+        for co in 0..g.o {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = b[co] as f64;
+                    for c in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let (iy, ix) = (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                    let xv = x[(c * g.h + iy as usize) * g.w + ix as usize] as f64;
+                                    s += xv * w[((co * g.c + c) * g.kh + ky) * g.kw + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[(co * g.oh + oy) * g.ow + ox] = s as f32;
+                }
+            }
+        }
+        act.apply(&mut y);
+        y
+    }
+
+    #[test]
+    fn direct_kernel_equals_the_definition_over_tiles_remainders_and_padding() {
+        if !cpu_supported() {
+            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+            return;
+        }
+        // (c, o, h, w, k, padding): channel counts that leave partial tiles of 8, planes whose
+        // vector count leaves 1 or 2 vectors after the runs of 3, even/odd kernels, padding.
+        let cases = [
+            (1, 32, 28, 28, 3, 0),
+            (32, 64, 13, 13, 3, 0),
+            (3, 19, 9, 11, 3, 1),
+            (5, 8, 7, 6, 2, 0),
+            (2, 3, 10, 5, 5, 2),
+            (7, 17, 12, 12, 4, 1),
+            (4, 9, 1, 1, 3, 1),
+        ];
+        let mut seed = 12345u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        };
+        for (c, o, h, w, k, padding) in cases {
+            let p = Conv2dParams { padding, ..Conv2dParams::default() };
+            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
+            let wt: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..o).map(|_| next()).collect();
+            let plan = DirectConv::plan(&wt, Some(&b), &g).expect("the direct kernel applies");
+            let mut scratch = plan.scratch();
+            for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {
+                let mut y = vec![f32::NAN; o * g.oh * g.ow];
+                // Twice with the same scratch: leftovers of one image must not leak into the next.
+                plan.forward_image(&x, act, &mut scratch, &mut y);
+                plan.forward_image(&x, act, &mut scratch, &mut y);
+                let want = reference(&x, &wt, &b, &g, act);
+                for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                    assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "case {c}x{o} {h}x{w} k{k} p{padding} {act:?}: [{i}] {a} vs {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn direct_kernel_with_pool_equals_the_definition_then_the_scalar_pool_including_ties_and_nan() {
+        if !cpu_supported() {
+            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+            return;
+        }
+        let mut seed = 99u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Small integers: many exact ties inside pooling windows.
+            ((seed >> 33) % 5) as f32 - 2.0
+        };
+        // (c, o, h, w, k, padding, pool): widths that give 1, 6, 13 and 19 (> 16) pooled columns.
+        let square = Pool2dParams::square(2);
+        let overlapping = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) };
+        let cases = [
+            (1, 32, 28, 28, 3, 0, square),
+            (32, 64, 13, 13, 3, 0, square),
+            (2, 11, 40, 42, 3, 1, square),
+            (3, 5, 4, 5, 2, 0, square),
+            (2, 9, 12, 13, 3, 1, overlapping),
+        ];
+        for (case, (c, o, h, w, k, padding, pool)) in cases.into_iter().enumerate() {
+            let p = Conv2dParams { padding, ..Conv2dParams::default() };
+            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let (poh, pow) = pool.output_size(g.oh, g.ow).unwrap();
+            let plane = Plane { h: g.oh, w: g.ow, oh: poh, ow: pow, p: pool };
+            let mut x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
+            if case == 1 {
+                x[5] = f32::NAN;
+            }
+            let wt: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..o).map(|_| next()).collect();
+            let plan = DirectConv::plan(&wt, Some(&b), &g).expect("the direct kernel applies");
+            let mut scratch = plan.scratch();
+            for act in [FusedActivation::Identity, FusedActivation::Relu] {
+                let full = reference(&x, &wt, &b, &g, act);
+                let (mut want, mut want_ix) = (vec![0f32; o * poh * pow], vec![0u32; o * poh * pow]);
+                for co in 0..o {
+                    let cells = co * poh * pow..(co + 1) * poh * pow;
+                    let conv = &full[co * g.oh * g.ow..(co + 1) * g.oh * g.ow];
+                    pool_plane(conv, &mut want[cells.clone()], Some(&mut want_ix[cells]), &plane);
+                }
+                let (mut y, mut ix) = (vec![0f32; want.len()], vec![7u32; want.len()]);
+                plan.forward_image_pooled(&x, act, &mut scratch, &plane, &mut y, Some(&mut ix));
+                for i in 0..want.len() {
+                    let same = y[i] == want[i] || (y[i].is_nan() && want[i].is_nan());
+                    assert!(same && ix[i] == want_ix[i], "case {case} {act:?} cell {i}: {} @{} vs {} @{}", y[i], ix[i], want[i], want_ix[i]);
+                }
+                let mut values_only = vec![0f32; want.len()];
+                plan.forward_image_pooled(&x, act, &mut scratch, &plane, &mut values_only, None);
+                assert!(values_only.iter().zip(&y).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())), "case {case}: without indices");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_kernel_is_not_planned_for_shapes_it_does_not_cover() {
+        let g = |p: Conv2dParams, k: usize| {
+            ConvGeometry::new(&Shape::from((1, 4, 9, 9)), &Shape::from((4, 4 / p.groups, k, k)), p).unwrap()
+        };
+        let w = vec![0f32; 4 * 4 * 9];
+        for p in [
+            Conv2dParams { stride: 2, ..Conv2dParams::default() },
+            Conv2dParams { dilation: 2, ..Conv2dParams::default() },
+            Conv2dParams { groups: 2, ..Conv2dParams::default() },
+        ] {
+            assert!(DirectConv::plan(&w[..4 * 4 / p.groups * 9], None, &g(p, 3)).is_none(), "{p:?}");
+        }
+        assert!(DirectConv::plan(&w[..16], None, &g(Conv2dParams::default(), 1)).is_none(), "1x1");
+        let w64 = vec![0f64; 4 * 4 * 9];
+        assert!(DirectConv::plan(&w64, None, &g(Conv2dParams::default(), 3)).is_none(), "f64");
+    }
+}
