@@ -105,6 +105,11 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `EMBER_BENCH_EPOCH=N`: each stack also trains N one-epoch runs (the accuracy column).
+fn epoch_runs() -> Option<usize> {
+    std::env::var("EMBER_BENCH_EPOCH").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0)
+}
+
 /// The classic-CNN table: ember and plain candle-nn from the end-to-end bench, then PyTorch and
 /// TensorFlow-Keras from `scripts/peer_cnn_bench.py` on the same data, in markdown.
 fn end_to_end_table(out_dir: &Path, threads: &str) -> anyhow::Result<()> {
@@ -130,8 +135,8 @@ fn end_to_end_table(out_dir: &Path, threads: &str) -> anyhow::Result<()> {
         let mut cmd = std::process::Command::new(python);
         cmd.arg(workspace_root().join("scripts/peer_cnn_bench.py")).arg(framework).arg(data);
         cmd.args(["--threads", threads]);
-        if std::env::var("EMBER_BENCH_EPOCH").is_ok_and(|v| v == "1") {
-            cmd.arg("--epoch");
+        if let Some(runs) = epoch_runs() {
+            cmd.args(["--epoch", "--epoch-runs", &runs.to_string()]);
         }
         let output = cmd.output()?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -148,8 +153,9 @@ fn end_to_end_table(out_dir: &Path, threads: &str) -> anyhow::Result<()> {
     let Some(&(_, ember_train, ember_infer, _)) = rows.first() else { return Ok(()) };
     let mut table = format!(
         "classic CNN, {}, batch 64, {threads} threads\n\n| stack | train img/s | infer img/s | ember train speed-up | \
-         ember infer speed-up | test acc. after 1 epoch |\n|---|---|---|---|---|---|\n",
-        e2e["data"].as_str().unwrap_or("?")
+         ember infer speed-up | test acc. after 1 epoch{} |\n|---|---|---|---|---|---|\n",
+        e2e["data"].as_str().unwrap_or("?"),
+        epoch_runs().filter(|&n| n > 1).map_or(String::new(), |n| format!(" (mean of {n})"))
     );
     for (name, t, i, acc) in &rows {
         let acc = acc.map_or("—".to_string(), |a| format!("{:.2} %", a * 100.0));

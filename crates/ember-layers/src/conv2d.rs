@@ -5,6 +5,8 @@ use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 use ember_kernels::{Conv2dParams, FusedActivation};
 
+use crate::weight_init::WeightInit;
+
 /// Configuration for [`Conv2d`] (PyTorch's `nn.Conv2d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dConfig {
@@ -21,17 +23,20 @@ pub struct Conv2dConfig {
     /// PyTorch's `padding="same"`: pad so the output has the input's size (stride 1 only;
     /// odd totals put the extra row/column at the bottom/right). `params.padding` is ignored.
     pub same_padding: bool,
+    /// Initialisation of new parameters (PyTorch's by default).
+    pub init: WeightInit,
 }
 
 impl Conv2dConfig {
     /// `c_in -> c_out` with a `kernel x kernel` window, stride 1, no padding, with bias.
     pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false }
+        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false, init: WeightInit::PyTorch }
     }
 }
 
 /// 2-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k, k)` and
-/// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does.
+/// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does unless the config's
+/// [`WeightInit`] says otherwise.
 ///
 /// # Shapes
 /// - input: `(b, c_in, h, w)`
@@ -65,9 +70,10 @@ impl Conv2d {
         }
         let shape = (cfg.c_out, cfg.c_in / groups, cfg.kernel, cfg.kernel);
         let fan_in = cfg.c_in / groups * cfg.kernel * cfg.kernel;
-        let init = candle_init(Init::pytorch_default(fan_in));
-        let weight = vb.get_with_hints(shape, "weight", init)?;
-        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
+        let fan_out = cfg.c_out / groups * cfg.kernel * cfg.kernel;
+        let weight = vb.get_with_hints(shape, "weight", candle_init(cfg.init.weight(fan_in, fan_out)))?;
+        let bias_init = candle_init(cfg.init.bias(fan_in));
+        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", bias_init)?) } else { None };
         Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
     }
 

@@ -62,6 +62,7 @@ mod param_store;
 mod recurrent;
 mod rnn;
 mod sequential;
+mod weight_init;
 
 pub use activation::Activation;
 pub use adaptive_avg_pool2d::{AdaptiveAvgPool2d, GlobalAvgPool2d};
@@ -84,3 +85,4 @@ pub use param_store::{ParamStore, BUFFER_NAMES};
 pub use recurrent::{RecurrentConfig, RecurrentOutput};
 pub use rnn::{Rnn, RnnNonlinearity};
 pub use sequential::{Sequential, SequentialBuilder};
+pub use weight_init::WeightInit;

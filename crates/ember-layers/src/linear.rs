@@ -2,13 +2,13 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_kernels::init::Init;
 use ember_kernels::FusedActivation;
 
 use crate::conv2d::candle_init;
+use crate::weight_init::WeightInit;
 
 /// `y = x W^T + b` with parameters `{prefix}.weight` `(out, in)` and `{prefix}.bias` `(out,)`,
-/// initialised as PyTorch's `nn.Linear`.
+/// initialised as PyTorch's `nn.Linear` (or as Keras's `Dense`, see [`Linear::with_init`]).
 ///
 /// # Shapes
 /// - input: `(..., in_features)`
@@ -23,9 +23,21 @@ pub struct Linear {
 impl Linear {
     /// Reads or creates `{vb}.weight` and, when `bias` is true, `{vb}.bias`.
     pub fn new(in_features: usize, out_features: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
-        let init = candle_init(Init::pytorch_default(in_features));
-        let weight = vb.get_with_hints((out_features, in_features), "weight", init)?;
-        let bias = if bias { Some(vb.get_with_hints(out_features, "bias", init)?) } else { None };
+        Self::with_init(in_features, out_features, bias, WeightInit::PyTorch, vb)
+    }
+
+    /// As [`Linear::new`], drawing new parameters as `init` says (PyTorch's or Keras's default).
+    pub fn with_init(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        init: WeightInit,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight_init = candle_init(init.weight(in_features, out_features));
+        let weight = vb.get_with_hints((out_features, in_features), "weight", weight_init)?;
+        let bias_init = candle_init(init.bias(in_features));
+        let bias = if bias { Some(vb.get_with_hints(out_features, "bias", bias_init)?) } else { None };
         Ok(Self { name: vb.prefix(), weight, bias })
     }
 

@@ -8,8 +8,9 @@
 //!
 //! Training: 20 warm-up batches, then `EMBER_BENCH_BATCHES` (default 300) timed batches.
 //! Inference: the 10,000 test images at batch 1,000, median of 3 passes.
-//! With `EMBER_BENCH_EPOCH=1`, each stack also trains one full epoch from the same initial
-//! weights and data order and reports its test accuracy.
+//! With `EMBER_BENCH_EPOCH=N` (N >= 1), each stack also trains one full epoch in the same data
+//! order N times from fresh initial weights (ember: seeds 0..N) and reports the mean test
+//! accuracy (one epoch's accuracy moves by a few tenths of a point with the initial weights).
 //! `EMBER_BENCH_ONLY=ember` (or `candle-nn`) runs one stack only (for profiling).
 //! Writes `classic_cnn.json` to `$EMBER_BENCH_OUT` when set (`cargo xtask bench` sets it).
 //!
@@ -185,6 +186,7 @@ fn run_child(mode: &str) {
         println!("{}", serde_json::json!({ "epoch_seconds": secs, "epoch_test_accuracy": acc }));
         return;
     }
+    // (A fresh child per epoch run: candle-nn draws new initial weights in each process.)
     let cfg = ThroughputConfig { warmup_batches: 20, timed_batches: timed_batches(), inference_passes: 3 };
     let train = batches(train_set, BATCH, Some(0));
     let images: Vec<Tensor> = test.iter().map(|(x, _)| x.clone()).collect();
@@ -246,18 +248,26 @@ fn main() {
         println!("ember / candle-nn training: {:.1}x", e / c);
     }
 
-    if std::env::var("EMBER_BENCH_EPOCH").is_ok_and(|v| v == "1") {
-        if wanted("ember") {
-            let (secs, acc) = epoch(&mut Ember::new(0), train_set, &test);
-            println!("ember        one epoch: {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
-            json["ember"]["epoch_test_accuracy"] = serde_json::json!(acc);
+    let epoch_runs: usize = std::env::var("EMBER_BENCH_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    for (stack, key) in [("ember", "ember"), ("candle-nn", "candle-nn")] {
+        if epoch_runs == 0 || !wanted(stack) {
+            continue;
         }
-        if wanted("candle-nn") {
-            let r = candle_child("epoch");
-            let (secs, acc) = (r["epoch_seconds"].as_f64().unwrap(), r["epoch_test_accuracy"].as_f64().unwrap());
-            println!("candle-nn    one epoch: {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
-            json["candle-nn"]["epoch_test_accuracy"] = serde_json::json!(acc);
+        let mut accuracies = Vec::new();
+        for run in 0..epoch_runs {
+            let (secs, acc) = if stack == "ember" {
+                epoch(&mut Ember::new(run as u64), train_set.clone(), &test)
+            } else {
+                let r = candle_child("epoch");
+                (r["epoch_seconds"].as_f64().unwrap(), r["epoch_test_accuracy"].as_f64().unwrap())
+            };
+            println!("{stack:<12} one epoch (run {run}): {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
+            accuracies.push(acc);
         }
+        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+        println!("{stack:<12} one epoch: mean test accuracy {:.2} % over {epoch_runs} runs", mean * 100.0);
+        json[key]["epoch_test_accuracy"] = serde_json::json!(mean);
+        json[key]["epoch_test_accuracies"] = serde_json::json!(accuracies);
     }
     if let Some(dir) = std::env::var_os("EMBER_BENCH_OUT") {
         let dir = PathBuf::from(dir);

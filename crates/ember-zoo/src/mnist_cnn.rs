@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::FusedActivation;
-use ember_layers::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d};
+use ember_layers::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, WeightInit};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -31,11 +31,13 @@ pub struct MnistCnn {
 impl MnistCnn {
     /// Reads or creates the network's parameters under `vb`.
     pub fn new(classes: usize, vb: VarBuilder) -> Result<Self> {
+        let init = WeightInit::Keras;
+        let conv = |c_in, c_out| Conv2dConfig { init, ..Conv2dConfig::new(c_in, c_out, 3) };
         Ok(Self {
-            conv1: Conv2d::new(&Conv2dConfig::new(1, 32, 3), vb.pp("conv1"))?,
-            conv2: Conv2d::new(&Conv2dConfig::new(32, 64, 3), vb.pp("conv2"))?,
-            fc1: Linear::new(64 * 5 * 5, 128, true, vb.pp("fc1"))?,
-            fc2: Linear::new(128, classes, true, vb.pp("fc2"))?,
+            conv1: Conv2d::new(&conv(1, 32), vb.pp("conv1"))?,
+            conv2: Conv2d::new(&conv(32, 64), vb.pp("conv2"))?,
+            fc1: Linear::with_init(64 * 5 * 5, 128, true, init, vb.pp("fc1"))?,
+            fc2: Linear::with_init(128, classes, true, init, vb.pp("fc2"))?,
             pool: MaxPool2d::new(2, 2, 0),
         })
     }
