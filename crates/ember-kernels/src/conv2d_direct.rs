@@ -28,6 +28,10 @@ const LANES: usize = 16;
 /// Largest `c_in * kh * kw` the direct kernel takes (the packed weights of a channel tile stay
 /// in L1; wider layers are GEMM-bound and use the GEMM path).
 const MAX_TAPS: usize = 1152;
+/// Largest `c_in * kh * kw` whose weight gradient runs on the direct kernel.
+const MAX_GRADIENT_TAPS: usize = 32;
+/// Kernel taps per weight-gradient register tile (x 8 channels = 24 accumulators).
+const TAPS_PER_TILE: usize = 3;
 
 /// A planned direct convolution: the geometry it was made for and the packed weights.
 #[derive(Debug)]
@@ -201,13 +205,69 @@ impl DirectConv {
         pool_plane(&compact[..oh * ow], out, ix, pool);
     }
 
+    /// Whether the weight gradient should run on the direct kernel too: few taps per output
+    /// channel (a first layer on 1-3 input channels), where the GEMM `dz · colᵀ` is skinny and
+    /// im2col dominates.
+    pub fn weight_gradient_applies(&self) -> bool {
+        self.offsets.len() <= MAX_GRADIENT_TAPS
+    }
+
+    /// `dw (o x c*kh*kw) += Σ_(oy,ox) dz[co][oy][ox] · x[c][oy+ky-pad][ox+kx-pad]` for one image.
+    /// `s` must be scratch made by [`DirectConv::scratch`] and used for nothing else (the rows
+    /// of output channels past `o` and the columns past `ow` stay zero).
+    pub fn accumulate_weight_gradient<T: Float>(&self, x_img: &[T], dz_img: &[T], s: &mut DirectScratch, dw: &mut [T]) {
+        let (Some(dz), Some(dw)) = (as_f32(dz_img), as_f32_mut(dw)) else {
+            unreachable!("a DirectConv is only planned for f32")
+        };
+        let g = &self.g;
+        let (oh, ow, wp, plane, taps) = (g.oh, g.ow, self.wp, self.plane(), self.offsets.len());
+        assert!(dz.len() == g.o * oh * ow && dw.len() == g.o * taps, "direct conv: gradient sizes");
+        self.pad_input(x_img, s);
+        for co in 0..g.o {
+            for oy in 0..oh {
+                let dst = co * plane + oy * wp;
+                s.wide[dst..dst + ow].copy_from_slice(&dz[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
+            }
+        }
+        assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        let mut sums = [[0f32; CHANNELS]; TAPS_PER_TILE];
+        for tile in 0..self.tiles {
+            let dz_tile = &s.wide[tile * CHANNELS * plane..(tile + 1) * CHANNELS * plane];
+            let mut k = 0;
+            while k < taps {
+                let run = (taps - k).min(TAPS_PER_TILE);
+                let offsets = &self.offsets[k..k + run];
+                // SAFETY: AVX-512F is present (checked when planning); reads end at
+                // `offsets[last] + plane <= padded.len()` and `CHANNELS * plane == dz_tile.len()`,
+                // asserted above.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    match run {
+                        3 => avx512::weight_gradient_tile::<3>(&s.padded, offsets, dz_tile, plane, &mut sums),
+                        2 => avx512::weight_gradient_tile::<2>(&s.padded, offsets, dz_tile, plane, &mut sums),
+                        _ => avx512::weight_gradient_tile::<1>(&s.padded, offsets, dz_tile, plane, &mut sums),
+                    }
+                }
+                for (t, row) in sums.iter().enumerate().take(run) {
+                    for (j, &v) in row.iter().enumerate() {
+                        let co = tile * CHANNELS + j;
+                        if co < g.o {
+                            dw[co * taps + k + t] += v;
+                        }
+                    }
+                }
+                k += run;
+            }
+        }
+    }
+
     /// Elements of one wide output plane in the scratch.
     fn plane(&self) -> usize {
         self.vectors * LANES
     }
 
-    /// Computes one image's wide output planes into `s.wide` (f32 only).
-    fn wide_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch) {
+    /// Copies one image into the zero-padded input scratch (the borders are never written).
+    fn pad_input<T: Float>(&self, x_img: &[T], s: &mut DirectScratch) {
         let Some(x) = as_f32(x_img) else { unreachable!("a DirectConv is only planned for f32") };
         let g = &self.g;
         let pad = g.p.padding;
@@ -221,6 +281,11 @@ impl DirectConv {
                 }
             }
         }
+    }
+
+    /// Computes one image's wide output planes into `s.wide` (f32 only).
+    fn wide_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch) {
+        self.pad_input(x_img, s);
         let plane = self.plane();
         let taps = self.offsets.len();
         assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
@@ -383,6 +448,47 @@ mod avx512 {
             nan == 0
         }
     }
+
+    /// `sums[t][j] = Σ_p dz[j * plane + p] · x[offsets[t] + p]` over `p < plane` for the
+    /// tile's 8 channels `j` and `T` taps `t`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `plane` must be a multiple of 16, `dz` must hold
+    /// `8 * plane` elements and `x` `offsets[t] + plane` for every `t`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_gradient_tile<const T: usize>(
+        x: &[f32],
+        offsets: &[usize],
+        dz: &[f32],
+        plane: usize,
+        sums: &mut [[f32; CHANNELS]; super::TAPS_PER_TILE],
+    ) {
+        debug_assert!(plane % LANES == 0 && dz.len() >= CHANNELS * plane && offsets.len() == T);
+        debug_assert!(offsets.iter().all(|&o| o + plane <= x.len()));
+        // SAFETY: the caller upholds the contract above.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); T]; CHANNELS];
+            let mut p = 0;
+            while p < plane {
+                let mut xv = [_mm512_setzero_ps(); T];
+                for (v, &off) in xv.iter_mut().zip(offsets) {
+                    *v = _mm512_loadu_ps(x.as_ptr().add(off + p));
+                }
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let d = _mm512_loadu_ps(dz.as_ptr().add(j * plane + p));
+                    for (a, v) in row.iter_mut().zip(&xv) {
+                        *a = _mm512_fmadd_ps(d, *v, *a);
+                    }
+                }
+                p += LANES;
+            }
+            for (j, row) in acc.iter().enumerate() {
+                for (t, a) in row.iter().enumerate() {
+                    sums[t][j] = _mm512_reduce_add_ps(*a);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -513,6 +619,59 @@ mod tests {
                 let mut values_only = vec![0f32; want.len()];
                 plan.forward_image_pooled(&x, act, &mut scratch, &plane, &mut values_only, None);
                 assert!(values_only.iter().zip(&y).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())), "case {case}: without indices");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_weight_gradient_equals_the_definition() {
+        if !cpu_supported() {
+            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+            return;
+        }
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        };
+        // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
+        for (c, o, h, w, k, padding) in [(1, 32, 28, 28, 3, 0), (3, 16, 10, 9, 3, 1), (2, 5, 7, 8, 2, 0), (1, 9, 6, 6, 5, 2)] {
+            let p = Conv2dParams { padding, ..Conv2dParams::default() };
+            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let taps = c * k * k;
+            let wt = vec![0f32; o * taps];
+            let plan = DirectConv::plan(&wt, None, &g).expect("the direct kernel applies");
+            assert!(plan.weight_gradient_applies());
+            let mut scratch = plan.scratch();
+            let mut dw = vec![0f32; o * taps];
+            let mut want = vec![0f64; o * taps];
+            for _image in 0..2 {
+                let x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
+                let dz: Vec<f32> = (0..o * g.oh * g.ow).map(|_| next()).collect();
+                plan.accumulate_weight_gradient(&x, &dz, &mut scratch, &mut dw);
+                let pad = padding as isize;
+                for co in 0..o {
+                    for ci in 0..c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let mut s = 0f64;
+                                for oy in 0..g.oh {
+                                    for ox in 0..g.ow {
+                                        let (iy, ix) = (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
+                                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                            s += dz[(co * g.oh + oy) * g.ow + ox] as f64
+                                                * x[(ci * h + iy as usize) * w + ix as usize] as f64;
+                                        }
+                                    }
+                                }
+                                want[co * taps + (ci * k + ky) * k + kx] += s;
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, (a, e)) in dw.iter().zip(&want).enumerate() {
+                assert!((*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()), "case {c}x{o} k{k} p{padding}: dw[{i}] {a} vs {e}");
             }
         }
     }

@@ -385,10 +385,15 @@ pub(crate) fn backward<T: Float>(
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     let (per_chunk, gemm_threads) = chunking(g.b);
     let chunks = g.b.div_ceil(per_chunk);
+    // Few taps (a first layer): the weight gradient runs on the direct kernel, no im2col.
+    let direct = if needs.weight { DirectConv::plan(weight, None, g) } else { None };
+    let direct = direct.filter(DirectConv::weight_gradient_applies);
     let work = |chunk: usize, dx: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
         let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
         let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
-        let mut col = if g.pointwise() || !needs.weight { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut direct_scratch = direct.as_ref().map(DirectConv::scratch);
+        let im2col_for_dw = needs.weight && direct.is_none();
+        let mut col = if g.pointwise() || !im2col_for_dw { Vec::new() } else { vec![T::ZERO; ck * ohw] };
         let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
         let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
         let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
@@ -437,7 +442,9 @@ pub(crate) fn backward<T: Float>(
             for grp in 0..g.p.groups {
                 let dz_g = &dz_img[grp * og * ohw..(grp + 1) * og * ohw];
                 let in_group = grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w;
-                if needs.weight {
+                if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
+                    d.accumulate_weight_gradient(x_img, dz_img, s, &mut dw);
+                } else if needs.weight {
                     let x_g = &x_img[in_group.clone()];
                     let col_ref: &[T] = if g.pointwise() {
                         x_g
