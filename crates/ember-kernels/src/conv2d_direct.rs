@@ -16,7 +16,8 @@
 
 use crate::activation::FusedActivation;
 use crate::conv2d_gemm::ConvGeometry;
-use crate::element::Float;
+use crate::element::{as_f32, as_f32_mut, has_avx512f, Float};
+use crate::row_copy::copy_row;
 use crate::max_pool::{pool_plane, Plane, Pool2dParams};
 
 /// Output channels per register tile.
@@ -57,39 +58,11 @@ pub(crate) struct DirectScratch {
     compact: Vec<f32>,
 }
 
-/// Whether the CPU runs the kernel (AVX-512F), checked once.
+/// Whether the CPU runs the kernel (AVX-512F) and `EMBER_DIRECT_CONV=0` does not turn it off
+/// (for comparisons with the GEMM path), checked once.
 fn cpu_supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *SUPPORTED.get_or_init(|| {
-            std::is_x86_feature_detected!("avx512f") && std::env::var("EMBER_DIRECT_CONV").map_or(true, |v| v != "0")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The slice as f32 when `T` is f32.
-fn as_f32<T: Float>(s: &[T]) -> Option<&[f32]> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: T is f32, so the slice's memory is a valid [f32] of the same length.
-        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
-    } else {
-        None
-    }
-}
-
-/// The mutable slice as f32 when `T` is f32.
-fn as_f32_mut<T: Float>(s: &mut [T]) -> Option<&mut [f32]> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: as in `as_f32`; the borrow is carried over.
-        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
-    } else {
-        None
-    }
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    has_avx512f() && *ENABLED.get_or_init(|| std::env::var("EMBER_DIRECT_CONV").map_or(true, |v| v != "0"))
 }
 
 impl DirectConv {
@@ -152,7 +125,7 @@ impl DirectConv {
         for co in 0..self.g.o {
             for oy in 0..oh {
                 let src = &s.wide[co * plane + oy * wp..co * plane + oy * wp + ow];
-                y[(co * oh + oy) * ow..(co * oh + oy + 1) * ow].copy_from_slice(src);
+                copy_row(&mut y[(co * oh + oy) * ow..(co * oh + oy + 1) * ow], src);
             }
         }
     }
@@ -200,7 +173,7 @@ impl DirectConv {
     fn pool_compacted(&self, wide: &[f32], compact: &mut [f32], pool: &Plane, out: &mut [f32], ix: Option<&mut [u32]>) {
         let (oh, ow, wp) = (self.g.oh, self.g.ow, self.wp);
         for oy in 0..oh {
-            compact[oy * ow..(oy + 1) * ow].copy_from_slice(&wide[oy * wp..oy * wp + ow]);
+            copy_row(&mut compact[oy * ow..(oy + 1) * ow], &wide[oy * wp..oy * wp + ow]);
         }
         pool_plane(&compact[..oh * ow], out, ix, pool);
     }
@@ -226,7 +199,7 @@ impl DirectConv {
         for co in 0..g.o {
             for oy in 0..oh {
                 let dst = co * plane + oy * wp;
-                s.wide[dst..dst + ow].copy_from_slice(&dz[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
+                copy_row(&mut s.wide[dst..dst + ow], &dz[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
             }
         }
         assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
@@ -276,9 +249,7 @@ impl DirectConv {
         for c in 0..g.c {
             for iy in 0..h {
                 let dst = c * hp * wp + (iy + pad) * wp + pad;
-                for (d, v) in s.padded[dst..dst + w].iter_mut().zip(&x[(c * h + iy) * w..(c * h + iy + 1) * w]) {
-                    *d = *v;
-                }
+                copy_row(&mut s.padded[dst..dst + w], &x[(c * h + iy) * w..(c * h + iy + 1) * w]);
             }
         }
     }

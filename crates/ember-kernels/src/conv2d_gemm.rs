@@ -20,6 +20,7 @@ use crate::conv::Conv2dParams;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
+use crate::row_copy::copy_row;
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
@@ -139,11 +140,7 @@ fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
                     }
                     let start = (lo as isize * s as isize + x_off) as usize;
                     if s == 1 {
-                        // An explicit loop, not `copy_from_slice`: rows are short (a few dozen
-                        // elements) and a `memcpy` call per row costs more than the copy.
-                        for (d, v) in out[lo..hi].iter_mut().zip(&src[start..start + hi - lo]) {
-                            *d = *v;
-                        }
+                        copy_row(&mut out[lo..hi], &src[start..start + hi - lo]);
                     } else {
                         for (i, v) in out[lo..hi].iter_mut().enumerate() {
                             *v = src[start + i * s];

@@ -37,6 +37,7 @@ mod linear;
 mod matmul;
 mod max_pool;
 pub mod process;
+mod row_copy;
 mod weighted_op;
 
 pub use activation::{activate, relu, FusedActivation};
