@@ -29,10 +29,13 @@ const LANES: usize = 16;
 /// Largest `c_in * kh * kw` the direct kernel takes (the packed weights of a channel tile stay
 /// in L1; wider layers are GEMM-bound and use the GEMM path).
 const MAX_TAPS: usize = 1152;
-/// Largest `c_in * kh * kw` whose weight gradient runs on the direct kernel.
-const MAX_GRADIENT_TAPS: usize = 32;
-/// Kernel taps per weight-gradient register tile (x 8 channels = 24 accumulators).
+/// Largest `c_in * kh * kw` whose weight gradient vectorises over pixels (more taps vectorise
+/// over output channels).
+const MAX_PIXEL_VECTOR_TAPS: usize = 32;
+/// Kernel taps per pixel-vectorised weight-gradient tile (x 8 channels = 24 accumulators).
 const TAPS_PER_TILE: usize = 3;
+/// Kernel taps per channel-vectorised weight-gradient tile (x 4 vectors of 16 channels).
+const TAPS_PER_CHANNEL_TILE: usize = 6;
 
 /// A planned direct convolution: the geometry it was made for and the packed weights.
 #[derive(Debug)]
@@ -56,6 +59,10 @@ pub(crate) struct DirectScratch {
     wide: Vec<f32>,
     /// One compacted `oh x ow` plane, for pools without a vectorised path.
     compact: Vec<f32>,
+    /// Weight gradient, many-tap kernel: the output gradient pixel-major (`oh*ow x o16`) and
+    /// the tap-major accumulator (`taps x o16`), `o16` = channels rounded up to 16.
+    dz_t: Vec<f32>,
+    dw_t: Vec<f32>,
 }
 
 /// Whether the CPU runs the kernel (AVX-512F) and `EMBER_DIRECT_CONV=0` does not turn it off
@@ -113,7 +120,7 @@ impl DirectConv {
         let padded = vec![0f32; self.g.c * self.hp * self.wp + self.g.kw + 2 * LANES];
         // Two vectors of slack: the vectorised pool reads 32 elements from a row's start.
         let wide = vec![0f32; self.tiles * CHANNELS * self.plane() + 2 * LANES];
-        DirectScratch { padded, wide, compact: vec![0f32; self.g.oh * self.g.ow] }
+        DirectScratch { padded, wide, compact: vec![0f32; self.g.oh * self.g.ow], dz_t: Vec::new(), dw_t: Vec::new() }
     }
 
     /// One image: `y_img (o x oh x ow) = act(conv(x_img) + bias)`.
@@ -178,24 +185,97 @@ impl DirectConv {
         pool_plane(&compact[..oh * ow], out, ix, pool);
     }
 
-    /// Whether the weight gradient should run on the direct kernel too: few taps per output
-    /// channel (a first layer on 1-3 input channels), where the GEMM `dz · colᵀ` is skinny and
-    /// im2col dominates.
-    pub fn weight_gradient_applies(&self) -> bool {
-        self.offsets.len() <= MAX_GRADIENT_TAPS
+    /// Scratch for the weight gradient (one per thread): [`DirectConv::scratch`] plus the
+    /// transposed output gradient and the tap-major gradient accumulator.
+    pub fn gradient_scratch(&self) -> DirectScratch {
+        let mut s = self.scratch();
+        if self.offsets.len() > MAX_PIXEL_VECTOR_TAPS {
+            let o16 = self.g.o.next_multiple_of(LANES);
+            s.dz_t = vec![0f32; self.g.oh * self.g.ow * o16];
+            s.dw_t = vec![0f32; self.offsets.len() * o16];
+        }
+        s
     }
 
-    /// `dw (o x c*kh*kw) += Σ_(oy,ox) dz[co][oy][ox] · x[c][oy+ky-pad][ox+kx-pad]` for one image.
-    /// `s` must be scratch made by [`DirectConv::scratch`] and used for nothing else (the rows
-    /// of output channels past `o` and the columns past `ow` stay zero).
+    /// Adds one image's weight gradient,
+    /// `dw[co][c][ky][kx] += Σ_(oy,ox) dz[co][oy][ox] · x[c][oy+ky-pad][ox+kx-pad]`, to `dw`
+    /// (`o x c*kh*kw`) or to the scratch's accumulator; [`DirectConv::flush_weight_gradient`]
+    /// moves the accumulator into `dw` after the last image. `s` must come from
+    /// [`DirectConv::gradient_scratch`] and serve nothing else.
+    ///
+    /// Two kernels: few taps (a first layer on 1-3 channels) vectorise over the wide plane, 8
+    /// channels x 3 taps at a time, reduced per image; more taps vectorise over output channels
+    /// (up to 64 x 6 taps at a time), broadcasting the input, with the output gradient transposed
+    /// to pixel-major first. Neither builds im2col.
     pub fn accumulate_weight_gradient<T: Float>(&self, x_img: &[T], dz_img: &[T], s: &mut DirectScratch, dw: &mut [T]) {
         let (Some(dz), Some(dw)) = (as_f32(dz_img), as_f32_mut(dw)) else {
             unreachable!("a DirectConv is only planned for f32")
         };
         let g = &self.g;
-        let (oh, ow, wp, plane, taps) = (g.oh, g.ow, self.wp, self.plane(), self.offsets.len());
-        assert!(dz.len() == g.o * oh * ow && dw.len() == g.o * taps, "direct conv: gradient sizes");
+        let taps = self.offsets.len();
+        assert!(dz.len() == g.o * g.oh * g.ow && dw.len() == g.o * taps, "direct conv: gradient sizes");
         self.pad_input(x_img, s);
+        if taps > MAX_PIXEL_VECTOR_TAPS {
+            self.weight_gradient_by_channels(dz, s);
+        } else {
+            self.weight_gradient_by_pixels(dz, s, dw);
+        }
+    }
+
+    /// Adds the accumulated weight gradient (many-tap kernel) to `dw` and clears it.
+    pub fn flush_weight_gradient<T: Float>(&self, s: &mut DirectScratch, dw: &mut [T]) {
+        let Some(dw) = as_f32_mut(dw) else { unreachable!("a DirectConv is only planned for f32") };
+        if s.dw_t.is_empty() {
+            return;
+        }
+        let (taps, o16) = (self.offsets.len(), self.g.o.next_multiple_of(LANES));
+        for co in 0..self.g.o {
+            for k in 0..taps {
+                dw[co * taps + k] += s.dw_t[k * o16 + co];
+            }
+        }
+        s.dw_t.fill(0.0);
+    }
+
+    fn weight_gradient_by_channels(&self, dz: &[f32], s: &mut DirectScratch) {
+        let g = &self.g;
+        let (oh, ow, ohw, taps) = (g.oh, g.ow, g.oh * g.ow, self.offsets.len());
+        let o16 = g.o.next_multiple_of(LANES);
+        assert!(s.dz_t.len() == ohw * o16 && s.dw_t.len() == taps * o16, "direct conv: gradient scratch");
+        // Pixel-major output gradient; the columns of channels past `o` stay zero.
+        for (co, row) in dz.chunks_exact(ohw).enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                s.dz_t[p * o16 + co] = v;
+            }
+        }
+        assert!(self.offsets[taps - 1] + (oh - 1) * self.wp + ow <= s.padded.len());
+        for co0 in (0..o16).step_by(4 * LANES) {
+            let vectors = ((o16 - co0) / LANES).min(4);
+            for k in (0..taps).step_by(TAPS_PER_CHANNEL_TILE) {
+                let run = (taps - k).min(TAPS_PER_CHANNEL_TILE);
+                // A short last block repeats its first tap; those sums are dropped.
+                let offsets: [usize; TAPS_PER_CHANNEL_TILE] = std::array::from_fn(|t| self.offsets[k + t.min(run - 1)]);
+                let out = &mut s.dw_t[k * o16..(k + run) * o16];
+                let geometry = (oh, ow, self.wp, o16, co0, run);
+                // SAFETY: AVX-512F is present (checked when planning); the reads of `padded`
+                // end below `offsets[last] + (oh-1)*wp + ow` (asserted above), those of `dz_t`
+                // at `ohw * o16`, and the writes at `run * o16 == out.len()`.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    match vectors {
+                        4 => avx512::weight_gradient_by_channels::<4>(&s.padded, &offsets, &s.dz_t, geometry, out),
+                        3 => avx512::weight_gradient_by_channels::<3>(&s.padded, &offsets, &s.dz_t, geometry, out),
+                        2 => avx512::weight_gradient_by_channels::<2>(&s.padded, &offsets, &s.dz_t, geometry, out),
+                        _ => avx512::weight_gradient_by_channels::<1>(&s.padded, &offsets, &s.dz_t, geometry, out),
+                    }
+                }
+            }
+        }
+    }
+
+    fn weight_gradient_by_pixels(&self, dz: &[f32], s: &mut DirectScratch, dw: &mut [f32]) {
+        let g = &self.g;
+        let (oh, ow, wp, plane, taps) = (g.oh, g.ow, self.wp, self.plane(), self.offsets.len());
         for co in 0..g.o {
             for oy in 0..oh {
                 let dst = co * plane + oy * wp;
@@ -460,6 +540,52 @@ mod avx512 {
             }
         }
     }
+
+    /// `out[t][co0 + c] += Σ_(oy,ox) dz_t[oy*ow + ox][co0 + c] · x[offsets[t] + oy*wp + ox]` for
+    /// `V` vectors of 16 channels `c` and the first `run` of the 6 taps `t`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` must hold `offsets[t] + (oh-1)*wp + ow` elements for
+    /// every `t`, `dz_t` `oh*ow*o16` with `co0 + 16 V <= o16`, `out` `run * o16`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_gradient_by_channels<const V: usize>(
+        x: &[f32],
+        offsets: &[usize; super::TAPS_PER_CHANNEL_TILE],
+        dz_t: &[f32],
+        (oh, ow, wp, o16, co0, run): (usize, usize, usize, usize, usize, usize),
+        out: &mut [f32],
+    ) {
+        const T: usize = super::TAPS_PER_CHANNEL_TILE;
+        debug_assert!(co0 + LANES * V <= o16 && dz_t.len() >= oh * ow * o16 && out.len() >= run * o16 && run <= T);
+        debug_assert!(offsets.iter().all(|&o| o + (oh - 1) * wp + ow <= x.len()));
+        // SAFETY: the caller upholds the contract above.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; T];
+            let xs = x.as_ptr();
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let d_row = dz_t.as_ptr().add((oy * ow + ox) * o16 + co0);
+                    let mut d = [_mm512_setzero_ps(); V];
+                    for (v, dv) in d.iter_mut().enumerate() {
+                        *dv = _mm512_loadu_ps(d_row.add(LANES * v));
+                    }
+                    let q = oy * wp + ox;
+                    for (row, &off) in acc.iter_mut().zip(offsets) {
+                        let xv = _mm512_set1_ps(*xs.add(off + q));
+                        for (a, dv) in row.iter_mut().zip(&d) {
+                            *a = _mm512_fmadd_ps(*dv, xv, *a);
+                        }
+                    }
+                }
+            }
+            for (t, row) in acc.iter().enumerate().take(run) {
+                for (v, a) in row.iter().enumerate() {
+                    let o = out.as_mut_ptr().add(t * o16 + co0 + LANES * v);
+                    _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), *a));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -606,20 +732,33 @@ mod tests {
             ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
         };
         // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
-        for (c, o, h, w, k, padding) in [(1, 32, 28, 28, 3, 0), (3, 16, 10, 9, 3, 1), (2, 5, 7, 8, 2, 0), (1, 9, 6, 6, 5, 2)] {
+        // Then many taps (the channel-vectorised kernel): the classic second layer, 64+ channels
+        // in several blocks, channel counts off multiples of 16, tap counts off multiples of 6.
+        for (c, o, h, w, k, padding) in [
+            (1, 32, 28, 28, 3, 0),
+            (3, 16, 10, 9, 3, 1),
+            (2, 5, 7, 8, 2, 0),
+            (1, 9, 6, 6, 5, 2),
+            (32, 64, 13, 13, 3, 0),
+            (5, 80, 6, 7, 3, 1),
+            (7, 21, 5, 9, 2, 0),
+            (9, 3, 4, 4, 3, 1),
+        ] {
             let p = Conv2dParams { padding, ..Conv2dParams::default() };
             let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
             let taps = c * k * k;
             let wt = vec![0f32; o * taps];
             let plan = DirectConv::plan(&wt, None, &g).expect("the direct kernel applies");
-            assert!(plan.weight_gradient_applies());
-            let mut scratch = plan.scratch();
+            let mut scratch = plan.gradient_scratch();
             let mut dw = vec![0f32; o * taps];
             let mut want = vec![0f64; o * taps];
             for _image in 0..2 {
                 let x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
                 let dz: Vec<f32> = (0..o * g.oh * g.ow).map(|_| next()).collect();
                 plan.accumulate_weight_gradient(&x, &dz, &mut scratch, &mut dw);
+                if _image == 1 {
+                    plan.flush_weight_gradient(&mut scratch, &mut dw);
+                }
                 let pad = padding as isize;
                 for co in 0..o {
                     for ci in 0..c {

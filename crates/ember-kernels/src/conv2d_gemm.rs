@@ -382,13 +382,12 @@ pub(crate) fn backward<T: Float>(
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     let (per_chunk, gemm_threads) = chunking(g.b);
     let chunks = g.b.div_ceil(per_chunk);
-    // Few taps (a first layer): the weight gradient runs on the direct kernel, no im2col.
+    // Where the direct kernel applies, the weight gradient runs on it: no im2col.
     let direct = if needs.weight { DirectConv::plan(weight, None, g) } else { None };
-    let direct = direct.filter(DirectConv::weight_gradient_applies);
     let work = |chunk: usize, dx: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
         let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
         let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
-        let mut direct_scratch = direct.as_ref().map(DirectConv::scratch);
+        let mut direct_scratch = direct.as_ref().map(DirectConv::gradient_scratch);
         let im2col_for_dw = needs.weight && direct.is_none();
         let mut col = if g.pointwise() || !im2col_for_dw { Vec::new() } else { vec![T::ZERO; ck * ohw] };
         let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
@@ -474,6 +473,9 @@ pub(crate) fn backward<T: Float>(
                     }
                 }
             }
+        }
+        if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
+            d.flush_weight_gradient(s, &mut dw);
         }
         (dw, db)
     };
