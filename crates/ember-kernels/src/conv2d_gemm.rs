@@ -21,6 +21,7 @@ use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
 use crate::row_copy::copy_row;
+use crate::unpool::unpool_plane;
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
@@ -183,16 +184,6 @@ fn col2im<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T]) {
                     }
                 }
             }
-        }
-    }
-}
-
-/// `plane[ix[k]] += dy[k]` where `passes(y[k])` (`ix[k] == u32::MAX`: a window in the padding).
-#[inline(always)]
-fn scatter<T: Float>(plane: &mut [T], ix: &[u32], y: &[T], dy: &[T], passes: impl Fn(T) -> bool) {
-    for ((&i, &yv), &gv) in ix.iter().zip(y).zip(dy) {
-        if i != u32::MAX {
-            plane[i as usize] += if passes(yv) { gv } else { T::ZERO };
         }
     }
 }
@@ -412,19 +403,10 @@ pub(crate) fn backward<T: Float>(
                     // maximum's activated value).
                     let pohw = pool.oh * pool.ow;
                     let at = image * g.o * pohw;
-                    dz.fill(T::ZERO);
                     for (c, plane) in dz.chunks_mut(ohw).enumerate() {
                         let cells = at + c * pohw..at + (c + 1) * pohw;
                         let (ix, y, dy) = (&indices[cells.clone()], &y[cells.clone()], &dy[cells]);
-                        // One loop per activation so the test is not re-dispatched per cell.
-                        match act {
-                            FusedActivation::Identity => scatter(plane, ix, y, dy, |_| true),
-                            FusedActivation::Relu => scatter(plane, ix, y, dy, |v| v > T::ZERO),
-                            FusedActivation::Relu6 => {
-                                let six = T::from_f64(6.0);
-                                scatter(plane, ix, y, dy, |v| v > T::ZERO && v < six)
-                            }
-                        }
+                        unpool_plane(plane, ix, y, dy, act, pool);
                     }
                     &dz
                 }

@@ -38,6 +38,7 @@ mod matmul;
 mod max_pool;
 pub mod process;
 mod row_copy;
+mod unpool;
 mod weighted_op;
 
 pub use activation::{activate, relu, FusedActivation};
