@@ -67,6 +67,22 @@ pub fn conv2d_activation_max_pool(
     act: FusedActivation,
     pool: Option<Pool2dParams>,
 ) -> Result<Tensor> {
+    conv2d_activation_max_pool_t(xs, weight, bias, p, act, pool, true)
+}
+
+/// [`conv2d_activation_max_pool`] with candle's `forward_t` flag: with `train = false` the op
+/// does not record the pool's argmax (inference: less memory written, a faster forward pass).
+/// Gradients through such an output are still right: the backward pass recomputes the argmax
+/// first, at the cost of one more forward pass.
+pub fn conv2d_activation_max_pool_t(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    act: FusedActivation,
+    pool: Option<Pool2dParams>,
+    train: bool,
+) -> Result<Tensor> {
     let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
     let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
     if !native || (pool.is_some() && crate::depthwise::applies(&g)) {
@@ -88,7 +104,7 @@ pub fn conv2d_activation_max_pool(
             candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
         }
     }
-    let op = Conv2dOp::new(p, act, pool);
+    let op = Conv2dOp::new(p, act, pool, train);
     let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
     match bias {
         Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),

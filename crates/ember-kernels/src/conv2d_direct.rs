@@ -17,8 +17,8 @@
 use crate::activation::FusedActivation;
 use crate::conv2d_gemm::ConvGeometry;
 use crate::element::{as_f32, as_f32_mut, has_avx512f, Float};
-use crate::row_copy::copy_row;
 use crate::max_pool::{pool_plane, Plane, Pool2dParams};
+use crate::row_copy::copy_row;
 
 /// Output channels per register tile.
 const CHANNELS: usize = 8;
@@ -153,7 +153,10 @@ impl DirectConv {
         let Some(y) = as_f32_mut(y_img) else { unreachable!("a DirectConv is only planned for f32") };
         let g = &self.g;
         let pohw = pool.oh * pool.ow;
-        assert!(y.len() == g.o * pohw && indices.as_ref().is_none_or(|ix| ix.len() == y.len()), "direct conv: pooled sizes");
+        assert!(
+            y.len() == g.o * pohw && indices.as_ref().is_none_or(|ix| ix.len() == y.len()),
+            "direct conv: pooled sizes"
+        );
         self.wide_image(x_img, act, s);
         let plane = self.plane();
         let classic = pool.p == Pool2dParams::square(2) && pool.h == g.oh && pool.w == g.ow;
@@ -658,7 +661,10 @@ mod tests {
                 plan.forward_image(&x, act, &mut scratch, &mut y);
                 let want = reference(&x, &wt, &b, &g, act);
                 for (i, (a, e)) in y.iter().zip(&want).enumerate() {
-                    assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "case {c}x{o} {h}x{w} k{k} p{padding} {act:?}: [{i}] {a} vs {e}");
+                    assert!(
+                        (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                        "case {c}x{o} {h}x{w} k{k} p{padding} {act:?}: [{i}] {a} vs {e}"
+                    );
                 }
             }
         }
@@ -711,11 +717,21 @@ mod tests {
                 plan.forward_image_pooled(&x, act, &mut scratch, &plane, &mut y, Some(&mut ix));
                 for i in 0..want.len() {
                     let same = y[i] == want[i] || (y[i].is_nan() && want[i].is_nan());
-                    assert!(same && ix[i] == want_ix[i], "case {case} {act:?} cell {i}: {} @{} vs {} @{}", y[i], ix[i], want[i], want_ix[i]);
+                    assert!(
+                        same && ix[i] == want_ix[i],
+                        "case {case} {act:?} cell {i}: {} @{} vs {} @{}",
+                        y[i],
+                        ix[i],
+                        want[i],
+                        want_ix[i]
+                    );
                 }
                 let mut values_only = vec![0f32; want.len()];
                 plan.forward_image_pooled(&x, act, &mut scratch, &plane, &mut values_only, None);
-                assert!(values_only.iter().zip(&y).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())), "case {case}: without indices");
+                assert!(
+                    values_only.iter().zip(&y).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())),
+                    "case {case}: without indices"
+                );
             }
         }
     }
@@ -767,7 +783,8 @@ mod tests {
                                 let mut s = 0f64;
                                 for oy in 0..g.oh {
                                     for ox in 0..g.ow {
-                                        let (iy, ix) = (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
+                                        let (iy, ix) =
+                                            (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
                                         if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                             s += dz[(co * g.oh + oy) * g.ow + ox] as f64
                                                 * x[(ci * h + iy as usize) * w + ix as usize] as f64;
@@ -781,7 +798,10 @@ mod tests {
                 }
             }
             for (i, (a, e)) in dw.iter().zip(&want).enumerate() {
-                assert!((*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()), "case {c}x{o} k{k} p{padding}: dw[{i}] {a} vs {e}");
+                assert!(
+                    (*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "case {c}x{o} k{k} p{padding}: dw[{i}] {a} vs {e}"
+                );
             }
         }
     }

@@ -20,11 +20,11 @@ use crate::conv::Conv2dParams;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
-use crate::row_copy::copy_row;
-use crate::unpool::unpool_plane;
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
+use crate::row_copy::copy_row;
+use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 
 /// Sizes of one convolution.
@@ -188,6 +188,11 @@ fn col2im<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T]) {
     }
 }
 
+/// Images per chunk (see [`chunking`]).
+fn per_chunk_len(b: usize) -> usize {
+    chunking(b).0
+}
+
 /// How a batch of `b` images is split over the rayon threads.
 fn chunking(b: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads().max(1);
@@ -290,9 +295,9 @@ impl<'a, T: Float> Scratch<'a, T> {
     }
 }
 
-/// Forward pass with a max pool after the activation: returns the pooled output and, per
-/// pooled cell, the index (within its channel plane) of the window's first maximum. The full
-/// resolution output only ever exists one image at a time, in cache.
+/// Forward pass with a max pool after the activation: returns the pooled output and, with
+/// `record`, per pooled cell the index (within its channel plane) of the window's first maximum
+/// (else no indices). The full resolution output only ever exists one image at a time, in cache.
 pub(crate) fn forward_pooled<T: Float>(
     x: &[T],
     weight: &[T],
@@ -300,37 +305,39 @@ pub(crate) fn forward_pooled<T: Float>(
     act: FusedActivation,
     g: &ConvGeometry,
     pool: &Plane,
+    record: bool,
 ) -> (Vec<T>, Vec<u32>) {
     let pooled_image = g.o * pool.oh * pool.ow;
     let mut y = vec![T::ZERO; g.b * pooled_image];
-    let mut indices = vec![0u32; g.b * pooled_image];
+    let mut indices = vec![0u32; if record { g.b * pooled_image } else { 0 }];
+    // Without indices, every chunk gets an empty slice.
+    let index_chunk = if record { per_chunk_len(g.b) * pooled_image } else { 1 };
     let (per_chunk, gemm_threads) = chunking(g.b);
     let direct = DirectConv::plan(weight, bias, g);
-    y.par_chunks_mut(per_chunk * pooled_image)
-        .zip(indices.par_chunks_mut(per_chunk * pooled_image))
-        .enumerate()
-        .for_each(|(chunk, (ys, ix))| {
+    let mut index_chunks: Vec<&mut [u32]> = indices.chunks_mut(index_chunk).collect();
+    index_chunks.resize_with(g.b.div_ceil(per_chunk), Default::default);
+    y.par_chunks_mut(per_chunk * pooled_image).zip(index_chunks.into_par_iter()).enumerate().for_each(
+        |(chunk, (ys, ix))| {
             let mut scratch = Scratch::new(g, direct.as_ref());
-            let mut full = vec![T::ZERO; g.out_image()];
-            for (i, (y_img, ix_img)) in ys.chunks_mut(pooled_image).zip(ix.chunks_mut(pooled_image)).enumerate() {
+            let mut full = if direct.is_some() { Vec::new() } else { vec![T::ZERO; g.out_image()] };
+            for (i, y_img) in ys.chunks_mut(pooled_image).enumerate() {
                 let image = chunk * per_chunk + i;
                 let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+                let mut ix_img = record.then(|| &mut ix[i * pooled_image..(i + 1) * pooled_image]);
                 if let Scratch::Direct(d, s) = &mut scratch {
-                    d.forward_image_pooled(x_img, act, s, pool, y_img, Some(ix_img));
+                    d.forward_image_pooled(x_img, act, s, pool, y_img, ix_img);
                     continue;
                 }
                 scratch.forward_image(x_img, weight, bias, act, g, &mut full, gemm_threads);
                 let pohw = pool.oh * pool.ow;
                 for (c, plane) in full.chunks(g.ohw()).enumerate() {
-                    pool_plane(
-                        plane,
-                        &mut y_img[c * pohw..(c + 1) * pohw],
-                        Some(&mut ix_img[c * pohw..(c + 1) * pohw]),
-                        pool,
-                    );
+                    let cells = c * pohw..(c + 1) * pohw;
+                    let ix_plane = ix_img.as_deref_mut().map(|ix| &mut ix[cells.clone()]);
+                    pool_plane(plane, &mut y_img[cells], ix_plane, pool);
                 }
             }
-        });
+        },
+    );
     (y, indices)
 }
 
@@ -490,18 +497,25 @@ pub(crate) fn backward<T: Float>(
 
 /// The forward op: `(x, weight[, bias]) -> pool(act(conv2d(x, weight) + bias))`, the pool
 /// optional. With a pool, the op keeps each pooled cell's argmax for its backward pass (as
-/// PyTorch's `max_pool2d_with_indices` does); an op value serves exactly one forward call.
+/// PyTorch's `max_pool2d_with_indices` does) unless made for inference; then it keeps a copy of
+/// the bias instead, and a backward pass recomputes the argmax first. An op value serves
+/// exactly one forward call.
 #[derive(Debug)]
 pub(crate) struct Conv2dOp {
     params: Conv2dParams,
     act: FusedActivation,
     pool: Option<Pool2dParams>,
+    record_argmax: bool,
     indices: Mutex<Vec<u32>>,
+    /// Inference: the bias the forward pass used (`Some(None)`: none), to recompute the argmax.
+    bias_for_recompute: Mutex<Option<Option<CpuStorage>>>,
 }
 
 impl Conv2dOp {
-    pub fn new(params: Conv2dParams, act: FusedActivation, pool: Option<Pool2dParams>) -> Self {
-        Self { params, act, pool, indices: Mutex::new(Vec::new()) }
+    /// `record_argmax`: keep the pooled argmax for backward (training); without it the forward
+    /// pass is cheaper and a backward pass recomputes it.
+    pub fn new(params: Conv2dParams, act: FusedActivation, pool: Option<Pool2dParams>, record_argmax: bool) -> Self {
+        Self { params, act, pool, record_argmax, indices: Mutex::new(Vec::new()), bias_for_recompute: Mutex::new(None) }
     }
 
     fn pool_plane(&self, g: &ConvGeometry) -> Result<Option<Plane>> {
@@ -544,11 +558,12 @@ impl WeightedOp for Conv2dOp {
             match op.pool_plane(g)? {
                 None => Ok(T::wrap(forward(xs, ws, bs, op.act, g))),
                 Some(pool) => {
-                    let (y, indices) = forward_pooled(xs, ws, bs, op.act, g, &pool);
-                    match op.indices.lock() {
-                        Ok(mut slot) => *slot = indices,
-                        Err(_) => candle_core::bail!("conv2d: argmax store poisoned by an earlier panic"),
-                    }
+                    let (y, indices) = forward_pooled(xs, ws, bs, op.act, g, &pool, op.record_argmax);
+                    let (Ok(mut slot), Ok(mut bias)) = (op.indices.lock(), op.bias_for_recompute.lock()) else {
+                        candle_core::bail!("conv2d: argmax store poisoned by an earlier panic")
+                    };
+                    *slot = indices;
+                    *bias = (!op.record_argmax).then(|| bs.map(|b| T::wrap(b.to_vec())));
                     Ok(T::wrap(y))
                 }
             }
@@ -581,9 +596,19 @@ impl WeightedOp for Conv2dOp {
             let grads = match op.pool_plane(g)? {
                 None => backward(x, w, Upstream::Direct { y, dy }, op.act, g, needs),
                 Some(pool) => {
-                    let Ok(indices) = op.indices.lock() else {
+                    let (Ok(mut indices), Ok(bias)) = (op.indices.lock(), op.bias_for_recompute.lock()) else {
                         candle_core::bail!("conv2d backward: argmax store poisoned by an earlier panic")
                     };
+                    if let (true, Some(b)) = (indices.is_empty(), bias.as_ref()) {
+                        // Made for inference: find the argmax now, by the same forward pass.
+                        let b = match b {
+                            Some(b) => {
+                                Some(contiguous_slice::<T>(b, &Layout::contiguous(g.o), "conv2d backward", "bias")?)
+                            }
+                            None => None,
+                        };
+                        *indices = forward_pooled(x, w, b, op.act, g, &pool, true).1;
+                    }
                     if indices.len() != y.len() {
                         candle_core::bail!("conv2d backward: no argmax recorded for this pooled output")
                     }

@@ -44,8 +44,8 @@ mod weighted_op;
 pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use conv::{
-    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_with_activation, conv_transpose2d, Conv2dParams,
-    ConvTranspose2dParams,
+    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_with_activation,
+    conv_transpose2d, Conv2dParams, ConvTranspose2dParams,
 };
 pub use cross_entropy::cross_entropy;
 pub use linear::linear;

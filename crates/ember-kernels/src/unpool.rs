@@ -14,7 +14,14 @@ use crate::max_pool::{Plane, Pool2dParams};
 /// Writes one channel's full-resolution gradient `plane` (`pool.h x pool.w`, every element)
 /// from its pooled output `y`, gradient `dy` and argmax `ix` (flat indices into `plane`,
 /// `u32::MAX` for a window wholly in the padding).
-pub(crate) fn unpool_plane<T: Float>(plane: &mut [T], ix: &[u32], y: &[T], dy: &[T], act: FusedActivation, pool: &Plane) {
+pub(crate) fn unpool_plane<T: Float>(
+    plane: &mut [T],
+    ix: &[u32],
+    y: &[T],
+    dy: &[T],
+    act: FusedActivation,
+    pool: &Plane,
+) {
     let pohw = pool.oh * pool.ow;
     assert!(plane.len() == pool.h * pool.w && ix.len() == pohw && y.len() == pohw && dy.len() == pohw, "unpool: sizes");
     #[cfg(target_arch = "x86_64")]
@@ -61,7 +68,14 @@ mod avx512 {
     /// AVX-512F must be available; `out` must hold `pool.h * pool.w` elements, `ix`, `y` and
     /// `dy` `pool.oh * pool.ow`; the pool is 2x2 / stride 2 without padding.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn unpool_2x2(out: &mut [f32], ix: &[u32], y: &[f32], dy: &[f32], act: FusedActivation, pool: &Plane) {
+    pub(super) unsafe fn unpool_2x2(
+        out: &mut [f32],
+        ix: &[u32],
+        y: &[f32],
+        dy: &[f32],
+        act: FusedActivation,
+        pool: &Plane,
+    ) {
         let (h, w, poh, pow) = (pool.h, pool.w, pool.oh, pool.ow);
         debug_assert!(2 * poh <= h && 2 * pow <= w && out.len() >= h * w && ix.len() >= poh * pow);
         // Rows and columns no window covers (odd sizes) get no gradient.

@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
 use ember_kernels::{
-    candle_conv2d, conv2d_activation_max_pool, conv2d_with_activation, max_pool2d, Conv2dParams, FusedActivation,
-    Pool2dParams,
+    candle_conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_with_activation, max_pool2d,
+    Conv2dParams, FusedActivation, Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -186,11 +186,48 @@ fn conv_activation_max_pool_fusion_equals_the_three_separate_ops() {
         let r = random(fused.dims(), &mut StdRng::seed_from_u64(99), DType::F64);
         let g1 = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        // The inference variant records no argmax; its backward recomputes it.
+        let inference = conv2d_activation_max_pool_t(&xv, &wv, Some(&bv), case.p, act, Some(pool), false).unwrap();
+        assert!(max_rel_diff(&inference, &reference) < 1e-12, "case {i}: inference forward");
+        let g3 = (&inference * &r).unwrap().sum_all().unwrap().backward().unwrap();
         for (n, v) in [&xv, &wv, &bv].into_iter().enumerate() {
             let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(d < 1e-10, "case {i} {case:?} {pool:?} {act:?}: gradient {n} differs by {d}");
+            let d = max_rel_diff(g3.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-10, "case {i} {case:?} {pool:?} {act:?}: inference-mode gradient {n} differs by {d}");
         }
         checked += 1;
     }
     assert!(checked > 40, "only {checked} geometries fitted a pool");
+}
+
+#[test]
+fn classic_cnn_layers_in_f32_fused_equal_separate_ops_in_training_and_inference() {
+    // The classic CNN's two layers in f32 (on AVX-512 CPUs: the direct kernels, the vectorised
+    // pool and unpooling), small integers so every sum is exact and ties are common.
+    let pool = Pool2dParams::square(2);
+    for (seed, (c, o, hw)) in [(1, 32, 28), (32, 64, 13), (3, 20, 11)].into_iter().enumerate() {
+        let mut r = StdRng::seed_from_u64(seed as u64);
+        let int = |shape: &[usize], r: &mut StdRng, scale: f64| {
+            (random(shape, r, DType::F32) * scale).unwrap().round().unwrap()
+        };
+        let x = Var::from_tensor(&int(&[3, c, hw, hw], &mut r, 2.0)).unwrap();
+        let w = Var::from_tensor(&int(&[o, c, 3, 3], &mut r, 1.0)).unwrap();
+        let b = Var::from_tensor(&int(&[o], &mut r, 2.0)).unwrap();
+        let p = Conv2dParams::default();
+        for act in [FusedActivation::Relu, FusedActivation::Identity] {
+            let reference = max_pool2d(&conv2d_with_activation(&x, &w, Some(&b), p, act).unwrap(), pool).unwrap();
+            let dy = int(reference.dims(), &mut r, 3.0);
+            let want = (&reference * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+            for train in [true, false] {
+                let fused = conv2d_activation_max_pool_t(&x, &w, Some(&b), p, act, Some(pool), train).unwrap();
+                assert_eq!(max_rel_diff(&fused, &reference), 0.0, "{c}->{o} {act:?} train={train}: forward");
+                let got = (&fused * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+                for (n, v) in [&x, &w, &b].into_iter().enumerate() {
+                    let d = max_rel_diff(got.get(v).unwrap(), want.get(v).unwrap());
+                    assert!(d < 1e-6, "{c}->{o} {act:?} train={train}: gradient {n} differs by {d}");
+                }
+            }
+        }
+    }
 }

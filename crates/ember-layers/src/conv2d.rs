@@ -30,7 +30,15 @@ pub struct Conv2dConfig {
 impl Conv2dConfig {
     /// `c_in -> c_out` with a `kernel x kernel` window, stride 1, no padding, with bias.
     pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false, init: WeightInit::PyTorch }
+        Self {
+            c_in,
+            c_out,
+            kernel,
+            params: Conv2dParams::default(),
+            bias: true,
+            same_padding: false,
+            init: WeightInit::PyTorch,
+        }
     }
 }
 
@@ -94,6 +102,19 @@ impl Conv2d {
     /// full-resolution activation never becomes a tensor. Equal to applying this layer, the
     /// activation and the [`MaxPool2d`](crate::MaxPool2d) in turn.
     pub fn forward_fused(&self, xs: &Tensor, act: FusedActivation, pool: Option<&crate::MaxPool2d>) -> Result<Tensor> {
+        self.forward_fused_t(xs, act, pool, true)
+    }
+
+    /// [`Conv2d::forward_fused`] for training (`train = true`) or inference: in inference the
+    /// fused pool records no argmax, which makes the forward pass cheaper (gradients through
+    /// the output remain right; see [`ember_kernels::conv2d_activation_max_pool_t`]).
+    pub fn forward_fused_t(
+        &self,
+        xs: &Tensor,
+        act: FusedActivation,
+        pool: Option<&crate::MaxPool2d>,
+        train: bool,
+    ) -> Result<Tensor> {
         let pool = pool.map(|p| p.params());
         match xs.dims() {
             [_, c, h, w] if *c == self.cfg.c_in => {
@@ -117,9 +138,25 @@ impl Conv2d {
             let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
             let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d_activation_max_pool(&xs, &self.weight, self.bias.as_ref(), params, act, pool);
+            return ember_kernels::conv2d_activation_max_pool_t(
+                &xs,
+                &self.weight,
+                self.bias.as_ref(),
+                params,
+                act,
+                pool,
+                train,
+            );
         }
-        ember_kernels::conv2d_activation_max_pool(xs, &self.weight, self.bias.as_ref(), self.cfg.params, act, pool)
+        ember_kernels::conv2d_activation_max_pool_t(
+            xs,
+            &self.weight,
+            self.bias.as_ref(),
+            self.cfg.params,
+            act,
+            pool,
+            train,
+        )
     }
 }
 

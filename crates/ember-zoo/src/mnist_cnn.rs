@@ -44,12 +44,13 @@ impl MnistCnn {
 }
 
 impl Layered for MnistCnn {
-    fn forward_tapped(&self, xs: &Tensor, _train: bool, tap: Tap<'_>) -> Result<Tensor> {
+    fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         // conv -> ReLU -> max pool runs as one op per block (ember-kernels' fused kernel), so
-        // the taps report each block's pooled output; fc1 carries its ReLU.
+        // the taps report each block's pooled output; fc1 carries its ReLU. In eval mode the
+        // pools record no argmax (cheaper inference).
         let relu = FusedActivation::Relu;
-        let x = tapped(tap, "conv1", self.conv1.forward_fused(xs, relu, Some(&self.pool))?);
-        let x = tapped(tap, "conv2", self.conv2.forward_fused(&x, relu, Some(&self.pool))?);
+        let x = tapped(tap, "conv1", self.conv1.forward_fused_t(xs, relu, Some(&self.pool), train)?);
+        let x = tapped(tap, "conv2", self.conv2.forward_fused_t(&x, relu, Some(&self.pool), train)?);
         let x = tapped(tap, "flatten", x.apply(&Flatten)?);
         let x = tapped(tap, "fc1", self.fc1.forward_with_activation(&x, relu)?);
         Ok(tapped(tap, "fc2", x.apply(&self.fc2)?))
