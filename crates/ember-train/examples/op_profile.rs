@@ -1,4 +1,5 @@
-//! Per-op forward and backward times of the classic CNN's layers at batch 64 (medians of 50).
+//! Per-op forward and backward times of the classic CNN's layers at batch 64 (medians of 50;
+//! `EMBER_PROFILE_BATCH` sets another batch size).
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p ember-train --example op_profile`
 
@@ -23,12 +24,13 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 fn main() -> Result<()> {
     ember_kernels::process::tune_for_training();
     let dev = Device::Cpu;
+    let n: usize = std::env::var("EMBER_PROFILE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let var = |s: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1., s, &dev)?);
-    let x1 = Tensor::randn(0f32, 1., (64, 1, 28, 28), &dev)?;
+    let x1 = Tensor::randn(0f32, 1., (n, 1, 28, 28), &dev)?;
     let (w1, b1) = (var(&[32, 1, 3, 3])?, var(&[32])?);
-    let x2 = var(&[64, 32, 13, 13])?;
+    let x2 = var(&[n, 32, 13, 13])?;
     let (w2, b2) = (var(&[64, 32, 3, 3])?, var(&[64])?);
-    let x3 = var(&[64, 1600])?;
+    let x3 = var(&[n, 1600])?;
     let (w3, b3) = (var(&[128, 1600])?, var(&[128])?);
     let p = Conv2dParams::default();
     let pool = Some(Pool2dParams::square(2));
