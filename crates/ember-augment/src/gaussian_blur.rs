@@ -21,7 +21,7 @@ pub struct GaussianBlur {
 impl GaussianBlur {
     /// An odd, positive `kernel_size`.
     pub fn new(kernel_size: u32) -> Result<Self> {
-        if kernel_size % 2 == 0 {
+        if kernel_size.is_multiple_of(2) {
             return Err(Error::invalid("gaussian blur", "kernel_size", kernel_size, "an odd positive number"));
         }
         Ok(Self { kernel_size, sigma: (0.1, 2.0) })

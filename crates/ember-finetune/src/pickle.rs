@@ -281,7 +281,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("odd number of dict items");
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);

@@ -517,7 +517,7 @@ mod avx512 {
         plane: usize,
         sums: &mut [[f32; CHANNELS]; super::TAPS_PER_TILE],
     ) {
-        debug_assert!(plane % LANES == 0 && dz.len() >= CHANNELS * plane && offsets.len() == T);
+        debug_assert!(plane.is_multiple_of(LANES) && dz.len() >= CHANNELS * plane && offsets.len() == T);
         debug_assert!(offsets.iter().all(|&o| o + plane <= x.len()));
         // SAFETY: the caller upholds the contract above.
         unsafe {

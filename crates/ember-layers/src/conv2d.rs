@@ -68,7 +68,7 @@ impl Conv2d {
         if cfg.same_padding && cfg.params.stride != 1 {
             candle_core::bail!("conv2d `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), cfg.params.stride)
         }
-        if groups == 0 || cfg.c_in % groups != 0 || cfg.c_out % groups != 0 {
+        if groups == 0 || !cfg.c_in.is_multiple_of(groups) || !cfg.c_out.is_multiple_of(groups) {
             candle_core::bail!(
                 "conv2d `{}`: {} in / {} out channels do not split into {groups} groups",
                 vb.prefix(),

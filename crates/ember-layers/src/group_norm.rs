@@ -44,7 +44,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// Reads or creates `{vb}.weight` and `{vb}.bias` (if affine).
     pub fn new(cfg: &GroupNormConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.num_groups == 0 || cfg.num_channels % cfg.num_groups != 0 {
+        if cfg.num_groups == 0 || !cfg.num_channels.is_multiple_of(cfg.num_groups) {
             candle_core::bail!(
                 "group_norm `{}`: {} channels do not split into {} groups",
                 vb.prefix(),

@@ -51,7 +51,7 @@ impl Callback for TensorBoardLogger {
     }
 
     fn on_batch_end(&mut self, ctx: &CallbackContext, step: &StepReport) -> Result<()> {
-        if step.global_step % self.every == 0 {
+        if step.global_step.is_multiple_of(self.every) {
             let lr = ctx.learning_rate;
             let w = self.writer()?;
             w.scalar("train/loss", step.global_step, step.loss)?;
