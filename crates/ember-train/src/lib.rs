@@ -20,7 +20,7 @@
 //!
 //! let store = ParamStore::new(0, &Device::Cpu);
 //! let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32))?;
-//! let mut adam = Adam::new(store.vars(), AdamConfig::default())?;
+//! let mut adam = Adam::new(store.vars(), AdamConfig { lr: 1e-2, ..AdamConfig::default() })?;
 //! let train = DataLoader::new(data.clone(), 16).with_shuffle(0);
 //! let history = fit(model.as_ref(), &mut adam, &train, Some(&DataLoader::new(data.clone(), 64)), &FitOptions::new(3), |_| {})?;
 //! assert_eq!(history.len(), 3);
