@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
-use crate::matmul::{matmul, Mat};
+use crate::matmul::{matmul_parallel_rows, Mat};
 use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
@@ -55,10 +55,6 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: FusedAct
 #[derive(Debug, Clone, Copy)]
 struct LinearOp(FusedActivation);
 
-fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
 fn forward<T: Float>(
     x: &[T],
     w: &[T],
@@ -72,7 +68,7 @@ fn forward<T: Float>(
             row.copy_from_slice(b);
         }
     }
-    matmul(&mut y, (n, o, i), Mat::rows(x, i), Mat::transposed(w, i), b.is_some(), threads());
+    matmul_parallel_rows(&mut y, (n, o, i), Mat::rows(x, i), Mat::transposed(w, i), b.is_some());
     act.apply(&mut y);
     y
 }
@@ -134,12 +130,12 @@ impl WeightedOp for LinearOp {
             };
             let dx = needs[0].then(|| {
                 let mut dx = vec![T::ZERO; n * i];
-                matmul(&mut dx, (n, i, o), Mat::rows(dz, o), Mat::rows(w, i), false, threads());
+                matmul_parallel_rows(&mut dx, (n, i, o), Mat::rows(dz, o), Mat::rows(w, i), false);
                 T::wrap(dx)
             });
             let dw = needs[1].then(|| {
                 let mut dw = vec![T::ZERO; o * i];
-                matmul(&mut dw, (o, i, n), Mat::transposed(dz, o), Mat::rows(x, i), false, threads());
+                matmul_parallel_rows(&mut dw, (o, i, n), Mat::transposed(dz, o), Mat::rows(x, i), false);
                 T::wrap(dw)
             });
             let db = needs[2].then(|| {

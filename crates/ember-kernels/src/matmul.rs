@@ -1,6 +1,7 @@
 //! Bounds-checked calls into the `gemm` crate (the matrix multiply candle itself uses).
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use crate::element::Float;
 
@@ -77,4 +78,26 @@ pub(crate) fn matmul<T: Float>(
             parallelism,
         )
     }
+}
+
+/// [`matmul`] with the `m` rows of `dst` split into one block per rayon thread, each block a
+/// single-threaded GEMM. For a layer's products at training batch sizes (tens of MFLOP), the
+/// GEMM's own threading costs more than it saves: measured on the classic CNN's `fc1`, two
+/// threads through `Parallelism::Rayon` took longer than one.
+pub(crate) fn matmul_parallel_rows<T: Float>(
+    dst: &mut [T],
+    (m, n, k): (usize, usize, usize),
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * n && lhs.fits(m, k), "matmul: operand too short for {m}x{k}x{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let rows = m.div_ceil(rayon::current_num_threads().max(1));
+    dst[..m * n].par_chunks_mut(rows * n).enumerate().for_each(|(block, d)| {
+        let lhs = Mat { data: &lhs.data[block * rows * lhs.row_stride..], ..lhs };
+        matmul(d, (d.len() / n, n, k), lhs, rhs, accumulate, 1);
+    });
 }
