@@ -8,9 +8,10 @@
 //!
 //! Training: 20 warm-up batches, then `EMBER_BENCH_BATCHES` (default 300) timed batches.
 //! Inference: the 10,000 test images at batch 1,000, median of 3 passes.
-//! With `EMBER_BENCH_EPOCH=N` (N >= 1), each stack also trains one full epoch in the same data
-//! order N times from fresh initial weights (ember: seeds 0..N) and reports the mean test
-//! accuracy (one epoch's accuracy moves by a few tenths of a point with the initial weights).
+//! With `EMBER_BENCH_EPOCH=N` (N >= 1), each stack also trains one full epoch N times, run `r`
+//! from fresh initial weights (ember: seed `r`) in the shuffled order of seed `1 + r` (the peer
+//! script uses the same seeds for its own shuffles), and reports the mean test accuracy: one
+//! epoch's accuracy moves by a few tenths of a point with the initial weights and the order.
 //! `EMBER_BENCH_ONLY=ember` (or `candle-nn`) runs one stack only (for profiling).
 //! Writes `classic_cnn.json` to `$EMBER_BENCH_OUT` when set (`cargo xtask bench` sets it).
 //!
@@ -153,9 +154,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs the plain candle-nn stack in a child process (this binary again), so it gets candle's
 /// default process settings, as a user of candle-nn would; returns its JSON line.
-fn candle_child(mode: &str) -> serde_json::Value {
+fn candle_child(mode: &str, run: u64) -> serde_json::Value {
     let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe).env("EMBER_BENCH_CHILD", mode).output().unwrap();
+    let out = std::process::Command::new(exe)
+        .env("EMBER_BENCH_CHILD", mode)
+        .env("EMBER_BENCH_EPOCH_RUN", run.to_string())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "candle-nn child failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
@@ -165,9 +170,9 @@ fn timed_batches() -> usize {
     std::env::var("EMBER_BENCH_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
 }
 
-/// Trains one epoch (seeded order) and returns (seconds, test accuracy).
-fn epoch(stack: &mut dyn Stack, train_set: LabelledImages, test: &[(Tensor, Tensor)]) -> (f64, f64) {
-    let epoch = batches(train_set, BATCH, Some(1));
+/// Trains one epoch in the shuffled order of run `run` and returns (seconds, test accuracy).
+fn epoch(stack: &mut dyn Stack, train_set: LabelledImages, test: &[(Tensor, Tensor)], run: u64) -> (f64, f64) {
+    let epoch = batches(train_set, BATCH, Some(1 + run));
     let start = std::time::Instant::now();
     for (x, y) in &epoch {
         stack.step(x, y).unwrap();
@@ -182,7 +187,8 @@ fn run_child(mode: &str) {
     let test = batches(test_set, 1000, None);
     let mut stack = Candle::new();
     if mode == "epoch" {
-        let (secs, acc) = epoch(&mut stack, train_set, &test);
+        let run = std::env::var("EMBER_BENCH_EPOCH_RUN").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (secs, acc) = epoch(&mut stack, train_set, &test, run);
         println!("{}", serde_json::json!({ "epoch_seconds": secs, "epoch_test_accuracy": acc }));
         return;
     }
@@ -224,7 +230,7 @@ fn main() {
             results[0].2.push(i);
         }
         if wanted("candle-nn") {
-            let r = candle_child("round");
+            let r = candle_child("round", 0);
             let (t, i) = (r["train_images_per_s"].as_f64().unwrap(), r["infer_images_per_s"].as_f64().unwrap());
             eprintln!("  round {round}: candle-nn  train {t:>8.0} img/s   infer {i:>8.0} img/s");
             results[1].1.push(t);
@@ -256,9 +262,9 @@ fn main() {
         let mut accuracies = Vec::new();
         for run in 0..epoch_runs {
             let (secs, acc) = if stack == "ember" {
-                epoch(&mut Ember::new(run as u64), train_set.clone(), &test)
+                epoch(&mut Ember::new(run as u64), train_set.clone(), &test, run as u64)
             } else {
-                let r = candle_child("epoch");
+                let r = candle_child("epoch", run as u64);
                 (r["epoch_seconds"].as_f64().unwrap(), r["epoch_test_accuracy"].as_f64().unwrap())
             };
             println!("{stack:<12} one epoch (run {run}): {secs:.1} s, test accuracy {:.2} %", acc * 100.0);
