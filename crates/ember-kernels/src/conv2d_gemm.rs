@@ -19,7 +19,7 @@ use crate::activation::FusedActivation;
 use crate::conv::Conv2dParams;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
-use crate::element::{contiguous_slice, sum, zeros_parallel, Float};
+use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
@@ -247,7 +247,7 @@ pub(crate) fn forward<T: Float>(
     if depthwise::applies(g) {
         return depthwise::forward(x, weight, bias, act, g);
     }
-    let mut y = zeros_parallel(g.b * g.out_image(), T::ZERO);
+    let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
     let direct = DirectConv::plan(weight, bias, g);
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
@@ -308,8 +308,8 @@ pub(crate) fn forward_pooled<T: Float>(
     record: bool,
 ) -> (Vec<T>, Vec<u32>) {
     let pooled_image = g.o * pool.oh * pool.ow;
-    let mut y = zeros_parallel(g.b * pooled_image, T::ZERO);
-    let mut indices = zeros_parallel(if record { g.b * pooled_image } else { 0 }, 0u32);
+    let mut y = vec![T::ZERO; g.b * pooled_image];
+    let mut indices = vec![0u32; if record { g.b * pooled_image } else { 0 }];
     // Without indices, every chunk gets an empty slice.
     let index_chunk = if record { per_chunk_len(g.b) * pooled_image } else { 1 };
     let (per_chunk, gemm_threads) = chunking(g.b);
@@ -471,7 +471,7 @@ pub(crate) fn backward<T: Float>(
     // Per chunk of images: (weight-gradient partial, bias-gradient partial).
     type Partials<T> = Vec<(Vec<T>, Vec<T>)>;
     let (dx, partials): (Option<Vec<T>>, Partials<T>) = if needs.x {
-        let mut dx = zeros_parallel(g.b * g.in_image(), T::ZERO);
+        let mut dx = vec![T::ZERO; g.b * g.in_image()];
         let partials =
             dx.par_chunks_mut(per_chunk * g.in_image()).enumerate().map(|(chunk, dx)| work(chunk, Some(dx))).collect();
         (Some(dx), partials)

@@ -136,19 +136,3 @@ pub(crate) fn has_avx512f() -> bool {
         false
     }
 }
-
-/// A vector of `n` copies of `zero`, filled by all rayon threads. Output buffers of a batch are
-/// megabytes; zeroed on the calling thread (as `vec![zero; n]` does) they are a serial step in
-/// front of every parallel kernel.
-pub(crate) fn zeros_parallel<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
-    use rayon::prelude::*;
-    let mut v = Vec::with_capacity(n);
-    v.spare_capacity_mut()[..n].par_chunks_mut(1 << 15).for_each(|chunk| {
-        for slot in chunk {
-            slot.write(zero);
-        }
-    });
-    // SAFETY: the loop above initialised all `n` elements of the capacity.
-    unsafe { v.set_len(n) };
-    v
-}

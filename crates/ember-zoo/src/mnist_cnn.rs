@@ -14,7 +14,9 @@ use crate::network::{tapped, Layered, Tap};
 /// LeCun et al., "Gradient-based learning applied to document recognition", 1998).
 ///
 /// Parameters: `conv1.{weight,bias}`, `conv2.*`, `fc1.*`, `fc2.*`, as the PyTorch module
-/// `conv1 = nn.Conv2d(1, 32, 3)`, ... would name them.
+/// `conv1 = nn.Conv2d(1, 32, 3)`, ... would name them. New parameters start as Keras's do
+/// (Glorot-uniform weights, zero biases: [`WeightInit::Keras`]), like the Keras example whose
+/// one-epoch accuracy the end-to-end benchmark compares against (`docs/performance.md`).
 ///
 /// # Shapes
 /// - input: `(b, 1, 28, 28)`
