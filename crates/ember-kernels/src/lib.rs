@@ -4,8 +4,9 @@
 //! `ember-layers` call the functions here ([`conv2d`], [`max_pool2d`], [`linear`],
 //! [`cross_entropy`], ...) and never candle's ops directly. For f32/f64 CPU tensors they run on
 //! ember's own kernels — candle `CustomOp`s whose backward computes every gradient in one pass:
-//! im2col + GEMM convolution, a direct depthwise kernel, convolution fused with its activation
-//! and max pool, fused linear and cross-entropy — and on candle's ops elsewhere.
+//! a direct AVX-512 convolution (stride 1, chosen at run time) and im2col + GEMM for the rest, a
+//! direct depthwise kernel, convolution fused with its activation and max pool, fused linear
+//! and cross-entropy — and on candle's ops elsewhere.
 //! [`process::tune_for_training`] is the one call an application makes to get the measured
 //! speed (`docs/performance.md`).
 //!
