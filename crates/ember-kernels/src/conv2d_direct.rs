@@ -596,6 +596,16 @@ mod tests {
     use super::*;
     use crate::conv::Conv2dParams;
     use candle_core::Shape;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// `true` (after saying so) on a CPU without AVX-512F, where the direct kernel never runs.
+    fn skipped_without_avx512() -> bool {
+        if !cpu_supported() {
+            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+        }
+        !cpu_supported()
+    }
 
     /// The convolution by its definition, in f64.
     fn reference(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry, act: FusedActivation) -> Vec<f32> {
@@ -626,8 +636,7 @@ mod tests {
 
     #[test]
     fn direct_kernel_equals_the_definition_over_tiles_remainders_and_padding() {
-        if !cpu_supported() {
-            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+        if skipped_without_avx512() {
             return;
         }
         // (c, o, h, w, k, padding): channel counts that leave partial tiles of 8, planes whose
@@ -641,11 +650,8 @@ mod tests {
             (7, 17, 12, 12, 4, 1),
             (4, 9, 1, 1, 3, 1),
         ];
-        let mut seed = 12345u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
+        let mut rng = StdRng::seed_from_u64(12345);
+        let mut next = move || rng.random_range(-1f32..1.0);
         for (c, o, h, w, k, padding) in cases {
             let p = Conv2dParams { padding, ..Conv2dParams::default() };
             let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
@@ -672,16 +678,12 @@ mod tests {
 
     #[test]
     fn direct_kernel_with_pool_equals_the_definition_then_the_scalar_pool_including_ties_and_nan() {
-        if !cpu_supported() {
-            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+        if skipped_without_avx512() {
             return;
         }
-        let mut seed = 99u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            // Small integers: many exact ties inside pooling windows.
-            ((seed >> 33) % 5) as f32 - 2.0
-        };
+        // Small integers: many exact ties inside pooling windows.
+        let mut rng = StdRng::seed_from_u64(99);
+        let mut next = move || rng.random_range(-2i32..=2) as f32;
         // (c, o, h, w, k, padding, pool): widths that give 1, 6, 13 and 19 (> 16) pooled columns.
         let square = Pool2dParams::square(2);
         let overlapping = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) };
@@ -738,15 +740,11 @@ mod tests {
 
     #[test]
     fn direct_weight_gradient_equals_the_definition() {
-        if !cpu_supported() {
-            eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+        if skipped_without_avx512() {
             return;
         }
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut next = move || rng.random_range(-1f32..1.0);
         // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
         // Then many taps (the channel-vectorised kernel): the classic second layer, 64+ channels
         // in several blocks, channel counts off multiples of 16, tap counts off multiples of 6.

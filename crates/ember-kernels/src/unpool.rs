@@ -137,14 +137,14 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::max_pool::pool_plane;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn unpooling_equals_the_scatter_for_every_activation_and_odd_sizes() {
-        let mut seed = 3u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) % 9) as f32 - 3.0 // small integers: ties and values at 0 and 6
-        };
+        // Small integers: ties, and values at 0 and 6 (the activations' kinks).
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut next = move || rng.random_range(-3i32..=5) as f32;
         for (h, w) in [(26, 26), (11, 11), (2, 2), (7, 40), (40, 67), (3, 5)] {
             let pool = Plane { h, w, oh: h / 2, ow: w / 2, p: Pool2dParams::square(2) };
             let x: Vec<f32> = (0..h * w).map(|_| next() * 2.0).collect();
