@@ -112,6 +112,19 @@ impl TrainConfig {
         if let Some(v) = self.val_split {
             anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
         }
+        anyhow::ensure!(
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
+            "--weight-decay must be a non-negative number, got {}",
+            self.weight_decay
+        );
+        if let Some(norm) = self.clip_grad_norm {
+            // A negative bound would reverse every gradient (gradient ascent).
+            anyhow::ensure!(norm > 0.0 && norm.is_finite(), "--clip-grad-norm must be a positive number, got {norm}");
+        }
+        for (flag, limit) in [("--train-limit", self.train_limit), ("--test-limit", self.test_limit)] {
+            anyhow::ensure!(limit != Some(0), "{flag} 0 leaves no images");
+        }
+        anyhow::ensure!(self.early_stopping != Some(0), "--early-stopping needs a patience of at least 1 epoch");
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the file failed (including a corrupt gzip stream).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -148,6 +148,12 @@ pub enum Error {
         files: String,
         /// Why no download happened (starts with "; " when present).
         download: String,
+    },
+    /// The file is well formed but holds no examples: nothing to train or evaluate on.
+    #[error("{path}: the file holds no examples")]
+    EmptyDataset {
+        /// The file.
+        path: PathBuf,
     },
     /// A dataset's images do not match what the caller needs.
     #[error("{what}: {detail}")]

@@ -51,19 +51,11 @@ impl std::fmt::Debug for DataLoader {
 }
 
 impl DataLoader {
-    /// Batches of `batch_size` (at least 1) in dataset order, the last one possibly smaller,
-    /// built on the calling thread.
+    /// Batches of `batch_size` in dataset order, the last one possibly smaller, built on the
+    /// calling thread. A batch size of 0 is kept as given (not rounded up) and every epoch then
+    /// fails with [`Error::Invalid`]; [`DataLoader::check`] reports it up front.
     pub fn new(data: Arc<dyn Dataset>, batch_size: usize) -> Self {
-        Self {
-            data,
-            batch_size: batch_size.max(1),
-            shuffle_seed: None,
-            drop_last: false,
-            workers: 0,
-            prefetch: 2,
-            gray: None,
-            rgb: None,
-        }
+        Self { data, batch_size, shuffle_seed: None, drop_last: false, workers: 0, prefetch: 2, gray: None, rgb: None }
     }
 
     /// Shuffles every epoch with an order drawn from `(seed, epoch)`.
@@ -108,10 +100,38 @@ impl DataLoader {
         &self.data
     }
 
-    /// Number of batches per epoch.
+    /// Examples per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Fails unless an epoch serves at least one batch: the batch size must be at least 1 and
+    /// the dataset must hold at least one example (`what` names the data in the error:
+    /// "training data", "test data").
+    pub fn check(&self, what: &str) -> Result<()> {
+        let invalid = |detail: String| Err(Error::Invalid { what: what.to_string(), detail });
+        if self.batch_size == 0 {
+            return invalid("batch size 0: a batch holds at least one example".into());
+        }
+        if self.data.is_empty() {
+            return invalid("the dataset holds no examples".into());
+        }
+        if self.num_batches() == 0 {
+            return invalid(format!(
+                "{} examples make no full batch of {} (the last, partial batch is dropped)",
+                self.data.len(),
+                self.batch_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of batches per epoch (0 for a batch size of 0).
     pub fn num_batches(&self) -> usize {
         let n = self.data.len();
-        if self.drop_last {
+        if self.batch_size == 0 {
+            0
+        } else if self.drop_last {
             n / self.batch_size
         } else {
             n.div_ceil(self.batch_size)
@@ -130,6 +150,10 @@ impl DataLoader {
 
     /// The batches of `epoch`, built on `device`. Dropping the iterator stops the workers.
     pub fn epoch(&self, epoch: u64, device: &Device) -> Batches {
+        if self.batch_size == 0 {
+            let error = Error::Invalid { what: "data loader".into(), detail: "batch size 0".into() };
+            return Batches { source: Source::Failed(Some(error)), next: 0, total: 1 };
+        }
         let order = Arc::new(self.order(epoch));
         let total = self.num_batches();
         if self.workers == 0 {
@@ -225,8 +249,18 @@ impl DataLoader {
 }
 
 enum Source {
-    Inline { loader: DataLoader, order: Arc<Vec<usize>>, device: Device, epoch: u64 },
-    Workers { receivers: Vec<Receiver<Result<Batch>>>, handles: Vec<JoinHandle<()>> },
+    Inline {
+        loader: DataLoader,
+        order: Arc<Vec<usize>>,
+        device: Device,
+        epoch: u64,
+    },
+    Workers {
+        receivers: Vec<Receiver<Result<Batch>>>,
+        handles: Vec<JoinHandle<()>>,
+    },
+    /// An epoch that cannot start: its one item is the error.
+    Failed(Option<Error>),
 }
 
 /// The batches of one epoch, in order (see [`DataLoader::epoch`]).
@@ -245,7 +279,8 @@ impl Iterator for Batches {
         }
         let b = self.next;
         self.next += 1;
-        match &self.source {
+        match &mut self.source {
+            Source::Failed(error) => error.take().map(Err),
             Source::Inline { loader, order, device, epoch } => Some(loader.batch_at(order, b, *epoch, device)),
             Source::Workers { receivers, .. } => {
                 let item = receivers[b % receivers.len()].recv().unwrap_or_else(|_| {

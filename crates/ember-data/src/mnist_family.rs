@@ -62,6 +62,9 @@ fn assemble(images: IdxArray, images_path: &Path, labels: IdxArray, labels_path:
             n_labels,
         });
     }
+    if n_images == 0 {
+        return Err(Error::EmptyDataset { path: images_path.into() });
+    }
     if let Some((index, &label)) = labels.data.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
         return Err(Error::LabelOutOfRange { path: labels_path.into(), index, label, classes: CLASSES });
     }

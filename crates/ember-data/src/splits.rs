@@ -27,6 +27,24 @@ fn check_fraction(fraction: f64) -> Result<()> {
     }
 }
 
+/// Fails unless the split leaves examples on the training side, and on the validation side
+/// when one was asked for: a split that empties either side is a setting that cannot work.
+fn check_sides(split: SplitIndices, val_fraction: f64) -> Result<SplitIndices> {
+    if split.train.is_empty() || (val_fraction > 0.0 && split.val.is_empty()) {
+        return Err(Error::Invalid {
+            what: "split".into(),
+            detail: format!(
+                "a validation fraction of {val_fraction} of {} examples leaves {} for training and {} for \
+                 validation; each side needs at least one",
+                split.train.len() + split.val.len(),
+                split.train.len(),
+                split.val.len()
+            ),
+        });
+    }
+    Ok(split)
+}
+
 fn shuffled(n: usize, seed: u64, stream: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut sample_rng(seed, stream, u64::MAX - 1));
@@ -42,7 +60,7 @@ pub fn random_split(n: usize, val_fraction: f64, seed: u64) -> Result<SplitIndic
     let (mut train, mut val) = (train.to_vec(), val.to_vec());
     train.sort_unstable();
     val.sort_unstable();
-    Ok(SplitIndices { train, val })
+    check_sides(SplitIndices { train, val }, val_fraction)
 }
 
 /// Groups indices by label (reading labels through [`Dataset::label`]).
@@ -62,12 +80,22 @@ pub fn stratified_split(data: &dyn Dataset, val_fraction: f64, seed: u64) -> Res
     for (class, mut members) in by_class(data)? {
         members.shuffle(&mut sample_rng(seed, class as u64, u64::MAX - 2));
         let n_val = (members.len() as f64 * val_fraction).round() as usize;
+        if n_val == members.len() {
+            return Err(Error::Invalid {
+                what: "split".into(),
+                detail: format!(
+                    "a validation fraction of {val_fraction} moves all {} examples of class {class} to validation, \
+                     leaving none to train on",
+                    members.len()
+                ),
+            });
+        }
         val.extend_from_slice(&members[..n_val]);
         train.extend_from_slice(&members[n_val..]);
     }
     train.sort_unstable();
     val.sort_unstable();
-    Ok(SplitIndices { train, val })
+    check_sides(SplitIndices { train, val }, val_fraction)
 }
 
 /// `k` folds over `n` shuffled indices: fold `i` validates on the `i`-th slice and trains on the
@@ -96,6 +124,12 @@ pub fn k_fold(n: usize, k: usize, seed: u64) -> Result<Vec<SplitIndices>> {
 /// Up to `per_class` randomly chosen examples of every class (e.g. "100 images per class" for
 /// few-shot experiments), sorted.
 pub fn per_class_subset(data: &dyn Dataset, per_class: usize, seed: u64) -> Result<Vec<usize>> {
+    if per_class == 0 || data.is_empty() {
+        return Err(Error::Invalid {
+            what: "per-class subset".into(),
+            detail: format!("{per_class} examples per class of {} examples selects nothing", data.len()),
+        });
+    }
     let mut chosen = Vec::new();
     for (class, mut members) in by_class(data)? {
         members.shuffle(&mut sample_rng(seed, class as u64, u64::MAX - 3));

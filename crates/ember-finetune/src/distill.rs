@@ -22,6 +22,26 @@ impl Default for DistillConfig {
     }
 }
 
+impl DistillConfig {
+    /// Fails unless `T` is a positive number (at `T = 0` the softened outputs are undefined)
+    /// and `α` lies in `[0, 1]`.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(crate::Error::invalid(
+                "distillation",
+                format!("the temperature must be a positive number, got {}", self.temperature),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(crate::Error::invalid(
+                "distillation",
+                format!("alpha (the soft loss's weight) must lie in [0, 1], got {}", self.alpha),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `α · T² · KL(softmax(t / T) ‖ softmax(s / T)) + (1 - α) · CE(s, labels)`, batch means. The
 /// `T²` keeps the soft gradients' scale independent of `T` (Hinton et al., section 2).
 ///
@@ -35,6 +55,9 @@ pub fn distillation_loss(
     labels: &Tensor,
     cfg: &DistillConfig,
 ) -> candle_core::Result<Tensor> {
+    if let Err(e) = cfg.validate() {
+        candle_core::bail!("{e}")
+    }
     let t = cfg.temperature;
     let hard = cross_entropy(student, labels)?;
     if cfg.alpha == 0.0 {

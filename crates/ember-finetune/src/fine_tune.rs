@@ -45,6 +45,34 @@ pub struct FineTuneConfig {
     pub seed: u64,
 }
 
+impl FineTuneConfig {
+    /// Fails naming the first setting that cannot train: learning rates and the rate ratio must
+    /// be positive numbers (a ratio of 0 makes the first group's rate infinite), the weight decay
+    /// a non-negative one, and there must be at least one layer group.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::invalid("fine-tune settings", format!("{name} must be a positive number, got {v}")))
+            }
+        };
+        positive("head_lr", self.head_lr)?;
+        positive("lr", self.lr)?;
+        positive("lr_ratio", self.lr_ratio)?;
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::invalid(
+                "fine-tune settings",
+                format!("weight_decay must be a non-negative number, got {}", self.weight_decay),
+            ));
+        }
+        if self.layer_groups == 0 {
+            return Err(Error::invalid("fine-tune settings", "layer_groups must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for FineTuneConfig {
     /// 1 head epoch at 1e-3 (fastai's `freeze_epochs=1`), 5 full epochs at 1e-3 with groups
     /// from 1e-5, AdamW 0.01, cached features.
@@ -143,6 +171,7 @@ pub fn linear_probe(
     cfg: &FineTuneConfig,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<FineTuneReport> {
+    cfg.validate()?;
     let mut report = FineTuneReport::default();
     if !cfg.cache_features {
         let frozen = everything_but_head(model);
@@ -218,6 +247,7 @@ pub fn fine_tune(
     cfg: &FineTuneConfig,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<FineTuneReport> {
+    cfg.validate()?;
     let mut report =
         if cfg.head_epochs > 0 { linear_probe(model, train, None, cfg, on_epoch)? } else { FineTuneReport::default() };
     if cfg.epochs == 0 {

@@ -86,6 +86,7 @@ pub use fine_tune::{
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
 pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
 pub use lora::{LoraConfig, LoraModel};
-pub use preprocess::{GreyToRgb, ImagePreprocess};
+pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
 pub use pretrained::{input_affine_for, FineTuneModel, HeadInfo};
+pub use pytorch::read_pytorch;
 pub use rename::{rename, RenameRule};

@@ -161,6 +161,9 @@ pub fn load_state(
     if options.strict && !report.is_complete() {
         return Err(Error::StateMismatch { source_name: source.to_string(), summary: report.summary() });
     }
+    for (name, value) in &to_load {
+        check_value(&model[name], name, value, source)?;
+    }
     for (name, value) in to_load {
         store.assign(&name, &value)?;
         report.loaded.push(name);
@@ -172,4 +175,22 @@ pub fn load_state(
 pub fn load_weights(store: &ParamStore, path: &Path, options: &LoadOptions) -> Result<LoadReport> {
     let (_, tensors) = read_checkpoint(path)?;
     load_state(store, tensors, options, &path.display().to_string())
+}
+
+/// Fails unless `value` may replace the model tensor `current`: a float parameter takes float
+/// values only (an integer tensor is other data, not a weight) and finite ones only. Checked for
+/// every tensor before any is assigned, so a refused load changes nothing.
+fn check_value(current: &Tensor, name: &str, value: &Tensor, source: &str) -> Result<()> {
+    let bad = |detail: String| Error::BadTensor { path: source.into(), tensor: name.to_string(), detail };
+    if current.dtype().is_float() && !value.dtype().is_float() {
+        return Err(bad(format!(
+            "is {:?} in the checkpoint but {:?} in the model; integer tensors do not load into float parameters",
+            value.dtype(),
+            current.dtype()
+        )));
+    }
+    if !ember_kernels::all_finite(value)? {
+        return Err(bad("holds NaN or infinite values".into()));
+    }
+    Ok(())
 }

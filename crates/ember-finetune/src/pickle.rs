@@ -4,10 +4,21 @@
 //! Python's unpickler calls any global a pickle names. This one knows a short list of globals
 //! (the dictionary class and PyTorch's tensor-rebuild functions and storage types) and builds
 //! plain values for them; any other global is refused with an error before anything happens.
+//!
+//! Hostile streams cannot exhaust the stack or memory: containers nest at most [`MAX_DEPTH`]
+//! levels (so building, dropping and walking a value never recurses deeper), and the memo shares
+//! values by reference count instead of copying them, so a stream that refers to a memoised
+//! value over and over ("billion laughs") costs one pointer per reference.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
-/// A value built from a pickle.
+/// The deepest nesting of tuples, lists and dicts a pickle may build. PyTorch checkpoints nest a
+/// handful of levels (a dict of dicts of tensors, a tensor's size tuple).
+pub const MAX_DEPTH: usize = 256;
+
+/// A value built from a pickle. Containers and variable-sized leaves sit behind `Rc`, so cloning
+/// a value (as the memo does) is O(1) and a value may be shared by many containers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `None`.
@@ -19,23 +30,23 @@ pub enum Value {
     /// A float.
     Float(f64),
     /// An integer wider than 64 bits (little-endian two's complement bytes).
-    BigInt(Vec<u8>),
+    BigInt(Rc<[u8]>),
     /// A string.
-    Str(String),
+    Str(Rc<str>),
     /// A bytes object.
-    Bytes(Vec<u8>),
+    Bytes(Rc<[u8]>),
     /// A tuple.
-    Tuple(Vec<Value>),
+    Tuple(Rc<Vec<Value>>),
     /// A list.
-    List(Vec<Value>),
+    List(Rc<Vec<Value>>),
     /// A dict (or `OrderedDict`), in insertion order.
-    Dict(Vec<(Value, Value)>),
+    Dict(Rc<Vec<(Value, Value)>>),
     /// One of the allowed globals, not yet called.
     Global(Global),
     /// A PyTorch storage reference (from a persistent id).
-    Storage(StorageRef),
+    Storage(Rc<StorageRef>),
     /// A tensor view into a storage.
-    Tensor(TensorRef),
+    Tensor(Rc<TensorRef>),
 }
 
 /// The globals a checkpoint may name.
@@ -162,8 +173,15 @@ pub fn unpickle(data: &[u8]) -> Result<(Value, usize), PickleError> {
     Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
 }
 
+/// A value on the machine's stack with its nesting depth (0 for leaves, 1 for an empty
+/// container, one more than its deepest element otherwise).
+struct Nested {
+    value: Value,
+    depth: usize,
+}
+
 enum Item {
-    Value(Value),
+    Value(Nested),
     Mark,
 }
 
@@ -172,7 +190,7 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Item>,
     marks: Vec<usize>,
-    memo: HashMap<u32, Value>,
+    memo: HashMap<u32, (Value, usize)>,
 }
 
 impl Machine<'_> {
@@ -221,16 +239,32 @@ impl Machine<'_> {
     fn string(&mut self, n: usize) -> Result<Value, PickleError> {
         let b = self.take(n)?;
         match std::str::from_utf8(b) {
-            Ok(s) => Ok(Value::Str(s.to_string())),
+            Ok(s) => Ok(Value::Str(Rc::from(s))),
             Err(_) => self.err("string is not UTF-8"),
         }
     }
 
-    fn push(&mut self, v: Value) {
-        self.stack.push(Item::Value(v));
+    /// Pushes a leaf (a value that holds no other value).
+    fn push(&mut self, value: Value) {
+        self.stack.push(Item::Value(Nested { value, depth: 0 }));
     }
 
-    fn pop(&mut self) -> Result<Value, PickleError> {
+    /// Pushes a container built from elements whose deepest has depth `inner`.
+    fn push_container(&mut self, value: Value, inner: usize) -> Result<(), PickleError> {
+        let depth = self.container_depth(inner)?;
+        self.stack.push(Item::Value(Nested { value, depth }));
+        Ok(())
+    }
+
+    fn container_depth(&self, inner: usize) -> Result<usize, PickleError> {
+        let depth = inner + 1;
+        if depth > MAX_DEPTH {
+            return self.err(format!("containers nested more than {MAX_DEPTH} levels deep"));
+        }
+        Ok(depth)
+    }
+
+    fn pop_nested(&mut self) -> Result<Nested, PickleError> {
         match self.stack.pop() {
             Some(Item::Value(v)) => Ok(v),
             Some(Item::Mark) => self.err("unexpected mark"),
@@ -238,7 +272,11 @@ impl Machine<'_> {
         }
     }
 
-    fn top(&mut self) -> Result<&mut Value, PickleError> {
+    fn pop(&mut self) -> Result<Value, PickleError> {
+        Ok(self.pop_nested()?.value)
+    }
+
+    fn top(&mut self) -> Result<&mut Nested, PickleError> {
         let pos = self.pos;
         match self.stack.last_mut() {
             Some(Item::Value(v)) => Ok(v),
@@ -246,28 +284,34 @@ impl Machine<'_> {
         }
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
+    /// The values above the last mark, and the depth of the deepest of them.
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, usize), PickleError> {
         let Some(start) = self.marks.pop() else { return self.err("no mark") };
         if start > self.stack.len() {
             return self.err("mark beyond stack");
         }
         let items: Vec<Item> = self.stack.drain(start..).collect();
         let mut out = Vec::with_capacity(items.len());
+        let mut deepest = 0;
         for (i, it) in items.into_iter().enumerate() {
             match it {
-                Item::Value(v) => out.push(v),
+                Item::Value(v) => {
+                    deepest = deepest.max(v.depth);
+                    out.push(v.value);
+                }
                 Item::Mark if i == 0 => {}
                 Item::Mark => return self.err("nested mark"),
             }
         }
-        Ok(out)
+        Ok((out, deepest))
     }
 
     fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
         match self.memo.get(&key) {
-            Some(v) => {
-                let v = v.clone();
-                self.push(v);
+            Some((value, depth)) => {
+                // A shared reference, not a copy (see the module docs).
+                let item = Item::Value(Nested { value: value.clone(), depth: *depth });
+                self.stack.push(item);
                 Ok(())
             }
             None => self.err(format!("memo key {key} not set")),
@@ -275,61 +319,82 @@ impl Machine<'_> {
     }
 
     fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
-        let v = self.top()?.clone();
-        self.memo.insert(key, v);
+        let top = self.top()?;
+        let entry = (top.value.clone(), top.depth);
+        self.memo.insert(key, entry);
         Ok(())
     }
 
-    fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+    /// Adds `items` (key, value, key, value, ...) of depth up to `inner` to the dict on top.
+    fn set_items(&mut self, items: Vec<Value>, inner: usize) -> Result<(), PickleError> {
         if !items.len().is_multiple_of(2) {
             return self.err("odd number of dict items");
         }
+        let depth = self.container_depth(inner)?;
         let mut pairs = Vec::with_capacity(items.len() / 2);
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             pairs.push((k, v));
         }
-        match self.top()? {
+        let top = self.top()?;
+        match &mut top.value {
             Value::Dict(d) => {
-                d.extend(pairs);
+                // Copy-on-write: a dict that the memo shares is copied one level (its entries are
+                // shared references), as mutating a memoised object must not change earlier uses.
+                Rc::make_mut(d).extend(pairs);
+                top.depth = top.depth.max(depth);
                 Ok(())
             }
             _ => self.err("SETITEM(S) on a non-dict"),
         }
     }
 
+    /// Appends `items` of depth up to `inner` to the list on top.
+    fn append(&mut self, items: Vec<Value>, inner: usize) -> Result<(), PickleError> {
+        let depth = self.container_depth(inner)?;
+        let top = self.top()?;
+        match &mut top.value {
+            Value::List(l) => {
+                Rc::make_mut(l).extend(items);
+                top.depth = top.depth.max(depth);
+                Ok(())
+            }
+            _ => self.err("APPEND(S) on a non-list"),
+        }
+    }
+
     fn reduce(&mut self, callable: Value, args: Value) -> Result<Value, PickleError> {
         let Value::Tuple(args) = args else { return self.err("REDUCE arguments are not a tuple") };
         match callable {
-            Value::Global(Global::OrderedDict) => Ok(Value::Dict(Vec::new())),
-            Value::Global(Global::RebuildParameter) => match args.into_iter().next() {
-                Some(t @ Value::Tensor(_)) => Ok(t),
+            Value::Global(Global::OrderedDict) => Ok(Value::Dict(Rc::default())),
+            Value::Global(Global::RebuildParameter) => match args.first() {
+                Some(t @ Value::Tensor(_)) => Ok(t.clone()),
                 _ => self.err("_rebuild_parameter without a tensor"),
             },
             Value::Global(Global::RebuildTensor) => {
-                let mut it = args.into_iter();
                 let (Some(Value::Storage(storage)), Some(Value::Int(offset)), Some(size), Some(stride)) =
-                    (it.next(), it.next(), it.next(), it.next())
+                    (args.first(), args.get(1), args.get(2), args.get(3))
                 else {
                     return self.err("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, ...)");
                 };
-                let dims = |v: Value| -> Option<Vec<usize>> {
+                let dims = |v: &Value| -> Option<Vec<usize>> {
                     match v {
                         Value::Tuple(t) => t
-                            .into_iter()
-                            .map(|d| if let Value::Int(i) = d { usize::try_from(i).ok() } else { None })
+                            .iter()
+                            .map(|d| if let Value::Int(i) = d { usize::try_from(*i).ok() } else { None })
                             .collect(),
                         _ => None,
                     }
                 };
-                let (Some(shape), Some(stride), Ok(offset)) = (dims(size), dims(stride), usize::try_from(offset))
+                let (Some(shape), Some(stride), Ok(offset)) = (dims(size), dims(stride), usize::try_from(*offset))
                 else {
                     return self.err("tensor size, stride or offset is not a tuple of non-negative integers");
                 };
                 if shape.len() != stride.len() {
                     return self.err("tensor size and stride differ in length");
                 }
-                Ok(Value::Tensor(TensorRef { storage, offset, shape, stride }))
+                let storage = StorageRef::clone(storage);
+                Ok(Value::Tensor(Rc::new(TensorRef { storage, offset, shape, stride })))
             }
             Value::Global(Global::StorageType(_)) => self.err("calling a storage type is not supported"),
             _ => self.err("REDUCE on a value that is not an allowed global"),
@@ -340,13 +405,26 @@ impl Machine<'_> {
         let Value::Tuple(items) = pid else { return self.err("persistent id is not a tuple") };
         match items.as_slice() {
             [Value::Str(kind), Value::Global(Global::StorageType(dtype)), Value::Str(key), _location, Value::Int(numel), ..]
-                if kind == "storage" =>
+                if &**kind == "storage" =>
             {
                 let numel = usize::try_from(*numel).or_else(|_| self.err("negative storage size"))?;
-                Ok(Value::Storage(StorageRef { dtype: *dtype, key: key.clone(), numel }))
+                Ok(Value::Storage(Rc::new(StorageRef { dtype: *dtype, key: key.to_string(), numel })))
             }
             _ => self.err("persistent id is not ('storage', type, key, location, numel, ...)"),
         }
+    }
+
+    /// Pops `n` values and pushes them as a tuple.
+    fn tuple_of(&mut self, n: usize) -> Result<(), PickleError> {
+        let mut items = Vec::with_capacity(n);
+        let mut deepest = 0;
+        for _ in 0..n {
+            let v = self.pop_nested()?;
+            deepest = deepest.max(v.depth);
+            items.push(v.value);
+        }
+        items.reverse();
+        self.push_container(Value::Tuple(Rc::new(items)), deepest)
     }
 
     fn run(mut self) -> Result<(Value, usize), PickleError> {
@@ -387,7 +465,7 @@ impl Machine<'_> {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?.to_vec();
                     if n > 8 {
-                        self.push(Value::BigInt(b));
+                        self.push(Value::BigInt(Rc::from(b)));
                         continue;
                     }
                     let mut v: i64 = 0;
@@ -404,89 +482,61 @@ impl Machine<'_> {
                     let v = f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
                     self.push(Value::Float(v));
                 }
-                b'X' => {
+                b'X' | b'T' => {
                     let n = self.u32()? as usize;
                     let v = self.string(n)?;
                     self.push(v);
                 }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let v = self.string(n)?;
-                    self.push(v);
-                }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    let v = self.string(n)?;
-                    self.push(v);
-                }
-                b'U' => {
+                0x8c | b'U' => {
                     let n = self.u8()? as usize;
                     let v = self.string(n)?;
                     self.push(v);
                 }
                 b'B' => {
                     let n = self.u32()? as usize;
-                    let v = self.take(n)?.to_vec();
+                    let v = Rc::from(self.take(n)?);
                     self.push(Value::Bytes(v));
                 }
                 b'C' => {
                     let n = self.u8()? as usize;
-                    let v = self.take(n)?.to_vec();
+                    let v = Rc::from(self.take(n)?);
                     self.push(Value::Bytes(v));
                 }
-                b')' => self.push(Value::Tuple(Vec::new())),
-                b']' => self.push(Value::List(Vec::new())),
-                b'}' => self.push(Value::Dict(Vec::new())),
+                b')' => self.push_container(Value::Tuple(Rc::default()), 0)?,
+                b']' => self.push_container(Value::List(Rc::default()), 0)?,
+                b'}' => self.push_container(Value::Dict(Rc::default()), 0)?,
                 b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items));
+                    let (items, deepest) = self.pop_mark()?;
+                    self.push_container(Value::Tuple(Rc::new(items)), deepest)?;
                 }
-                0x85 => {
-                    let a = self.pop()?;
-                    self.push(Value::Tuple(vec![a]));
-                }
-                0x86 => {
-                    let b = self.pop()?;
-                    let a = self.pop()?;
-                    self.push(Value::Tuple(vec![a, b]));
-                }
-                0x87 => {
-                    let c = self.pop()?;
-                    let b = self.pop()?;
-                    let a = self.pop()?;
-                    self.push(Value::Tuple(vec![a, b, c]));
-                }
+                0x85 => self.tuple_of(1)?,
+                0x86 => self.tuple_of(2)?,
+                0x87 => self.tuple_of(3)?,
                 b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items));
+                    let (items, deepest) = self.pop_mark()?;
+                    self.push_container(Value::List(Rc::new(items)), deepest)?;
                 }
                 b'd' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Dict(Vec::new()));
-                    self.set_items(items)?;
+                    let (items, deepest) = self.pop_mark()?;
+                    self.push_container(Value::Dict(Rc::default()), 0)?;
+                    self.set_items(items, deepest)?;
                 }
                 b'a' => {
-                    let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(l) => l.push(v),
-                        _ => return self.err("APPEND on a non-list"),
-                    }
+                    let v = self.pop_nested()?;
+                    self.append(vec![v.value], v.depth)?;
                 }
                 b'e' => {
-                    let items = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(l) => l.extend(items),
-                        _ => return self.err("APPENDS on a non-list"),
-                    }
+                    let (items, deepest) = self.pop_mark()?;
+                    self.append(items, deepest)?;
                 }
                 b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.set_items(vec![k, v])?;
+                    let v = self.pop_nested()?;
+                    let k = self.pop_nested()?;
+                    self.set_items(vec![k.value, v.value], k.depth.max(v.depth))?;
                 }
                 b'u' => {
-                    let items = self.pop_mark()?;
-                    self.set_items(items)?;
+                    let (items, deepest) = self.pop_mark()?;
+                    self.set_items(items, deepest)?;
                 }
                 b'q' => {
                     let k = self.u8()? as u32;
@@ -527,7 +577,9 @@ impl Machine<'_> {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let v = self.reduce(callable, args)?;
-                    self.push(v);
+                    // A rebuilt tensor holds its size and stride tuples: one level.
+                    let depth = usize::from(matches!(v, Value::Tensor(_)));
+                    self.stack.push(Item::Value(Nested { value: v, depth }));
                 }
                 b'Q' => {
                     let pid = self.pop()?;
@@ -538,7 +590,7 @@ impl Machine<'_> {
                     // BUILD: object state. Dicts (OrderedDict's `_metadata`) and tensors keep
                     // nothing of it.
                     self.pop()?;
-                    if !matches!(self.top()?, Value::Dict(_) | Value::Tensor(_)) {
+                    if !matches!(self.top()?.value, Value::Dict(_) | Value::Tensor(_)) {
                         return self.err("BUILD on an object that is not a dict or tensor");
                     }
                 }

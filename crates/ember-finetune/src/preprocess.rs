@@ -12,6 +12,12 @@ use rand::SeedableRng;
 
 use crate::{Error, Result};
 
+/// The largest `resize` or `crop` [`ImagePreprocess`] accepts.
+pub const MAX_PREPROCESS_SIDE: u32 = 4096;
+
+/// The most pixels an image may have after its shorter side is resized ([`ImagePreprocess`]).
+pub const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
 /// The evaluation preprocessing of an ImageNet classifier: resize the shorter side to
 /// `resize` pixels (bilinear, antialiased), centre-crop `crop x crop`, scale to `[0, 1]`, then
 /// `(x - mean) / std` per channel.
@@ -33,16 +39,53 @@ impl ImagePreprocess {
         Self { resize: 256, crop: 224, mean: [0.5; 3], std: [0.5; 3] }
     }
 
-    /// The `(3, crop, crop)` tensor of `image`.
+    /// Fails unless `resize` and `crop` lie in `1..=`[`MAX_PREPROCESS_SIDE`].
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("resize", self.resize), ("crop", self.crop)] {
+            if v == 0 || v > MAX_PREPROCESS_SIDE {
+                return Err(Error::invalid(
+                    "image preprocessing",
+                    format!("{name} {v} is outside 1..={MAX_PREPROCESS_SIDE} pixels"),
+                ));
+            }
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s != 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::invalid(
+                "image preprocessing",
+                format!("mean {:?} and std {:?} must be finite, std non-zero", self.mean, self.std),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `(3, crop, crop)` tensor of `image`. Fails on settings outside the limits
+    /// ([`ImagePreprocess::validate`]) and on images so elongated that resizing their shorter
+    /// side would make more than [`MAX_RESIZED_PIXELS`] pixels (a 20000x1 strip resized to 256
+    /// would be 1.3 gigapixels).
     pub fn apply(&self, image: &RgbImage) -> Result<Tensor> {
+        self.validate()?;
         let (w, h) = image.dimensions();
+        if w == 0 || h == 0 {
+            return Err(Error::invalid("image preprocessing", format!("a {w}x{h} image has no pixels")));
+        }
         // torchvision's Resize(int): the shorter side becomes `resize`, the longer one is scaled
         // and truncated.
+        let resize = u64::from(self.resize);
         let (nw, nh) = if w <= h {
-            (self.resize, (self.resize as u64 * h as u64 / w.max(1) as u64) as u32)
+            (resize, resize * u64::from(h) / u64::from(w))
         } else {
-            ((self.resize as u64 * w as u64 / h.max(1) as u64) as u32, self.resize)
+            (resize * u64::from(w) / u64::from(h), resize)
         };
+        if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
+            return Err(Error::invalid(
+                "image preprocessing",
+                format!(
+                    "a {w}x{h} image resized to {nw}x{nh} would exceed {MAX_RESIZED_PIXELS} pixels; \
+                     crop it closer to a square first"
+                ),
+            ));
+        }
+        let (nw, nh) = (nw as u32, nh as u32); // below MAX_RESIZED_PIXELS, so in range
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let resized = Resize::new(nw, nh)?.apply(image.clone(), &mut rng)?;
         let cropped = CenterCrop::new(self.crop, self.crop)?.apply(resized, &mut rng)?;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -29,15 +30,19 @@ fn pickle_err(path: &Path, e: PickleError) -> Error {
 pub fn read_pytorch(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let (object, storages) =
         if bytes.starts_with(b"PK\x03\x04") { read_zip(path, bytes)? } else { read_legacy(path, bytes)? };
-    let mut named = Vec::new();
-    collect_tensors(state_dict_of(&object), "", &mut named);
+    let named = tensors_of(path, state_dict_of(&object))?;
     if named.is_empty() {
         return Err(Error::UnknownFormat {
             path: path.to_path_buf(),
             detail: "the pickled object holds no tensors".into(),
         });
     }
-    named.into_iter().map(|(name, t)| Ok((name.clone(), materialise(path, &name, &t, &storages)?))).collect()
+    let storage_bytes: usize = storages.values().map(Vec::len).sum();
+    let mut budget = MaterialiseBudget::new(storage_bytes);
+    named
+        .into_iter()
+        .map(|(name, t)| Ok((name.clone(), materialise(path, &name, &t, &storages, &mut budget)?)))
+        .collect()
 }
 
 /// Raw bytes of each storage, by key.
@@ -53,6 +58,8 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<(Value, Storages)> {
         .map(str::to_string)
         .ok_or_else(|| unknown("zip archive without data.pkl".into()))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    // Entries are read as stored (the `zip` crate is built without decompressors), so an entry
+    // can hold no more bytes than the file itself: no zip bomb.
     let read_entry = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str| -> Result<Vec<u8>> {
         let mut entry = zip.by_name(name).map_err(|e| unknown(format!("entry {name}: {e}")))?;
         let mut out = Vec::new();
@@ -112,13 +119,12 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages)> {
     };
     // Storage element sizes come from the object's storage references.
     let mut sizes: HashMap<String, usize> = HashMap::new();
-    let mut refs = Vec::new();
-    collect_tensors(&object, "", &mut refs);
+    let refs = tensors_of(path, &object)?;
     for (_, t) in &refs {
         sizes.insert(t.storage.key.clone(), t.storage.dtype.size());
     }
     let mut storages = HashMap::new();
-    for key in keys {
+    for key in keys.iter() {
         let Value::Str(key) = key else {
             return Err(Error::Pickle {
                 path: path.to_path_buf(),
@@ -131,26 +137,32 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<(Value, Storages)> {
             tensor: format!("<storage {key}>"),
             detail: format!("file ends inside its {what}"),
         };
-        let count = bytes.get(pos..pos + 8).ok_or_else(|| short("element count"))?;
-        let numel = u64::from_le_bytes(count.try_into().map_err(|_| short("element count"))?) as usize;
+        let count = bytes.get(pos..pos.saturating_add(8)).ok_or_else(|| short("element count"))?;
+        let numel = u64::from_le_bytes(count.try_into().map_err(|_| short("element count"))?);
         pos += 8;
-        let elem = sizes.get(&key).copied().unwrap_or(1);
-        let len = numel.checked_mul(elem).ok_or_else(|| short("size"))?;
-        let data = bytes.get(pos..pos + len).ok_or_else(|| short("data"))?;
-        storages.insert(key, data.to_vec());
-        pos += len;
+        let elem = sizes.get(&**key).copied().unwrap_or(1);
+        // Checked: the count is untrusted, and the end must lie inside the file.
+        let end = usize::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(elem))
+            .and_then(|len| pos.checked_add(len))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| short("data"))?;
+        storages.insert(key.to_string(), bytes[pos..end].to_vec());
+        pos = end;
     }
     Ok((object, storages))
 }
 
 /// The dictionary holding the tensors: the object itself, or its `state_dict` / `model` entry.
+/// (Recursion is bounded: a pickle nests at most [`crate::pickle::MAX_DEPTH`] levels.)
 fn state_dict_of(object: &Value) -> &Value {
     if let Value::Dict(items) = object {
         let holds_tensors = items.iter().any(|(_, v)| matches!(v, Value::Tensor(_)));
         if !holds_tensors {
             for key in ["state_dict", "model_state_dict", "model", "module", "net"] {
                 if let Some((_, v)) =
-                    items.iter().find(|(k, v)| matches!(k, Value::Str(s) if s == key) && matches!(v, Value::Dict(_)))
+                    items.iter().find(|(k, v)| matches!(k, Value::Str(s) if &**s == key) && matches!(v, Value::Dict(_)))
                 {
                     return state_dict_of(v);
                 }
@@ -160,22 +172,50 @@ fn state_dict_of(object: &Value) -> &Value {
     object
 }
 
-fn collect_tensors(v: &Value, prefix: &str, out: &mut Vec<(String, TensorRef)>) {
+/// How many dict entries [`collect_tensors`] looks at before it gives up. Memoised values are
+/// shared, so a small hostile pickle can be a graph whose unfolding is exponentially large; a
+/// real state dict has one entry per tensor and a few per nested dict.
+const MAX_VISITS: usize = 4_000_000;
+
+/// The tensors under `v` with their dotted names, in file order. Fails with the visit budget
+/// spent (see [`MAX_VISITS`]).
+fn collect_tensors(
+    v: &Value,
+    prefix: &str,
+    out: &mut Vec<(String, Rc<TensorRef>)>,
+    visits: &mut usize,
+) -> std::result::Result<(), String> {
     match v {
         Value::Tensor(t) => out.push((prefix.to_string(), t.clone())),
         Value::Dict(items) => {
-            for (k, v) in items {
+            for (k, v) in items.iter() {
+                *visits += 1;
+                if *visits > MAX_VISITS {
+                    return Err(format!(
+                        "the pickled object unfolds into more than {MAX_VISITS} dictionary entries (shared references \
+                         repeated over and over); refusing to walk it"
+                    ));
+                }
                 let key = match k {
-                    Value::Str(s) => s.clone(),
+                    Value::Str(s) => s.to_string(),
                     Value::Int(i) => i.to_string(),
                     _ => continue,
                 };
                 let name = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
-                collect_tensors(v, &name, out);
+                collect_tensors(v, &name, out, visits)?;
             }
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// [`collect_tensors`] from the top, errors naming `path`.
+fn tensors_of(path: &Path, object: &Value) -> Result<Vec<(String, Rc<TensorRef>)>> {
+    let mut out = Vec::new();
+    collect_tensors(object, "", &mut out, &mut 0)
+        .map_err(|detail| Error::UnknownFormat { path: path.to_path_buf(), detail })?;
+    Ok(out)
 }
 
 fn candle_dtype(d: StorageDtype) -> DType {
@@ -191,15 +231,48 @@ fn candle_dtype(d: StorageDtype) -> DType {
     }
 }
 
-/// Copies a (possibly strided, offset) view out of its storage into a contiguous tensor.
-fn materialise(path: &Path, name: &str, t: &TensorRef, storages: &Storages) -> Result<Tensor> {
+/// How many bytes views may materialise beyond what their storages hold. A view normally reads
+/// each storage element at most once, so its bytes are bounded by its storage's; overlapping
+/// views (stride 0, from `expand`) can repeat elements, and a hostile file could expand a
+/// 4-byte storage to terabytes. Views may exceed the file's storage bytes by this much in total.
+const MAX_EXPANSION_BYTES: usize = 256 << 20;
+
+/// The bytes all views of one file may still materialise: the file's storage bytes (each view
+/// may read its storage once; shared storages such as tied weights are counted per view, hence
+/// the factor) plus [`MAX_EXPANSION_BYTES`].
+struct MaterialiseBudget {
+    left: usize,
+}
+
+impl MaterialiseBudget {
+    fn new(storage_bytes: usize) -> Self {
+        Self { left: storage_bytes.saturating_mul(4).saturating_add(MAX_EXPANSION_BYTES) }
+    }
+}
+
+/// Copies a (possibly strided, offset) view out of its storage into a contiguous tensor. Every
+/// size comes from the file, so all arithmetic is checked and the bytes materialised are bounded
+/// ([`MaterialiseBudget`]).
+fn materialise(
+    path: &Path,
+    name: &str,
+    t: &TensorRef,
+    storages: &Storages,
+    budget: &mut MaterialiseBudget,
+) -> Result<Tensor> {
     let bad = |detail: String| Error::BadTensor { path: path.to_path_buf(), tensor: name.to_string(), detail };
     let data = storages
         .get(&t.storage.key)
         .ok_or_else(|| bad(format!("storage `{}` is missing from the file", t.storage.key)))?;
     let elem = t.storage.dtype.size();
     let available = data.len() / elem;
-    let numel: usize = t.shape.iter().product();
+    let numel = t
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| bad(format!("shape {:?} has more elements than fit in memory", t.shape)))?;
+    let bytes_needed =
+        numel.checked_mul(elem).ok_or_else(|| bad(format!("shape {:?} has more bytes than fit in memory", t.shape)))?;
     if numel > 0 {
         let last = t
             .shape
@@ -216,18 +289,31 @@ fn materialise(path: &Path, name: &str, t: &TensorRef, storages: &Storages) -> R
             }
         }
     }
+    if bytes_needed > budget.left {
+        return Err(bad(format!(
+            "view of shape {:?} (stride {:?}) would materialise {bytes_needed} bytes from a storage of {} bytes; \
+             the file's views may not expand their storages by more than {MAX_EXPANSION_BYTES} bytes in total",
+            t.shape,
+            t.stride,
+            data.len()
+        )));
+    }
+    budget.left -= bytes_needed;
     let contiguous = {
-        let mut expected = 1;
+        let mut expected = 1usize;
         t.shape.iter().zip(&t.stride).rev().all(|(&n, &s)| {
             let ok = n == 1 || s == expected;
-            expected *= n;
+            expected = expected.saturating_mul(n);
             ok
         })
     };
-    let bytes: Vec<u8> = if contiguous {
-        data[t.offset * elem..(t.offset + numel) * elem].to_vec()
+    // In range: the last element's index is below `available` (checked above) and, for a
+    // contiguous view, equals offset + numel - 1.
+    let bytes: Vec<u8> = if contiguous || numel == 0 {
+        let start = t.offset.min(available) * elem;
+        data[start..start + bytes_needed].to_vec()
     } else {
-        let mut out = Vec::with_capacity(numel * elem);
+        let mut out = Vec::with_capacity(bytes_needed);
         let mut index = vec![0usize; t.shape.len()];
         for _ in 0..numel {
             let at = t.offset + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();

@@ -32,6 +32,7 @@ mod conv2d_gemm;
 mod cross_entropy;
 mod depthwise;
 mod element;
+mod finite;
 pub mod gradcheck;
 pub mod init;
 mod linear;
@@ -49,5 +50,6 @@ pub use conv::{
     conv_transpose2d, Conv2dParams, ConvTranspose2dParams,
 };
 pub use cross_entropy::cross_entropy;
+pub use finite::all_finite;
 pub use linear::linear;
 pub use max_pool::{max_pool2d, Pool2dParams};

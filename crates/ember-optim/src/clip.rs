@@ -6,6 +6,10 @@ use candle_core::{DType, Result, Var};
 /// Scales the gradients of `params` so their global L2 norm is at most `max_norm`
 /// (`g *= min(1, max_norm / (norm + 1e-6))`); returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, params: &[Var], max_norm: f64) -> Result<f64> {
+    // A negative bound would flip every gradient (gradient ascent), zero would stop learning.
+    if !(max_norm > 0.0 && max_norm.is_finite()) {
+        candle_core::bail!("gradient clipping: the maximum norm must be a positive number, got {max_norm}")
+    }
     let mut sum_sq = 0.0;
     for p in params {
         if let Some(g) = grads.get(p) {
@@ -27,6 +31,9 @@ pub fn clip_grad_norm(grads: &mut GradStore, params: &[Var], max_norm: f64) -> R
 
 /// Clamps every gradient element of `params` to `[-clip_value, clip_value]`.
 pub fn clip_grad_value(grads: &mut GradStore, params: &[Var], clip_value: f64) -> Result<()> {
+    if !(clip_value > 0.0 && clip_value.is_finite()) {
+        candle_core::bail!("gradient clipping: the clip value must be a positive number, got {clip_value}")
+    }
     for p in params {
         if let Some(g) = grads.get(p) {
             let clamped = g.clamp(-clip_value, clip_value)?;

@@ -1,4 +1,8 @@
 //! Model checkpoints: safetensors files written atomically and loaded strictly.
+//!
+//! Writers refuse tensors holding NaN or infinities ([`Error::NonFiniteTensor`]), so a diverged
+//! model never reaches a file under a checkpoint's name; loaders refuse them too, and refuse to
+//! convert integer tensors into float parameters.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,15 +13,22 @@ use ember_layers::ParamStore;
 
 use crate::{Error, Result};
 
+/// Fails naming the first tensor of `tensors` that holds a NaN or an infinity.
+fn ensure_finite(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    for (name, t) in tensors {
+        if !ember_kernels::all_finite(t)? {
+            return Err(Error::NonFiniteTensor { path: path.to_path_buf(), name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `tensors` to `path` as safetensors, atomically: the data goes to a temporary file in
 /// the same directory, is flushed to disk, then renamed over `path`. A crash or error at any
-/// point leaves the previous file at `path` intact.
+/// point leaves the previous file at `path` intact. Tensors holding NaN or infinities are
+/// refused before anything is written.
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
-    write_atomically(path, |tmp| {
-        candle_core::safetensors::save(&map, tmp)
-            .map_err(|e| Error::UnreadableCheckpoint { path: tmp.to_path_buf(), reason: e.to_string() })
-    })
+    save_tensors_with_metadata(tensors, HashMap::new(), path)
 }
 
 /// Like [`save_tensors`], with string metadata in the safetensors header.
@@ -26,15 +37,13 @@ pub fn save_tensors_with_metadata(
     metadata: HashMap<String, String>,
     path: &Path,
 ) -> Result<()> {
-    let unreadable = |p: &Path, e: &dyn std::fmt::Display| Error::UnreadableCheckpoint {
-        path: p.to_path_buf(),
-        reason: e.to_string(),
-    };
+    ensure_finite(tensors, path)?;
     let contiguous: Vec<(String, Tensor)> =
         tensors.iter().map(|(k, t)| Ok((k.clone(), t.contiguous()?))).collect::<candle_core::Result<_>>()?;
+    let metadata = (!metadata.is_empty()).then_some(metadata);
     write_atomically(path, |tmp| {
-        safetensors::serialize_to_file(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata), tmp)
-            .map_err(|e| unreadable(tmp, &e))
+        safetensors::serialize_to_file(contiguous.iter().map(|(k, t)| (k.as_str(), t)), metadata, tmp)
+            .map_err(|e| Error::WriteCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
     })
 }
 
@@ -71,14 +80,21 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     result
 }
 
-/// Reads every tensor of a safetensors file onto `store`'s device.
+/// Reads every tensor of a safetensors file onto `device`. A directory, a missing file and a
+/// PyTorch checkpoint (which `ember convert` turns into safetensors) each get their own error.
 pub fn read_tensors(path: &Path, device: &candle_core::Device) -> Result<HashMap<String, Tensor>> {
-    if !path.is_file() {
-        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        return Err(Error::Io { path: path.to_path_buf(), source });
+    let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason };
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    if meta.is_dir() {
+        return Err(unreadable("is a directory, not a checkpoint file".into()));
     }
-    candle_core::safetensors::load(path, device)
-        .map_err(|e| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason: e.to_string() })
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
+        return Err(unreadable(
+            "this is a PyTorch checkpoint, not safetensors; convert it with `ember convert IN OUT.safetensors`".into(),
+        ));
+    }
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| unreadable(e.to_string()))
 }
 
 /// Loads `path` into `store`, strictly: every parameter and buffer must be present with its exact
@@ -111,8 +127,31 @@ pub fn load_map(store: &ParamStore, tensors: std::collections::BTreeMap<String, 
     if let Some(name) = tensors.keys().next() {
         return Err(Error::UnexpectedTensor { path: path.to_path_buf(), name: name.clone() });
     }
+    for (name, t) in &assignments {
+        check_value(path, name, t, store)?;
+    }
     for (name, t) in assignments {
         store.assign(&name, &t)?;
+    }
+    Ok(())
+}
+
+/// Fails unless `value` may become the model tensor `name`: float parameters take float values
+/// only (an integer tensor is a different kind of data, not a weight), and only finite ones.
+fn check_value(path: &Path, name: &str, value: &Tensor, store: &ParamStore) -> Result<()> {
+    let target = store.get(name).or_else(|| store.buffer(name)).map(|v| v.dtype());
+    if let Some(target) = target {
+        if target.is_float() && !value.dtype().is_float() {
+            return Err(Error::WrongDtype {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                found: value.dtype(),
+                expected: target,
+            });
+        }
+    }
+    if !ember_kernels::all_finite(value)? {
+        return Err(Error::NonFiniteTensor { path: path.to_path_buf(), name: name.to_string() });
     }
     Ok(())
 }

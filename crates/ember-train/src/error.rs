@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -20,6 +20,34 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// A checkpoint could not be written (the previous file under its name is intact).
+    #[error("{path}: cannot write the checkpoint: {reason}")]
+    WriteCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A tensor holds NaN or infinities: refused by checkpoint writers and loaders.
+    #[error("{path}: tensor `{name}` holds NaN or infinite values; refusing to write or load it")]
+    NonFiniteTensor {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+    },
+    /// A checkpoint tensor has a dtype that cannot become the model's (integers into floats).
+    #[error("{path}: tensor `{name}` is {found:?}, but the model's is {expected:?}")]
+    WrongDtype {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// Dtype in the file.
+        found: candle_core::DType,
+        /// Dtype of the model tensor.
+        expected: candle_core::DType,
     },
     /// The checkpoint lacks a tensor the model needs.
     #[error("{path}: checkpoint has no tensor `{name}` that the model needs")]
@@ -49,15 +77,37 @@ pub enum Error {
         /// Shape in the file.
         found: Vec<usize>,
     },
-    /// The loss became NaN or infinite.
-    #[error("training diverged: loss is {loss} at epoch {epoch}, batch {batch}")]
+    /// The loss became NaN or infinite: training stopped before the diverged weights could be
+    /// saved.
+    #[error(
+        "training diverged at epoch {epoch}, {}: the {} loss is {loss} (learning rate {learning_rate:e}); \
+         a lower learning rate or gradient clipping usually fixes this",
+        batch.map_or_else(|| "after its last batch".to_string(), |b| format!("batch {b}")),
+        if batch.is_some() { "training" } else { "validation" }
+    )]
     NonFiniteLoss {
         /// 1-based epoch.
         epoch: usize,
-        /// 0-based batch within the epoch.
-        batch: usize,
+        /// 0-based batch within the epoch; `None` for the validation loss.
+        batch: Option<usize>,
         /// The loss value.
-        loss: f32,
+        loss: f64,
+        /// The learning rate of the step that produced it.
+        learning_rate: f64,
+    },
+    /// The parameters became NaN or infinite although the losses seen were finite (the last
+    /// step of an epoch without validation).
+    #[error(
+        "training diverged at epoch {epoch}: parameter `{name}` holds NaN or infinite values (learning rate \
+         {learning_rate:e}); a lower learning rate or gradient clipping usually fixes this"
+    )]
+    NonFiniteParameter {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The parameter.
+        name: String,
+        /// The learning rate of the last step.
+        learning_rate: f64,
     },
     /// A misuse of the training API or an invalid setting.
     #[error("{0}")]

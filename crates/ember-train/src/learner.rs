@@ -54,6 +54,24 @@ impl FitOptions<'_> {
     }
 }
 
+impl FitOptions<'_> {
+    /// Fails naming the first setting that cannot work: no classes, or a gradient clipping bound
+    /// that is not a positive number (a negative one would reverse every step).
+    pub fn validate(&self) -> Result<()> {
+        if self.classes == 0 {
+            return Err(Error::Invalid("fit: classes must be at least 1".into()));
+        }
+        if let Some(norm) = self.clip_grad_norm {
+            if !(norm > 0.0 && norm.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "fit: the gradient-clipping norm must be a positive number, got {norm}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<'a> FitOptions<'a> {
     /// Steps `schedule` every batch.
     pub fn with_schedule(mut self, schedule: &'a dyn Schedule) -> Self {
@@ -286,6 +304,11 @@ impl<'a> Learner<'a> {
         val: Option<&DataLoader>,
         options: &FitOptions,
     ) -> Result<Vec<EpochReport>> {
+        options.validate()?;
+        train.check("training data")?;
+        if let Some(val) = val {
+            val.check("validation data")?;
+        }
         let device = &options.device;
         let batches = train.num_batches();
         let start = self.history.len();
@@ -302,9 +325,14 @@ impl<'a> Learner<'a> {
                     s.apply(self.global_step as usize, self.optimizer);
                 }
                 let StepOutput { loss, logits } = self.model.step(&batch, true)?;
-                let loss_value = loss.to_scalar::<f32>()?;
+                let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !loss_value.is_finite() {
-                    return Err(Error::NonFiniteLoss { epoch: epoch + 1, batch: b, loss: loss_value });
+                    return Err(Error::NonFiniteLoss {
+                        epoch: epoch + 1,
+                        batch: Some(b),
+                        loss: loss_value,
+                        learning_rate: self.optimizer.learning_rate(),
+                    });
                 }
                 let mut grads = loss.backward()?;
                 if let Some(max_norm) = options.clip_grad_norm {
@@ -313,18 +341,13 @@ impl<'a> Learner<'a> {
                 self.optimizer.step(&grads)?;
                 self.global_step += 1;
                 let n = batch.labels.dims1()?;
-                loss_sum += loss_value as f64 * n as f64;
+                loss_sum += loss_value * n as f64;
                 seen += n;
                 if let Some(logits) = &logits {
                     correct += count_correct(logits, &batch.labels)?;
                 }
-                let step = StepReport {
-                    epoch: epoch + 1,
-                    batch: b,
-                    batches,
-                    global_step: self.global_step,
-                    loss: loss_value as f64,
-                };
+                let step =
+                    StepReport { epoch: epoch + 1, batch: b, batches, global_step: self.global_step, loss: loss_value };
                 let ctx = callback_context!(self);
                 for cb in &mut self.callbacks {
                     cb.on_batch_end(&ctx, &step)?;
@@ -334,6 +357,9 @@ impl<'a> Learner<'a> {
                 Some(v) => Some(evaluate_step(self.model.as_ref(), v, options.classes, device)?),
                 None => None,
             };
+            // The divergence guard's second half: the last step's update is seen only by the
+            // validation loss, or, without validation data, by the parameters themselves.
+            self.ensure_not_diverged(epoch + 1, evaluation.as_ref().map(|e| e.loss))?;
             let report = EpochReport {
                 epoch: epoch + 1,
                 epochs: options.epochs,
@@ -363,6 +389,23 @@ impl<'a> Learner<'a> {
             cb.on_train_end(&ctx)?;
         }
         Ok(self.history.clone())
+    }
+
+    /// Fails when the validation loss (if any) or, without one, any parameter is not finite.
+    fn ensure_not_diverged(&self, epoch: usize, val_loss: Option<f64>) -> Result<()> {
+        let learning_rate = self.optimizer.learning_rate();
+        match val_loss {
+            Some(loss) if !loss.is_finite() => Err(Error::NonFiniteLoss { epoch, batch: None, loss, learning_rate }),
+            Some(_) => Ok(()),
+            None => {
+                for (name, var) in self.store.vars() {
+                    if !ember_kernels::all_finite(var.as_tensor())? {
+                        return Err(Error::NonFiniteParameter { epoch, name, learning_rate });
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Evaluates the model (eval mode) on `data`.
@@ -423,6 +466,7 @@ pub fn evaluate_on(model: &dyn ModuleT, data: &DataLoader, classes: usize, devic
 /// Mean loss of `model` (eval mode) over `data` and, when it produces logits, its confusion
 /// matrix.
 pub fn evaluate_step(model: &dyn TrainStep, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
+    data.check("evaluation data")?;
     let mut confusion = ConfusionMatrix::new(classes);
     let (mut loss_sum, mut seen) = (0f64, 0usize);
     for batch in data.epoch(0, device) {

@@ -115,3 +115,79 @@ fn checkpoint_saves_and_restores_batch_norm_running_statistics() {
     let b = fresh_bn.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a, b, "eval output must come from the restored running statistics");
 }
+
+/// The state of `model(1, 3)` with `fc.weight` replaced by `weight`.
+fn state_with_weight(weight: Tensor) -> Vec<(String, Tensor)> {
+    let mut state = model(1, 3).state();
+    state.iter_mut().find(|(n, _)| n == "fc.weight").unwrap().1 = weight;
+    state
+}
+
+#[test]
+fn writers_refuse_non_finite_tensors_and_keep_the_previous_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let good = model(1, 3);
+    checkpoint::save(&good, &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    for bad in [f32::NAN, f32::INFINITY] {
+        let weight = Tensor::full(bad, (3, 4), &Device::Cpu).unwrap();
+        let err = checkpoint::save_tensors(&state_with_weight(weight), &path).unwrap_err();
+        assert!(matches!(&err, Error::NonFiniteTensor { name, .. } if name == "fc.weight"), "{err}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
+}
+
+#[test]
+fn loaders_refuse_integer_and_non_finite_weights_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = model(2, 3);
+    let before = values(&target);
+    // Written around the writers' own check, as a foreign tool would.
+    let write = |name: &str, weight: Tensor| {
+        let path = dir.path().join(name);
+        let map: std::collections::HashMap<String, Tensor> = state_with_weight(weight).into_iter().collect();
+        candle_core::safetensors::save(&map, &path).unwrap();
+        path
+    };
+    let ints = write("ints.safetensors", Tensor::ones((3, 4), DType::I64, &Device::Cpu).unwrap());
+    let err = checkpoint::load(&target, &ints).unwrap_err();
+    assert!(matches!(&err, Error::WrongDtype { name, found: DType::I64, .. } if name == "fc.weight"), "{err}");
+    assert!(err.to_string().contains("ints.safetensors"), "{err}");
+    let nan = write("nan.safetensors", Tensor::full(f32::NAN, (3, 4), &Device::Cpu).unwrap());
+    let err = checkpoint::load(&target, &nan).unwrap_err();
+    assert!(matches!(&err, Error::NonFiniteTensor { name, .. } if name == "fc.weight"), "{err}");
+    assert_eq!(values(&target), before);
+}
+
+#[test]
+fn a_directory_or_a_pytorch_file_given_as_a_checkpoint_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = checkpoint::load(&model(1, 3), dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is a directory"), "{err}");
+    let pth = dir.path().join("model.pth");
+    std::fs::write(&pth, b"PK\x03\x04 a zip archive, as torch.save writes").unwrap();
+    let err = checkpoint::load(&model(1, 3), &pth).unwrap_err().to_string();
+    assert!(err.contains("model.pth") && err.contains("PyTorch checkpoint") && err.contains("ember convert"), "{err}");
+}
+
+#[test]
+fn a_write_failure_says_it_could_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-dir").join("model.safetensors");
+    let err = checkpoint::save(&model(1, 3), &path).unwrap_err();
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+    assert!(!err.to_string().contains("not a readable"), "{err}");
+}
+
+#[test]
+fn io_errors_name_the_file_once_and_keep_the_reason_as_their_source() {
+    use std::error::Error as _;
+    let err = checkpoint::load(&model(1, 3), std::path::Path::new("/no/such/model.safetensors")).unwrap_err();
+    let top = err.to_string();
+    let reason = err.source().map(|s| s.to_string()).unwrap_or_default();
+    assert!(top.contains("/no/such/model.safetensors"), "{top}");
+    assert!(!reason.is_empty() && !top.contains(&reason), "reason `{reason}` printed twice by `{top}` + its source");
+}

@@ -207,6 +207,17 @@ pub const MODELS: &[ModelInfo] = &[
     },
 ];
 
+/// The most output classes a zoo model may have (ImageNet-22k has 21,843). A class count comes
+/// from files (a checkpoint's head, a dataset's labels), so it is bounded before anything is
+/// allocated: a head of 10⁸ classes would be hundreds of gigabytes.
+pub const MAX_CLASSES: usize = 100_000;
+
+/// The largest input side (height or width) a zoo model may be built for.
+pub const MAX_INPUT_SIDE: usize = 8192;
+
+/// The most input channels a zoo model may be built for.
+pub const MAX_INPUT_CHANNELS: usize = 64;
+
 /// How to build a model: its input, output and the seeds of its stochastic layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelOptions {
@@ -263,6 +274,24 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
     let (c, h, w) = options.input;
     if c == 0 || h == 0 || w == 0 {
         return Err(bad(name, format!("input shape {c}x{h}x{w} has a zero dimension")));
+    }
+    if c > MAX_INPUT_CHANNELS || h > MAX_INPUT_SIDE || w > MAX_INPUT_SIDE {
+        return Err(bad(
+            name,
+            format!(
+                "input shape {c}x{h}x{w} exceeds the limits ({MAX_INPUT_CHANNELS} channels, \
+                 {MAX_INPUT_SIDE} pixels a side)"
+            ),
+        ));
+    }
+    if options.classes > MAX_CLASSES {
+        return Err(bad(name, format!("{} classes exceed the limit of {MAX_CLASSES}", options.classes)));
+    }
+    if options.latent > MAX_CLASSES {
+        return Err(bad(
+            name,
+            format!("a latent space of {} dimensions exceeds the limit of {MAX_CLASSES}", options.latent),
+        ));
     }
     if entry.task == Task::Classification && options.classes == 0 {
         return Err(bad(name, "a classifier needs at least one class".into()));

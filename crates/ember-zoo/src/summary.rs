@@ -81,6 +81,10 @@ fn is_buffer(name: &str) -> bool {
     BUFFER_NAMES.contains(&name.rsplit('.').next().unwrap_or(name))
 }
 
+/// The most input values (channels x height x width) [`summarize`] runs through a model: the
+/// table comes from one real forward pass, whose activations are tens of times its input.
+pub const MAX_SUMMARY_INPUT: usize = 3 * 2048 * 2048;
+
 /// Every tensor (parameters and buffers) the model `name` creates with `options`, as
 /// `state_dict` name → shape, sorted by name; nothing is initialised.
 pub fn state_shapes(name: &str, options: &ModelOptions) -> Result<Vec<(String, Vec<usize>)>> {
@@ -104,10 +108,20 @@ pub fn count_parameters(name: &str, options: &ModelOptions) -> Result<usize> {
 /// zero image of shape `(1, c, h, w)` through constant weights, recording each layer's output
 /// shape and parameters.
 pub fn summarize(name: &str, options: &ModelOptions) -> Result<Summary> {
+    let (c, h, w) = options.input;
+    let elements = c.saturating_mul(h).saturating_mul(w);
+    if elements > MAX_SUMMARY_INPUT {
+        return Err(crate::Error::BadOptions {
+            name: name.to_string(),
+            reason: format!(
+                "a summary runs one {c}x{h}x{w} image ({elements} values) through the model; the limit is \
+                 {MAX_SUMMARY_INPUT} values (e.g. 3x2048x2048), as its activations would need many times that"
+            ),
+        });
+    }
     let recorder = ShapeRecorder::default();
     let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
     let network = build_with(name, options, vb)?;
-    let (c, h, w) = options.input;
     let input = Tensor::zeros((1, c, h, w), DType::F32, &Device::Cpu)?;
     let mut rows: Vec<(String, Vec<usize>)> = Vec::new();
     network.forward_tapped(&input, false, &mut |layer, t| rows.push((layer.to_string(), t.dims().to_vec())))?;

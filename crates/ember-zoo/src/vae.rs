@@ -13,6 +13,9 @@ use rand::SeedableRng;
 
 use crate::network::{tapped, Layered, Tap};
 
+/// The most images [`Vae::sample`] draws in one call.
+pub const MAX_SAMPLES: usize = 10_000;
+
 /// Encoder and decoder architecture of a [`Vae`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VaeKind {
@@ -271,6 +274,9 @@ impl Vae {
     /// # Shapes
     /// - output: `(n, c, h, w)` in `[0, 1]`
     pub fn sample(&self, n: usize) -> Result<Tensor> {
+        if n == 0 || n > MAX_SAMPLES {
+            candle_core::bail!("VAE samples: {n} asked for; draw between 1 and {MAX_SAMPLES} at a time")
+        }
         let z = self.noise((n, self.cfg.latent), DType::F32)?;
         candle_nn::ops::sigmoid(&self.decode(&z)?)
     }

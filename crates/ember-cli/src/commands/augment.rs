@@ -17,6 +17,7 @@ pub fn run(args: &AugmentArgs) -> anyhow::Result<()> {
     let dataset: KnownDataset = args.dataset.parse()?;
     let data = super::load_split(dataset, args.data_dir.as_deref(), Split::Train)?;
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    anyhow::ensure!((1..=100).contains(&args.rows), "--rows must be between 1 and 100, got {}", args.rows);
     anyhow::ensure!(args.count <= data.len(), "--count {} exceeds the {} training images", args.count, data.len());
     let originals: Vec<GrayImage> = (0..args.count).map(|i| data.image(i)).collect();
     let mut rows = vec![originals.clone()];

@@ -29,6 +29,19 @@ fn print_epoch(r: &EpochReport) {
 
 pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let cfg = FineTuneConfig {
+        head_epochs: args.head_epochs,
+        epochs: args.epochs,
+        head_lr: args.head_lr,
+        lr: args.lr,
+        lr_ratio: args.lr_ratio,
+        weight_decay: args.weight_decay,
+        cache_features: !args.no_cache,
+        frozen_batch_norms: args.freeze_bn,
+        seed: args.seed,
+        ..FineTuneConfig::default()
+    };
+    cfg.validate()?;
     let dataset: KnownDataset = args.dataset.parse()?;
     let train_full = Arc::new(super::load_split(dataset, args.data_dir.as_deref(), Split::Train)?);
     let indices = per_class_subset(train_full.as_ref(), args.per_class, args.seed)?;
@@ -77,18 +90,6 @@ pub fn run(args: &FineTuneArgs) -> anyhow::Result<()> {
         test.dataset().len(),
         if model.report.loaded.is_empty() { "fresh weights".to_string() } else { model.report.summary() }
     );
-    let cfg = FineTuneConfig {
-        head_epochs: args.head_epochs,
-        epochs: args.epochs,
-        head_lr: args.head_lr,
-        lr: args.lr,
-        lr_ratio: args.lr_ratio,
-        weight_decay: args.weight_decay,
-        cache_features: !args.no_cache,
-        frozen_batch_norms: args.freeze_bn,
-        seed: args.seed,
-        ..FineTuneConfig::default()
-    };
     let mut on_epoch = |r: &EpochReport| print_epoch(r);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let print_head = |r: &ember_finetune::FineTuneReport| {

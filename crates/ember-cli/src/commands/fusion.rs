@@ -91,6 +91,7 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
 }
 
 pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
+    DistillConfig { temperature: args.temperature, alpha: args.alpha }.validate()?;
     let started = Instant::now();
     let dataset: KnownDataset = args.dataset.parse()?;
     let members: Vec<_> =

@@ -21,6 +21,7 @@ fn read_labels(path: &Path) -> anyhow::Result<Vec<String>> {
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let info = ember_zoo::info(&args.model)?;
+    ImagePreprocess { resize: args.resize, crop: args.crop, ..ImagePreprocess::efficientnet_lite() }.validate()?;
     let (_, tensors) = read_checkpoint(&args.weights)?;
     // The class count is the checkpoint's: build once to find the head, rebuild if it differs.
     let mut options = ModelOptions::new(info.input, info.classes.max(1));
@@ -28,7 +29,9 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let head_bias = format!("{}.bias", probe.head.head);
     let rename_rules: Vec<RenameRule> = args.rename.iter().map(|r| RenameRule::parse(r)).collect::<Result<_, _>>()?;
     if let Some((_, bias)) = tensors.iter().find(|(n, _)| ember_finetune::rename(&rename_rules, n) == head_bias) {
-        options.classes = bias.dim(0)?;
+        options.classes = bias
+            .dims1()
+            .with_context(|| format!("{}: head bias `{head_bias}` is not a vector", args.weights.display()))?;
     }
     let model = if options.classes == probe.options.classes {
         probe

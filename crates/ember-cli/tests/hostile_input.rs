@@ -1,0 +1,138 @@
+//! Careless and hostile input to the `ember` binary: every case ends with a non-zero exit and one
+//! `error:` line naming the value or file at fault, never with a panic, an abort, a huge
+//! allocation, or exit 0 and a meaningless result. Each test is one class of the inputs found by
+//! probing the release binary (issue 18).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+/// Asserts a failure whose stderr is one `error: ...` line containing every `needle`.
+#[track_caller]
+fn assert_refused(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected a clean error exit, stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "`{needle}` missing from: {stderr}");
+    }
+}
+
+/// An MNIST-format directory whose four files are well-formed IDX files holding no examples.
+fn empty_idx_dir(dir: &Path) {
+    for (name, magic, dims) in [
+        ("train-images-idx3-ubyte", 0x0803u32, vec![0u32, 28, 28]),
+        ("train-labels-idx1-ubyte", 0x0801, vec![0]),
+        ("t10k-images-idx3-ubyte", 0x0803, vec![0, 28, 28]),
+        ("t10k-labels-idx1-ubyte", 0x0801, vec![0]),
+    ] {
+        let mut bytes = magic.to_be_bytes().to_vec();
+        for d in dims {
+            bytes.extend(d.to_be_bytes());
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn empty_datasets_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    empty_idx_dir(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let run = dir.path().join("run");
+    let out =
+        ember(&["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1", "--out", run.to_str().unwrap()]);
+    assert_refused(&out, &["train-images-idx3-ubyte", "no examples"]);
+    assert!(!run.join("model.safetensors").exists());
+}
+
+#[test]
+fn limits_and_splits_that_leave_no_data_are_refused() {
+    let run = tempfile::tempdir().unwrap();
+    let out_dir = run.path().join("run");
+    let out = out_dir.to_str().unwrap();
+    assert_refused(&ember(&["train", "--train-limit", "0", "--out", out]), &["--train-limit"]);
+    assert_refused(&ember(&["train", "--test-limit", "0", "--out", out]), &["--test-limit"]);
+    // 200 images per class with 99.9 % to validation: no class keeps a training image.
+    let out_split = ember(&["train", "--train-limit", "2000", "--val-split", "0.999", "--epochs", "1", "--out", out]);
+    assert_refused(&out_split, &["0.999", "none to train on"]);
+    assert!(!out_dir.join("model.safetensors").exists());
+    let out =
+        ember(&["finetune", "--mode", "scratch", "--model", "mlp", "--dataset", "mnist-sample", "--per-class", "0"]);
+    assert_refused(&out, &["per class", "selects nothing"]);
+}
+
+#[test]
+fn flags_whose_values_cannot_work_are_refused() {
+    assert_refused(&ember(&["train", "--clip-grad-norm=-1"]), &["--clip-grad-norm", "-1"]);
+    assert_refused(&ember(&["train", "--clip-grad-norm", "0"]), &["--clip-grad-norm"]);
+    assert_refused(&ember(&["finetune", "--mode", "scratch", "--lr-ratio", "0"]), &["lr_ratio", "0"]);
+    assert_refused(&ember(&["distill", "--teachers", "none.safetensors", "--temperature", "0"]), &["temperature"]);
+}
+
+#[test]
+fn a_batch_size_of_zero_is_an_error_not_a_batch_of_one() {
+    let run = tempfile::tempdir().unwrap();
+    let out_dir = run.path().join("run");
+    let trained = ember(&["train", "--epochs", "1", "--train-limit", "300", "--out", out_dir.to_str().unwrap()]);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let weights = out_dir.join("model.safetensors");
+    let out = ember(&["eval", "--checkpoint", weights.to_str().unwrap(), "--batch-size", "0"]);
+    assert_refused(&out, &["batch size 0"]);
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_cause_and_saves_no_checkpoint() {
+    let run = tempfile::tempdir().unwrap();
+    let out_dir = run.path().join("run");
+    let out = ember(&[
+        "train",
+        "--lr",
+        "1e38",
+        "--scheduler",
+        "constant",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_refused(&out, &["diverged", "epoch 1", "learning rate"]);
+    for name in ["model.safetensors", "best.safetensors", "last.safetensors", "resume.safetensors"] {
+        assert!(!out_dir.join(name).exists(), "{name} was written by a diverged run");
+    }
+}
+
+#[test]
+fn sizes_beyond_the_limits_are_refused_before_allocating() {
+    assert_refused(&ember(&["zoo", "show", "resnet18", "--input", "3x100000x100000"]), &["3x100000x100000"]);
+    assert_refused(&ember(&["zoo", "show", "resnet18", "--input", "3x3000x3000"]), &["summary", "limit"]);
+    assert_refused(&ember(&["zoo", "show", "mlp", "--classes", "100000000"]), &["100000000", "limit"]);
+    for flag in ["--crop", "--resize"] {
+        let out = ember(&["predict", "--weights", "none.safetensors", flag, "100000", "img.png"]);
+        assert_refused(&out, &["100000"]);
+    }
+}
+
+#[test]
+fn checkpoint_errors_say_what_the_file_is_and_name_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_refused(&ember(&["eval", "--checkpoint", d]), &["is a directory"]);
+    let pth = dir.path().join("model.pth");
+    std::fs::write(&pth, b"PK\x03\x04 torch.save's zip").unwrap();
+    assert_refused(&ember(&["eval", "--checkpoint", pth.to_str().unwrap()]), &["PyTorch checkpoint", "ember convert"]);
+    let missing = dir.path().join("missing.safetensors");
+    let out = ember(&["eval", "--checkpoint", missing.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("missing.safetensors").count(), 1, "{stderr}");
+}
