@@ -83,13 +83,13 @@ pub struct PredictArgs {
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Classes shown per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 5)]
     pub top: usize,
     /// The shorter side is resized to this many pixels (bilinear) ...
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, value_parser = positive_u32, default_value_t = 256)]
     pub resize: u32,
     /// ... then centre-cropped to this square.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, value_parser = positive_u32, default_value_t = 224)]
     pub crop: u32,
     /// Image files (PNG, JPEG, BMP, WebP).
     #[arg(required = true)]
@@ -134,10 +134,10 @@ pub struct FineTuneArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Training images per class (a seeded few-shot subset of the training split).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub per_class: usize,
     /// Grey images become RGB of this size for 3-channel models.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = positive_u32, default_value_t = 64)]
     pub size: u32,
     /// Epochs of the head phase (backbone frozen).
     #[arg(long, default_value_t = 2)]
@@ -146,22 +146,22 @@ pub struct FineTuneArgs {
     #[arg(long, default_value_t = 6)]
     pub epochs: usize,
     /// Peak learning rate of the head phase.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 3e-3)]
     pub head_lr: f64,
     /// Peak learning rate after the head phase (the last layer group's; scratch: every parameter's).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
     pub lr: f64,
     /// The first layer group learns lr / lr-ratio.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 100.0)]
     pub lr_ratio: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Mini-batch size (small batches avoid the allocator's page-fault overhead on big tensors).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 16)]
     pub batch_size: usize,
     /// Images per evaluation batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 16)]
     pub eval_batch_size: usize,
     /// Augmentation of the training images ("none" turns it off).
     #[arg(long, default_value = "none")]
@@ -177,13 +177,13 @@ pub struct FineTuneArgs {
     #[arg(long)]
     pub freeze_bn: bool,
     /// LoRA rank.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 4)]
     pub lora_rank: usize,
     /// LoRA alpha (the update is scaled by alpha / rank).
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 8.0)]
     pub lora_alpha: f64,
     /// LoRA rank dropout.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = dropout_rate, default_value_t = 0.0)]
     pub lora_dropout: f64,
     /// LoRA target layers, comma-separated glob patterns of parameter prefixes.
     #[arg(long, default_value = "*_expand_conv,*_project_conv,_conv_head")]
@@ -195,7 +195,7 @@ pub struct FineTuneArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Test on only the first N test images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
     /// Directory for model.safetensors (or adapter.safetensors).
     #[arg(long, default_value = "runs/finetune")]
@@ -237,7 +237,7 @@ pub struct EnsembleArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Test on only the first N test images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
     /// End with one JSON line of results.
     #[arg(long)]
@@ -256,10 +256,10 @@ pub struct DistillArgs {
     #[arg(long, default_value = "mlp")]
     pub student: String,
     /// Softmax temperature T.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 4.0)]
     pub temperature: f64,
     /// Weight of the soft loss (0: the student trains alone on the labels).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.9)]
     pub alpha: f64,
     /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
     #[arg(long, default_value = "mnist-sample")]
@@ -271,19 +271,19 @@ pub struct DistillArgs {
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// Images per mini-batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 64)]
     pub batch_size: usize,
     /// Peak learning rate of Adam's one-cycle schedule.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 3e-3)]
     pub lr: f64,
     /// Augmentation of the training images ("none" turns it off).
     #[arg(long, default_value = "pad-crop:2")]
     pub ops: String,
     /// Train on only the first N training images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub train_limit: Option<usize>,
     /// Test on only the first N test images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
@@ -433,7 +433,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Images per evaluation batch.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 500)]
     pub batch_size: usize,
     /// End with one JSON line of results.
     #[arg(long)]
@@ -453,16 +453,16 @@ pub struct BenchArgs {
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
     /// Images per batch (training and inference).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 64)]
     pub batch_size: usize,
     /// Threads for ember's kernels and candle's matmul (default: RAYON_NUM_THREADS or all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Untimed training steps first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
     /// Timed training steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub batches: usize,
     /// End with one JSON line of results.
     #[arg(long)]
@@ -522,22 +522,22 @@ pub struct VaeTrainArgs {
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
     /// Images per mini-batch.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 128)]
     pub batch_size: usize,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
     pub lr: f64,
     /// Latent dimensions.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 20)]
     pub latent: usize,
     /// Weight of the KL term (1 is the plain VAE).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1.0)]
     pub beta: f64,
     /// Seed for initialisation, shuffling and the reparameterisation noise.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Train on only the first N training images.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub train_limit: Option<usize>,
     /// Run directory for model.safetensors, vae.json, samples.png, reconstructions.png and
     /// interpolation.png.
@@ -557,7 +557,7 @@ pub struct VaeSampleArgs {
     #[arg(long)]
     pub grid: PathBuf,
     /// Number of samples.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 64)]
     pub count: usize,
     /// Seed of the latent codes.
     #[arg(long, default_value_t = 0)]
@@ -588,12 +588,61 @@ pub struct AugmentArgs {
     #[arg(long)]
     pub grid: PathBuf,
     /// Training images shown (the first N).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 8)]
     pub count: usize,
     /// Augmented rows (epochs 0, 1, ...).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 4)]
     pub rows: usize,
     /// Seed of the augmentation.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// A count that must be at least 1 (batch sizes, epochs, limits, ...): 0 would make the command
+/// do nothing meaningful, so it is refused instead of rounded up.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A pixel size of at least 1.
+fn positive_u32(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn number(text: &str) -> Result<f64, String> {
+    text.parse::<f64>().map_err(|e| e.to_string()).and_then(|v| {
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err("must be finite".into())
+        }
+    })
+}
+
+/// A learning rate, temperature or scale: a finite number above 0.
+fn positive_f64(text: &str) -> Result<f64, String> {
+    number(text).and_then(|v| if v > 0.0 { Ok(v) } else { Err("must be above 0".into()) })
+}
+
+/// A weight decay or loss weight: a finite number of at least 0.
+fn non_negative_f64(text: &str) -> Result<f64, String> {
+    number(text).and_then(|v| if v >= 0.0 { Ok(v) } else { Err("must not be negative".into()) })
+}
+
+/// A weight in `[0, 1]`.
+fn unit_interval(text: &str) -> Result<f64, String> {
+    number(text).and_then(|v| if (0.0..=1.0).contains(&v) { Ok(v) } else { Err("must lie in [0, 1]".into()) })
+}
+
+/// A dropout probability in `[0, 1)`.
+fn dropout_rate(text: &str) -> Result<f64, String> {
+    number(text).and_then(|v| if (0.0..1.0).contains(&v) { Ok(v) } else { Err("must lie in [0, 1)".into()) })
 }

@@ -103,3 +103,17 @@ fn loader_stops_cleanly_when_dropped_early_and_reports_worker_errors() {
     assert_eq!(results.len(), 1);
     assert!(results[0].as_ref().unwrap_err().to_string().contains("random crop"));
 }
+
+#[test]
+fn a_batch_size_of_zero_or_no_data_is_an_error_not_a_silent_default() {
+    let zero = DataLoader::new(tiny(8), 0);
+    assert!(zero.check("training data").unwrap_err().to_string().contains("batch size 0"));
+    let mut epoch = zero.epoch(0, &Device::Cpu);
+    assert!(epoch.next().unwrap().is_err(), "a batch size of 0 served a batch");
+    assert!(epoch.next().is_none());
+    let empty = DataLoader::new(tiny(0), 4);
+    assert!(empty.check("test data").unwrap_err().to_string().contains("no examples"));
+    let short = DataLoader::new(tiny(3), 4).with_drop_last(true);
+    assert!(short.check("training data").is_err());
+    assert!(DataLoader::new(tiny(3), 4).check("training data").is_ok());
+}

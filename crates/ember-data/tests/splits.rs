@@ -64,3 +64,18 @@ fn per_class_subset_takes_at_most_n_of_each_class() {
     assert_eq!((count(0), count(1), count(2)), (30, 30, 20));
     assert_eq!(per_class_subset(&data, 30, 2).unwrap(), subset);
 }
+
+#[test]
+fn splits_that_empty_a_side_or_a_class_are_refused() {
+    let data = skewed();
+    // 99.9 % of 200, 80 or 20 examples rounds to all of them: no class keeps a training example.
+    let err = stratified_split(&data, 0.999, 0).unwrap_err().to_string();
+    assert!(err.contains("all 200 examples of class 0") && err.contains("none to train on"), "{err}");
+    // 0.99 keeps 2 of class 0 and 1 of class 1, but rounds class 2's 20 to 20.
+    let err = stratified_split(&data, 0.99, 0).unwrap_err().to_string();
+    assert!(err.contains("all 20 examples of class 2"), "{err}");
+    assert!(random_split(3, 0.9, 0).is_err(), "3 examples at 90 % leave nothing to train on");
+    assert!(random_split(3, 0.1, 0).is_err(), "3 examples at 10 % leave nothing to validate on");
+    assert!(random_split(3, 0.0, 0).is_ok(), "no validation asked for");
+    assert!(per_class_subset(&data, 0, 0).is_err());
+}

@@ -144,3 +144,20 @@ fn shared_imagenet_preprocessing_matches_the_reference_input() {
     assert!(max <= 2.0 / 255.0 + 1e-6, "max abs difference {max}");
     assert!(mean < 1e-3, "mean abs difference {mean}");
 }
+
+#[test]
+fn preprocessing_refuses_sizes_and_strips_that_would_need_gigabytes() {
+    // A 20000x1 strip: resizing its shorter side to 256 would make 1.3 gigapixels.
+    let strip = image::RgbImage::new(20_000, 1);
+    let err = ImagePreprocess::efficientnet_lite().apply(&strip).unwrap_err().to_string();
+    assert!(err.contains("20000x1") && err.contains("exceed"), "{err}");
+    let tall = image::RgbImage::new(1, 4_000_000);
+    assert!(ImagePreprocess::efficientnet_lite().apply(&tall).is_err());
+    for (resize, crop) in [(100_000, 224), (256, 100_000), (0, 224), (256, 0)] {
+        let p = ImagePreprocess { resize, crop, ..ImagePreprocess::efficientnet_lite() };
+        assert!(p.validate().is_err(), "resize {resize} crop {crop} accepted");
+    }
+    // An ordinary photo shape still works.
+    let photo = image::RgbImage::new(400, 300);
+    assert_eq!(ImagePreprocess::efficientnet_lite().apply(&photo).unwrap().dims(), &[3, 224, 224]);
+}

@@ -152,3 +152,16 @@ fn resnet_switches_to_the_cifar_stem_for_small_inputs() {
     let conv1 = shapes.iter().find(|(n, _)| n == "conv1.weight").unwrap();
     assert_eq!(conv1.1, vec![64, 1, 7, 7]);
 }
+
+#[test]
+fn class_counts_and_inputs_from_files_are_bounded_before_allocating() {
+    let store = ParamStore::new(0, &Device::Cpu);
+    // A checkpoint head of 10^8 classes would make a head of hundreds of gigabytes.
+    let huge = ModelOptions::new((1, 28, 28), 100_000_000);
+    let err = ember_zoo::build_with("mlp", &huge, store.var_builder(DType::F32)).unwrap_err().to_string();
+    assert!(err.contains("100000000") && err.contains(&ember_zoo::MAX_CLASSES.to_string()), "{err}");
+    let wide = ModelOptions::new((3, 100_000, 100_000), 10);
+    assert!(ember_zoo::build_with("resnet18", &wide, store.var_builder(DType::F32)).is_err());
+    assert!(summarize("resnet18", &ModelOptions::new((3, 4096, 4096), 10)).is_err());
+    assert!(store.names().is_empty(), "a refused model allocated parameters");
+}

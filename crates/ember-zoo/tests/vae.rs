@@ -101,3 +101,13 @@ fn a_few_sgd_steps_lower_the_negative_elbo() {
         assert!(losses[14] < losses[0] * 0.95, "{name}: {losses:?}");
     }
 }
+
+#[test]
+fn sampling_refuses_counts_that_cannot_be_drawn() {
+    let (_, v) = vae("vae-mlp", 0);
+    for n in [0, ember_zoo::MAX_SAMPLES + 1, 100_000_000] {
+        let err = v.sample(n).unwrap_err().to_string();
+        assert!(err.contains(&n.to_string()), "{err}");
+    }
+    assert_eq!(v.sample(3).unwrap().dims(), &[3, 1, 28, 28]);
+}
