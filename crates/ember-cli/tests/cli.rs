@@ -197,13 +197,19 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
     assert_one_line_error(&refused, &["malicious_zip.pt", "refusing", "system"]);
 }
 
-fn shared_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("EMBER_SHARED_DIR").expect("set EMBER_SHARED_DIR"))
+/// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
+/// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
+fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
+    }
+    dir
 }
 
 #[test]
 fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
-    let shared = shared_dir();
+    let Some(shared) = shared_dir() else { return };
     let weights = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
     let out = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(["predict", "--model", "efficientnet-lite0", "--weights", weights.to_str().unwrap(), "--json"])

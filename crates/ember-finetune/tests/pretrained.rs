@@ -91,13 +91,19 @@ fn pretrained_model_gets_a_new_head_for_other_classes() {
     assert_eq!(max_abs_diff(&same.forward_t(&x, false).unwrap(), &source.forward_t(&x, false).unwrap()), 0.0);
 }
 
-fn shared() -> PathBuf {
-    PathBuf::from(std::env::var_os("EMBER_SHARED_DIR").expect("set EMBER_SHARED_DIR"))
+/// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
+/// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
+fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
+    }
+    dir
 }
 
 #[test]
 fn shared_efficientnet_lite0_reproduces_pytorch_logits() {
-    let shared = shared();
+    let Some(shared) = shared() else { return };
     let dir = tempfile::tempdir().unwrap();
     let converted = dir.path().join("lite0.safetensors");
     let pth = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
@@ -127,7 +133,7 @@ fn shared_efficientnet_lite0_reproduces_pytorch_logits() {
 
 #[test]
 fn shared_imagenet_preprocessing_matches_the_reference_input() {
-    let shared = shared();
+    let Some(shared) = shared() else { return };
     let reference = candle_core::safetensors::load(
         shared.join("weights/efficientnet-lite0/reference-io.safetensors"),
         &Device::Cpu,
