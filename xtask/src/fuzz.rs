@@ -6,7 +6,7 @@
 //! checks and debug assertions, which catch more); `--release` trades those for speed.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::SystemTime;
 
@@ -140,6 +140,6 @@ fn new_inputs(dir: &Path, target: &str, since: SystemTime) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= since))
-        .map(|e| PathBuf::from(e.path()).display().to_string())
+        .map(|e| e.path().display().to_string())
         .collect()
 }

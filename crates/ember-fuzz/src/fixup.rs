@@ -105,7 +105,8 @@ mod tests {
     fn fixups_leave_valid_seeds_unchanged_and_repair_mutated_ones() {
         let corpus = crate::crate_dir().join("corpus");
         // (seed, repair, a byte inside checksummed data: for the zip, inside data.pkl)
-        let cases: [(&str, fn(&[u8]) -> Option<Vec<u8>>, usize); 3] = [
+        type Repair = fn(&[u8]) -> Option<Vec<u8>>;
+        let cases: [(&str, Repair, usize); 3] = [
             ("tensorboard", tfrecord, 200),
             ("image/digit-grey.png", png, 200),
             ("pytorch-zip/zip_state_dict.pt", zip, 100),
