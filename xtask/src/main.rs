@@ -6,10 +6,12 @@
 //!   otherwise reported as skipped in one loud line.
 //! - `bench`: the criterion benchmarks (`cargo bench`), with an explicit thread count.
 //! - `docs`: the API docs (`cargo doc`).
+//! - `fuzz`: every parser's fuzz target (`ember-fuzz`) for `--minutes N` each (default 1).
 
 mod bench;
 mod ci;
 mod docs;
+mod fuzz;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -21,8 +23,12 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("docs") => docs::run(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [criterion args] | docs [--open] | tidy>");
+            eprintln!(
+                "usage: cargo xtask <ci | bench [criterion args] | docs [--open] | tidy \
+                 | fuzz [--minutes N] [--target NAME]... [--seed S] [--release]>"
+            );
             return ExitCode::from(2);
         }
     };

@@ -36,7 +36,7 @@ pub struct TrainConfig {
 /// The same settings, all optional, as read from a `--config` TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PartialConfig {
+pub struct PartialConfig {
     model: Option<String>,
     dataset: Option<String>,
     data_dir: Option<PathBuf>,
@@ -57,14 +57,18 @@ struct PartialConfig {
     out: Option<PathBuf>,
 }
 
+/// Parses the text of a `--config` TOML file; `origin` (the file) names it in errors.
+pub fn parse_toml(text: &str, origin: &Path) -> anyhow::Result<PartialConfig> {
+    toml::from_str::<PartialConfig>(text).with_context(|| format!("{}: not a valid ember config", origin.display()))
+}
+
 impl TrainConfig {
     /// Flags, then the TOML file, then defaults.
     pub fn resolve(args: &TrainArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-                toml::from_str::<PartialConfig>(&text)
-                    .with_context(|| format!("{}: not a valid ember config", path.display()))?
+                parse_toml(&text, path)?
             }
             None => PartialConfig::default(),
         };

@@ -59,6 +59,16 @@ pub enum Error {
         /// Bytes present.
         found: u64,
     },
+    /// The header promises more data than any IDX file ember reads may hold.
+    #[error("{path}: the IDX header promises {expected} data bytes, over the limit of {limit}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header promises.
+        expected: u64,
+        /// The most bytes accepted ([`crate::MAX_IDX_BYTES`]).
+        limit: u64,
+    },
     /// The file holds more data bytes than its header promises.
     #[error("{path}: {extra} unexpected bytes after the {expected} data bytes the header promises")]
     TrailingBytes {
@@ -108,6 +118,20 @@ pub enum Error {
         path: PathBuf,
         /// The decoder's message.
         reason: String,
+    },
+    /// An image's header claims more pixels than [`crate::decode_image`] accepts.
+    #[error(
+        "{path}: image is {width}x{height} pixels, over the limit of {max_side} per side and {max_pixels} in all",
+        max_side = crate::MAX_IMAGE_SIDE,
+        max_pixels = crate::MAX_IMAGE_PIXELS
+    )]
+    ImageTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
     },
     /// A CSV file has a malformed line.
     #[error("{path}:{line}: {detail}")]

@@ -23,6 +23,11 @@ pub struct IdxArray {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The most data bytes an IDX header may promise (1 GiB; EMNIST ByClass, the largest of the
+/// family, holds 547 MB). A gzip stream is inflated only as far as the header promises, and
+/// never past this.
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// Reads an IDX file of unsigned bytes with `rank` dimensions. `what` ("images", "labels")
 /// appears in error messages. Gzip compression is detected from the content, not the name.
 pub fn read_idx(path: &Path, rank: usize, what: &'static str) -> Result<IdxArray> {
@@ -38,9 +43,9 @@ pub fn read_idx(path: &Path, rank: usize, what: &'static str) -> Result<IdxArray
     }
 }
 
-/// Reads IDX data held in memory (raw or gzip); `path` names it in errors.
-#[cfg_attr(not(feature = "mnist-sample"), allow(dead_code))]
-pub(crate) fn read_idx_bytes(bytes: &[u8], path: &Path, rank: usize, what: &'static str) -> Result<IdxArray> {
+/// Parses IDX data held in memory (raw or gzip, detected from the content) as [`read_idx`]
+/// does a file; `path` names it in errors.
+pub fn parse_idx(bytes: &[u8], path: &Path, rank: usize, what: &'static str) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
         parse(GzDecoder::new(bytes), path, rank, what, None)
     } else {
@@ -78,6 +83,9 @@ fn parse<R: Read>(
         return Err(bad_dims());
     }
     let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(bad_dims)?;
+    if expected > MAX_IDX_BYTES {
+        return Err(Error::TooLarge { path: path_buf(), expected, limit: MAX_IDX_BYTES });
+    }
     let expected_usize = usize::try_from(expected).map_err(|_| bad_dims())?;
 
     let data = match stream_len {
@@ -95,21 +103,44 @@ fn parse<R: Read>(
         }
         None => {
             // Unknown length (compressed): grow with the data actually present, never to the
-            // size the header claims up front.
-            let mut data = Vec::new();
-            (&mut reader).take(expected + 1).read_to_end(&mut data).map_err(io_err)?;
+            // size the header claims up front, and never past one byte more than it claims.
+            let data = read_at_most(&mut reader, expected_usize + 1).map_err(io_err)?;
             let found = data.len() as u64;
             if found < expected {
                 return Err(Error::Truncated { path: path_buf(), expected, found });
             }
             if found > expected {
-                let rest = std::io::copy(&mut reader, &mut std::io::sink()).map_err(io_err)?;
+                // Count what follows, up to a bound: a small gzip bomb must not keep us inflating.
+                let rest =
+                    std::io::copy(&mut (&mut reader).take(MAX_IDX_BYTES), &mut std::io::sink()).map_err(io_err)?;
                 return Err(Error::TrailingBytes { path: path_buf(), expected, extra: rest + 1 });
             }
             data
         }
     };
     Ok(IdxArray { dims: dims.iter().map(|&d| d as usize).collect(), data })
+}
+
+/// Reads up to `limit` bytes, doubling the buffer as data arrives but never reserving more than
+/// `limit` bytes in all (`read_to_end` may reserve up to twice what it reads).
+fn read_at_most<R: Read>(reader: &mut R, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while data.len() < limit {
+        let want = chunk.len().min(limit - data.len());
+        let n = match reader.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if data.capacity() - data.len() < n {
+            let target = (data.len() * 2).max(data.len() + n).min(limit);
+            data.reserve_exact(target - data.len());
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+    Ok(data)
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 
 use crate::dataset::out_of_range;
-use crate::{Dataset, Error, Example, Features, Result};
+use crate::{read_image, Dataset, Error, Example, Features, Result};
 
 /// How images are delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,8 @@ impl Default for ImageFolderOptions {
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp"];
 
 /// `root/<class>/<image>`: classes are the sub-folder names, sorted; images are decoded when
-/// requested, and a file that cannot be decoded is an [`Error::Decode`] naming it (see
+/// requested by [`crate::decode_image`] (size limits, truncation checks), and a file that cannot
+/// be decoded is an [`Error::Decode`] or [`Error::ImageTooLarge`] naming it (see
 /// [`ImageFolder::verify`] to find them all up front).
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
@@ -96,7 +97,7 @@ impl ImageFolder {
 
     /// Decodes every image and returns the ones that fail, with the decoder's message.
     pub fn verify(&self) -> Vec<(PathBuf, String)> {
-        self.files.iter().filter_map(|(p, _)| image::open(p).err().map(|e| (p.clone(), e.to_string()))).collect()
+        self.files.iter().filter_map(|(p, _)| read_image(p).err().map(|e| (p.clone(), e.to_string()))).collect()
     }
 }
 
@@ -116,7 +117,7 @@ impl Dataset for ImageFolder {
     fn get(&self, index: usize) -> Result<Example> {
         let (path, label) =
             self.files.get(index).ok_or_else(|| out_of_range("image folder", index, self.files.len()))?;
-        let img = image::open(path).map_err(|e| Error::Decode { path: path.clone(), reason: e.to_string() })?;
+        let img = read_image(path)?;
         let img = match self.options.size {
             Some((w, h)) if img.width() != w || img.height() != h => img.resize_exact(w, h, FilterType::Triangle),
             _ => img,

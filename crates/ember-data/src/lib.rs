@@ -35,6 +35,7 @@ mod dataset;
 mod download;
 mod error;
 mod idx;
+mod image_decode;
 mod image_folder;
 mod known;
 mod labelled_images;
@@ -48,7 +49,8 @@ pub use dataset::{Dataset, Example, Features, Subset};
 #[cfg(feature = "download")]
 pub use download::{download, sha256_of, Progress, ATTEMPTS};
 pub use error::{Error, Result};
-pub use idx::{read_idx, IdxArray};
+pub use idx::{parse_idx, read_idx, IdxArray, MAX_IDX_BYTES};
+pub use image_decode::{decode_image, read_image, MAX_DECODE_ALLOC, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
 pub use image_folder::{ColorMode, ImageFolder, ImageFolderOptions, IMAGE_EXTENSIONS};
 pub use known::{KnownDataset, RemoteFile, DATA_DIR_ENV, HOME_ENV};
 pub use labelled_images::LabelledImages;

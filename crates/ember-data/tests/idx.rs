@@ -117,7 +117,10 @@ fn idx_reader_checks_a_hostile_header_before_allocating() {
     for (name, content) in [("raw", bytes.clone()), ("gz", gzip(&bytes))] {
         let path = write(dir.path(), name, &content);
         let err = read_idx(&path, 3, "images").unwrap_err();
-        assert!(matches!(err, Error::Truncated { found: 10, .. } | Error::BadDimensions { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, Error::Truncated { found: 10, .. } | Error::BadDimensions { .. } | Error::TooLarge { .. }),
+            "{name}: {err}"
+        );
     }
     // Zero-sized images are rejected as implausible.
     let path = write(dir.path(), "zero", &header(0x0803, &[5, 0, 28]));
@@ -167,4 +170,29 @@ fn split_reports_which_file_is_missing() {
     assert!(matches!(&err, Error::MissingFile { file, .. } if file == "t10k-labels-idx1-ubyte"), "{err}");
     // The training split of this directory is missing altogether.
     assert!(matches!(load_mnist_family(dir.path(), Split::Train), Err(Error::MissingFile { .. })));
+}
+
+#[test]
+fn idx_reader_refuses_a_header_promising_more_than_the_limit_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // 70,000 x 128 x 128 = 1.1 GB promised, 10 bytes present; gzip or not.
+    let mut bytes = header(0x0803, &[70_000, 128, 128]);
+    bytes.extend([0u8; 10]);
+    for (name, data) in [("big-images", bytes.clone()), ("big-images.gz", gzip(&bytes))] {
+        let path = write(dir.path(), name, &data);
+        let err = read_idx(&path, 3, "images").unwrap_err();
+        assert!(matches!(err, Error::TooLarge { expected: 1_146_880_000, .. }), "{name}: {err}");
+        assert!(err.to_string().starts_with(&format!("{}: ", path.display())), "{err}");
+    }
+}
+
+#[test]
+fn idx_reader_inflates_gzip_only_as_far_as_the_header_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 promised bytes followed by 8 MB of zeros (a small gzip "bomb").
+    let mut bytes = header(0x0801, &[4]);
+    bytes.extend(vec![0u8; 8 << 20]);
+    let path = write(dir.path(), "bomb.gz", &gzip(&bytes));
+    let err = read_idx(&path, 1, "labels").unwrap_err();
+    assert!(matches!(err, Error::TrailingBytes { expected: 4, extra, .. } if extra == (8 << 20) - 4), "{err}");
 }

@@ -183,14 +183,20 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
         if crc != masked_crc32c(len_bytes) {
             return Err(bad(pos, "length CRC mismatch"));
         }
-        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| bad(pos, "length"))?) as usize;
-        let payload = bytes.get(pos + 12..pos + 12 + len).ok_or_else(|| bad(pos, "truncated payload"))?;
-        let crc_bytes = bytes.get(pos + 12 + len..pos + 16 + len).ok_or_else(|| bad(pos, "truncated payload CRC"))?;
+        let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| bad(pos, "length"))?);
+        // The length is untrusted: it may point past the end of the file, or of memory.
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| (pos + 12).checked_add(len))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| bad(pos, &format!("truncated payload (length {len})")))?;
+        let payload = &bytes[pos + 12..end];
+        let crc_bytes = bytes.get(end..end + 4).ok_or_else(|| bad(pos, "truncated payload CRC"))?;
         if u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]) != masked_crc32c(payload) {
             return Err(bad(pos, "payload CRC mismatch"));
         }
         events.push(decode_event(payload).ok_or_else(|| bad(pos, "not an Event message"))?);
-        pos += 16 + len;
+        pos = end + 4;
     }
     Ok(events)
 }

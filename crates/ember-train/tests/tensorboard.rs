@@ -62,3 +62,19 @@ fn python_tensorboard_reader_reads_the_same_scalars() {
     assert_eq!(v["scalars"]["epoch/val_accuracy"][0][1].as_f64().unwrap(), 0.875);
     assert_eq!(v["images"]["epoch/confusion_matrix"][0], serde_json::json!([1, 4, 3]));
 }
+
+#[test]
+fn reader_rejects_a_record_length_past_the_end_of_memory_naming_the_file() {
+    // A record whose length (with a valid CRC) is near u64::MAX: the end offset must not wrap.
+    let dir = tempfile::tempdir().unwrap();
+    for len in [u64::MAX - 5, u64::MAX, 1 << 40] {
+        let mut bytes = len.to_le_bytes().to_vec();
+        bytes.extend(ember_train::tensorboard::masked_crc32c(&len.to_le_bytes()).to_le_bytes());
+        bytes.extend([0u8; 8]);
+        let path = dir.path().join("events.out.tfevents.hostile");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_events(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: ", path.display())), "{err}");
+        assert!(err.contains(&format!("record at byte 0: truncated payload (length {len})")), "{err}");
+    }
+}
