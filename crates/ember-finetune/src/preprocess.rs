@@ -99,10 +99,13 @@ impl ImagePreprocess {
         Ok(Tensor::from_vec(values, (3, ch, cw), &Device::Cpu)?)
     }
 
-    /// Reads the image file at `path` (PNG, JPEG, BMP, WebP) and [`ImagePreprocess::apply`]s it.
+    /// Reads the image file at `path` (PNG, JPEG, BMP, WebP) through ember-data's limited
+    /// decoder (`ember_data::read_image`: bounded dimensions and allocations, truncation is an
+    /// error) and [`ImagePreprocess::apply`]s it; errors name the file.
     pub fn load(&self, path: &Path) -> Result<Tensor> {
-        let image = image::open(path).map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
+        let image = ember_data::read_image(path)?;
         self.apply(&DynamicImage::to_rgb8(&image))
+            .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))
     }
 }
 
