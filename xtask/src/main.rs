@@ -12,6 +12,7 @@ mod bench;
 mod ci;
 mod docs;
 mod fuzz;
+mod module_cycles;
 mod tidy;
 
 use std::process::{Command, ExitCode};

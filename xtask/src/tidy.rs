@@ -3,7 +3,8 @@
 //! - every `.rs` file starts with a `//!` doc comment saying what it is for;
 //! - dependencies point one way (see `docs/ARCHITECTURE.md`): no library crate depends on
 //!   `ember-cli` (only `ember-fuzz`, a developer tool nothing depends on, uses its config
-//!   parser), and each crate depends on no ember crate outside its allowed set.
+//!   parser), and each crate depends on no ember crate outside its allowed set;
+//! - no crate's modules depend on each other in a circle ([`crate::module_cycles`]).
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,16 @@ pub fn run() -> anyhow::Result<()> {
             if !allowed.contains(&dep.as_str()) {
                 problems.push(format!("{}: `{krate}` must not depend on `{dep}`", manifest.display()));
             }
+        }
+    }
+    let mut crate_dirs: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    crate_dirs.push(root.join("xtask"));
+    crate_dirs.sort();
+    for dir in crate_dirs {
+        for cycle in crate::module_cycles::cycles(&dir.join("src"))? {
+            problems.push(format!("{}: modules depend on each other in a circle: {}", dir.display(), cycle.join(" -> ")));
         }
     }
     if problems.is_empty() {

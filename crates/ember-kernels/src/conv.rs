@@ -3,27 +3,10 @@
 use candle_core::{DType, Result, Tensor};
 
 use crate::activation::{activate, FusedActivation};
-use crate::conv2d_gemm::{Conv2dOp, ConvGeometry};
+use crate::conv2d_gemm::Conv2dOp;
+use crate::conv_geometry::{Conv2dParams, ConvGeometry};
 use crate::max_pool::{max_pool2d, Pool2dParams};
 
-/// Geometry of a 2-D convolution (the same meaning as in PyTorch's `nn.Conv2d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dParams {
-    /// Zero padding added on every side.
-    pub padding: usize,
-    /// Step between two applications of the kernel.
-    pub stride: usize,
-    /// Spacing between kernel taps.
-    pub dilation: usize,
-    /// Number of channel groups (`c_in` for a depthwise convolution).
-    pub groups: usize,
-}
-
-impl Default for Conv2dParams {
-    fn default() -> Self {
-        Self { padding: 0, stride: 1, dilation: 1, groups: 1 }
-    }
-}
 
 /// 2-D convolution with an optional per-channel bias.
 ///

@@ -15,7 +15,7 @@
 //! 1x1 convolutions, CPUs without AVX-512, and layers too wide for the register tile to pay off.
 
 use crate::activation::FusedActivation;
-use crate::conv2d_gemm::ConvGeometry;
+use crate::conv_geometry::ConvGeometry;
 use crate::element::{as_f32, as_f32_mut, has_avx512f, Float};
 use crate::max_pool::{pool_plane, Plane, Pool2dParams};
 use crate::row_copy::copy_row;
@@ -594,7 +594,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::Conv2dParams;
+    use crate::conv_geometry::Conv2dParams;
     use candle_core::Shape;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

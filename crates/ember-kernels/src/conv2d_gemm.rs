@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
-use crate::conv::Conv2dParams;
+use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs};
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
@@ -27,86 +27,6 @@ use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 
-/// Sizes of one convolution.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConvGeometry {
-    pub b: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub p: Conv2dParams,
-}
-
-impl ConvGeometry {
-    /// Checks input and weight shapes against the parameters.
-    pub fn new(x: &Shape, weight: &Shape, p: Conv2dParams) -> Result<Self> {
-        let (b, c, h, w) = x.dims4()?;
-        let (o, cg, kh, kw) = weight.dims4()?;
-        if p.groups == 0 || p.stride == 0 || p.dilation == 0 {
-            candle_core::bail!("conv2d: groups, stride and dilation must be positive, got {p:?}")
-        }
-        if c % p.groups != 0 || o % p.groups != 0 || cg * p.groups != c {
-            candle_core::bail!(
-                "conv2d: input {:?} and weight {:?} do not fit {} groups",
-                x.dims(),
-                weight.dims(),
-                p.groups
-            )
-        }
-        let reach = |k: usize| p.dilation * (k - 1) + 1;
-        if kh == 0 || kw == 0 || h + 2 * p.padding < reach(kh) || w + 2 * p.padding < reach(kw) {
-            candle_core::bail!(
-                "conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {}x{}",
-                p.padding,
-                reach(kh),
-                reach(kw)
-            )
-        }
-        let oh = (h + 2 * p.padding - reach(kh)) / p.stride + 1;
-        let ow = (w + 2 * p.padding - reach(kw)) / p.stride + 1;
-        Ok(Self { b, c, h, w, o, kh, kw, oh, ow, p })
-    }
-
-    pub fn cg(&self) -> usize {
-        self.c / self.p.groups
-    }
-    pub fn og(&self) -> usize {
-        self.o / self.p.groups
-    }
-    /// Rows of `col`: input channels per group times kernel taps.
-    fn ck(&self) -> usize {
-        self.cg() * self.kh * self.kw
-    }
-    pub fn ohw(&self) -> usize {
-        self.oh * self.ow
-    }
-    pub fn in_image(&self) -> usize {
-        self.c * self.h * self.w
-    }
-    pub fn out_image(&self) -> usize {
-        self.o * self.ohw()
-    }
-    /// 1x1, stride 1, no padding: the input group is its own `col`.
-    fn pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0
-    }
-    pub fn out_shape(&self) -> Shape {
-        Shape::from((self.b, self.o, self.oh, self.ow))
-    }
-    /// Output columns `ox` whose input column `ox * s + offset` lies in `[0, len)`.
-    pub fn valid_range(&self, offset: isize, len: usize, out: usize) -> (usize, usize) {
-        let s = self.p.stride as isize;
-        let lo = if offset < 0 { ((-offset + s - 1) / s) as usize } else { 0 };
-        let last = len as isize - 1 - offset;
-        let hi = if last < 0 { 0 } else { ((last / s) as usize + 1).min(out) };
-        (lo.min(hi), hi)
-    }
-}
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -341,12 +261,6 @@ pub(crate) fn forward_pooled<T: Float>(
     (y, indices)
 }
 
-/// Gradients of a convolution; `None` where the operand does not need one.
-pub(crate) struct ConvGrads<T> {
-    pub x: Option<Vec<T>>,
-    pub weight: Option<Vec<T>>,
-    pub bias: Option<Vec<T>>,
-}
 
 /// Where the gradient arriving at the convolution comes from.
 #[derive(Clone, Copy)]
@@ -357,13 +271,6 @@ pub(crate) enum Upstream<'a, T> {
     Pooled { y: &'a [T], dy: &'a [T], indices: &'a [u32], pool: &'a Plane },
 }
 
-/// Which gradients to compute.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Needs {
-    pub x: bool,
-    pub weight: bool,
-    pub bias: bool,
-}
 
 /// Backward pass given the forward output `y` (for the activation's mask) and its gradient `dy`.
 pub(crate) fn backward<T: Float>(

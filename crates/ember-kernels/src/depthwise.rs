@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
-use crate::conv2d_gemm::{ConvGeometry, ConvGrads, Needs};
+use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
 use crate::element::{sum, Float};
 
 /// Whether the direct depthwise kernel handles this geometry.

@@ -29,6 +29,7 @@ mod avg_pool;
 mod conv;
 mod conv2d_direct;
 mod conv2d_gemm;
+mod conv_geometry;
 mod cross_entropy;
 mod depthwise;
 mod element;
@@ -47,8 +48,9 @@ pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use conv::{
     candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_with_activation,
-    conv_transpose2d, Conv2dParams, ConvTranspose2dParams,
+    conv_transpose2d, ConvTranspose2dParams,
 };
+pub use conv_geometry::Conv2dParams;
 pub use cross_entropy::cross_entropy;
 pub use finite::all_finite;
 pub use linear::linear;

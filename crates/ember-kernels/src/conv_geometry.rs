@@ -1,0 +1,122 @@
+//! The shape side of a 2-D convolution, shared by every convolution kernel (im2col + GEMM,
+//! direct, depthwise) and the entry points that choose between them: the user-facing
+//! [`Conv2dParams`], the checked sizes of one call ([`ConvGeometry`]), and which gradients a
+//! backward pass computes ([`Needs`], [`ConvGrads`]). A leaf module: it imports no other module
+//! of the crate, so the kernels depend on it and never on each other's files for these types.
+
+use candle_core::{Result, Shape};
+
+/// Geometry of a 2-D convolution (the same meaning as in PyTorch's `nn.Conv2d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// Zero padding added on every side.
+    pub padding: usize,
+    /// Step between two applications of the kernel.
+    pub stride: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+    /// Number of channel groups (`c_in` for a depthwise convolution).
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Self { padding: 0, stride: 1, dilation: 1, groups: 1 }
+    }
+}
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGeometry {
+    pub b: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub p: Conv2dParams,
+}
+
+impl ConvGeometry {
+    /// Checks input and weight shapes against the parameters.
+    pub fn new(x: &Shape, weight: &Shape, p: Conv2dParams) -> Result<Self> {
+        let (b, c, h, w) = x.dims4()?;
+        let (o, cg, kh, kw) = weight.dims4()?;
+        if p.groups == 0 || p.stride == 0 || p.dilation == 0 {
+            candle_core::bail!("conv2d: groups, stride and dilation must be positive, got {p:?}")
+        }
+        if c % p.groups != 0 || o % p.groups != 0 || cg * p.groups != c {
+            candle_core::bail!(
+                "conv2d: input {:?} and weight {:?} do not fit {} groups",
+                x.dims(),
+                weight.dims(),
+                p.groups
+            )
+        }
+        let reach = |k: usize| p.dilation * (k - 1) + 1;
+        if kh == 0 || kw == 0 || h + 2 * p.padding < reach(kh) || w + 2 * p.padding < reach(kw) {
+            candle_core::bail!(
+                "conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {}x{}",
+                p.padding,
+                reach(kh),
+                reach(kw)
+            )
+        }
+        let oh = (h + 2 * p.padding - reach(kh)) / p.stride + 1;
+        let ow = (w + 2 * p.padding - reach(kw)) / p.stride + 1;
+        Ok(Self { b, c, h, w, o, kh, kw, oh, ow, p })
+    }
+
+    pub fn cg(&self) -> usize {
+        self.c / self.p.groups
+    }
+    pub fn og(&self) -> usize {
+        self.o / self.p.groups
+    }
+    /// Rows of `col`: input channels per group times kernel taps.
+    pub fn ck(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    pub fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    pub fn in_image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn out_image(&self) -> usize {
+        self.o * self.ohw()
+    }
+    /// 1x1, stride 1, no padding: the input group is its own `col`.
+    pub fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0
+    }
+    pub fn out_shape(&self) -> Shape {
+        Shape::from((self.b, self.o, self.oh, self.ow))
+    }
+    /// Output columns `ox` whose input column `ox * s + offset` lies in `[0, len)`.
+    pub fn valid_range(&self, offset: isize, len: usize, out: usize) -> (usize, usize) {
+        let s = self.p.stride as isize;
+        let lo = if offset < 0 { ((-offset + s - 1) / s) as usize } else { 0 };
+        let last = len as isize - 1 - offset;
+        let hi = if last < 0 { 0 } else { ((last / s) as usize + 1).min(out) };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Which gradients to compute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    pub x: bool,
+    pub weight: bool,
+    pub bias: bool,
+}
+
+/// Gradients of a convolution; `None` where the operand does not need one.
+pub(crate) struct ConvGrads<T> {
+    pub x: Option<Vec<T>>,
+    pub weight: Option<Vec<T>>,
+    pub bias: Option<Vec<T>>,
+}
