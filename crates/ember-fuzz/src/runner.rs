@@ -288,7 +288,7 @@ mod tests {
         true
     }
 
-    static BANG: Target = Target { name: "bang", about: "test target", run: panics_on_bang };
+    static BANG: Target = Target { name: "bang", about: "test target", run: panics_on_bang, dict: &[] };
 
     #[test]
     fn runner_keeps_panicking_inputs_and_removes_the_rest() {
