@@ -7,7 +7,8 @@
 //! static ALLOC: ember_fuzz::alloc::LimitAlloc = ember_fuzz::alloc::LimitAlloc::new(1 << 30);
 //! ```
 //!
-//! An over-limit request gets a null pointer: code that asks politely (`try_reserve`) sees an
+//! An over-limit request (or one that would take the bytes live at once over the total limit)
+//! gets a null pointer: code that asks politely (`try_reserve`) sees an
 //! error, anything else aborts through `handle_alloc_error`. Either way the request is recorded
 //! ([`take_refused`]), so the fuzzer reports it as a failure; an abort leaves the input on disk
 //! because the runner writes every input out before running it.
@@ -22,21 +23,29 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// The most bytes live at once since the last [`take_peak`].
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
-/// The system allocator with a limit on any single allocation (see the module docs).
+/// The system allocator with a limit on any single allocation and on the bytes live at once
+/// (see the module docs).
 #[derive(Debug)]
 pub struct LimitAlloc {
     limit: usize,
+    total: usize,
 }
 
 impl LimitAlloc {
-    /// Refuses any single allocation of more than `limit` bytes.
+    /// Refuses any single allocation of more than `limit` bytes, and any that would take the
+    /// bytes live at once over `4 * limit` (many small allocations add up too).
     pub const fn new(limit: usize) -> Self {
-        Self { limit }
+        Self { limit, total: limit.saturating_mul(4) }
+    }
+
+    /// The same, refusing allocations that would take the bytes live at once over `total`.
+    pub const fn with_total_limit(self, total: usize) -> Self {
+        Self { total, ..self }
     }
 
     /// Whether a request of `size` bytes is allowed; records it when it is not.
     fn allow(&self, size: usize) -> bool {
-        if size > self.limit {
+        if size > self.limit || LIVE.load(Ordering::Relaxed).saturating_add(size) > self.total {
             REFUSED.fetch_max(size, Ordering::SeqCst);
             false
         } else {

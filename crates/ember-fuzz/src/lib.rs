@@ -12,8 +12,8 @@
 //!
 //! Each target ([`targets::TARGETS`]) feeds mutations ([`mutate::Mutator`]) of its seed corpus
 //! (`corpus/<target>/`, real files) to ember's own parsing functions. A parser's `Err` is a
-//! fine answer; a panic, an abort, a hang (an input running over 10 s) or a single allocation over
-//! 1 GiB ([`alloc::LimitAlloc`]) is a failure. Every input is written to
+//! fine answer; a panic, an abort, a hang (an input running over 10 s) or an allocation over
+//! 1 GiB, or over 2 GiB live in all ([`alloc::LimitAlloc`]), is a failure. Every input is written to
 //! `crashes/<target>-<hash>.bin` before it runs and deleted after it passes, so even an abort
 //! leaves the input behind. Inputs that ever failed are kept in `regressions/<target>/` and run
 //! by `cargo test -p ember-fuzz` with 5,000 mutations per target (`EMBER_FUZZ_ITERS`).

@@ -8,9 +8,10 @@ use ember_fuzz::alloc::LimitAlloc;
 use ember_fuzz::runner::{self, Budget, Options};
 use ember_fuzz::targets::{self, Target, TARGETS};
 
-/// Any single allocation over 1 GiB is refused, recorded and reported as a failure.
+/// Any single allocation over 1 GiB, or one taking the live total over 2 GiB, is refused,
+/// recorded and reported as a failure.
 #[global_allocator]
-static ALLOC: LimitAlloc = LimitAlloc::new(1 << 30);
+static ALLOC: LimitAlloc = LimitAlloc::new(1 << 30).with_total_limit(2 << 30);
 
 const USAGE: &str = "usage: ember-fuzz [--target NAME]... [--minutes N | --seconds N | --iters N] [--seed S] \
 [--crash-dir DIR] [--hang-secs N] [--list]";

@@ -212,7 +212,9 @@ pub fn run(
         report.inputs += 1;
         let what = match (&outcome, refused) {
             (Err(_), _) => Some(LAST_PANIC.lock().ok().and_then(|mut l| l.take()).unwrap_or_else(|| "panic".into())),
-            (Ok(_), Some(size)) => Some(format!("an allocation of {size} bytes was refused (over the limit)")),
+            (Ok(_), Some(size)) => {
+                Some(format!("an allocation of {size} bytes was refused (over the single or total limit)"))
+            }
             (Ok(_), None) => None,
         };
         match what {
@@ -286,7 +288,7 @@ mod tests {
         true
     }
 
-    static BANG: Target = Target { name: "bang", about: "test target", run: panics_on_bang };
+    static BANG: Target = Target { name: "bang", about: "test target", run: panics_on_bang, dict: &[] };
 
     #[test]
     fn runner_keeps_panicking_inputs_and_removes_the_rest() {

@@ -8,7 +8,7 @@ use std::process::Command;
 use ember_fuzz::alloc::{take_refused, LimitAlloc};
 
 #[global_allocator]
-static ALLOC: LimitAlloc = LimitAlloc::new(1 << 30);
+static ALLOC: LimitAlloc = LimitAlloc::new(1 << 30).with_total_limit(2 << 30);
 
 fn iterations() -> String {
     std::env::var("EMBER_FUZZ_ITERS").unwrap_or_else(|_| "5000".into())
