@@ -37,7 +37,8 @@ fn module_graph(src: &Path) -> anyhow::Result<Graph> {
             let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
             for path in crate_paths(&code_only(&text), top_level) {
                 let first = path.split("::").next().unwrap_or_default();
-                let target = if modules.contains(first) { Some(first) } else { reexports.get(first).map(String::as_str) };
+                let target =
+                    if modules.contains(first) { Some(first) } else { reexports.get(first).map(String::as_str) };
                 if let Some(target) = target.filter(|t| *t != module) {
                     deps.insert(target.to_string());
                 }

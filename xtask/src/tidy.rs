@@ -59,14 +59,17 @@ pub fn run() -> anyhow::Result<()> {
             }
         }
     }
-    let mut crate_dirs: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut crate_dirs: Vec<PathBuf> =
+        std::fs::read_dir(root.join("crates"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     crate_dirs.push(root.join("xtask"));
     crate_dirs.sort();
     for dir in crate_dirs {
         for cycle in crate::module_cycles::cycles(&dir.join("src"))? {
-            problems.push(format!("{}: modules depend on each other in a circle: {}", dir.display(), cycle.join(" -> ")));
+            problems.push(format!(
+                "{}: modules depend on each other in a circle: {}",
+                dir.display(),
+                cycle.join(" -> ")
+            ));
         }
     }
     if problems.is_empty() {

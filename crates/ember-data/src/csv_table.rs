@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use crate::dataset::out_of_range;
 use crate::{Dataset, Error, Example, Features, Result};
 
+/// The most classes a CSV file may have: labels are `0..MAX_CLASSES`.
+pub const MAX_CLASSES: usize = 100_000;
+
 /// Which column holds the class label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelColumn {
@@ -92,6 +95,13 @@ impl CsvDataset {
                 if j == label_at {
                     let label: u32 =
                         f.parse().map_err(|_| err(line_no, format!("label `{f}` is not a non-negative integer")))?;
+                    // Labels size the class count (and so every per-class table and head).
+                    if label as usize >= MAX_CLASSES {
+                        return Err(err(
+                            line_no,
+                            format!("label {label} is beyond the limit of {MAX_CLASSES} classes"),
+                        ));
+                    }
                     labels.push(label);
                 } else {
                     let v: f32 = f

@@ -120,11 +120,7 @@ pub enum Error {
         reason: String,
     },
     /// An image's header claims more pixels than [`crate::decode_image`] accepts.
-    #[error(
-        "{path}: image is {width}x{height} pixels, over the limit of {max_side} per side and {max_pixels} in all",
-        max_side = crate::MAX_IMAGE_SIDE,
-        max_pixels = crate::MAX_IMAGE_PIXELS
-    )]
+    #[error("{path}: image is {width}x{height} pixels, over the limit of {max_side} per side and {max_pixels} in all")]
     ImageTooLarge {
         /// The file.
         path: PathBuf,
@@ -132,6 +128,10 @@ pub enum Error {
         width: u32,
         /// Height from the header.
         height: u32,
+        /// The most pixels a side may have.
+        max_side: u32,
+        /// The most pixels an image may have.
+        max_pixels: u64,
     },
     /// A CSV file has a malformed line.
     #[error("{path}:{line}: {detail}")]

@@ -53,7 +53,13 @@ pub fn decode_image(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
     let format = probe.format().ok_or_else(|| fail("not a PNG, JPEG, BMP or WebP image".into()))?;
     let (width, height) = probe.into_dimensions().map_err(|e| fail(e.to_string()))?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
-        return Err(Error::ImageTooLarge { path: origin.to_path_buf(), width, height });
+        return Err(Error::ImageTooLarge {
+            path: origin.to_path_buf(),
+            width,
+            height,
+            max_side: MAX_IMAGE_SIDE,
+            max_pixels: MAX_IMAGE_PIXELS,
+        });
     }
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         return Err(fail("truncated JPEG: no end-of-image marker after the image data".into()));

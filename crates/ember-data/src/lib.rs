@@ -44,7 +44,7 @@ mod mnist_family;
 mod splits;
 
 pub use cifar::{Cifar, CifarKind};
-pub use csv_table::{CsvDataset, CsvOptions, LabelColumn};
+pub use csv_table::{CsvDataset, CsvOptions, LabelColumn, MAX_CLASSES};
 pub use dataset::{Dataset, Example, Features, Subset};
 #[cfg(feature = "download")]
 pub use download::{download, sha256_of, Progress, ATTEMPTS};

@@ -137,6 +137,9 @@ fn csv_errors_name_file_and_line() {
     assert!(err.to_string().starts_with("data.csv:3: 2 fields"), "{err}");
     let err = CsvDataset::parse("a,b,label\n1,2,-1\n", Path::new("data.csv"), &opts).unwrap_err();
     assert!(err.to_string().contains("label `-1`"), "{err}");
+    // A label sizes the class count: 4294967295 would mean 2^32 classes.
+    let err = CsvDataset::parse("a,b,label\n1,2,4294967295\n", Path::new("data.csv"), &opts).unwrap_err();
+    assert!(err.to_string().starts_with("data.csv:2: label 4294967295 is beyond the limit"), "{err}");
     let opts = CsvOptions { label: LabelColumn::Name("class".into()), ..Default::default() };
     let err = CsvDataset::parse("a,b,label\n1,2,0\n", Path::new("data.csv"), &opts).unwrap_err();
     assert!(err.to_string().contains("no column named `class`"), "{err}");

@@ -7,7 +7,6 @@ use crate::conv2d_gemm::Conv2dOp;
 use crate::conv_geometry::{Conv2dParams, ConvGeometry};
 use crate::max_pool::{max_pool2d, Pool2dParams};
 
-
 /// 2-D convolution with an optional per-channel bias.
 ///
 /// # Shapes

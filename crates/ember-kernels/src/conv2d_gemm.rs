@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
-use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs};
 use crate::conv2d_direct::{DirectConv, DirectScratch};
+use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs};
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
@@ -26,7 +26,6 @@ use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
-
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -261,7 +260,6 @@ pub(crate) fn forward_pooled<T: Float>(
     (y, indices)
 }
 
-
 /// Where the gradient arriving at the convolution comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum Upstream<'a, T> {
@@ -270,7 +268,6 @@ pub(crate) enum Upstream<'a, T> {
     /// A fused max pool: pooled output `y`, its gradient `dy`, and each pooled cell's argmax.
     Pooled { y: &'a [T], dy: &'a [T], indices: &'a [u32], pool: &'a Plane },
 }
-
 
 /// Backward pass given the forward output `y` (for the activation's mask) and its gradient `dy`.
 pub(crate) fn backward<T: Float>(

@@ -1,6 +1,6 @@
 //! The zoo's error type.
 
-use crate::registry::Task;
+use crate::task::Task;
 
 /// What can go wrong while looking up or building a model.
 #[derive(Debug, thiserror::Error)]

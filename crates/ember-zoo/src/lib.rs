@@ -59,6 +59,7 @@ mod recurrent_classifier;
 mod registry;
 mod resnet;
 mod summary;
+mod task;
 mod vae;
 mod vgg;
 
@@ -70,10 +71,11 @@ pub use mnist_cnn::MnistCnn;
 pub use network::{Layered, Network, Tap};
 pub use recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
 pub use registry::{
-    build, build_vae, build_with, info, ModelInfo, ModelOptions, Task, MAX_CLASSES, MAX_INPUT_CHANNELS, MAX_INPUT_SIDE,
+    build, build_vae, build_with, info, ModelInfo, ModelOptions, MAX_CLASSES, MAX_INPUT_CHANNELS, MAX_INPUT_SIDE,
     MODELS,
 };
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use summary::{count_parameters, state_shapes, summarize, LayerRow, Summary, MAX_SUMMARY_INPUT};
+pub use task::Task;
 pub use vae::{elbo_loss, reparameterize, ElboTerms, Vae, VaeConfig, VaeKind, VaeOutput, MAX_SAMPLES};
 pub use vgg::{VggSmall, VggSmallConfig};

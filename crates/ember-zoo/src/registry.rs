@@ -8,27 +8,10 @@ use crate::mlp::{Mlp, MlpConfig};
 use crate::network::Network;
 use crate::recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
 use crate::resnet::{ResNet, ResNetConfig, Stem};
+use crate::task::Task;
 use crate::vae::{Vae, VaeConfig, VaeKind};
 use crate::vgg::{VggSmall, VggSmallConfig};
 use crate::{Error, MnistCnn, Result};
-
-/// What a model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// Image classification: logits `(b, classes)`.
-    Classification,
-    /// Generative model (a VAE): trained with `ember vae train`, not `ember train`.
-    Generation,
-}
-
-impl std::fmt::Display for Task {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Task::Classification => "classification",
-            Task::Generation => "generation",
-        })
-    }
-}
 
 /// What the zoo knows about a model without building it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
