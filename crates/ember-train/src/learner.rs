@@ -154,6 +154,50 @@ macro_rules! callback_context {
     };
 }
 
+/// A logging callback (see [`Callback::essential`]) that failed and was turned off; training
+/// went on without it.
+#[derive(Debug)]
+pub struct CallbackFailure {
+    /// The callback's [`Callback::name`].
+    pub callback: String,
+    /// The 1-based epoch during which it failed.
+    pub epoch: usize,
+    /// What went wrong.
+    pub error: Error,
+    index: usize,
+}
+
+impl std::fmt::Display for CallbackFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed in epoch {} and was turned off: {}", self.callback, self.epoch, self.error)
+    }
+}
+
+/// Runs `f` on every callback that has not failed. An essential callback's error is returned; a
+/// logger's is recorded in `failures`, which turns the logger off.
+fn each_callback<'c>(
+    callbacks: &mut [Box<dyn Callback + 'c>],
+    failures: &mut Vec<CallbackFailure>,
+    epoch: usize,
+    mut f: impl FnMut(&mut (dyn Callback + 'c)) -> Result<Control>,
+) -> Result<Control> {
+    let mut control = Control::Continue;
+    for (index, cb) in callbacks.iter_mut().enumerate() {
+        if failures.iter().any(|f| f.index == index) {
+            continue;
+        }
+        match f(cb.as_mut()) {
+            Ok(Control::Stop) => control = Control::Stop,
+            Ok(Control::Continue) => {}
+            Err(error) if !cb.essential() => {
+                failures.push(CallbackFailure { callback: cb.name().to_string(), epoch, error, index })
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(control)
+}
+
 /// Name of the resume file inside a run directory.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
@@ -168,6 +212,7 @@ pub struct Learner<'a> {
     run_dir: Option<PathBuf>,
     history: Vec<EpochReport>,
     global_step: u64,
+    failures: Vec<CallbackFailure>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -196,6 +241,7 @@ impl<'a> Learner<'a> {
             run_dir: None,
             history: Vec::new(),
             global_step: 0,
+            failures: Vec::new(),
         }
     }
 
@@ -215,6 +261,12 @@ impl<'a> Learner<'a> {
     /// Epochs completed so far (after a resume: those of the earlier run).
     pub fn history(&self) -> &[EpochReport] {
         &self.history
+    }
+
+    /// The logging callbacks that failed and were turned off, in order (see
+    /// [`Callback::essential`]).
+    pub fn failures(&self) -> &[CallbackFailure] {
+        &self.failures
     }
 
     /// Restores the state saved in `dir/resume.safetensors`: parameters and buffers, optimizer
@@ -326,9 +378,9 @@ impl<'a> Learner<'a> {
                     loss: loss_value as f64,
                 };
                 let ctx = callback_context!(self);
-                for cb in &mut self.callbacks {
-                    cb.on_batch_end(&ctx, &step)?;
-                }
+                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
+                    cb.on_batch_end(&ctx, &step).map(|()| Control::Continue)
+                })?;
             }
             let evaluation = match val {
                 Some(v) => Some(evaluate_step(self.model.as_ref(), v, options.classes, device)?),
@@ -346,11 +398,12 @@ impl<'a> Learner<'a> {
                 val_confusion: evaluation.map(|e| e.confusion),
             };
             self.history.push(report.clone());
-            let mut stop = false;
             let ctx = callback_context!(self);
-            for cb in &mut self.callbacks {
-                stop |= cb.on_epoch_end(&ctx, &report)? == Control::Stop;
-            }
+            let stop = each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
+                cb.on_epoch_end(&ctx, &report)
+            })? == Control::Stop;
+            // Committed last, so everything the callbacks wrote for this epoch (best/last
+            // weights, logs) is in place before the resume file says the epoch is done.
             if let Some(dir) = &self.run_dir {
                 self.save_resume(dir)?;
             }
@@ -359,9 +412,10 @@ impl<'a> Learner<'a> {
             }
         }
         let ctx = callback_context!(self);
-        for cb in &mut self.callbacks {
-            cb.on_train_end(&ctx)?;
-        }
+        let last = self.history.len();
+        each_callback(&mut self.callbacks, &mut self.failures, last, |cb| {
+            cb.on_train_end(&ctx).map(|()| Control::Continue)
+        })?;
         Ok(self.history.clone())
     }
 

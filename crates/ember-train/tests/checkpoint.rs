@@ -115,3 +115,28 @@ fn checkpoint_saves_and_restores_batch_norm_running_statistics() {
     let b = fresh_bn.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a, b, "eval output must come from the restored running statistics");
 }
+
+#[test]
+fn stale_temporaries_of_killed_writes_are_removed_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = format!(".last.safetensors.{}.tmp", std::process::id());
+    let stale = [".resume.safetensors.4242.tmp", ".metrics.csv.7.tmp"];
+    let kept = [".notes.tmp", "keep.tmp", ".x.abc.tmp", "..1.tmp", "resume.safetensors", own.as_str()];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.path().join(name), b"complete but never committed").unwrap();
+    }
+    std::fs::create_dir(dir.path().join("tensorboard")).unwrap();
+    std::fs::write(dir.path().join("tensorboard/.a.1.tmp"), b"").unwrap();
+
+    let removed = checkpoint::remove_stale_temporaries(dir.path()).unwrap();
+    let mut expected: Vec<_> = stale.iter().map(|n| dir.path().join(n)).collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} left behind");
+    }
+    for name in kept {
+        assert!(dir.path().join(name).exists(), "{name} removed");
+    }
+    assert!(dir.path().join("tensorboard/.a.1.tmp").exists(), "only the run directory itself is cleaned");
+}
