@@ -158,7 +158,8 @@ impl TrainConfig {
         check("clip-grad-norm", args.clip_grad_norm.as_ref().map(json), json(&config.clip_grad_norm));
         check("logdir", args.logdir.as_ref().map(json), json(&config.logdir));
         if let Some(out) = &args.out {
-            let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
+            let same =
+                |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
             if !same(out, dir) {
                 check("out", Some(json(out)), json(&dir));
             }

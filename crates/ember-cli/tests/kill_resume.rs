@@ -37,25 +37,30 @@ fn finish(child: Child) {
 /// Everything a finished run is judged by, minus wall-clock times.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    model: Vec<(String, Vec<u32>)>,
-    best: Vec<(String, Vec<u32>)>,
+    model: Vec<(String, Vec<u64>)>,
+    best: Vec<(String, Vec<u64>)>,
     test_accuracy: f64,
     metrics: Vec<String>,
     scalars: Vec<(String, u64, u32)>,
 }
 
-fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
+/// Every tensor's values as bits (as `f64`, which holds each dtype ember saves exactly).
+fn tensors(path: &Path) -> Vec<(String, Vec<u64>)> {
     let mut v: Vec<_> = ember_train::checkpoint::read_tensors(path, &candle_core::Device::Cpu)
         .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
-        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()))
+        .map(|(k, t)| {
+            let values = t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>());
+            (k, values.unwrap().iter().map(|x| x.to_bits()).collect())
+        })
         .collect();
     v.sort();
     v
 }
 
 fn outcome(dir: &Path) -> Outcome {
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     // Every column but the last (seconds).
     let metrics = csv.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect();

@@ -399,9 +399,9 @@ impl<'a> Learner<'a> {
             };
             self.history.push(report.clone());
             let ctx = callback_context!(self);
-            let stop = each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
-                cb.on_epoch_end(&ctx, &report)
-            })? == Control::Stop;
+            let stop =
+                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| cb.on_epoch_end(&ctx, &report))?
+                    == Control::Stop;
             // Committed last, so everything the callbacks wrote for this epoch (best/last
             // weights, logs) is in place before the resume file says the epoch is done.
             if let Some(dir) = &self.run_dir {

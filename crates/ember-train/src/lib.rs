@@ -44,7 +44,7 @@ pub use callback::{
 };
 pub use error::{Error, Result};
 pub use learner::{
-    evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, EpochReport, Evaluation, FitOptions, Learner,
-    SchedulePer, StepOutput, TrainStep, RESUME_FILE,
+    evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, EpochReport, Evaluation,
+    FitOptions, Learner, SchedulePer, StepOutput, TrainStep, RESUME_FILE,
 };
 pub use metrics::{Average, ConfusionMatrix, RegressionMetrics, TopKAccuracy};

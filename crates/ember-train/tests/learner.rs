@@ -253,8 +253,9 @@ fn resumed_run_logs_every_tensorboard_step_once() {
     let store = ParamStore::new(2, &Device::Cpu);
     let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
-    let mut learner =
-        Learner::new(model.as_ref(), &store, &mut adam).with_run_dir(dir.path()).with_callback(TensorBoardLogger::new(&tb, 3));
+    let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
+        .with_run_dir(dir.path())
+        .with_callback(TensorBoardLogger::new(&tb, 3));
     learner.resume(dir.path()).unwrap();
     learner.fit(&train, Some(&val), &FitOptions::new(2)).unwrap();
 

@@ -139,7 +139,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 "resuming {}: no epoch was committed (no {}), starting from epoch 1{}",
                 out.display(),
                 ember_train::RESUME_FILE,
-                if removed > 0 { format!(" ({removed} uncommitted TensorBoard event files removed)") } else { "".into() }
+                if removed > 0 {
+                    format!(" ({removed} uncommitted TensorBoard event files removed)")
+                } else {
+                    "".into()
+                }
             );
         }
         println!(
