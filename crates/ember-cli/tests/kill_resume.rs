@@ -2,8 +2,10 @@
 //! kill each file under a final name loads, and the finished run equals an uninterrupted one bit
 //! for bit (weights, test accuracy, metrics.csv, TensorBoard scalars).
 //!
-//! `EMBER_KILL_ROUNDS` (default 5) sets the number of kills, `EMBER_KILL_SEED` (default 18) the
-//! seed of their moments: `EMBER_KILL_ROUNDS=20 cargo test --release -p ember-cli --test kill_resume`.
+//! `EMBER_KILL_ROUNDS` (default 5) sets the number of rounds, `EMBER_KILL_SEED` (default 18) the
+//! seed of their moments and `EMBER_KILL_MODEL` (default `mlp`, about a second a run in a debug
+//! build, where `mnist-cnn` takes over a minute) the zoo model:
+//! `EMBER_KILL_ROUNDS=20 EMBER_KILL_MODEL=mnist-cnn cargo test --release -p ember-cli --test kill_resume`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,8 +21,8 @@ fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ember")).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
-fn fresh(dir: &Path) -> Child {
-    let mut args = vec!["train", "--out", dir.to_str().unwrap()];
+fn fresh(dir: &Path, model: &str) -> Child {
+    let mut args = vec!["train", "--out", dir.to_str().unwrap(), "--model", model];
     args.extend_from_slice(RUN);
     spawn(&args)
 }
@@ -115,15 +117,31 @@ fn check_final_files(dir: &Path, round: usize) {
     }
 }
 
+/// Where a kill landed: epochs committed and whether a write was in progress.
+fn phase(dir: &Path) -> String {
+    if !dir.join("config.json").is_file() {
+        return "before config.json".into();
+    }
+    let committed = std::fs::read(dir.join("resume.safetensors")).ok().map_or(0, |bytes| {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let trainer: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["trainer"]).unwrap();
+        trainer["history"].as_array().unwrap().len()
+    });
+    let writing = std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"));
+    let when = if committed == 3 { "after epoch 3".to_string() } else { format!("in epoch {}", committed + 1) };
+    format!("{when}{}", if writing { ", mid-write" } else { "" })
+}
+
 /// Kills `child` at `at`, or earlier at the `nth` appearance of a temporary file (a checkpoint
-/// write in progress) when `nth` is given. Returns whether the kill landed before it exited.
-fn kill_at(mut child: Child, dir: &Path, at: Duration, nth: Option<usize>) -> bool {
+/// write in progress) when `nth` is given. Returns where the kill landed, or `None` when the run
+/// ended first.
+fn kill_at(mut child: Child, dir: &Path, at: Duration, nth: Option<usize>) -> Option<String> {
     let started = Instant::now();
     let (mut present, mut seen) = (BTreeSet::new(), 0);
     loop {
         if child.try_wait().unwrap().is_some() {
             finish(child);
-            return false;
+            return None;
         }
         if let Some(nth) = nth {
             let now: BTreeSet<String> = std::fs::read_dir(dir)
@@ -143,43 +161,44 @@ fn kill_at(mut child: Child, dir: &Path, at: Duration, nth: Option<usize>) -> bo
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    true
+    Some(phase(dir))
 }
 
 #[test]
 fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
     let rounds: usize = std::env::var("EMBER_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let seed: u64 = std::env::var("EMBER_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(18);
+    let model = std::env::var("EMBER_KILL_MODEL").unwrap_or_else(|_| "mlp".into());
     let root = tempfile::tempdir().unwrap();
 
     // Training is deterministic given the seed: two uninterrupted runs agree.
     let started = Instant::now();
     let reference = root.path().join("reference");
-    finish(fresh(&reference));
+    finish(fresh(&reference, &model));
     let duration = started.elapsed();
     let again = root.path().join("again");
-    finish(fresh(&again));
+    finish(fresh(&again, &model));
     let expected = outcome(&reference);
     assert_eq!(outcome(&again), expected, "two uninterrupted runs differ");
 
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut landed = 0;
+    let mut landed = Vec::new();
     for round in 0..rounds {
         let dir = root.path().join(format!("round{round}"));
         // Anywhere in the run, start-up and the final evaluation included; every third round
         // aims at a checkpoint write in progress.
         let at = duration.mul_f64(rng.random_range(0.0..1.0));
         let nth = (round % 3 == 2).then(|| rng.random_range(1..=16));
-        landed += kill_at(fresh(&dir), &dir, at, nth) as usize;
+        landed.extend(kill_at(fresh(&dir, &model), &dir, at, nth));
         check_final_files(&dir, round);
         // Every other round kills the resumed process too.
         if round % 2 == 1 && dir.join("config.json").is_file() {
             let at = duration.mul_f64(rng.random_range(0.0..0.8));
-            landed += kill_at(resume(&dir), &dir, at, None) as usize;
+            landed.extend(kill_at(resume(&dir), &dir, at, None));
             check_final_files(&dir, round);
         }
         // Killed before config.json was committed, the run never started: run it again.
-        finish(if dir.join("config.json").is_file() { resume(&dir) } else { fresh(&dir) });
+        finish(if dir.join("config.json").is_file() { resume(&dir) } else { fresh(&dir, &model) });
         assert_eq!(outcome(&dir), expected, "round {round}: resumed run differs from the uninterrupted one");
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -189,6 +208,11 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
         assert!(leftovers.is_empty(), "round {round}: {leftovers:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    eprintln!("{landed} kills landed in {rounds} rounds (seed {seed}); uninterrupted run {duration:.1?}");
-    assert!(landed >= rounds / 2, "only {landed} of {rounds} kills landed before the run ended");
+    let mut phases = std::collections::BTreeMap::new();
+    for p in &landed {
+        *phases.entry(p.as_str()).or_insert(0) += 1;
+    }
+    let n = landed.len();
+    eprintln!("{n} kills in {rounds} rounds of {model} (seed {seed}), {phases:?}; uninterrupted run {duration:.1?}");
+    assert!(landed.len() >= rounds / 2, "only {} of {rounds} kills landed before the run ended", landed.len());
 }
