@@ -140,6 +140,66 @@ impl TrainConfig {
         serde_json::from_str(&text).with_context(|| format!("{}: not a valid run configuration", path.display()))
     }
 
+    /// The run in `dir` for `--resume`: `dir/config.json` with `out` replaced by `dir` (a copied
+    /// or moved run continues where it is now and never writes to where it was) and a `logdir`
+    /// that was inside the old run directory moved along with it. A settings flag must agree with
+    /// the saved run; the one exception is a larger `--epochs` under a constant schedule, which
+    /// extends the run.
+    pub fn for_resume(dir: &Path, args: &TrainArgs) -> anyhow::Result<Self> {
+        let mut config = Self::load(dir)?;
+        let saved_out = std::mem::replace(&mut config.out, dir.to_path_buf());
+        config.logdir = config.logdir.map(|l| match l.strip_prefix(&saved_out) {
+            Ok(inside) => dir.join(inside),
+            Err(_) => l,
+        });
+        let mut conflicts = Vec::new();
+        let mut check = |flag: &str, given: Option<serde_json::Value>, saved: serde_json::Value| {
+            if let Some(given) = given.filter(|g| *g != saved) {
+                conflicts.push(format!("--{flag} {} (the run has {})", show(&given), show(&saved)));
+            }
+        };
+        check("model", args.model.as_ref().map(json), json(&config.model));
+        check("dataset", args.dataset.as_ref().map(json), json(&config.dataset));
+        check("data-dir", args.data_dir.as_ref().map(json), json(&config.data_dir));
+        check("batch-size", args.batch_size.as_ref().map(json), json(&config.batch_size));
+        check("lr", args.lr.as_ref().map(json), json(&config.lr));
+        check("scheduler", args.scheduler.as_ref().map(json), json(&config.scheduler));
+        check("optimizer", args.optimizer.as_ref().map(json), json(&config.optimizer));
+        check("weight-decay", args.weight_decay.as_ref().map(json), json(&config.weight_decay));
+        check("ops", args.ops.as_ref().map(json), json(&config.ops));
+        check("seed", args.seed.as_ref().map(json), json(&config.seed));
+        check("train-limit", args.train_limit.as_ref().map(json), json(&config.train_limit));
+        check("test-limit", args.test_limit.as_ref().map(json), json(&config.test_limit));
+        check("val-split", args.val_split.as_ref().map(json), json(&config.val_split));
+        check("early-stopping", args.early_stopping.as_ref().map(json), json(&config.early_stopping));
+        check("clip-grad-norm", args.clip_grad_norm.as_ref().map(json), json(&config.clip_grad_norm));
+        check("logdir", args.logdir.as_ref().map(json), json(&config.logdir));
+        if let Some(out) = &args.out {
+            let same =
+                |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
+            if !same(out, dir) {
+                check("out", Some(json(out)), json(&dir));
+            }
+        }
+        match args.epochs {
+            Some(e) if e > config.epochs && config.scheduler == ScheduleArg::Constant => config.epochs = e,
+            Some(e) if e != config.epochs => conflicts.push(format!(
+                "--epochs {e} (the run has {}; only a run with --scheduler constant can be extended, since the \
+                 other schedules depend on the run's length)",
+                config.epochs
+            )),
+            _ => {}
+        }
+        anyhow::ensure!(
+            conflicts.is_empty(),
+            "{}: cannot resume with {}: leave the flag out to continue the run as it was, or start a new run \
+             with --out",
+            dir.join("config.json").display(),
+            conflicts.join(", ")
+        );
+        Ok(config)
+    }
+
     /// Writes `dir/config.json` atomically.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
@@ -148,5 +208,18 @@ impl TrainConfig {
             std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
         })?;
         Ok(())
+    }
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// A value as a flag would spell it: strings and paths bare, an absent setting as `none`.
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        v => v.to_string(),
     }
 }

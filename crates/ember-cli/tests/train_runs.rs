@@ -198,3 +198,156 @@ fn run_directory_holds_weights_logs_plots_and_settings() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("learning_rate"), "{err}");
 }
+
+/// One epoch of the MLP on 128 images, tested on 100: a fraction of a second, even unoptimized.
+fn tiny<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--out", out.to_str().unwrap(), "--model", "mlp", "--train-limit", "128"];
+    args.extend_from_slice(&["--test-limit", "100", "--epochs", "1", "--batch-size", "64"]);
+    args.extend_from_slice(extra);
+    args
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Every file below `dir` with its bytes and modification time.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, Option<std::time::SystemTime>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap(), modified(&path)));
+        }
+    }
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn event_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn resuming_a_copied_run_continues_the_copy_and_never_touches_the_original() {
+    let root = tempfile::tempdir().unwrap();
+    let original = root.path().join("original");
+    ok(ember(&tiny(&original, &["--scheduler", "constant"])));
+    let copy = root.path().join("copy");
+    copy_dir(&original, &copy);
+    let before = snapshot(&original);
+
+    // A constant-schedule run may be extended: the copy trains a second epoch.
+    let out = ok(ember(&["train", "--resume", copy.to_str().unwrap(), "--epochs", "2"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("after epoch 1 of 2"), "{stdout}");
+    assert_eq!(snapshot(&original), before, "the original run was written to");
+    assert_eq!(std::fs::read_to_string(copy.join("metrics.csv")).unwrap().lines().count(), 3);
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(copy.join("config.json")).unwrap()).unwrap();
+    assert_eq!((config["out"].as_str(), config["epochs"].as_u64()), (copy.to_str(), Some(2)));
+    let events = event_files(&copy.join("tensorboard"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let epochs: Vec<u64> = ember_train::tensorboard::read_events(&events[0])
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.scalars.iter().any(|(t, _)| t == "epoch/train_loss"))
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(epochs, [1, 2]);
+}
+
+#[test]
+fn resuming_a_moved_run_continues_where_it_is_now() {
+    let root = tempfile::tempdir().unwrap();
+    let (old, new) = (root.path().join("old"), root.path().join("new"));
+    ok(ember(&tiny(&old, &[])));
+    std::fs::rename(&old, &new).unwrap();
+    std::fs::remove_file(new.join("run.json")).unwrap();
+    ok(ember(&["train", "--resume", new.to_str().unwrap()]));
+    assert!(!old.exists(), "the old run directory was recreated");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(new.join("run.json")).unwrap()).unwrap();
+    assert_eq!((info["out"].as_str(), info["epochs_run"].as_u64()), (new.to_str(), Some(1)));
+}
+
+#[test]
+fn resume_refuses_flags_that_conflict_with_the_saved_run() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    ok(ember(&tiny(&dir, &[])));
+    let resume = dir.to_str().unwrap();
+    let other = root.path().join("other");
+    for (flags, expected) in [
+        (vec!["--lr", "0.1"], "--lr 0.1 (the run has 0.005)"),
+        (vec!["--model", "mnist-cnn"], "--model mnist-cnn (the run has mlp)"),
+        (vec!["--seed", "7"], "--seed 7 (the run has 42)"),
+        (vec!["--out", other.to_str().unwrap()], "(the run has "),
+        // One-cycle depends on the run's length, so the run cannot be extended.
+        (vec!["--epochs", "3"], "--epochs 3 (the run has 1;"),
+    ] {
+        let mut args = vec!["train", "--resume", resume];
+        args.extend_from_slice(&flags);
+        let out = ember(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        assert!(err.contains(expected) && err.contains("config.json"), "{flags:?}: {err}");
+    }
+    assert!(!other.exists());
+    // Flags equal to the saved settings are fine.
+    ok(ember(&["train", "--resume", resume, "--seed", "42", "--batch-size", "64", "--out", resume]));
+}
+
+#[test]
+fn run_killed_before_its_first_commit_restarts_from_epoch_one() {
+    let root = tempfile::tempdir().unwrap();
+    let fresh = root.path().join("fresh");
+    ok(ember(&tiny(&fresh, &[])));
+    // What a kill during epoch 1 leaves: the settings, TensorBoard events of the uncommitted
+    // epoch, and a complete resume file that was never renamed to its final name.
+    let killed = root.path().join("killed");
+    std::fs::create_dir_all(killed.join("tensorboard")).unwrap();
+    std::fs::copy(fresh.join("config.json"), killed.join("config.json")).unwrap();
+    std::fs::copy(fresh.join("resume.safetensors"), killed.join(".resume.safetensors.999999.tmp")).unwrap();
+    for event in event_files(&fresh.join("tensorboard")) {
+        std::fs::copy(&event, killed.join("tensorboard").join(event.file_name().unwrap())).unwrap();
+    }
+    let before = snapshot(&fresh);
+
+    let out = ok(ember(&["train", "--resume", killed.to_str().unwrap()]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no epoch was committed") && stdout.contains("starting from epoch 1"), "{stdout}");
+    assert!(!killed.join(".resume.safetensors.999999.tmp").exists(), "stale temporary file left");
+    assert_eq!(tensors(&killed.join("model.safetensors")), tensors(&fresh.join("model.safetensors")));
+    assert_eq!(event_files(&killed.join("tensorboard")).len(), 1, "uncommitted events kept");
+    assert_eq!(snapshot(&fresh), before);
+}
+
+#[test]
+fn tensorboard_failure_is_a_warning_and_the_run_is_committed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".last.safetensors.123456.tmp"), b"left by a killed run").unwrap();
+    let not_a_dir = root.path().join("tb");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let out = ok(ember(&tiny(&dir, &["--logdir", not_a_dir.to_str().unwrap()])));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: tensorboard failed in epoch 1"), "{stderr}");
+    assert!(dir.join("resume.safetensors").is_file() && dir.join("run.json").is_file());
+    assert!(!dir.join(".last.safetensors.123456.tmp").exists(), "stale temporary file left");
+}

@@ -73,17 +73,13 @@ pub fn inspect(path: &Path) -> Result<(CheckpointFormat, Vec<TensorInfo>)> {
 }
 
 /// Converts any checkpoint ember reads into a safetensors file at `out`, atomically (temporary
-/// file, then rename). Returns the number of tensors written.
+/// file, fsync, rename; see `ember_train::checkpoint::write_atomically`). Returns the number of
+/// tensors written.
 pub fn convert_to_safetensors(input: &Path, out: &Path) -> Result<usize> {
     let (_, tensors) = read_checkpoint(input)?;
     let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = candle_core::safetensors::save(&map, &tmp)
-        .map_err(Error::from)
-        .and_then(|()| std::fs::rename(&tmp, out).map_err(|source| Error::Io { path: out.to_path_buf(), source }));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|()| map.len())
+    ember_train::checkpoint::write_atomically(out, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(ember_train::Error::from)
+    })?;
+    Ok(map.len())
 }

@@ -48,10 +48,25 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File { path: path.to_path_buf(), detail: e.to_string() }
 }
 
+/// Writes through a temporary file beside `path` (`.{name}.{pid}.tmp`, the pattern of
+/// `ember_train::checkpoint::write_atomically`, which this crate cannot depend on): write, fsync,
+/// rename, fsync the directory. A crash at any point leaves the previous file intact.
 fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| file_err(path, e)));
+    let result = write(&tmp).and_then(|()| {
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // Makes the rename durable; not every platform can open a directory.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

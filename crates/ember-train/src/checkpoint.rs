@@ -53,7 +53,8 @@ pub fn save(store: &ParamStore, path: &Path) -> Result<()> {
     save_tensors(&store.state(), path)
 }
 
-/// Runs `write` on a temporary path beside `path`, syncs it, and renames it to `path`.
+/// Runs `write` on a temporary path beside `path` (`.{name}.{pid}.tmp`), syncs it, renames it to
+/// `path` and syncs the directory, so the new file survives a crash once this returns.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
@@ -78,6 +79,40 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether `name` is a temporary file of [`write_atomically`]: `.{name}.{pid}.tmp`.
+pub fn is_temporary_name(name: &str) -> bool {
+    let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    match stem.rsplit_once('.') {
+        Some((file, pid)) => !file.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Removes the temporary files [`write_atomically`] left in `dir` (not below it) when a process
+/// was killed mid-write, and returns their paths. A temporary file is never trusted, even when
+/// complete: it was not committed. Other processes' live temporaries are not expected in a run
+/// directory (one run writes to it at a time); this process's own are kept.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let io_err = |source| Error::Io { path: dir.to_path_buf(), source };
+    let own = format!(".{}.tmp", std::process::id());
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temporary_name(name) || name.ends_with(&own) || !entry.file_type().map_err(io_err)?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        removed.push(path);
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Reads every tensor of a safetensors file onto `device`. A directory, a missing file and a

@@ -13,6 +13,7 @@ use ember_optim::{clip_grad_norm, Optimizer, OptimizerState, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::callback::{Callback, CallbackContext, Control, StepReport};
+use crate::report::EpochReport;
 use crate::{ConfusionMatrix, Error, Result};
 
 /// When a schedule advances.
@@ -80,46 +81,6 @@ impl<'a> FitOptions<'a> {
     }
 }
 
-/// What one epoch did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Total epochs of the run.
-    pub epochs: usize,
-    /// Mean training loss over the epoch's batches (weighted by batch size).
-    pub train_loss: f64,
-    /// Training accuracy over the epoch (augmented samples, train mode; 0 for models without
-    /// logits).
-    pub train_accuracy: f64,
-    /// Validation loss, when a validation set was given.
-    pub val_loss: Option<f64>,
-    /// Validation accuracy, when a validation set was given.
-    pub val_accuracy: Option<f64>,
-    /// Learning rate of the epoch's last step.
-    pub learning_rate: f64,
-    /// Wall-clock seconds for training and validation.
-    pub seconds: f64,
-    /// Validation predictions against labels.
-    #[serde(skip)]
-    pub val_confusion: Option<ConfusionMatrix>,
-}
-
-impl EpochReport {
-    /// The value of a metric by name: `train_loss`, `train_accuracy`, `val_loss`,
-    /// `val_accuracy`, `learning_rate`.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        match name {
-            "train_loss" => Some(self.train_loss),
-            "train_accuracy" => Some(self.train_accuracy),
-            "val_loss" => self.val_loss,
-            "val_accuracy" => self.val_accuracy,
-            "learning_rate" => Some(self.learning_rate),
-            _ => None,
-        }
-    }
-}
-
 /// Result of an evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -172,6 +133,50 @@ macro_rules! callback_context {
     };
 }
 
+/// A logging callback (see [`Callback::essential`]) that failed and was turned off; training
+/// went on without it.
+#[derive(Debug)]
+pub struct CallbackFailure {
+    /// The callback's [`Callback::name`].
+    pub callback: String,
+    /// The 1-based epoch during which it failed.
+    pub epoch: usize,
+    /// What went wrong.
+    pub error: Error,
+    index: usize,
+}
+
+impl std::fmt::Display for CallbackFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed in epoch {} and was turned off: {}", self.callback, self.epoch, self.error)
+    }
+}
+
+/// Runs `f` on every callback that has not failed. An essential callback's error is returned; a
+/// logger's is recorded in `failures`, which turns the logger off.
+fn each_callback<'c>(
+    callbacks: &mut [Box<dyn Callback + 'c>],
+    failures: &mut Vec<CallbackFailure>,
+    epoch: usize,
+    mut f: impl FnMut(&mut (dyn Callback + 'c)) -> Result<Control>,
+) -> Result<Control> {
+    let mut control = Control::Continue;
+    for (index, cb) in callbacks.iter_mut().enumerate() {
+        if failures.iter().any(|f| f.index == index) {
+            continue;
+        }
+        match f(cb.as_mut()) {
+            Ok(Control::Stop) => control = Control::Stop,
+            Ok(Control::Continue) => {}
+            Err(error) if !cb.essential() => {
+                failures.push(CallbackFailure { callback: cb.name().to_string(), epoch, error, index })
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(control)
+}
+
 /// Name of the resume file inside a run directory.
 pub const RESUME_FILE: &str = "resume.safetensors";
 
@@ -186,6 +191,7 @@ pub struct Learner<'a> {
     run_dir: Option<PathBuf>,
     history: Vec<EpochReport>,
     global_step: u64,
+    failures: Vec<CallbackFailure>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -214,6 +220,7 @@ impl<'a> Learner<'a> {
             run_dir: None,
             history: Vec::new(),
             global_step: 0,
+            failures: Vec::new(),
         }
     }
 
@@ -233,6 +240,12 @@ impl<'a> Learner<'a> {
     /// Epochs completed so far (after a resume: those of the earlier run).
     pub fn history(&self) -> &[EpochReport] {
         &self.history
+    }
+
+    /// The logging callbacks that failed and were turned off, in order (see
+    /// [`Callback::essential`]).
+    pub fn failures(&self) -> &[CallbackFailure] {
+        &self.failures
     }
 
     /// Restores the state saved in `dir/resume.safetensors`: parameters and buffers, optimizer
@@ -349,9 +362,9 @@ impl<'a> Learner<'a> {
                 let step =
                     StepReport { epoch: epoch + 1, batch: b, batches, global_step: self.global_step, loss: loss_value };
                 let ctx = callback_context!(self);
-                for cb in &mut self.callbacks {
-                    cb.on_batch_end(&ctx, &step)?;
-                }
+                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
+                    cb.on_batch_end(&ctx, &step).map(|()| Control::Continue)
+                })?;
             }
             let evaluation = match val {
                 Some(v) => Some(evaluate_step(self.model.as_ref(), v, options.classes, device)?),
@@ -372,11 +385,12 @@ impl<'a> Learner<'a> {
                 val_confusion: evaluation.map(|e| e.confusion),
             };
             self.history.push(report.clone());
-            let mut stop = false;
             let ctx = callback_context!(self);
-            for cb in &mut self.callbacks {
-                stop |= cb.on_epoch_end(&ctx, &report)? == Control::Stop;
-            }
+            let stop =
+                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| cb.on_epoch_end(&ctx, &report))?
+                    == Control::Stop;
+            // Committed last, so everything the callbacks wrote for this epoch (best/last
+            // weights, logs) is in place before the resume file says the epoch is done.
             if let Some(dir) = &self.run_dir {
                 self.save_resume(dir)?;
             }
@@ -385,9 +399,10 @@ impl<'a> Learner<'a> {
             }
         }
         let ctx = callback_context!(self);
-        for cb in &mut self.callbacks {
-            cb.on_train_end(&ctx)?;
-        }
+        let last = self.history.len();
+        each_callback(&mut self.callbacks, &mut self.failures, last, |cb| {
+            cb.on_train_end(&ctx).map(|()| Control::Continue)
+        })?;
         Ok(self.history.clone())
     }
 

@@ -35,6 +35,7 @@ mod error;
 mod learner;
 pub mod metrics;
 pub mod plots;
+mod report;
 pub mod tensorboard;
 pub mod throughput;
 
@@ -44,7 +45,8 @@ pub use callback::{
 };
 pub use error::{Error, Result};
 pub use learner::{
-    evaluate, evaluate_on, evaluate_step, fit, predict, Classifier, EpochReport, Evaluation, FitOptions, Learner,
+    evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,
     SchedulePer, StepOutput, TrainStep, RESUME_FILE,
 };
 pub use metrics::{Average, ConfusionMatrix, RegressionMetrics, TopKAccuracy};
+pub use report::EpochReport;

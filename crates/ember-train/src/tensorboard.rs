@@ -6,7 +6,7 @@
 //! `Summary` with scalar (`simple_value`) or PNG image values.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,8 @@ use crate::{Error, Result};
 pub struct TensorBoardWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes in the file once buffered events are flushed.
+    len: u64,
 }
 
 impl std::fmt::Debug for TensorBoardWriter {
@@ -31,13 +33,34 @@ impl TensorBoardWriter {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let path = logdir.join(format!("events.out.tfevents.{secs}.ember.{}", std::process::id()));
         let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let mut w = Self { path, out: BufWriter::new(file) };
+        let mut w = Self { path, out: BufWriter::new(file), len: 0 };
         let mut event = Vec::new();
         put_double(&mut event, 1, now());
         put_bytes(&mut event, 3, b"brain.Event:2");
         w.record(&event)?;
         w.flush()?;
         Ok(w)
+    }
+
+    /// Reopens an event file this writer wrote earlier, cut back to its first `len` bytes (for a
+    /// resumed run: the events of the epochs its resume file committed), to append to it. Fails
+    /// when the file is shorter than `len`.
+    pub fn reopen(path: &Path, len: u64) -> Result<Self> {
+        let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err)?;
+        let found = file.metadata().map_err(io_err)?.len();
+        if found < len {
+            let reason = format!("{found} bytes, but {len} were committed");
+            return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason)));
+        }
+        file.set_len(len).map_err(io_err)?;
+        file.seek(SeekFrom::Start(len)).map_err(io_err)?;
+        Ok(Self { path: path.to_path_buf(), out: BufWriter::new(file), len })
+    }
+
+    /// Bytes written so far (buffered events included).
+    pub fn bytes_written(&self) -> u64 {
+        self.len
     }
 
     /// The event file.
@@ -71,6 +94,13 @@ impl TensorBoardWriter {
         self.out.flush().map_err(|source| Error::Io { path: self.path.clone(), source })
     }
 
+    /// Flushes and asks the OS to put the events on stable storage (so a length recorded in a
+    /// resume file after this is never longer than the file after a crash).
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.out.get_ref().sync_data().map_err(|source| Error::Io { path: self.path.clone(), source })
+    }
+
     fn summary(&mut self, step: u64, value: &[u8]) -> Result<()> {
         let mut summary = Vec::new();
         put_bytes(&mut summary, 1, value);
@@ -88,7 +118,9 @@ impl TensorBoardWriter {
         rec.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
         rec.extend_from_slice(payload);
         rec.extend_from_slice(&masked_crc32c(payload).to_le_bytes());
-        self.out.write_all(&rec).map_err(|source| Error::Io { path: self.path.clone(), source })
+        self.out.write_all(&rec).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.len += rec.len() as u64;
+        Ok(())
     }
 }
 

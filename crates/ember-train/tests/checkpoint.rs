@@ -193,3 +193,28 @@ fn io_errors_name_the_file_once_and_keep_the_reason_as_their_source() {
     assert!(top.contains("/no/such/model.safetensors"), "{top}");
     assert!(!reason.is_empty() && !top.contains(&reason), "reason `{reason}` printed twice by `{top}` + its source");
 }
+
+#[test]
+fn stale_temporaries_of_killed_writes_are_removed_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = format!(".last.safetensors.{}.tmp", std::process::id());
+    let stale = [".resume.safetensors.4242.tmp", ".metrics.csv.7.tmp"];
+    let kept = [".notes.tmp", "keep.tmp", ".x.abc.tmp", "..1.tmp", "resume.safetensors", own.as_str()];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(dir.path().join(name), b"complete but never committed").unwrap();
+    }
+    std::fs::create_dir(dir.path().join("tensorboard")).unwrap();
+    std::fs::write(dir.path().join("tensorboard/.a.1.tmp"), b"").unwrap();
+
+    let removed = checkpoint::remove_stale_temporaries(dir.path()).unwrap();
+    let mut expected: Vec<_> = stale.iter().map(|n| dir.path().join(n)).collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} left behind");
+    }
+    for name in kept {
+        assert!(dir.path().join(name).exists(), "{name} removed");
+    }
+    assert!(dir.path().join("tensorboard/.a.1.tmp").exists(), "only the run directory itself is cleaned");
+}

@@ -205,3 +205,70 @@ fn learner_trains_any_model_with_its_own_train_step() {
     assert!(history[2].val_loss.unwrap() < history[0].val_loss.unwrap());
     assert_eq!(history[0].val_accuracy, None, "no logits, no accuracy");
 }
+
+#[test]
+fn failing_logger_is_turned_off_and_the_resume_file_is_still_committed() {
+    let (train, val) = data();
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the TensorBoard directory should be: every write fails.
+    let not_a_dir = dir.path().join("tensorboard");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let store = ParamStore::new(1, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+    let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
+        .with_run_dir(dir.path())
+        .with_callback(TensorBoardLogger::new(&not_a_dir, 1))
+        .with_callback(CsvLogger::new(dir.path().join("metrics.csv")));
+    let history = learner.fit(&train, Some(&val), &FitOptions::new(2)).unwrap();
+    assert_eq!(history.len(), 2);
+    let failures = learner.failures();
+    assert_eq!(failures.len(), 1, "one failure, then the logger is off: {failures:?}");
+    assert_eq!((failures[0].callback.as_str(), failures[0].epoch), ("tensorboard", 1));
+    assert!(failures[0].to_string().contains("tensorboard"), "{}", failures[0]);
+    assert!(dir.path().join(ember_train::RESUME_FILE).is_file());
+    assert_eq!(std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn resumed_run_logs_every_tensorboard_step_once() {
+    let (train, val) = data();
+    let dir = tempfile::tempdir().unwrap();
+    let tb = dir.path().join("tb");
+    let resume = dir.path().join(ember_train::RESUME_FILE);
+    let after_one = dir.path().join("after_one");
+    {
+        let store = ParamStore::new(2, &Device::Cpu);
+        let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+        let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+        let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
+            .with_run_dir(dir.path())
+            .with_callback(TensorBoardLogger::new(&tb, 3));
+        learner.fit(&train, Some(&val), &FitOptions::new(1)).unwrap();
+        std::fs::copy(&resume, &after_one).unwrap();
+        learner.fit(&train, Some(&val), &FitOptions::new(2)).unwrap();
+    }
+    // As if killed after epoch 2's events were written but before its resume file was committed.
+    std::fs::rename(&after_one, &resume).unwrap();
+    let store = ParamStore::new(2, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
+    let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
+        .with_run_dir(dir.path())
+        .with_callback(TensorBoardLogger::new(&tb, 3));
+    learner.resume(dir.path()).unwrap();
+    learner.fit(&train, Some(&val), &FitOptions::new(2)).unwrap();
+
+    let files: Vec<_> = std::fs::read_dir(&tb).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "the resumed run continues the committed event file: {files:?}");
+    let events = ember_train::tensorboard::read_events(&files[0]).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &events {
+        for (tag, _) in &e.scalars {
+            assert!(seen.insert((tag.clone(), e.step)), "{tag} at step {} logged twice", e.step);
+        }
+    }
+    let count = |tag: &str| seen.iter().filter(|(t, _)| t == tag).count();
+    assert_eq!(count("epoch/train_loss"), 2);
+    assert_eq!(count("train/loss"), 2 * train.num_batches() / 3);
+}

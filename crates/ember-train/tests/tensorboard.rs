@@ -78,3 +78,30 @@ fn reader_rejects_a_record_length_past_the_end_of_memory_naming_the_file() {
         assert!(err.contains(&format!("record at byte 0: truncated payload (length {len})")), "{err}");
     }
 }
+
+#[test]
+fn reopened_event_file_is_cut_back_to_the_committed_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = TensorBoardWriter::create(dir.path()).unwrap();
+    w.scalar("train/loss", 1, 0.5).unwrap();
+    w.sync().unwrap();
+    let (path, committed) = (w.path().to_path_buf(), w.bytes_written());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), committed);
+    // Events after the commit, then half a record, as a kill mid-write leaves them.
+    w.scalar("train/loss", 2, 0.4).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, &[7u8; 9]).unwrap();
+    assert!(read_events(&path).is_err(), "a torn record is detected");
+
+    let mut w = TensorBoardWriter::reopen(&path, committed).unwrap();
+    w.scalar("train/loss", 2, 0.25).unwrap();
+    w.flush().unwrap();
+    let steps: Vec<(u64, f32)> =
+        read_events(&path).unwrap().iter().flat_map(|e| e.scalars.iter().map(move |(_, v)| (e.step, *v))).collect();
+    assert_eq!(steps, [(1, 0.5), (2, 0.25)]);
+
+    let err = TensorBoardWriter::reopen(&path, 1 << 20).unwrap_err().to_string();
+    assert!(err.contains("were committed"), "{err}");
+}

@@ -58,7 +58,7 @@ fn schedule(config: &TrainConfig, total_steps: usize) -> Option<Box<dyn Schedule
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = match &args.resume {
-        Some(dir) => TrainConfig::load(dir)?,
+        Some(dir) => TrainConfig::for_resume(dir, args)?,
         None => TrainConfig::resolve(args)?,
     };
     let dataset: KnownDataset = config.dataset.parse()?;
@@ -108,6 +108,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let out = &config.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+    let stale = checkpoint::remove_stale_temporaries(out)?;
+    if !stale.is_empty() {
+        println!("removed {} temporary files of an interrupted write in {}", stale.len(), out.display());
+    }
     config.save(out)?;
     let names: Vec<String> = dataset.class_names().iter().map(|s| s.to_string()).collect();
     let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
@@ -123,10 +127,25 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         learner =
             learner.with_callback(EarlyStopping::new("val_accuracy", Mode::Max, patience).with_restore_best(true));
     }
-    if args.resume.is_some() {
+    let committed = out.join(ember_train::RESUME_FILE).is_file();
+    if args.resume.is_some() && committed {
         learner.resume(out)?;
         println!("resuming {} after epoch {} of {}", out.display(), learner.history().len(), config.epochs);
     } else {
+        if args.resume.is_some() {
+            // Killed before the first epoch was committed: nothing to continue but the settings.
+            let removed = remove_uncommitted_events(out, &logdir)?;
+            println!(
+                "resuming {}: no epoch was committed (no {}), starting from epoch 1{}",
+                out.display(),
+                ember_train::RESUME_FILE,
+                if removed > 0 {
+                    format!(" ({removed} uncommitted TensorBoard event files removed)")
+                } else {
+                    "".into()
+                }
+            );
+        }
         println!(
             "training {} on {} ({} train / {} validation / {} test images), {} parameters, {} epochs, batch {}, {:?} lr {} ({:?}), seed {}",
             config.model,
@@ -150,6 +169,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ..FitOptions::new(config.epochs)
     };
     let history = learner.fit(&train_loader, Some(&val_loader), &options)?;
+    for failure in learner.failures() {
+        eprintln!("warning: {failure}");
+    }
 
     let weights = out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
@@ -191,6 +213,24 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("{out}");
     }
     Ok(())
+}
+
+/// Removes ember's event files from `logdir` when it lies inside the run directory `out`: they
+/// hold only epochs that were never committed. A log directory elsewhere is left alone.
+fn remove_uncommitted_events(out: &std::path::Path, logdir: &std::path::Path) -> anyhow::Result<usize> {
+    if !logdir.starts_with(out) || !logdir.is_dir() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(logdir).with_context(|| format!("{}", logdir.display()))? {
+        let path = entry.with_context(|| format!("{}", logdir.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with("events.out.tfevents.") && name.contains(".ember.") && path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn print_epoch(r: &EpochReport) {

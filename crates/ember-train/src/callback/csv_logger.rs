@@ -28,6 +28,10 @@ impl Callback for CsvLogger {
         "csv_logger"
     }
 
+    fn essential(&self) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, ctx: &CallbackContext, _report: &EpochReport) -> Result<Control> {
         let mut text = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n");
         for r in ctx.history {

@@ -79,6 +79,14 @@ pub trait Callback {
         Ok(())
     }
 
+    /// Whether an error from this callback stops training (the default). Loggers (CSV,
+    /// TensorBoard, plots) return `false`: their error becomes a [`crate::CallbackFailure`] in
+    /// [`crate::Learner::failures`], the callback is skipped for the rest of the run, and
+    /// training goes on to commit its resume file.
+    fn essential(&self) -> bool {
+        true
+    }
+
     /// State to save for a resume.
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -25,6 +25,10 @@ impl Callback for PlotLogger {
         "plots"
     }
 
+    fn essential(&self) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, ctx: &CallbackContext, report: &EpochReport) -> Result<Control> {
         std::fs::create_dir_all(&self.dir).map_err(|source| crate::Error::Io { path: self.dir.clone(), source })?;
         let (w, h) = (960, 400);

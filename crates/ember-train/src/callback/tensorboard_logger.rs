@@ -9,11 +9,17 @@ use crate::{plots, EpochReport, Result};
 /// Logs `train/loss` and `train/learning_rate` every `every` steps, the epoch metrics
 /// (`epoch/train_loss`, `epoch/val_accuracy`, ...) every epoch, and the validation confusion
 /// matrix as an image, to an event file in `logdir` (opened at the first event).
+///
+/// Its resume state is the event file's name and length at the end of the last epoch: a resumed
+/// run cuts that file back to this length and appends to it, so the epochs re-run after a kill
+/// are not logged twice.
 pub struct TensorBoardLogger {
     logdir: PathBuf,
     every: u64,
     class_names: Vec<String>,
     writer: Option<TensorBoardWriter>,
+    /// The committed event file (name in `logdir`) and length, from a resume file.
+    committed: Option<(String, u64)>,
 }
 
 impl std::fmt::Debug for TensorBoardLogger {
@@ -25,7 +31,7 @@ impl std::fmt::Debug for TensorBoardLogger {
 impl TensorBoardLogger {
     /// Logs into `logdir`, step scalars every `every` steps (at least 1).
     pub fn new(logdir: impl Into<PathBuf>, every: u64) -> Self {
-        Self { logdir: logdir.into(), every: every.max(1), class_names: Vec::new(), writer: None }
+        Self { logdir: logdir.into(), every: every.max(1), class_names: Vec::new(), writer: None, committed: None }
     }
 
     /// Names shown on the confusion-matrix image's axes.
@@ -36,7 +42,14 @@ impl TensorBoardLogger {
 
     fn writer(&mut self) -> Result<&mut TensorBoardWriter> {
         if self.writer.is_none() {
-            self.writer = Some(TensorBoardWriter::create(&self.logdir)?);
+            let committed = self.committed.take().map(|(name, len)| (self.logdir.join(name), len));
+            self.writer = Some(match committed {
+                // A file shorter than committed (lost in a crash) or gone: start a new one.
+                Some((path, len)) if std::fs::metadata(&path).is_ok_and(|m| m.len() >= len) => {
+                    TensorBoardWriter::reopen(&path, len)?
+                }
+                _ => TensorBoardWriter::create(&self.logdir)?,
+            });
         }
         match self.writer.as_mut() {
             Some(w) => Ok(w),
@@ -48,6 +61,10 @@ impl TensorBoardLogger {
 impl Callback for TensorBoardLogger {
     fn name(&self) -> &str {
         "tensorboard"
+    }
+
+    fn essential(&self) -> bool {
+        false
     }
 
     fn on_batch_end(&mut self, ctx: &CallbackContext, step: &StepReport) -> Result<()> {
@@ -78,7 +95,7 @@ impl Callback for TensorBoardLogger {
             let png = plots::png_bytes(plots::confusion_matrix_rgb(m, &names, size)?, size, size)?;
             w.image("epoch/confusion_matrix", step, &png, size, size, 3)?;
         }
-        w.flush()?;
+        w.sync()?;
         Ok(Control::Continue)
     }
 
@@ -86,6 +103,23 @@ impl Callback for TensorBoardLogger {
         if let Some(w) = self.writer.as_mut() {
             w.flush()?;
         }
+        Ok(())
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let file = |path: &std::path::Path| path.file_name().map(|n| n.to_string_lossy().into_owned());
+        match (&self.writer, &self.committed) {
+            (Some(w), _) => serde_json::json!({"file": file(w.path()), "len": w.bytes_written()}),
+            (None, Some((name, len))) => serde_json::json!({"file": name, "len": len}),
+            (None, None) => serde_json::Value::Null,
+        }
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.committed = match (state["file"].as_str(), state["len"].as_u64()) {
+            (Some(name), Some(len)) => Some((name.to_string(), len)),
+            _ => None,
+        };
         Ok(())
     }
 }
