@@ -62,9 +62,8 @@ fn limits_and_splits_that_leave_no_data_are_refused() {
     let out_split = ember(&["train", "--train-limit", "2000", "--val-split", "0.999", "--epochs", "1", "--out", out]);
     assert_refused(&out_split, &["0.999", "none to train on"]);
     assert!(!out_dir.join("model.safetensors").exists());
-    let out =
-        ember(&["finetune", "--mode", "scratch", "--model", "mlp", "--dataset", "mnist-sample", "--per-class", "0"]);
-    assert_refused(&out, &["per class", "selects nothing"]);
+    assert_refused(&ember(&["train", "--batch-size", "0", "--out", out]), &["--batch-size"]);
+    assert_flag_refused(&ember(&["finetune", "--per-class", "0"]), "--per-class");
 }
 
 /// Asserts that the argument parser refused `flag`'s value (clap's own message, exit 2).

@@ -165,3 +165,24 @@ fn distillation_loss_and_gradient_match_pytorch() {
         assert!(close(&rows(&grad), &matrix(&case["grad"])), "{cfg:?}");
     }
 }
+
+#[test]
+fn settings_that_cannot_train_are_refused_by_the_library() {
+    // T = 0 divides the logits by zero; the error says so instead of a NaN later.
+    for cfg in [
+        DistillConfig { temperature: 0.0, alpha: 0.9 },
+        DistillConfig { temperature: f64::NAN, alpha: 0.9 },
+        DistillConfig { temperature: 4.0, alpha: 1.5 },
+    ] {
+        assert!(cfg.validate().is_err(), "{cfg:?} accepted");
+    }
+    let logits = Tensor::new(&[[1f32, 2.0]], &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[1u32], &Device::Cpu).unwrap();
+    let zero = DistillConfig { temperature: 0.0, alpha: 0.9 };
+    let err = distillation_loss(&logits, &logits, &labels, &zero).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
+    // A rate ratio of 0 gives the first layer group an infinite learning rate.
+    let cfg = ember_finetune::FineTuneConfig { lr_ratio: 0.0, ..Default::default() };
+    assert!(cfg.validate().unwrap_err().to_string().contains("lr_ratio"));
+    assert!(ember_finetune::FineTuneConfig::default().validate().is_ok());
+}

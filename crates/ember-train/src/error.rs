@@ -49,6 +49,22 @@ pub enum Error {
         /// Dtype of the model tensor.
         expected: candle_core::DType,
     },
+    /// A file ember wrote (a TensorBoard event file) is damaged or not what was committed.
+    #[error("{path}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        detail: String,
+    },
+    /// Drawing a plot failed.
+    #[error("{path}: drawing the plot: {detail}")]
+    Plot {
+        /// The PNG being drawn.
+        path: PathBuf,
+        /// The plotting library's message.
+        detail: String,
+    },
     /// The checkpoint lacks a tensor the model needs.
     #[error("{path}: checkpoint has no tensor `{name}` that the model needs")]
     MissingTensor {

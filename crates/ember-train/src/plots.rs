@@ -20,7 +20,7 @@ fn register_font() {
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io { path: path.to_path_buf(), source: std::io::Error::other(format!("drawing the plot: {e}")) }
+    Error::Plot { path: path.to_path_buf(), detail: e.to_string() }
 }
 
 /// Renders the learning curves (loss and accuracy per epoch, train and validation) as an RGB

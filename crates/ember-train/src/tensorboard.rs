@@ -51,7 +51,7 @@ impl TensorBoardWriter {
         let found = file.metadata().map_err(io_err)?.len();
         if found < len {
             let reason = format!("{found} bytes, but {len} were committed");
-            return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason)));
+            return Err(Error::Corrupt { path: path.to_path_buf(), detail: reason });
         }
         file.set_len(len).map_err(io_err)?;
         file.seek(SeekFrom::Start(len)).map_err(io_err)?;
@@ -202,9 +202,9 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let bad = |offset: usize, what: &str| Error::Io {
+    let bad = |offset: usize, what: &str| Error::Corrupt {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("record at byte {offset}: {what}")),
+        detail: format!("record at byte {offset}: {what}"),
     };
     let mut events = Vec::new();
     let mut pos = 0;
