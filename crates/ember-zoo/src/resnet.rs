@@ -88,6 +88,31 @@ struct Block {
     name: String,
     convs: Vec<(Conv2d, BatchNorm)>,
     downsample: Option<(Conv2d, BatchNorm)>,
+    taps: BlockTaps,
+}
+
+/// The names a block reports its layers' outputs under, built once with the block so a forward
+/// pass formats no strings.
+#[derive(Debug, Clone)]
+struct BlockTaps {
+    /// `(convN, bnN, reluN)` for each convolution.
+    convs: Vec<(String, String, String)>,
+    /// `downsample.0`, `downsample.1`.
+    downsample: (String, String),
+    /// The residual sum and its ReLU.
+    out: String,
+}
+
+impl BlockTaps {
+    fn new(name: &str, convs: usize) -> Self {
+        Self {
+            convs: (1..=convs)
+                .map(|i| (format!("{name}.conv{i}"), format!("{name}.bn{i}"), format!("{name}.relu{i}")))
+                .collect(),
+            downsample: (format!("{name}.downsample.0"), format!("{name}.downsample.1")),
+            out: format!("{name} (add, relu)"),
+        }
+    }
 }
 
 impl Block {
@@ -110,28 +135,29 @@ impl Block {
         } else {
             None
         };
-        Ok(Self { name: vb.prefix(), convs, downsample })
+        let name = vb.prefix();
+        let taps = BlockTaps::new(&name, convs.len());
+        Ok(Self { name, convs, downsample, taps })
     }
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let n = &self.name;
         let mut x = xs.clone();
         let last = self.convs.len();
-        for (i, (c, b)) in self.convs.iter().enumerate() {
-            x = tapped(tap, &format!("{n}.conv{}", i + 1), x.apply(c)?);
-            x = tapped(tap, &format!("{n}.bn{}", i + 1), x.apply_t(b, train)?);
+        for (i, ((c, b), (conv, bn, relu))) in self.convs.iter().zip(&self.taps.convs).enumerate() {
+            x = tapped(tap, conv, x.apply(c)?);
+            x = tapped(tap, bn, x.apply_t(b, train)?);
             if i + 1 < last {
-                x = tapped(tap, &format!("{n}.relu{}", i + 1), x.relu()?);
+                x = tapped(tap, relu, x.relu()?);
             }
         }
         let shortcut = match &self.downsample {
             Some((c, b)) => {
-                let s = tapped(tap, &format!("{n}.downsample.0"), xs.apply(c)?);
-                tapped(tap, &format!("{n}.downsample.1"), s.apply_t(b, train)?)
+                let s = tapped(tap, &self.taps.downsample.0, xs.apply(c)?);
+                tapped(tap, &self.taps.downsample.1, s.apply_t(b, train)?)
             }
             None => xs.clone(),
         };
-        Ok(tapped(tap, &format!("{n} (add, relu)"), (x + shortcut)?.relu()?))
+        Ok(tapped(tap, &self.taps.out, (x + shortcut)?.relu()?))
     }
 }
 
