@@ -1,14 +1,13 @@
 //! `ember` end to end: train and eval on the bundled sample, and every kind of bad input
 //! ending in a one-line error that names the file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{assert_one_line_error, ember};
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
 
 fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-data/assets/mnist-sample")
@@ -17,18 +16,6 @@ fn sample_dir() -> PathBuf {
 fn last_json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
-/// Asserts a failure whose stderr is a single `error: ...` line containing every `needle`.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "`{needle}` missing from: {stderr}");
-    }
 }
 
 /// A data directory with copies of the bundled sample's four files, gunzipped so they can be

@@ -3,25 +3,12 @@
 //! allocation, or exit 0 and a meaningless result. Each test is one class of the inputs found by
 //! probing the release binary (issue 18).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
-
-/// Asserts a failure whose stderr is one `error: ...` line containing every `needle`.
-#[track_caller]
-fn assert_refused(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "expected a clean error exit, stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "`{needle}` missing from: {stderr}");
-    }
-}
+use common::{assert_one_line_error as assert_refused, ember};
 
 /// An MNIST-format directory whose four files are well-formed IDX files holding no examples.
 fn empty_idx_dir(dir: &Path) {
