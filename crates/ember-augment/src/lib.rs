@@ -76,7 +76,7 @@ pub use normalize::Normalize;
 pub use pipeline::{Pipeline, OP_NAMES};
 pub use random_crop::RandomCrop;
 pub use random_resized_crop::RandomResizedCrop;
-pub use resize::{Interpolation, Resize};
+pub use resize::{Interpolation, Resize, ResizeShorter, MAX_RESIZED_PIXELS};
 pub use rng::sample_rng;
 pub use sample::{Image, Sample};
 pub use to_tensor::ToTensor;

@@ -10,7 +10,7 @@ use crate::sample::{Image, Sample};
 use crate::{
     CenterCrop, ColorJitter, Cutout, Error, GaussianBlur, GaussianNoise, Interpolation, PaddingMode, RandomAffine,
     RandomCrop, RandomErasing, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
-    RandomVerticalFlip, Resize, Result, SaltAndPepper, Transform, TrivialAugmentWide,
+    RandomVerticalFlip, Resize, ResizeShorter, Result, SaltAndPepper, Transform, TrivialAugmentWide,
 };
 
 /// Every op name [`Pipeline::parse`] knows.
@@ -20,6 +20,7 @@ pub const OP_NAMES: &[&str] = &[
     "crop",
     "center-crop",
     "resize",
+    "resize-short",
     "resized-crop",
     "hflip",
     "vflip",
@@ -42,6 +43,7 @@ enum Op {
     Crop(RandomCrop),
     CenterCrop(CenterCrop),
     Resize(Resize),
+    ResizeShorter(ResizeShorter),
     ResizedCrop(RandomResizedCrop),
     HFlip(RandomHorizontalFlip),
     VFlip(RandomVerticalFlip),
@@ -72,6 +74,7 @@ impl Op {
             Op::Crop(t) => t.apply(image, rng),
             Op::CenterCrop(t) => t.apply(image, rng),
             Op::Resize(t) => t.apply(image, rng),
+            Op::ResizeShorter(t) => t.apply(image, rng),
             Op::ResizedCrop(t) => t.apply(image, rng),
             Op::HFlip(t) => t.apply(image, rng),
             Op::VFlip(t) => t.apply(image, rng),
@@ -211,6 +214,16 @@ fn size(text: &str) -> std::result::Result<(u32, u32), String> {
     }
 }
 
+/// `nearest`, `bilinear` (the default) or `bicubic`.
+fn interpolation(text: Option<&str>) -> std::result::Result<Interpolation, String> {
+    match text.map(str::trim) {
+        None | Some("bilinear") => Ok(Interpolation::Bilinear),
+        Some("nearest") => Ok(Interpolation::Nearest),
+        Some("bicubic") => Ok(Interpolation::Bicubic),
+        Some(other) => Err(format!("unknown interpolation `{other}` (nearest, bilinear, bicubic)")),
+    }
+}
+
 fn parse_op(text: &str) -> std::result::Result<Op, String> {
     let mut parts = text.split(':');
     let name = parts.next().unwrap_or_default().trim();
@@ -254,13 +267,14 @@ fn parse_op(text: &str) -> std::result::Result<Op, String> {
         "resize" => {
             arity(1, 2, "resize:SIZE[:nearest|bilinear|bicubic]")?;
             let (w, h) = size(args[0])?;
-            let interpolation = match args.get(1).map(|m| m.trim()) {
-                None | Some("bilinear") => Interpolation::Bilinear,
-                Some("nearest") => Interpolation::Nearest,
-                Some("bicubic") => Interpolation::Bicubic,
-                Some(other) => return Err(format!("unknown interpolation `{other}` (nearest, bilinear, bicubic)")),
-            };
+            let interpolation = interpolation(args.get(1).copied())?;
             Op::Resize(Resize::new(w, h).map_err(|e| e.to_string())?.with_interpolation(interpolation))
+        }
+        "resize-short" => {
+            arity(1, 2, "resize-short:SIDE[:nearest|bilinear|bicubic]")?;
+            let side = number(args[0], "side")?;
+            let interpolation = interpolation(args.get(1).copied())?;
+            Op::ResizeShorter(ResizeShorter::new(side).map_err(|e| e.to_string())?.with_interpolation(interpolation))
         }
         "resized-crop" => {
             arity(1, 3, "resized-crop:SIZE[:SMIN[:SMAX]]")?;

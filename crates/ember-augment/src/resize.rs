@@ -74,6 +74,71 @@ where
     }
 }
 
+/// The most pixels [`ResizeShorter`] makes: a 20000x1 strip resized to a shorter side of 256
+/// would be 1.3 gigapixels.
+pub const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
+/// Resizes the shorter side to `side` pixels and the longer one in proportion, truncated
+/// (torchvision `Resize(int)`); bilinear and antialiased by default, like [`Resize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeShorter {
+    side: u32,
+    interpolation: Interpolation,
+}
+
+impl ResizeShorter {
+    /// Shorter side to `side` (positive).
+    pub fn new(side: u32) -> Result<Self> {
+        if side == 0 {
+            return Err(Error::invalid("resize-short", "side", 0, "a positive size"));
+        }
+        Ok(Self { side, interpolation: Interpolation::Bilinear })
+    }
+
+    /// The interpolation (default bilinear).
+    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
+        self.interpolation = interpolation;
+        self
+    }
+
+    /// The `(width, height)` a `w x h` image becomes; fails on an empty image or one so
+    /// elongated that the result would exceed [`MAX_RESIZED_PIXELS`].
+    pub fn output_size(&self, w: u32, h: u32) -> Result<(u32, u32)> {
+        if w == 0 || h == 0 {
+            return Err(Error::ImageTooSmall {
+                transform: "resize-short",
+                width: w,
+                height: h,
+                needs: "a non-empty image",
+            });
+        }
+        let side = u64::from(self.side);
+        let (nw, nh) =
+            if w <= h { (side, side * u64::from(h) / u64::from(w)) } else { (side * u64::from(w) / u64::from(h), side) };
+        if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
+            return Err(Error::invalid(
+                "resize-short",
+                "image",
+                format!("{w}x{h} (it would become {nw}x{nh})"),
+                "an image whose resized size stays within 2^26 pixels; crop it closer to a square",
+            ));
+        }
+        // Both are at most MAX_RESIZED_PIXELS, so they fit in u32.
+        Ok((nw as u32, nh as u32))
+    }
+}
+
+impl<P> Transform<Image<P>> for ResizeShorter
+where
+    P: Pixel,
+    P::Subpixel: Sample,
+{
+    fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
+        let (w, h) = self.output_size(image.width(), image.height())?;
+        Resize::new(w, h)?.with_interpolation(self.interpolation).apply(image, rng)
+    }
+}
+
 /// A rectangle inside an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {

@@ -49,6 +49,12 @@ pub trait Dataset: Send + Sync {
     fn label(&self, index: usize) -> Result<u32> {
         Ok(self.get(index)?.label)
     }
+
+    /// Where example `index` comes from, for error messages: its file for file-backed sources,
+    /// else `example {index}`.
+    fn origin(&self, index: usize) -> String {
+        format!("example {index}")
+    }
 }
 
 /// Error for an index past the end of a dataset of `len` examples.
@@ -101,5 +107,12 @@ impl Dataset for Subset {
     fn label(&self, index: usize) -> Result<u32> {
         let i = *self.indices.get(index).ok_or_else(|| out_of_range("subset", index, self.indices.len()))?;
         self.inner.label(i)
+    }
+
+    fn origin(&self, index: usize) -> String {
+        match self.indices.get(index) {
+            Some(&i) => self.inner.origin(i),
+            None => format!("example {index} (out of range)"),
+        }
     }
 }

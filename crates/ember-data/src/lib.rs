@@ -41,6 +41,7 @@ mod known;
 mod labelled_images;
 mod loader;
 mod mnist_family;
+mod source;
 mod splits;
 
 pub use cifar::{Cifar, CifarKind};
@@ -58,4 +59,5 @@ pub use loader::{Batch, Batches, DataLoader};
 #[cfg(feature = "mnist-sample")]
 pub use mnist_family::mnist_sample;
 pub use mnist_family::{load_mnist_family, Split};
+pub use source::{numbered_names, DataSplits, SourceKind, SourceOptions, SplitOrigins};
 pub use splits::{k_fold, per_class_subset, random_split, stratified_split, SplitIndices};

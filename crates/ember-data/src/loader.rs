@@ -6,15 +6,16 @@ use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
 use ember_augment::{sample_rng, Transform};
-use image::{GrayImage, RgbImage};
+use image::{DynamicImage, GrayImage, RgbImage};
 use rand::seq::SliceRandom;
 
-use crate::{Dataset, Error, Features, Result};
+use crate::{ColorMode, Dataset, Error, Example, Features, Result};
 
 /// One mini-batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Images: `(b, c, h, w)` f32 scaled to `[0, 1]`; tabular rows: `(b, features)` f32.
+    /// Images: `(b, c, h, w)` f32 scaled to `[0, 1]`, then normalised per channel when the
+    /// loader has a normalisation; tabular rows: `(b, features)` f32.
     pub images: Tensor,
     /// `(b,)` u32 class labels.
     pub labels: Tensor,
@@ -35,6 +36,15 @@ pub struct DataLoader {
     prefetch: usize,
     gray: Option<Arc<dyn Transform<GrayImage>>>,
     rgb: Option<Arc<dyn Transform<RgbImage>>>,
+    color: Option<ColorMode>,
+    normalization: Option<Arc<Normalization>>,
+}
+
+/// `(x - mean[c]) / std[c]` per channel of `[0, 1]` pixels, as `(x - mean) * inv_std`.
+#[derive(Debug, Clone, PartialEq)]
+struct Normalization {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -55,7 +65,18 @@ impl DataLoader {
     /// calling thread. A batch size of 0 is kept as given (not rounded up) and every epoch then
     /// fails with [`Error::Invalid`]; [`DataLoader::check`] reports it up front.
     pub fn new(data: Arc<dyn Dataset>, batch_size: usize) -> Self {
-        Self { data, batch_size, shuffle_seed: None, drop_last: false, workers: 0, prefetch: 2, gray: None, rgb: None }
+        Self {
+            data,
+            batch_size,
+            shuffle_seed: None,
+            drop_last: false,
+            workers: 0,
+            prefetch: 2,
+            gray: None,
+            rgb: None,
+            color: None,
+            normalization: None,
+        }
     }
 
     /// Shuffles every epoch with an order drawn from `(seed, epoch)`.
@@ -93,6 +114,31 @@ impl DataLoader {
     pub fn with_rgb_transform(mut self, transform: Arc<dyn Transform<RgbImage>>) -> Self {
         self.rgb = Some(transform);
         self
+    }
+
+    /// Converts every image to `color` (grey images become RGB by copying the grey value to the
+    /// three channels, RGB becomes grey by luminance) before the transforms run: what a model
+    /// with 3 (or 1) input channels needs from a dataset of the other kind.
+    pub fn with_color(mut self, color: ColorMode) -> Self {
+        self.color = Some(color);
+        self
+    }
+
+    /// Normalises every image channel `c` as `(x - mean[c]) / std[c]` after scaling pixels to
+    /// `[0, 1]` (torchvision's `Normalize` after `ToTensor`); grey images use the first mean
+    /// and std. Fails unless there is a finite mean and a finite, non-zero std per channel.
+    pub fn with_normalization(mut self, mean: &[f32], std: &[f32]) -> Result<Self> {
+        let invalid = |detail: String| Error::Invalid { what: "normalisation".into(), detail };
+        if mean.is_empty() || mean.len() != std.len() {
+            return Err(invalid(format!("{} means for {} standard deviations", mean.len(), std.len())));
+        }
+        if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !s.is_finite() || *s == 0.0) {
+            return Err(invalid(format!("mean {mean:?} and std {std:?} must be finite, every std non-zero")));
+        }
+        let identity = mean.iter().all(|&m| m == 0.0) && std.iter().all(|&s| s == 1.0);
+        self.normalization =
+            (!identity).then(|| Arc::new(Normalization { mean: mean.to_vec(), inv_std: std.iter().map(|s| 1.0 / s).collect() }));
+        Ok(self)
     }
 
     /// The dataset served.
@@ -184,6 +230,25 @@ impl DataLoader {
         Batches { source: Source::Workers { receivers, handles }, next: 0, total }
     }
 
+    /// `(mean, 1 / std)` of channel `c` (the last given one for channels beyond it).
+    fn channel_affine(&self, c: usize) -> (f32, f32) {
+        match &self.normalization {
+            Some(n) => {
+                let c = c.min(n.mean.len() - 1);
+                (n.mean[c], n.inv_std[c])
+            }
+            None => (0.0, 1.0),
+        }
+    }
+
+    fn convert_color(&self, features: Features) -> Features {
+        match (self.color, features) {
+            (Some(ColorMode::Rgb), Features::Gray(g)) => Features::Rgb(DynamicImage::ImageLuma8(g).to_rgb8()),
+            (Some(ColorMode::Gray), Features::Rgb(c)) => Features::Gray(DynamicImage::ImageRgb8(c).to_luma8()),
+            (_, f) => f,
+        }
+    }
+
     fn batch_at(&self, order: &[usize], b: usize, epoch: u64, device: &Device) -> Result<Batch> {
         let end = ((b + 1) * self.batch_size).min(order.len());
         self.batch(&order[b * self.batch_size..end], epoch, device)
@@ -196,6 +261,18 @@ impl DataLoader {
         let mut shape: Option<Vec<usize>> = None;
         for &i in indices {
             let example = self.data.get(i)?;
+            let example = Example { features: self.convert_color(example.features), label: example.label };
+            let classes = self.data.classes();
+            if example.label as usize >= classes {
+                return Err(Error::Invalid {
+                    what: "data loader".into(),
+                    detail: format!(
+                        "{} has label {}, outside the data's {classes} classes",
+                        self.data.origin(i),
+                        example.label
+                    ),
+                });
+            }
             let mut rng = sample_rng(seed, epoch, i as u64);
             let start = values.len();
             let this_shape = match example.features {
@@ -204,7 +281,8 @@ impl DataLoader {
                         Some(t) => t.apply(img, &mut rng)?,
                         None => img,
                     };
-                    values.extend(img.as_raw().iter().map(|&p| p as f32 / 255.0));
+                    let (mean, inv_std) = self.channel_affine(0);
+                    values.extend(img.as_raw().iter().map(|&p| (p as f32 / 255.0 - mean) * inv_std));
                     vec![1, img.height() as usize, img.width() as usize]
                 }
                 Features::Rgb(img) => {
@@ -213,11 +291,12 @@ impl DataLoader {
                         None => img,
                     };
                     let (w, h) = (img.width() as usize, img.height() as usize);
-                    // HWC u8 -> CHW f32.
+                    // HWC u8 -> CHW f32, normalised in the same pass.
                     values.resize(start + 3 * h * w, 0.0);
+                    let affine = [self.channel_affine(0), self.channel_affine(1), self.channel_affine(2)];
                     for (p, px) in img.pixels().enumerate() {
-                        for c in 0..3 {
-                            values[start + c * h * w + p] = px.0[c] as f32 / 255.0;
+                        for (c, (mean, inv_std)) in affine.iter().enumerate() {
+                            values[start + c * h * w + p] = (px.0[c] as f32 / 255.0 - mean) * inv_std;
                         }
                     }
                     vec![3, h, w]

