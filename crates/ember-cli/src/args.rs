@@ -69,28 +69,39 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Model from the zoo.
-    #[arg(long, default_value = "efficientnet-lite0")]
-    pub model: String,
-    /// Weights: safetensors or a PyTorch checkpoint (the class count is read from its head).
+    /// Model from the zoo [default: the checkpoint's model card, else efficientnet-lite0].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Weights: an ember checkpoint (its model card names the model, input, classes and
+    /// preprocessing), other safetensors or a PyTorch checkpoint (the class count is read from
+    /// its head).
     #[arg(long)]
     pub weights: PathBuf,
     /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
     /// regex:PATTERN=REPLACEMENT (repeatable).
     #[arg(long = "rename")]
     pub rename: Vec<String>,
-    /// Class names, one a line in class-index order [default: the file named by $EMBER_LABELS].
+    /// Class names, one a line in class-index order [default: the checkpoint's, else the file
+    /// named by $EMBER_LABELS].
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Classes shown per image.
     #[arg(long, value_parser = at_least_one, default_value_t = 5)]
     pub top: usize,
-    /// The shorter side is resized to this many pixels (bilinear) ...
-    #[arg(long, value_parser = positive_u32, default_value_t = 256)]
-    pub resize: u32,
-    /// ... then centre-cropped to this square.
-    #[arg(long, value_parser = positive_u32, default_value_t = 224)]
-    pub crop: u32,
+    /// The shorter side is resized to this many pixels (bilinear) ... [default: crop / the
+    /// model's crop fraction, 256 for 224]
+    #[arg(long, value_parser = positive_u32)]
+    pub resize: Option<u32>,
+    /// ... then centre-cropped to this square [default: the model's input side].
+    #[arg(long, value_parser = positive_u32)]
+    pub crop: Option<u32>,
+    /// Per-channel mean subtracted from [0, 1] pixels, comma-separated [default: the model's,
+    /// e.g. ImageNet's for ResNets].
+    #[arg(long)]
+    pub mean: Option<String>,
+    /// Per-channel standard deviation, comma-separated [default: the model's].
+    #[arg(long)]
+    pub std: Option<String>,
     /// Image files (PNG, JPEG, BMP, WebP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -358,12 +369,20 @@ pub struct TrainArgs {
     /// Model from the zoo [default: mnist-cnn].
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist [default: mnist-sample].
+    /// Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, mnist-sample (bundled) or
+    /// csv [default: detected from --data-dir, else mnist-sample].
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Directory holding the dataset's IDX files (train-images-idx3-ubyte[.gz], ...).
+    /// The data: an image folder (DIR/<class>/* or DIR/{train,val,test}/<class>/*), CIFAR
+    /// binary batches, MNIST-family IDX files or CSV tables.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Model input side in pixels [default: the data's own size; for image folders the model's].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Leave out images that cannot be decoded (they are counted) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// Passes over the training set [default: 12].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -384,7 +403,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Augmentation pipeline applied to every training image, e.g. "pad-crop:2,hflip"
-    /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2].
+    /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2 for digits,
+    /// resized-crop:SIZE,hflip for image folders].
     #[arg(long)]
     pub ops: Option<String>,
     /// Seed for initialisation, shuffling and augmentation [default: 42].
@@ -396,8 +416,9 @@ pub struct TrainArgs {
     /// Validate and test on only the first N test images (quick experiments with big models).
     #[arg(long)]
     pub test_limit: Option<usize>,
-    /// Hold out this fraction of the training images (stratified) for validation each epoch;
-    /// without it the test split is the validation set.
+    /// Fraction of the training images (stratified, seeded) held out for validation when the
+    /// data has no validation split of its own [default: 0.1]. The test split is never used for
+    /// validation; it is scored once, at the end.
     #[arg(long)]
     pub val_split: Option<f64>,
     /// Stop when validation accuracy has not improved for this many epochs, and keep the best
@@ -420,20 +441,24 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Checkpoint to evaluate (a run.json beside it supplies the model and dataset).
+    /// Checkpoint to evaluate (its model card, or a run.json beside it, supplies the model,
+    /// input, class names, preprocessing and data).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Model from the zoo (default: from run.json, else mnist-cnn).
+    /// Model from the zoo [default: the checkpoint's, else mnist-cnn].
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset whose test split is used (default: from run.json, else mnist-sample).
+    /// Dataset kind [default: the run's, or detected from --data-dir].
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Directory holding the test IDX files (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]).
+    /// The data whose test split is scored [default: the run's].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Leave out images that cannot be decoded (they are counted) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// Images per evaluation batch.
-    #[arg(long, value_parser = at_least_one, default_value_t = 500)]
+    #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub batch_size: usize,
     /// End with one JSON line of results.
     #[arg(long)]

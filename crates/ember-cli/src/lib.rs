@@ -18,6 +18,7 @@
 
 mod args;
 mod commands;
+mod data;
 mod progress;
 mod run_info;
 mod train_config;

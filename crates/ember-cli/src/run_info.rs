@@ -19,8 +19,33 @@ pub struct RunInfo {
     pub input: [usize; 3],
     /// Output classes the model was built for.
     pub classes: usize,
-    pub test_accuracy: f64,
+    /// Their names, in label order.
+    #[serde(default)]
+    pub class_names: Vec<String>,
+    /// How inputs were normalised and cropped.
+    pub preprocessing: ember_zoo::Preprocessing,
+    /// Where each split came from.
+    pub splits: SplitsInfo,
+    /// Which weights the run kept (`best (epoch 7)`).
+    pub kept: String,
+    /// Accuracy on the test split, scored once at the end (absent without a test split).
+    pub test_accuracy: Option<f64>,
     pub seconds: f64,
+}
+
+/// Where a run's training, validation and test examples came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitsInfo {
+    pub train: String,
+    pub validation: String,
+    pub test: String,
+}
+
+impl SplitsInfo {
+    /// The origins of `data`'s splits.
+    pub fn of(data: &ember_data::DataSplits) -> Self {
+        Self { train: data.origins.train.clone(), validation: data.origins.val.clone(), test: data.origins.test.clone() }
+    }
 }
 
 impl RunInfo {
@@ -52,6 +77,7 @@ impl RunInfo {
         Ok(Some(RunSummary {
             model: model.into(),
             dataset: dataset.into(),
+            data_dir: v["data_dir"].as_str().map(Into::into),
             input,
             classes: v["classes"].as_u64().map(|c| c as usize),
         }))
@@ -63,6 +89,8 @@ impl RunInfo {
 pub struct RunSummary {
     pub model: String,
     pub dataset: String,
+    /// Where the data was read from, if not found by name.
+    pub data_dir: Option<std::path::PathBuf>,
     /// Absent in runs older than the zoo (1x28x28).
     pub input: Option<[usize; 3]>,
     /// Absent in runs older than the zoo (10).

@@ -21,7 +21,16 @@ pub struct TrainConfig {
     pub scheduler: ScheduleArg,
     pub optimizer: OptimizerArg,
     pub weight_decay: f64,
-    pub ops: String,
+    /// Augmentation; `None`: the default for the data (pad-crop:2 for MNIST-family digits,
+    /// random resized crop and flip for image folders).
+    #[serde(default)]
+    pub ops: Option<String>,
+    /// Model input side; `None`: the data's own size, or the model's for image folders.
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// Leave out undecodable images.
+    #[serde(default)]
+    pub skip_bad_images: bool,
     pub seed: u64,
     pub train_limit: Option<usize>,
     #[serde(default)]
@@ -47,6 +56,8 @@ pub struct PartialConfig {
     optimizer: Option<OptimizerArg>,
     weight_decay: Option<f64>,
     ops: Option<String>,
+    size: Option<usize>,
+    skip_bad_images: Option<bool>,
     seed: Option<u64>,
     train_limit: Option<usize>,
     test_limit: Option<usize>,
@@ -80,10 +91,18 @@ impl TrainConfig {
             (_, OptimizerArg::Sgd) => 0.01,
             _ => 0.001,
         };
+        let data_dir = args.data_dir.clone().or(file.data_dir);
         let config = Self {
             model: args.model.clone().or(file.model).unwrap_or_else(|| "mnist-cnn".into()),
-            dataset: args.dataset.clone().or(file.dataset).unwrap_or_else(|| "mnist-sample".into()),
-            data_dir: args.data_dir.clone().or(file.data_dir),
+            // With a data directory and no kind, the kind is detected from its files.
+            dataset: args.dataset.clone().or(file.dataset).unwrap_or_else(|| {
+                if data_dir.is_some() {
+                    String::new()
+                } else {
+                    "mnist-sample".into()
+                }
+            }),
+            data_dir,
             epochs: args.epochs.or(file.epochs).unwrap_or(12),
             batch_size: args.batch_size.or(file.batch_size).unwrap_or(64),
             lr: args.lr.or(file.lr).unwrap_or(default_lr),
@@ -94,7 +113,9 @@ impl TrainConfig {
             } else {
                 0.0
             }),
-            ops: args.ops.clone().or(file.ops).unwrap_or_else(|| "pad-crop:2".into()),
+            ops: args.ops.clone().or(file.ops),
+            size: args.size.or(file.size),
+            skip_bad_images: args.skip_bad_images || file.skip_bad_images.unwrap_or(false),
             seed: args.seed.or(file.seed).unwrap_or(42),
             train_limit: args.train_limit.or(file.train_limit),
             test_limit: args.test_limit.or(file.test_limit),
@@ -112,7 +133,16 @@ impl TrainConfig {
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
-        ember_augment::Pipeline::parse(&self.ops)?;
+        if let Some(ops) = &self.ops {
+            ember_augment::Pipeline::parse(ops)?;
+        }
+        if let Some(size) = self.size {
+            anyhow::ensure!(
+                (1..=ember_zoo::MAX_INPUT_SIDE).contains(&size),
+                "--size {size} is outside 1..={}",
+                ember_zoo::MAX_INPUT_SIDE
+            );
+        }
         if let Some(v) = self.val_split {
             anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
         }
@@ -167,6 +197,7 @@ impl TrainConfig {
         check("optimizer", args.optimizer.as_ref().map(json), json(&config.optimizer));
         check("weight-decay", args.weight_decay.as_ref().map(json), json(&config.weight_decay));
         check("ops", args.ops.as_ref().map(json), json(&config.ops));
+        check("size", args.size.as_ref().map(json), json(&config.size));
         check("seed", args.seed.as_ref().map(json), json(&config.seed));
         check("train-limit", args.train_limit.as_ref().map(json), json(&config.train_limit));
         check("test-limit", args.test_limit.as_ref().map(json), json(&config.test_limit));

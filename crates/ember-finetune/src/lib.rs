@@ -87,6 +87,6 @@ pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_gr
 pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
 pub use lora::{LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
-pub use pretrained::{input_affine_for, FineTuneModel, HeadInfo};
+pub use pretrained::{FineTuneModel, HeadInfo};
 pub use pytorch::read_pytorch;
 pub use rename::{rename, RenameRule};

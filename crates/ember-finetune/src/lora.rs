@@ -284,7 +284,7 @@ impl LoraModel {
 
 impl ModuleT for LoraModel {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.network(train)?.forward_t(&self.model.prepare(xs)?, train)
+        self.network(train)?.forward_t(xs, train)
     }
 }
 

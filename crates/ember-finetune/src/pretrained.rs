@@ -5,7 +5,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ModuleT;
 use ember_layers::ParamStore;
-use ember_zoo::{ModelOptions, Network};
+use ember_zoo::{ModelOptions, Network, Preprocessing};
 
 use crate::load::{load_state, LoadOptions, LoadReport};
 use crate::rename::{rename, RenameRule};
@@ -46,8 +46,8 @@ impl HeadInfo {
 }
 
 /// A classifier ready to fine-tune: the network, its parameters, where its head is, and the
-/// affine input mapping the pretrained weights expect (applied to the `[0, 1]` batches of
-/// `ember-data`).
+/// preprocessing its weights expect (the data loader normalises with it: batches reach the
+/// network already normalised).
 pub struct FineTuneModel {
     /// The network.
     pub network: Network,
@@ -57,8 +57,9 @@ pub struct FineTuneModel {
     pub head: HeadInfo,
     /// Build options (input shape, classes, seed).
     pub options: ModelOptions,
-    /// Inputs become `x * scale + shift` before the network (EfficientNet-Lite: `2x - 1`).
-    pub input_affine: (f64, f64),
+    /// The preprocessing the weights expect (the zoo entry's, e.g. ImageNet mean/std for
+    /// ResNets, `(x - 0.5) / 0.5` for EfficientNet-Lite).
+    pub preprocessing: Preprocessing,
     /// What loading the pretrained weights did (empty for a model trained from scratch).
     pub report: LoadReport,
 }
@@ -66,15 +67,6 @@ pub struct FineTuneModel {
 impl std::fmt::Debug for FineTuneModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FineTuneModel").field("network", &self.network.name()).field("head", &self.head.head).finish()
-    }
-}
-
-/// The input mapping a zoo model's published weights expect from `[0, 1]` images.
-pub fn input_affine_for(model: &str) -> (f64, f64) {
-    if model.starts_with("efficientnet-lite") {
-        (2.0, -1.0) // (x - 0.5) / 0.5
-    } else {
-        (1.0, 0.0)
     }
 }
 
@@ -90,7 +82,7 @@ impl FineTuneModel {
             store,
             head,
             options: *options,
-            input_affine: input_affine_for(name),
+            preprocessing: ember_zoo::info(name)?.preprocessing,
             report: LoadReport::default(),
         })
     }
@@ -119,26 +111,16 @@ impl FineTuneModel {
         Ok(model)
     }
 
-    /// The model's output for `[0, 1]` images (the input mapping applied first).
+    /// The model's output for normalised images.
     pub fn logits(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.network.forward_t(&self.prepare(xs)?, train)
+        self.network.forward_t(xs, train)
     }
 
-    /// `xs * scale + shift`.
-    pub fn prepare(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let (scale, shift) = self.input_affine;
-        if (scale, shift) == (1.0, 0.0) {
-            Ok(xs.clone())
-        } else {
-            xs.affine(scale, shift)
-        }
-    }
-
-    /// The features the head reads, for `[0, 1]` images (eval mode, detached).
+    /// The features the head reads, for normalised images (eval mode, detached).
     pub fn features(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let mut found = None;
         let wanted = self.head.features.as_str();
-        self.network.forward_tapped(&self.prepare(xs)?, false, &mut |name, t| {
+        self.network.forward_tapped(xs, false, &mut |name, t| {
             if name == wanted {
                 found = Some(t.detach());
             }

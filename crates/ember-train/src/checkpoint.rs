@@ -53,6 +53,40 @@ pub fn save(store: &ParamStore, path: &Path) -> Result<()> {
     save_tensors(&store.state(), path)
 }
 
+/// Saves the whole state of `store` like [`save`], with string `metadata` in the header (a
+/// model card: which model, input, classes and preprocessing).
+pub fn save_with_metadata(store: &ParamStore, metadata: HashMap<String, String>, path: &Path) -> Result<()> {
+    save_tensors_with_metadata(&store.state(), metadata, path)
+}
+
+/// The string metadata in a safetensors file's header (empty when it has none), reading only
+/// the header: its declared length is checked against the file before anything is allocated.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason };
+    let mut file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let size = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix).map_err(|_| unreadable("shorter than a safetensors header".into()))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > size.saturating_sub(8) || header_len > 100 << 20 {
+        return Err(unreadable(format!("header of {header_len} bytes does not fit in a {size}-byte file")));
+    }
+    let mut header = vec![0u8; header_len as usize]; // bounded by the file's size and 100 MiB
+    file.read_exact(&mut header).map_err(|e| unreadable(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| unreadable(format!("header is not JSON: {e}")))?;
+    let mut out = HashMap::new();
+    if let Some(meta) = value.get("__metadata__").and_then(|m| m.as_object()) {
+        for (k, v) in meta {
+            if let Some(v) = v.as_str() {
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `write` on a temporary path beside `path` (`.{name}.{pid}.tmp`), syncs it, renames it to
 /// `path` and syncs the directory, so the new file survives a crash once this returns.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {

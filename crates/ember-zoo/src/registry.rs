@@ -15,7 +15,7 @@ use crate::vgg::{VggSmall, VggSmallConfig};
 use crate::{Error, MnistCnn, Result};
 
 /// What the zoo knows about a model without building it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelInfo {
     /// Name used by [`build`] and `ember train --model`.
     pub name: &'static str,

@@ -1,12 +1,10 @@
 //! `ember train`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use ember_augment::Pipeline;
-use ember_data::{stratified_split, DataLoader, Dataset, KnownDataset, Split, Subset};
+use ember_data::ColorMode;
 use ember_layers::ParamStore;
 use ember_optim::schedule::{CosineAnnealing, StepDecay};
 use ember_optim::{
@@ -17,11 +15,13 @@ use ember_train::{
     checkpoint, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger,
     TensorBoardLogger,
 };
+use ember_zoo::ModelCard;
 use serde_json::json;
 
 use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
 use crate::progress::EpochProgress;
-use crate::run_info::RunInfo;
+use crate::data::InputPlan;
+use crate::run_info::{RunInfo, SplitsInfo};
 use crate::train_config::TrainConfig;
 
 fn optimizer(config: &TrainConfig, store: &ParamStore) -> anyhow::Result<Box<dyn Optimizer>> {
@@ -57,54 +57,57 @@ fn schedule(config: &TrainConfig, total_steps: usize) -> Option<Box<dyn Schedule
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let config = match &args.resume {
+    let mut config = match &args.resume {
         Some(dir) => TrainConfig::for_resume(dir, args)?,
         None => TrainConfig::resolve(args)?,
     };
-    let dataset: KnownDataset = config.dataset.parse()?;
-    let data_dir = config.data_dir.as_deref();
-    let mut train_set = super::load_split(dataset, data_dir, Split::Train)?;
-    if let Some(limit) = config.train_limit {
-        let n = limit.min(train_set.len());
-        train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
-    }
-    let mut test_set = super::load_split(dataset, data_dir, Split::Test)?;
-    if let Some(limit) = config.test_limit {
-        let n = limit.min(test_set.len());
-        test_set = test_set.select(&(0..n).collect::<Vec<_>>())?;
-    }
-    let classes = train_set.classes();
-    let input = (1, train_set.height(), train_set.width());
-    let train_set: Arc<dyn Dataset> = Arc::new(train_set);
-    let test_set: Arc<dyn Dataset> = Arc::new(test_set);
-    let (train_data, val_data): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match config.val_split {
-        Some(fraction) => {
-            let split = stratified_split(train_set.as_ref(), fraction, config.seed)?;
-            (Arc::new(Subset::new(train_set.clone(), split.train)?), Arc::new(Subset::new(train_set, split.val)?))
-        }
-        None => (train_set, test_set.clone()),
-    };
-
-    let device = Device::Cpu;
-    let store = ParamStore::new(config.seed, &device);
+    let info = ember_zoo::info(&config.model)?;
     anyhow::ensure!(
-        ember_zoo::info(&config.model)?.task == ember_zoo::Task::Classification,
+        info.task == ember_zoo::Task::Classification,
         "`{}` is not a classifier (train VAEs with `ember vae train`)",
         config.model
     );
+    let (model_channels, model_side, _) = info.input;
+    let mut data = crate::data::open(
+        Some(config.dataset.as_str()).filter(|d| !d.is_empty()),
+        config.data_dir.as_deref(),
+        ColorMode::for_channels(model_channels),
+        config.skip_bad_images,
+    )?;
+    config.dataset = data.kind.name().to_string();
+    if let Some(limit) = config.train_limit {
+        data.limit_train(limit)?;
+    }
+    if let Some(limit) = config.test_limit {
+        data.limit_test(limit)?;
+    }
+    data.carve_validation(config.val_split.unwrap_or(DEFAULT_VAL_SPLIT), config.seed)?;
+    let classes = data.classes();
+    // Images of one fixed size train at that size in their own colour; folders at the model's.
+    let fixed = crate::data::fixed_input(&data)?;
+    let channels = fixed.map_or(model_channels, |f| f.0);
+    let side = config.size.or(fixed.map(|f| f.1)).unwrap_or(model_side);
+    let plan = InputPlan::new(&data, channels, side, info.preprocessing)?;
+    let input = plan.input;
+    let workers = crate::data::workers();
+    let ops = plan.train_ops(config.ops.as_deref(), "pad-crop:2");
+    let train_data = data.train.clone();
+    let val_data = data.val.clone().context("no validation split")?;
+    let train_loader = plan.train_loader(train_data.clone(), config.batch_size, config.seed, &ops, workers)?;
+    let val_loader = plan.eval_loader(val_data.clone(), 500.min(config.batch_size.max(64)), workers)?;
+
+    let device = Device::Cpu;
+    let store = ParamStore::new(config.seed, &device);
     let model_options = ember_zoo::ModelOptions { seed: config.seed, ..ember_zoo::ModelOptions::new(input, classes) };
     let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))?;
     let mut optimizer = optimizer(&config, &store)?;
-
-    let n_train = train_data.len();
-    let mut train_loader = DataLoader::new(train_data, config.batch_size).with_shuffle(config.seed).with_workers(1);
-    let pipeline = Pipeline::parse(&config.ops)?;
-    if !pipeline.is_identity() {
-        train_loader = train_loader.with_transform(Arc::new(pipeline));
-    }
-    let val_loader = DataLoader::new(val_data.clone(), 500);
-    let test_loader = DataLoader::new(test_set.clone(), 500);
     let schedule = schedule(&config, config.epochs * train_loader.num_batches());
+    let card = ModelCard {
+        model: config.model.clone(),
+        input,
+        class_names: data.class_names.clone(),
+        preprocessing: plan.preprocessing,
+    };
 
     let out = &config.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
@@ -113,13 +116,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("removed {} temporary files of an interrupted write in {}", stale.len(), out.display());
     }
     config.save(out)?;
-    let names: Vec<String> = dataset.class_names().iter().map(|s| s.to_string()).collect();
+    let names = data.class_names.clone();
     let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
     let mut learner = Learner::new(&model, &store, optimizer.as_mut())
         .with_run_dir(out)
         .with_callback(EpochProgress::new())
         .with_callback(OnEpoch(print_epoch))
-        .with_callback(ModelCheckpoint::new(out, "val_accuracy", Mode::Max))
+        .with_callback(ModelCheckpoint::new(out, "val_accuracy", Mode::Max).with_metadata(card.to_metadata()))
         .with_callback(CsvLogger::new(out.join("metrics.csv")))
         .with_callback(PlotLogger::new(out, names.clone()))
         .with_callback(TensorBoardLogger::new(&logdir, 10).with_class_names(names));
@@ -147,13 +150,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             );
         }
         println!(
-            "training {} on {} ({} train / {} validation / {} test images), {} parameters, {} epochs, batch {}, {:?} lr {} ({:?}), seed {}",
+            "training {} ({}x{}x{} input, {} classes, {} parameters) on {} data, {} epochs, batch {}, {:?} lr {} ({:?}), seed {}",
             config.model,
-            data_dir.map_or_else(|| dataset.to_string(), |d| d.display().to_string()),
-            n_train,
-            val_data.len(),
-            test_set.len(),
+            input.0,
+            input.1,
+            input.2,
+            classes,
             store.num_parameters(),
+            data.kind,
             config.epochs,
             config.batch_size,
             config.optimizer,
@@ -161,6 +165,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             config.scheduler,
             config.seed
         );
+        print_splits(&data);
     }
     let options = FitOptions {
         schedule: schedule.as_deref(),
@@ -173,39 +178,68 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         eprintln!("warning: {failure}");
     }
 
+    // The run keeps its best epoch on validation accuracy (the last when none was better).
+    let best = out.join("best.safetensors");
+    let kept = if best.is_file() {
+        checkpoint::load(&store, &best)?;
+        "best"
+    } else {
+        "last"
+    };
+    let kept_epoch = best_epoch(&history);
     let weights = out.join("model.safetensors");
-    checkpoint::save(&store, &weights)?;
-    let eval = ember_train::evaluate(&model, &test_loader, classes)?;
-    let accuracy = eval.confusion.accuracy();
+    checkpoint::save_with_metadata(&store, card.to_metadata(), &weights)?;
+    // The test split is scored once, here, on the kept model.
+    let test = match &data.test {
+        Some(test) => {
+            let loader = plan.eval_loader(test.clone(), 500.min(config.batch_size.max(64)), workers)?;
+            Some(ember_train::evaluate(&model, &loader, classes)?)
+        }
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo {
         ember_version: env!("CARGO_PKG_VERSION").to_string(),
         config: config.clone(),
-        train_images: n_train,
+        train_images: train_data.len(),
         epochs_run: history.len(),
         input: [input.0, input.1, input.2],
         classes,
-        test_accuracy: accuracy,
+        class_names: data.class_names.clone(),
+        preprocessing: plan.preprocessing,
+        splits: SplitsInfo::of(&data),
+        kept: format!("{kept} (epoch {kept_epoch})"),
+        test_accuracy: test.as_ref().map(|t| t.confusion.accuracy()),
         seconds,
     };
     info.save(&out.join("run.json"))?;
-    println!(
-        "test accuracy {:.2} % on {} images ({} correct), {:.1} s; weights in {}",
-        accuracy * 100.0,
-        eval.confusion.total(),
-        (accuracy * eval.confusion.total() as f64).round(),
-        seconds,
-        weights.display()
-    );
+    match &test {
+        Some(eval) => println!(
+            "test accuracy {:.2} % on {} images ({} correct) with the {kept} epoch ({kept_epoch}), {:.1} s; weights in {}",
+            eval.confusion.accuracy() * 100.0,
+            eval.confusion.total(),
+            (eval.confusion.accuracy() * eval.confusion.total() as f64).round(),
+            seconds,
+            weights.display()
+        ),
+        None => println!(
+            "no test split in the data: kept the {kept} epoch ({kept_epoch}), {:.1} s; weights in {}",
+            seconds,
+            weights.display()
+        ),
+    }
     if args.json {
         let epochs: Vec<_> = history
             .iter()
             .map(|r| json!({"epoch": r.epoch, "train_loss": r.train_loss, "train_accuracy": r.train_accuracy, "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "learning_rate": r.learning_rate, "seconds": r.seconds}))
             .collect();
         let out = json!({
-            "accuracy": accuracy,
-            "test_loss": eval.loss,
-            "test_images": eval.confusion.total(),
+            "accuracy": test.as_ref().map(|t| t.confusion.accuracy()),
+            "test_loss": test.as_ref().map(|t| t.loss),
+            "test_images": test.as_ref().map(|t| t.confusion.total()),
+            "val_images": val_data.len(),
+            "train_images": train_data.len(),
+            "kept_epoch": kept_epoch,
             "checkpoint": weights,
             "seconds": seconds,
             "epochs": epochs,
@@ -213,6 +247,34 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         println!("{out}");
     }
     Ok(())
+}
+
+/// The validation fraction carved from the training images when the data has no validation
+/// split.
+pub const DEFAULT_VAL_SPLIT: f64 = 0.1;
+
+/// The 1-based epoch with the best validation accuracy (the first of ties; the last epoch when
+/// none was validated).
+pub fn best_epoch(history: &[EpochReport]) -> usize {
+    let mut best: Option<(f64, usize)> = None;
+    for r in history {
+        if let Some(acc) = r.val_accuracy {
+            if best.is_none_or(|(b, _)| acc > b) {
+                best = Some((acc, r.epoch));
+            }
+        }
+    }
+    best.map_or(history.last().map_or(0, |r| r.epoch), |(_, e)| e)
+}
+
+/// Prints where the training, validation and test examples come from.
+pub fn print_splits(data: &ember_data::DataSplits) {
+    println!("  train:      {}", data.origins.train);
+    println!("  validation: {}", data.origins.val);
+    println!("  test:       {}", data.origins.test);
+    if !data.skipped.is_empty() {
+        println!("  skipped {} images that cannot be decoded, e.g. {}", data.skipped.len(), data.skipped[0].0.display());
+    }
 }
 
 /// Removes ember's event files from `logdir` when it lies inside the run directory `out`: they

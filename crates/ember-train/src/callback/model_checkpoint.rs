@@ -16,12 +16,19 @@ pub struct ModelCheckpoint {
     monitor: String,
     mode: Mode,
     best: Option<f64>,
+    metadata: std::collections::HashMap<String, String>,
 }
 
 impl ModelCheckpoint {
     /// Checkpoints into `dir`, judging "best" by `monitor` in `mode`.
     pub fn new(dir: impl Into<PathBuf>, monitor: &str, mode: Mode) -> Self {
-        Self { dir: dir.into(), monitor: monitor.to_string(), mode, best: None }
+        Self { dir: dir.into(), monitor: monitor.to_string(), mode, best: None, metadata: Default::default() }
+    }
+
+    /// Writes `metadata` (e.g. a model card) into the header of every checkpoint.
+    pub fn with_metadata(mut self, metadata: std::collections::HashMap<String, String>) -> Self {
+        self.metadata = metadata;
+        self
     }
 }
 
@@ -32,7 +39,7 @@ impl Callback for ModelCheckpoint {
 
     fn on_epoch_end(&mut self, ctx: &CallbackContext, report: &EpochReport) -> Result<Control> {
         std::fs::create_dir_all(&self.dir).map_err(|source| crate::Error::Io { path: self.dir.clone(), source })?;
-        checkpoint::save(ctx.store, &self.dir.join("last.safetensors"))?;
+        checkpoint::save_with_metadata(ctx.store, self.metadata.clone(), &self.dir.join("last.safetensors"))?;
         if let Some(v) = report.metric(&self.monitor) {
             let better = match (self.best, self.mode) {
                 (None, _) => true,
@@ -41,7 +48,7 @@ impl Callback for ModelCheckpoint {
             };
             if better {
                 self.best = Some(v);
-                checkpoint::save(ctx.store, &self.dir.join("best.safetensors"))?;
+                checkpoint::save_with_metadata(ctx.store, self.metadata.clone(), &self.dir.join("best.safetensors"))?;
             }
         }
         Ok(Control::Continue)
