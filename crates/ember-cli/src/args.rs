@@ -111,7 +111,8 @@ pub struct PredictArgs {
 }
 
 /// How `ember finetune` trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FineTuneMode {
     /// Head first (backbone frozen), then everything with discriminative rates (fastai's fine_tune).
     FineTune,
@@ -123,8 +124,14 @@ pub enum FineTuneMode {
     Scratch,
 }
 
-#[derive(Debug, Args)]
+/// `ember finetune` flags; saved as `RUN_DIR/config.json` so `--resume` rebuilds the run.
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct FineTuneArgs {
+    /// Continue the fine-tune run in this directory (its saved settings are used; other
+    /// settings flags must be left out).
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
     /// Model from the zoo.
     #[arg(long, default_value = "efficientnet-lite0")]
     pub model: String,
@@ -138,18 +145,32 @@ pub struct FineTuneArgs {
     /// What to train.
     #[arg(long, value_enum, default_value = "fine-tune")]
     pub mode: FineTuneMode,
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "fashion-mnist")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
+    /// Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, mnist-sample (bundled), csv
+    /// [default: detected from --data-dir, else fashion-mnist].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data: an image folder (DIR/<class>/* or DIR/{train,val,test}/<class>/*), CIFAR
+    /// binary batches or MNIST-family IDX files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Training images per class (a seeded few-shot subset of the training split).
-    #[arg(long, value_parser = at_least_one, default_value_t = 100)]
-    pub per_class: usize,
-    /// Grey images become RGB of this size for 3-channel models.
-    #[arg(long, value_parser = positive_u32, default_value_t = 64)]
-    pub size: u32,
+    /// Leave out images that cannot be decoded (they are counted) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+    /// Training images per class (a seeded few-shot subset) [default: all; 100 for the
+    /// MNIST family found by name].
+    #[arg(long, value_parser = at_least_one)]
+    pub per_class: Option<usize>,
+    /// Model input side in pixels [default: the model's, e.g. 224].
+    #[arg(long, value_parser = positive_u32)]
+    pub size: Option<u32>,
+    /// Input channels: a 3-channel pretrained stem is adapted (1: its filters summed, timm's
+    /// rule) [default: the model's].
+    #[arg(long, value_parser = at_least_one)]
+    pub in_chans: Option<usize>,
+    /// Fraction of the training images held out for validation when the data has no
+    /// validation split (stratified, seeded); the test split is scored once, at the end.
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.1)]
+    pub val_split: f64,
     /// Epochs of the head phase (backbone frozen).
     #[arg(long, default_value_t = 2)]
     pub head_epochs: usize,
@@ -168,15 +189,23 @@ pub struct FineTuneArgs {
     /// AdamW weight decay.
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub weight_decay: f64,
+    /// Stop when validation accuracy has not improved for this many epochs (the best epoch is
+    /// kept either way).
+    #[arg(long, value_parser = at_least_one)]
+    pub early_stopping: Option<usize>,
+    /// Gradient clipping by global norm.
+    #[arg(long, value_parser = positive_f64)]
+    pub clip_grad_norm: Option<f64>,
     /// Mini-batch size (small batches avoid the allocator's page-fault overhead on big tensors).
     #[arg(long, value_parser = at_least_one, default_value_t = 16)]
     pub batch_size: usize,
     /// Images per evaluation batch.
     #[arg(long, value_parser = at_least_one, default_value_t = 16)]
     pub eval_batch_size: usize,
-    /// Augmentation of the training images ("none" turns it off).
-    #[arg(long, default_value = "none")]
-    pub ops: String,
+    /// Augmentation of the training images [default: random resized crop and flip for image
+    /// folders, none for fixed-size images]; "none" turns it off.
+    #[arg(long)]
+    pub ops: Option<String>,
     /// Run the head phase through the whole network every step instead of on cached features.
     #[arg(long)]
     pub no_cache: bool,
@@ -208,11 +237,13 @@ pub struct FineTuneArgs {
     /// Test on only the first N test images.
     #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
-    /// Directory for model.safetensors (or adapter.safetensors).
+    /// Run directory: config.json, run.json, metrics.csv, best/last/model.safetensors (or
+    /// adapter.safetensors), resume state, TensorBoard logs and plots.
     #[arg(long, default_value = "runs/finetune")]
     pub out: PathBuf,
     /// End with one JSON line of results.
     #[arg(long)]
+    #[serde(skip)]
     pub json: bool,
 }
 

@@ -154,7 +154,12 @@ impl InputPlan {
         ops: &str,
         workers: usize,
     ) -> anyhow::Result<DataLoader> {
-        Ok(self.loader(data, batch_size, ops)?.with_shuffle(seed).with_workers(workers))
+        let eval = Arc::new(Pipeline::parse(&self.eval_ops())?);
+        Ok(self
+            .loader(data, batch_size, ops)?
+            .with_shuffle(seed)
+            .with_workers(workers)
+            .with_eval_transforms(eval.clone(), eval))
     }
 
     /// Evaluation batches in order.

@@ -38,6 +38,8 @@ pub struct DataLoader {
     rgb: Option<Arc<dyn Transform<RgbImage>>>,
     color: Option<ColorMode>,
     normalization: Option<Arc<Normalization>>,
+    eval_gray: Option<Arc<dyn Transform<GrayImage>>>,
+    eval_rgb: Option<Arc<dyn Transform<RgbImage>>>,
 }
 
 /// `(x - mean[c]) / std[c]` per channel of `[0, 1]` pixels, as `(x - mean) * inv_std`.
@@ -76,6 +78,8 @@ impl DataLoader {
             rgb: None,
             color: None,
             normalization: None,
+            eval_gray: None,
+            eval_rgb: None,
         }
     }
 
@@ -139,6 +143,32 @@ impl DataLoader {
         self.normalization =
             (!identity).then(|| Arc::new(Normalization { mean: mean.to_vec(), inv_std: std.iter().map(|s| 1.0 / s).collect() }));
         Ok(self)
+    }
+
+    /// The deterministic transforms of [`DataLoader::evaluation_view`] (e.g. resize and centre
+    /// crop where training crops at random): one for grey images, one for RGB.
+    pub fn with_eval_transforms(
+        mut self,
+        gray: Arc<dyn Transform<GrayImage>>,
+        rgb: Arc<dyn Transform<RgbImage>>,
+    ) -> Self {
+        self.eval_gray = Some(gray);
+        self.eval_rgb = Some(rgb);
+        self
+    }
+
+    /// The same examples in order, without augmentation: the evaluation transforms (if set)
+    /// replace the training ones, colour and normalisation stay, no shuffling, no dropped
+    /// batch, built on the calling thread. What feature caching and statistics passes need.
+    pub fn evaluation_view(&self) -> Self {
+        Self {
+            shuffle_seed: None,
+            drop_last: false,
+            workers: 0,
+            gray: self.eval_gray.clone(),
+            rgb: self.eval_rgb.clone(),
+            ..self.clone()
+        }
     }
 
     /// The dataset served.

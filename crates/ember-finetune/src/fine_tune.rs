@@ -2,7 +2,6 @@
 //! features), and fastai's one-call `fine_tune` (head first, then everything with
 //! discriminative learning rates and a one-cycle schedule).
 
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use ember_data::DataLoader;
@@ -145,9 +144,11 @@ pub fn train_with_frozen(
     Ok(history)
 }
 
-/// The features of every example of `data` (eval mode, in order) and their labels.
+/// The features of every example of `data` (eval mode, in order, through the loader's
+/// [`DataLoader::evaluation_view`]) and their labels.
 pub fn cached_features(model: &FineTuneModel, data: &DataLoader) -> Result<(Tensor, Tensor)> {
-    let plain = DataLoader::new(Arc::clone(data.dataset()), 16);
+    // The loader's images without augmentation, but with its colour, size and normalisation.
+    let plain = data.evaluation_view();
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for batch in plain.epoch(0, &Device::Cpu) {
         let batch = batch?;
