@@ -272,10 +272,11 @@ pub struct EnsembleArgs {
     /// Member weights for --combine weighted, comma-separated.
     #[arg(long)]
     pub weights: Option<String>,
-    /// Dataset whose test split is used.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
+    /// Dataset kind whose test split is used [default: detected from --data-dir, else
+    /// mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data (image folder, CIFAR batches, IDX files).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Test on only the first N test images.
@@ -294,7 +295,7 @@ pub struct DistillArgs {
     /// Model of teachers without a run.json.
     #[arg(long, default_value = "mnist-cnn")]
     pub teacher_model: String,
-    /// Student model from the zoo (1x28x28 input).
+    /// Student model from the zoo (built for the teachers' input).
     #[arg(long, default_value = "mlp")]
     pub student: String,
     /// Softmax temperature T.
@@ -303,10 +304,10 @@ pub struct DistillArgs {
     /// Weight of the soft loss (0: the student trains alone on the labels).
     #[arg(long, value_parser = unit_interval, default_value_t = 0.9)]
     pub alpha: f64,
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
+    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data (image folder, CIFAR batches, IDX files).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Passes over the training set.
@@ -346,10 +347,10 @@ pub enum DataCommand {
 
 #[derive(Debug, Args)]
 pub struct DataInfoArgs {
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
+    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data (image folder, CIFAR batches, IDX files, CSV tables).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// End with one JSON line of results.
@@ -502,10 +503,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "mnist-cnn")]
     pub model: String,
     /// Train on this dataset's images (e.g. fashion-mnist); default: random images of the
-    /// model's input shape.
+    /// model's input shape, or the images of --data-dir.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Directory holding the dataset's IDX files.
+    /// The data (image folder, CIFAR batches, IDX files); folder images are resized and
+    /// centre-cropped to the model's input.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
     /// Images per batch (training and inference).

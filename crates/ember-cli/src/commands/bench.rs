@@ -2,10 +2,7 @@
 //! script): warm-up steps, then timed training steps (forward, cross-entropy, backward, Adam) and
 //! timed inference passes, in images per second.
 
-use std::sync::Arc;
-
 use candle_core::{DType, Device, ModuleT, Tensor};
-use ember_data::{DataLoader, KnownDataset, Split};
 use ember_layers::{loss, ParamStore};
 use ember_optim::{Adam, AdamConfig, Optimizer};
 use ember_train::throughput::{inference_images_per_s, training_images_per_s, ThroughputConfig};
@@ -22,16 +19,22 @@ fn batches(
     count: usize,
 ) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
     let b = args.batch_size;
-    if let Some(name) = &args.dataset {
-        let dataset: KnownDataset = name.parse()?;
-        let set = super::load_split(dataset, args.data_dir.as_deref(), Split::Train)?;
-        let loader = DataLoader::new(Arc::new(set), b).with_shuffle(0).with_drop_last(true);
+    if args.dataset.is_some() || args.data_dir.is_some() {
+        let data = crate::data::open(
+            args.dataset.as_deref(),
+            args.data_dir.as_deref(),
+            ember_data::ColorMode::for_channels(input.0),
+            false,
+        )?;
+        let info = ember_zoo::info(&args.model)?;
+        let plan = crate::data::InputPlan::new(&data, input.0, input.1, info.preprocessing)?;
+        let loader = plan.eval_loader(data.train.clone(), b, crate::data::workers())?.with_drop_last(true);
         let mut out = Vec::with_capacity(count);
         for batch in loader.epoch(0, &Device::Cpu).take(count) {
             let batch = batch?;
             out.push((batch.images, batch.labels));
         }
-        anyhow::ensure!(!out.is_empty(), "dataset `{name}` has fewer than {b} training images");
+        anyhow::ensure!(!out.is_empty(), "the data has fewer than {b} training images");
         return Ok(out);
     }
     let (c, h, w) = input;
@@ -61,13 +64,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.model
     );
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
-    let (input, classes) = match &args.dataset {
-        Some(name) => {
-            let d: KnownDataset = name.parse()?;
-            let s = super::load_split(d, args.data_dir.as_deref(), Split::Test)?;
-            ((1, s.height(), s.width()), s.classes())
-        }
-        None => (info.input, info.classes),
+    let (input, classes) = if args.dataset.is_some() || args.data_dir.is_some() {
+        let data = crate::data::open(
+            args.dataset.as_deref(),
+            args.data_dir.as_deref(),
+            ember_data::ColorMode::for_channels(info.input.0),
+            false,
+        )?;
+        // Fixed-size data at its own size and colour; folders at the model's input.
+        let input = crate::data::fixed_input(&data)?.unwrap_or(info.input);
+        (input, data.classes())
+    } else {
+        (info.input, info.classes)
     };
     let options = ember_zoo::ModelOptions::new(input, classes);
     let store = ParamStore::new(0, &Device::Cpu);
@@ -85,7 +93,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.batch_size,
         args.warmup,
         args.batches,
-        args.dataset.as_deref().unwrap_or("random images")
+        args.dataset.as_deref().or(args.data_dir.as_deref().and_then(|d| d.to_str())).unwrap_or("random images")
     );
     let train = training_images_per_s(&data, &cfg, |x, y| -> candle_core::Result<()> {
         let loss = loss::cross_entropy(&model.forward_t(x, true)?, y)?;
@@ -100,7 +108,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "{}",
             json!({
                 "model": args.model, "batch_size": args.batch_size, "threads": threads,
-                "input": [input.0, input.1, input.2], "data": args.dataset.as_deref().unwrap_or("random"),
+                "input": [input.0, input.1, input.2], "data": args.dataset.as_deref().or(args.data_dir.as_deref().and_then(|d| d.to_str())).unwrap_or("random"),
                 "train_images_per_s": train, "infer_images_per_s": infer,
             })
         );

@@ -2,35 +2,80 @@
 //! student from them.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
 use candle_nn::ModuleT;
-use ember_augment::Pipeline;
-use ember_data::{DataLoader, Dataset, KnownDataset, Split, Subset};
+use ember_data::{ColorMode, DataLoader};
 use ember_finetune::{evaluate_ensemble, Combine, Distill, DistillConfig, Ensemble};
 use ember_layers::ParamStore;
 use ember_optim::{Adam, AdamConfig, OneCycle};
 use ember_train::{checkpoint, FitOptions, Learner};
-use ember_zoo::ModelOptions;
+use ember_zoo::{ModelCard, ModelOptions};
 use serde_json::json;
 
 use crate::args::{CombineArg, DistillArgs, EnsembleArgs};
+use crate::data::InputPlan;
 use crate::run_info::RunInfo;
 
-/// Builds `model` (input and classes from the run.json beside `path`, else 1x28x28 and 10) and
-/// loads the checkpoint at `path` strictly.
-fn load_member(model: &str, path: &Path) -> anyhow::Result<Box<dyn ModuleT + Send + Sync>> {
-    let info = RunInfo::summary_beside(path)?;
-    let model = info.as_ref().map(|i| i.model.clone()).unwrap_or_else(|| model.to_string());
-    let [c, h, w] = info.as_ref().and_then(|i| i.input).unwrap_or([1, 28, 28]);
-    let classes = info.as_ref().and_then(|i| i.classes).unwrap_or(10);
+/// A member checkpoint rebuilt from its model card (or the run.json beside it, else `model` on
+/// 1x28x28 with 10 classes) and loaded strictly, with the card that describes its input.
+fn load_member(model: &str, path: &Path) -> anyhow::Result<(Box<dyn ModuleT + Send + Sync>, ModelCard)> {
+    let card = match super::predict::card_of(path)? {
+        Some(card) => card,
+        None => {
+            let info = RunInfo::summary_beside(path)?;
+            let model = info.as_ref().map(|i| i.model.clone()).unwrap_or_else(|| model.to_string());
+            let [c, h, w] = info.as_ref().and_then(|i| i.input).unwrap_or([1, 28, 28]);
+            let classes = info.as_ref().and_then(|i| i.classes).unwrap_or(10);
+            ModelCard {
+                preprocessing: ember_zoo::info(&model)?.preprocessing,
+                model,
+                input: (c, h, w),
+                class_names: ember_data::numbered_names(classes),
+            }
+        }
+    };
     let store = ParamStore::new(0, &Device::Cpu);
-    let net = ember_zoo::build_with(&model, &ModelOptions::new((c, h, w), classes), store.var_builder(DType::F32))?;
+    let net =
+        ember_zoo::build_with(&card.model, &ModelOptions::new(card.input, card.classes()), store.var_builder(DType::F32))?;
     checkpoint::load(&store, path).with_context(|| format!("loading member {}", path.display()))?;
-    Ok(Box::new(net))
+    Ok((Box::new(net), card))
+}
+
+/// Every member must read the same input the same way: one loader serves them all.
+fn common_card(paths: &[std::path::PathBuf], cards: &[ModelCard]) -> anyhow::Result<ModelCard> {
+    let first = cards.first().context("no members")?;
+    for (path, card) in paths.iter().zip(cards) {
+        anyhow::ensure!(
+            card.input == first.input && card.preprocessing == first.preprocessing && card.classes() == first.classes(),
+            "{}: its input {:?}, preprocessing or {} classes differ from the first member's ({:?}, {} classes); \
+             members must share one input",
+            path.display(),
+            card.input,
+            card.classes(),
+            first.input,
+            first.classes()
+        );
+    }
+    Ok(first.clone())
+}
+
+/// The test split of the data named by `dataset`/`data_dir`, read as `card` describes.
+fn test_loader(
+    dataset: Option<&str>,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+    card: &ModelCard,
+) -> anyhow::Result<(DataLoader, Vec<String>)> {
+    let mut data = crate::data::open(dataset, data_dir, ColorMode::for_channels(card.input.0), false)?;
+    if let Some(n) = limit {
+        data.limit_test(n)?;
+    }
+    let test = data.test.clone().context("the data has no test split")?;
+    let plan = InputPlan::new(&data, card.input.0, card.input.1, card.preprocessing)?;
+    Ok((plan.eval_loader(test, 100, crate::data::workers())?, data.class_names))
 }
 
 fn combine_from(arg: CombineArg, weights: &Option<String>) -> anyhow::Result<Combine> {
@@ -45,21 +90,13 @@ fn combine_from(arg: CombineArg, weights: &Option<String>) -> anyhow::Result<Com
     })
 }
 
-fn test_loader(dataset: KnownDataset, data_dir: Option<&Path>, limit: Option<usize>) -> anyhow::Result<DataLoader> {
-    let mut test: Arc<dyn Dataset> = Arc::new(super::load_split(dataset, data_dir, Split::Test)?);
-    if let Some(n) = limit {
-        test = Arc::new(Subset::new(test.clone(), (0..n.min(test.len())).collect())?);
-    }
-    Ok(DataLoader::new(test, 500))
-}
-
 pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
-    let members: Vec<_> =
-        args.checkpoints.iter().map(|p| load_member(&args.model, p)).collect::<anyhow::Result<_>>()?;
+    let (members, cards): (Vec<_>, Vec<_>) =
+        args.checkpoints.iter().map(|p| load_member(&args.model, p)).collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
+    let card = common_card(&args.checkpoints, &cards)?;
     let ensemble = Ensemble::new(members, combine_from(args.combine, &args.weights)?)?;
-    let dataset: KnownDataset = args.dataset.parse()?;
-    let test = test_loader(dataset, args.data_dir.as_deref(), args.test_limit)?;
-    let classes = test.dataset().classes();
+    let (test, _) = test_loader(args.dataset.as_deref(), args.data_dir.as_deref(), args.test_limit, &card)?;
+    let classes = card.classes();
     let report = evaluate_ensemble(&ensemble, &test, classes)?;
     for (path, m) in args.checkpoints.iter().zip(&report.members) {
         println!("member {}: accuracy {:.2} %", path.display(), m.accuracy() * 100.0);
@@ -93,25 +130,34 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
 pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     DistillConfig { temperature: args.temperature, alpha: args.alpha }.validate()?;
     let started = Instant::now();
-    let dataset: KnownDataset = args.dataset.parse()?;
-    let members: Vec<_> =
-        args.teachers.iter().map(|p| load_member(&args.teacher_model, p)).collect::<anyhow::Result<_>>()?;
+    let (members, cards): (Vec<_>, Vec<_>) = args
+        .teachers
+        .iter()
+        .map(|p| load_member(&args.teacher_model, p))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let card = common_card(&args.teachers, &cards)?;
     let teacher = Ensemble::new(members, Combine::Mean)?;
-    let mut train: Arc<dyn Dataset> = Arc::new(super::load_split(dataset, args.data_dir.as_deref(), Split::Train)?);
+    let mut data = crate::data::open(
+        args.dataset.as_deref(),
+        args.data_dir.as_deref(),
+        ColorMode::for_channels(card.input.0),
+        false,
+    )?;
     if let Some(n) = args.train_limit {
-        train = Arc::new(Subset::new(train.clone(), (0..n.min(train.len())).collect())?);
+        data.limit_train(n)?;
     }
-    let n_train = train.len();
-    let test = test_loader(dataset, args.data_dir.as_deref(), args.test_limit)?;
-    let classes = test.dataset().classes();
-    let mut loader = DataLoader::new(train, args.batch_size).with_shuffle(args.seed).with_workers(1);
-    let pipeline = Pipeline::parse(&args.ops)?;
-    if !pipeline.is_identity() {
-        loader = loader.with_transform(Arc::new(pipeline));
-    }
+    let (test, _) = test_loader(args.dataset.as_deref(), args.data_dir.as_deref(), args.test_limit, &card)?;
+    let classes = card.classes();
+    let plan = InputPlan::new(&data, card.input.0, card.input.1, card.preprocessing)?;
+    let n_train = data.train.len();
+    let ops = plan.train_ops(Some(args.ops.as_str()), "none");
+    let loader = plan.train_loader(data.train.clone(), args.batch_size, args.seed, &ops, crate::data::workers())?;
 
     let store = ParamStore::new(args.seed, &Device::Cpu);
-    let options = ModelOptions { seed: args.seed, ..ModelOptions::new((1, 28, 28), classes) };
+    // The student reads the teachers' input.
+    let options = ModelOptions { seed: args.seed, ..ModelOptions::new(card.input, classes) };
     let student = ember_zoo::build_with(&args.student, &options, store.var_builder(DType::F32))?;
     let cfg = DistillConfig { temperature: args.temperature, alpha: args.alpha };
     println!(
@@ -138,7 +184,8 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     let acc = eval.confusion.accuracy();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("model.safetensors");
-    checkpoint::save(&store, &path)?;
+    let student_card = ModelCard { model: args.student.clone(), ..card.clone() };
+    checkpoint::save_with_metadata(&store, student_card.to_metadata(), &path)?;
     println!(
         "student test accuracy {:.2} % ({} images); weights in {}",
         acc * 100.0,
