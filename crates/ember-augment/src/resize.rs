@@ -113,8 +113,11 @@ impl ResizeShorter {
             });
         }
         let side = u64::from(self.side);
-        let (nw, nh) =
-            if w <= h { (side, side * u64::from(h) / u64::from(w)) } else { (side * u64::from(w) / u64::from(h), side) };
+        let (nw, nh) = if w <= h {
+            (side, side * u64::from(h) / u64::from(w))
+        } else {
+            (side * u64::from(w) / u64::from(h), side)
+        };
         if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
             return Err(Error::invalid(
                 "resize-short",

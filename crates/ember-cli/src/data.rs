@@ -24,7 +24,9 @@ pub fn open(
     match (kind, data_dir) {
         (Some(kind), None) => {
             let known = kind.known().with_context(|| {
-                format!("--dataset {kind} needs --data-dir (only mnist-sample, mnist and fashion-mnist are found by name)")
+                format!(
+                    "--dataset {kind} needs --data-dir (only mnist-sample, mnist and fashion-mnist are found by name)"
+                )
             })?;
             open_known(kind, known, None)
         }
@@ -134,9 +136,10 @@ impl InputPlan {
         if self.tabular {
             return Ok(loader);
         }
-        loader = loader
-            .with_color(ColorMode::for_channels(self.input.0))
-            .with_normalization(&self.preprocessing.mean_for(self.input.0), &self.preprocessing.std_for(self.input.0))?;
+        loader = loader.with_color(ColorMode::for_channels(self.input.0)).with_normalization(
+            &self.preprocessing.mean_for(self.input.0),
+            &self.preprocessing.std_for(self.input.0),
+        )?;
         let pipeline = Pipeline::parse(ops)?;
         if !pipeline.is_identity() {
             let pipeline = Arc::new(pipeline);

@@ -44,7 +44,11 @@ pub struct SplitsInfo {
 impl SplitsInfo {
     /// The origins of `data`'s splits.
     pub fn of(data: &ember_data::DataSplits) -> Self {
-        Self { train: data.origins.train.clone(), validation: data.origins.val.clone(), test: data.origins.test.clone() }
+        Self {
+            train: data.origins.train.clone(),
+            validation: data.origins.val.clone(),
+            test: data.origins.test.clone(),
+        }
     }
 }
 

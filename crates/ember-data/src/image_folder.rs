@@ -110,8 +110,7 @@ impl ImageFolder {
             )));
         }
         if found != class_names {
-            let missing: Vec<&str> =
-                class_names.iter().filter(|c| !found.contains(c)).map(String::as_str).collect();
+            let missing: Vec<&str> = class_names.iter().filter(|c| !found.contains(c)).map(String::as_str).collect();
             let extra: Vec<&str> = found.iter().filter(|c| !class_names.contains(c)).map(String::as_str).collect();
             return Err(invalid(format!(
                 "its classes differ from the training classes: missing [{}], not in training [{}]",

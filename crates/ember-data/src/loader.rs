@@ -140,8 +140,8 @@ impl DataLoader {
             return Err(invalid(format!("mean {mean:?} and std {std:?} must be finite, every std non-zero")));
         }
         let identity = mean.iter().all(|&m| m == 0.0) && std.iter().all(|&s| s == 1.0);
-        self.normalization =
-            (!identity).then(|| Arc::new(Normalization { mean: mean.to_vec(), inv_std: std.iter().map(|s| 1.0 / s).collect() }));
+        self.normalization = (!identity)
+            .then(|| Arc::new(Normalization { mean: mean.to_vec(), inv_std: std.iter().map(|s| 1.0 / s).collect() }));
         Ok(self)
     }
 

@@ -112,10 +112,10 @@ impl FromStr for SourceKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| Error::UnknownDataset {
-            name: s.to_string(),
-            known: Self::ALL.map(|k| k.name()).join(", "),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::UnknownDataset { name: s.to_string(), known: Self::ALL.map(|k| k.name()).join(", ") })
     }
 }
 
@@ -293,11 +293,8 @@ impl DataSplits {
     }
 
     fn open_csv(path: &Path, options: &CsvOptions) -> Result<Self> {
-        let (train_path, dir) = if path.is_file() {
-            (path.to_path_buf(), None)
-        } else {
-            (path.join("train.csv"), Some(path))
-        };
+        let (train_path, dir) =
+            if path.is_file() { (path.to_path_buf(), None) } else { (path.join("train.csv"), Some(path)) };
         let train = CsvDataset::load(&train_path, options)?;
         let classes = train.classes();
         let mut origins =
@@ -387,7 +384,8 @@ fn cifar_names(dir: &Path, kind: CifarKind) -> Vec<String> {
         CifarKind::Cifar100Fine => "fine_label_names.txt",
         CifarKind::Cifar100Coarse => "coarse_label_names.txt",
     };
-    let candidates = [dir.join(file), dir.join("cifar-10-batches-bin").join(file), dir.join("cifar-100-binary").join(file)];
+    let candidates =
+        [dir.join(file), dir.join("cifar-10-batches-bin").join(file), dir.join("cifar-100-binary").join(file)];
     for path in candidates {
         if let Ok(text) = std::fs::read_to_string(&path) {
             let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();

@@ -2,7 +2,6 @@
 //! features), and fastai's one-call `fine_tune` (head first, then everything with
 //! discriminative learning rates and a one-cycle schedule).
 
-
 use candle_core::{DType, Device, Tensor};
 use ember_data::DataLoader;
 use ember_layers::loss::cross_entropy;

@@ -51,8 +51,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         },
         (d, dir) => (d.clone(), dir.clone()),
     };
-    let data =
-        crate::data::open(dataset.as_deref(), data_dir.as_deref(), ColorMode::for_channels(card.input.0), args.skip_bad_images)?;
+    let data = crate::data::open(
+        dataset.as_deref(),
+        data_dir.as_deref(),
+        ColorMode::for_channels(card.input.0),
+        args.skip_bad_images,
+    )?;
     anyhow::ensure!(
         data.classes() == card.classes(),
         "{}: the data has {} classes but the model {}",
@@ -60,8 +64,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         data.classes(),
         card.classes()
     );
-    if data.class_names != card.class_names && !card.class_names.iter().enumerate().all(|(i, n)| *n == i.to_string())
-    {
+    if data.class_names != card.class_names && !card.class_names.iter().enumerate().all(|(i, n)| *n == i.to_string()) {
         anyhow::bail!(
             "the data's classes [{}] differ from the checkpoint's [{}]",
             data.class_names.join(", "),

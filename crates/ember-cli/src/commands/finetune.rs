@@ -42,8 +42,8 @@ fn settings(given: &FineTuneArgs) -> anyhow::Result<FineTuneArgs> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot resume (no fine-tune configuration)", path.display()))?;
-    let mut saved: FineTuneArgs =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a valid fine-tune configuration", path.display()))?;
+    let mut saved: FineTuneArgs = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid fine-tune configuration", path.display()))?;
     saved.out = dir.clone();
     saved.resume = Some(dir.clone());
     saved.json = given.json;
@@ -201,7 +201,9 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
             let path = out.join("adapter.safetensors");
             lora.save_adapters(&path)?;
             let test = match &data.test {
-                Some(t) => Some(evaluate(&lora, &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?, classes)?),
+                Some(t) => {
+                    Some(evaluate(&lora, &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?, classes)?)
+                }
                 None => None,
             };
             return finish(&args, &data, &plan, started, lora.num_trainable(), total, &history, test, path, &train);
@@ -250,7 +252,9 @@ impl RunDir<'_> {
             .with_run_dir(self.out)
             .with_callback(EpochProgress::new())
             .with_callback(OnEpoch(print_epoch))
-            .with_callback(ModelCheckpoint::new(self.out, "val_accuracy", Mode::Max).with_metadata(self.card.to_metadata()))
+            .with_callback(
+                ModelCheckpoint::new(self.out, "val_accuracy", Mode::Max).with_metadata(self.card.to_metadata()),
+            )
             .with_callback(CsvLogger::new(self.out.join("metrics.csv")))
             .with_callback(PlotLogger::new(self.out, names.clone()))
             .with_callback(TensorBoardLogger::new(self.out.join("tensorboard"), 10).with_class_names(names));
@@ -359,4 +363,3 @@ fn finish(
     }
     Ok(())
 }
-

@@ -38,8 +38,11 @@ fn load_member(model: &str, path: &Path) -> anyhow::Result<(Box<dyn ModuleT + Se
         }
     };
     let store = ParamStore::new(0, &Device::Cpu);
-    let net =
-        ember_zoo::build_with(&card.model, &ModelOptions::new(card.input, card.classes()), store.var_builder(DType::F32))?;
+    let net = ember_zoo::build_with(
+        &card.model,
+        &ModelOptions::new(card.input, card.classes()),
+        store.var_builder(DType::F32),
+    )?;
     checkpoint::load(&store, path).with_context(|| format!("loading member {}", path.display()))?;
     Ok((Box::new(net), card))
 }
@@ -91,8 +94,13 @@ fn combine_from(arg: CombineArg, weights: &Option<String>) -> anyhow::Result<Com
 }
 
 pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
-    let (members, cards): (Vec<_>, Vec<_>) =
-        args.checkpoints.iter().map(|p| load_member(&args.model, p)).collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
+    let (members, cards): (Vec<_>, Vec<_>) = args
+        .checkpoints
+        .iter()
+        .map(|p| load_member(&args.model, p))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let card = common_card(&args.checkpoints, &cards)?;
     let ensemble = Ensemble::new(members, combine_from(args.combine, &args.weights)?)?;
     let (test, _) = test_loader(args.dataset.as_deref(), args.data_dir.as_deref(), args.test_limit, &card)?;

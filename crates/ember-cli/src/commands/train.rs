@@ -19,8 +19,8 @@ use ember_zoo::ModelCard;
 use serde_json::json;
 
 use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
-use crate::progress::EpochProgress;
 use crate::data::InputPlan;
+use crate::progress::EpochProgress;
 use crate::run_info::{RunInfo, SplitsInfo};
 use crate::train_config::TrainConfig;
 
@@ -273,7 +273,11 @@ pub fn print_splits(data: &ember_data::DataSplits) {
     println!("  validation: {}", data.origins.val);
     println!("  test:       {}", data.origins.test);
     if !data.skipped.is_empty() {
-        println!("  skipped {} images that cannot be decoded, e.g. {}", data.skipped.len(), data.skipped[0].0.display());
+        println!(
+            "  skipped {} images that cannot be decoded, e.g. {}",
+            data.skipped.len(),
+            data.skipped[0].0.display()
+        );
     }
 }
 
