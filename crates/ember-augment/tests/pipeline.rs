@@ -4,7 +4,7 @@
 use ember_augment::{sample_rng, Error, Image, Pipeline, Transform, OP_NAMES};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-const EVERYTHING: &str = "pad-crop:4:reflect, crop:20x18, center-crop:18, resize:24x20:bicubic, \
+const EVERYTHING: &str = "pad-crop:4:reflect, crop:20x18, center-crop:18, resize:24x20:bicubic, resize-short:22, \
     resized-crop:20:0.5:1, hflip, vflip:0.3, rotate:10, affine:10:0.1:0.1:5, jitter:0.4:0.4:0.4:0.1, \
     gray:0.2, blur:3, noise:0.05, salt-pepper:0.02, erase, cutout:4, trivial, hflip|vflip|none, rotate:30@0.5";
 
@@ -76,4 +76,20 @@ fn pipeline_errors_name_the_bad_token() {
     assert!(reason.contains("probability 1.5"), "{reason}");
     let err = Pipeline::parse("resize:0x4").unwrap_err().to_string();
     assert_eq!(err, "pipeline: bad op `resize:0x4`: resize: size = 0x4 is invalid (expected a positive size)");
+}
+
+#[test]
+fn resize_short_keeps_the_aspect_like_torchvision_resize_int() {
+    use ember_augment::ResizeShorter;
+    // torchvision: Resize(256) on 500x375 gives 341x256 (the longer side truncated).
+    let r = ResizeShorter::new(256).unwrap();
+    assert_eq!(r.output_size(500, 375).unwrap(), (341, 256));
+    assert_eq!(r.output_size(375, 500).unwrap(), (256, 341));
+    assert_eq!(r.output_size(256, 256).unwrap(), (256, 256));
+    // A 20000x1 strip would become 5,120,000x256 pixels: refused, not allocated.
+    assert!(r.output_size(20000, 1).unwrap_err().to_string().contains("20000x1"));
+    assert!(r.output_size(0, 5).is_err());
+    let img = RgbImage::from_fn(50, 30, |x, y| Rgb([x as u8, y as u8, 7]));
+    let out = Pipeline::parse("resize-short:15").unwrap().apply(img, &mut sample_rng(0, 0, 0)).unwrap();
+    assert_eq!(out.dimensions(), (25, 15));
 }
