@@ -18,6 +18,13 @@ pub const MAX_PREPROCESS_SIDE: u32 = 4096;
 /// The most pixels an image may have after its shorter side is resized ([`ImagePreprocess`]).
 pub const MAX_RESIZED_PIXELS: u64 = 1 << 26;
 
+/// The per-channel mean of ImageNet's training images in `[0, 1]` (RGB), which torchvision's
+/// pretrained classifiers subtract.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+
+/// The per-channel standard deviation that goes with [`IMAGENET_MEAN`].
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 /// The evaluation preprocessing of an ImageNet classifier: resize the shorter side to
 /// `resize` pixels (bilinear, antialiased), centre-crop `crop x crop`, scale to `[0, 1]`, then
 /// `(x - mean) / std` per channel.
