@@ -18,7 +18,11 @@ fn hashed_weights_match_the_script_bit_for_bit() {
     let reference = hashed_weights::reference();
     for (name, values) in json["samples"].as_object().unwrap() {
         let shape = &reference.keys.iter().find(|(k, _)| k == name).unwrap().1;
-        let ours = hashed_weights::hashed_tensor(name, shape).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ours = hashed_weights::hashed_tensor(name, shape, hashed_weights::resnet18_q(name))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for (i, v) in values.as_array().unwrap().iter().enumerate() {
             assert_eq!(ours[i].to_bits(), (v.as_f64().unwrap() as f32).to_bits(), "{name}[{i}]");
         }

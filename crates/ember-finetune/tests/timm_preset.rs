@@ -1,11 +1,17 @@
 //! The `timm` rename preset against timm's real key lists (tests/fixtures/gen_timm_lite_names.py):
 //! for every EfficientNet-Lite variant, timm's keys map one-to-one onto ember's state names with
-//! equal shapes, and a strict load of a timm-named checkpoint succeeds.
+//! equal shapes, and a strict load of a timm-named checkpoint succeeds; and tf_efficientnet_lite0
+//! with hashed weights under timm's names gives timm's probabilities
+//! (tests/fixtures/gen_timm_lite0_parity.py).
+
+#[path = "support/hashed_weights.rs"]
+mod hashed_weights;
 
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
-use ember_finetune::{load_state, parse_rules, rename_all, LoadOptions};
+use candle_nn::ModuleT;
+use ember_finetune::{load_state, parse_rules, rename_all, FineTuneModel, ImagePreprocess, LoadOptions, RenameRule};
 use ember_layers::ParamStore;
 use ember_zoo::ModelOptions;
 
@@ -85,4 +91,44 @@ fn timm_preset_maps_every_lite_variant_one_to_one() {
 fn block_count(ember: &BTreeMap<String, Vec<usize>>) -> usize {
     let index = |n: &str| n.strip_prefix("_blocks.")?.split('.').next()?.parse::<usize>().ok();
     ember.keys().filter_map(|n| index(n)).max().unwrap() + 1
+}
+
+#[test]
+fn timm_named_lite0_reproduces_timm_probabilities() {
+    let fixtures = hashed_weights::fixtures();
+    let text = std::fs::read_to_string(fixtures.join("timm_lite0_parity.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let q = json["q"].as_u64().unwrap();
+    let expected: Vec<f32> =
+        json["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap() as f32).collect();
+
+    let state: std::collections::HashMap<String, Tensor> = timm_keys(0)
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .map(|(k, shape)| {
+            let t = hashed_weights::hashed_tensor(&k, &shape, q);
+            (k, t)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("timm_lite0.safetensors");
+    candle_core::safetensors::save(&state, &weights).unwrap();
+    let rules = RenameRule::preset("timm").unwrap();
+    let options = ModelOptions::new((3, 224, 224), 1000);
+    let model = FineTuneModel::pretrained("efficientnet-lite0", &options, &weights, &rules, 0).unwrap();
+    assert!(model.report.is_complete() && model.report.skipped.is_empty(), "{}", model.report.summary());
+
+    // The 224x224 crop as it is, normalised as EfficientNet-Lite expects ((x - 0.5) / 0.5).
+    let preprocess = ImagePreprocess { resize: 224, crop: 224, ..ImagePreprocess::efficientnet_lite() };
+    let x = preprocess.load(&fixtures.join(json["image"].as_str().unwrap())).unwrap().unsqueeze(0).unwrap();
+    let logits = model.network.forward_t(&x, false).unwrap();
+    let probs = candle_nn::ops::softmax(&logits, 1).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let (class, diff) = probs
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .enumerate()
+        .fold((0, 0f32), |worst, (i, d)| if d > worst.1 { (i, d) } else { worst });
+    eprintln!("timm tf_efficientnet_lite0 parity: max |p - p_timm| = {diff:e} (class {class})");
+    assert!(diff < 1e-5, "class {class}: ember {} vs timm {}", probs[class], expected[class]);
 }

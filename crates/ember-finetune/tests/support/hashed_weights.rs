@@ -1,6 +1,7 @@
-//! The hashed ResNet-18 weights of `tests/fixtures/gen_resnet18_parity.py`, reproduced bit for
-//! bit (its docstring states the formula), and the reference it recorded. Shared by
-//! ember-finetune's `resnet18_parity` test and ember-cli's `predict_parity` test (`#[path]`).
+//! The hashed weights of `tests/fixtures/gen_resnet18_parity.py`, reproduced bit for bit (its
+//! docstring states the formula), and the ResNet-18 reference it recorded. Shared by
+//! ember-finetune's `resnet18_parity` and `timm_preset` tests and ember-cli's `predict_parity`
+//! test (`#[path]`).
 #![allow(dead_code)] // Each test binary uses a part.
 
 use std::collections::HashMap;
@@ -68,8 +69,8 @@ fn isqrt(n: u64) -> u64 {
     r
 }
 
-/// `(offset, den)`: value = `(k + offset) / den`.
-fn fraction(name: &str, shape: &[usize]) -> (i64, u64) {
+/// `(offset, den)`: value = `(k + offset) / den`; `q` sets the weights' range.
+fn fraction(name: &str, shape: &[usize], q: u64) -> (i64, u64) {
     if name.ends_with("running_var") {
         (3000, 3000)
     } else if name.ends_with("running_mean") || name.ends_with("bias") {
@@ -78,14 +79,22 @@ fn fraction(name: &str, shape: &[usize]) -> (i64, u64) {
         (4000, 4000)
     } else {
         let fan_in = shape[1..].iter().product::<usize>() as u64;
-        let q = if name == "fc.weight" { 54 } else { 3 };
         (0, isqrt(1_000_000 * fan_in / q))
     }
 }
 
-/// The tensor the script put under `name`.
-pub fn hashed_tensor(name: &str, shape: &[usize]) -> Tensor {
-    let (offset, den) = fraction(name, shape);
+/// The `q` of gen_resnet18_parity.py's ResNet-18: LeCun's range, wider for the classifier.
+pub fn resnet18_q(name: &str) -> u64 {
+    if name == "fc.weight" {
+        54
+    } else {
+        3
+    }
+}
+
+/// The tensor the scripts put under `name` for weights of range `q`.
+pub fn hashed_tensor(name: &str, shape: &[usize], q: u64) -> Tensor {
+    let (offset, den) = fraction(name, shape, q);
     let seed = fnv1a64(name);
     let n = shape.iter().product::<usize>() as u64;
     // Both integers are below 2^24, so exact in f32; the division is the one rounding.
@@ -99,6 +108,6 @@ pub fn hashed_state(reference: &Reference) -> HashMap<String, Tensor> {
         .keys
         .iter()
         .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
-        .map(|(name, shape)| (name.clone(), hashed_tensor(name, shape)))
+        .map(|(name, shape)| (name.clone(), hashed_tensor(name, shape, resnet18_q(name))))
         .collect()
 }
