@@ -53,6 +53,11 @@ pub struct ConvertArgs {
     pub input: PathBuf,
     /// The safetensors file to write.
     pub output: PathBuf,
+    /// Renaming rule for the tensors' names, applied in order: strip:PREFIX, add:PREFIX,
+    /// regex:PATTERN=REPLACEMENT, flatten:PATTERN=REPLACEMENT, or a preset (timm: timm's
+    /// tf_efficientnet_lite0..4 onto ember's efficientnet-lite names) (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

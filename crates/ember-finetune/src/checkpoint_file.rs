@@ -4,6 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor};
 
+use crate::rename::{rename_unique, RenameRule};
 use crate::{pytorch, Error, Result};
 
 /// The layout of a checkpoint file, detected from its content.
@@ -76,8 +77,18 @@ pub fn inspect(path: &Path) -> Result<(CheckpointFormat, Vec<TensorInfo>)> {
 /// file, fsync, rename; see `ember_train::checkpoint::write_atomically`). Returns the number of
 /// tensors written.
 pub fn convert_to_safetensors(input: &Path, out: &Path) -> Result<usize> {
+    convert_to_safetensors_with(input, out, &[])
+}
+
+/// [`convert_to_safetensors`] with the tensors renamed by `rules` (in order, as loading applies
+/// them), so the file loads with no rules. Two tensors renamed to one name are an error
+/// ([`Error::RenameCollision`](crate::Error::RenameCollision)) and nothing is written.
+pub fn convert_to_safetensors_with(input: &Path, out: &Path, rules: &[RenameRule]) -> Result<usize> {
     let (_, tensors) = read_checkpoint(input)?;
-    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    let renamed = rename_unique(rules, &names, &input.display().to_string())?;
+    let map: std::collections::HashMap<String, Tensor> =
+        renamed.into_iter().zip(tensors).map(|(name, (_, t))| (name, t)).collect();
     ember_train::checkpoint::write_atomically(out, |tmp| {
         candle_core::safetensors::save(&map, tmp).map_err(ember_train::Error::from)
     })?;

@@ -68,6 +68,18 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Renaming maps two of a checkpoint's tensors onto one name.
+    #[error("{source_name}: renaming maps both `{first}` and `{second}` to `{renamed}`")]
+    RenameCollision {
+        /// The checkpoint (file name or description).
+        source_name: String,
+        /// The first tensor's original name.
+        first: String,
+        /// The second tensor's original name.
+        second: String,
+        /// The name both get.
+        renamed: String,
+    },
     /// A setting or argument is out of range or inconsistent.
     #[error("{what}: {detail}")]
     Invalid {

@@ -6,7 +6,8 @@
 //!   before anything runs, so a checkpoint can never execute code ([`Error::RefusedGlobal`]).
 //! - **Loading** into a zoo model's `ParamStore` ([`load_state`], [`load_weights`]): strict
 //!   (all or nothing) or lenient, with a [`LoadReport`] of loaded, missing, unexpected and
-//!   shape-mismatched tensors, and [`RenameRule`]s (prefix strip/add, regex).
+//!   shape-mismatched tensors, and [`RenameRule`]s (prefix strip/add, regex, index flattening,
+//!   the `timm` preset).
 //! - **Transfer**: [`FineTuneModel::pretrained`] replaces the head for a new class count;
 //!   [`param_groups`] freezes by glob pattern and sets per-group rates, [`freeze_batch_norms`]
 //!   holds frozen layers' batch norms on their running statistics; [`linear_probe`] (optionally
@@ -65,6 +66,7 @@ mod ensemble;
 mod error;
 mod fine_tune;
 mod freeze;
+mod in_chans;
 mod load;
 mod lora;
 pub mod pickle;
@@ -72,9 +74,11 @@ mod preprocess;
 mod pretrained;
 mod pytorch;
 mod rename;
+mod rename_presets;
 
 pub use checkpoint_file::{
-    convert_to_safetensors, detect_format, inspect, read_checkpoint, CheckpointFormat, TensorInfo,
+    convert_to_safetensors, convert_to_safetensors_with, detect_format, inspect, read_checkpoint, CheckpointFormat,
+    TensorInfo,
 };
 pub use distill::{distillation_loss, Distill, DistillConfig};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
@@ -84,9 +88,13 @@ pub use fine_tune::{
     FineTuneConfig, FineTuneReport, ProbeEpoch,
 };
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
+pub use in_chans::adapt_input_conv;
 pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
 pub use lora::{LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
 pub use pretrained::{FineTuneModel, HeadInfo};
+/// ImageNet's per-channel statistics (the zoo's, re-exported for `ImagePreprocess` users).
+pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use pytorch::read_pytorch;
-pub use rename::{rename, RenameRule};
+pub use rename::{parse_rules, rename, rename_all, RenameRule};
+pub use rename_presets::RENAME_PRESETS;

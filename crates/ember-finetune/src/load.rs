@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use ember_layers::ParamStore;
 use ember_optim::glob_match;
 
-use crate::rename::{rename, RenameRule};
+use crate::rename::{rename_unique, RenameRule};
 use crate::{read_checkpoint, Error, Result};
 
 /// How [`load_state`] matches a checkpoint to a model.
@@ -117,7 +117,8 @@ fn ignorable(name: &str) -> bool {
 
 /// Loads `tensors` into `store` by name (after `options.rename`). Strict mode checks
 /// everything first and loads nothing on a mismatch ([`Error::StateMismatch`], naming the
-/// tensors); lenient mode loads what matches. `source` names the checkpoint in errors.
+/// tensors); lenient mode loads what matches. Two tensors renamed to one name are an error in
+/// both modes ([`Error::RenameCollision`]). `source` names the checkpoint in errors.
 pub fn load_state(
     store: &ParamStore,
     tensors: Vec<(String, Tensor)>,
@@ -129,8 +130,9 @@ pub fn load_state(
     let mut report = LoadReport::default();
     let mut to_load = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for (name, value) in tensors {
-        let name = rename(&options.rename, &name);
+    let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    let renamed = rename_unique(&options.rename, &names, source)?;
+    for (name, (_, value)) in renamed.into_iter().zip(tensors) {
         if skipped(&name) {
             continue;
         }

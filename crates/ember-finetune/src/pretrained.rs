@@ -8,7 +8,7 @@ use ember_layers::ParamStore;
 use ember_zoo::{ModelOptions, Network, Preprocessing};
 
 use crate::load::{load_state, LoadOptions, LoadReport};
-use crate::rename::{rename, RenameRule};
+use crate::rename::{rename_all, RenameRule};
 use crate::{read_checkpoint, Error, Result};
 
 /// Where a classifier's head sits, found from the order of its forward pass: the last layer
@@ -90,7 +90,8 @@ impl FineTuneModel {
     /// `name` built for `options` with the weights at `weights` (renamed by `rules`). Every
     /// tensor but the head must match (else [`Error::StateMismatch`]); the head is loaded too
     /// when its shape matches `options.classes`, else it keeps its fresh initialisation (a new
-    /// head for `options.classes` classes).
+    /// head for `options.classes` classes). A first convolution trained on other input channels
+    /// than `options.input.0` is adapted ([`adapt_input_conv`](crate::adapt_input_conv)).
     pub fn pretrained(
         name: &str,
         options: &ModelOptions,
@@ -99,10 +100,14 @@ impl FineTuneModel {
         seed: u64,
     ) -> Result<Self> {
         let mut model = Self::scratch(name, options, seed)?;
-        let (_, tensors) = read_checkpoint(weights)?;
+        let (_, mut tensors) = read_checkpoint(weights)?;
+        let renamed = rename_all(rules, &tensors.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+        // Pretrained RGB weights for a model of other input channels: timm's rule.
+        crate::in_chans::adapt_stem(&model, &mut tensors, &renamed)?;
         let head_weight = format!("{}.weight", model.head.head);
         let model_head = model.store.get(&head_weight).map(|v| v.dims().to_vec());
-        let ckpt_head = tensors.iter().find(|(n, _)| rename(rules, n) == head_weight).map(|(_, t)| t.dims().to_vec());
+        let ckpt_head =
+            renamed.iter().zip(&tensors).find(|(n, _)| **n == head_weight).map(|(_, (_, t))| t.dims().to_vec());
         let mut load = LoadOptions { strict: true, rename: rules.to_vec(), skip: Vec::new() };
         if model_head != ckpt_head {
             load.skip.push(model.head.pattern());

@@ -5,10 +5,13 @@ use serde_json::json;
 use crate::args::{ConvertArgs, InspectArgs};
 
 pub fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
-    let n = ember_finetune::convert_to_safetensors(&args.input, &args.output)?;
-    println!("{}: {n} tensors written to {}", args.input.display(), args.output.display());
+    // Parsed before anything is read, so a bad rule fails fast.
+    let rules = ember_finetune::parse_rules(&args.rename)?;
+    let n = ember_finetune::convert_to_safetensors_with(&args.input, &args.output, &rules)?;
+    let renamed = if rules.is_empty() { String::new() } else { format!(" ({} renaming rules)", rules.len()) };
+    println!("{}: {n} tensors written to {}{renamed}", args.input.display(), args.output.display());
     if args.json {
-        println!("{}", json!({"input": args.input, "output": args.output, "tensors": n}));
+        println!("{}", json!({"input": args.input, "output": args.output, "tensors": n, "rules": rules.len()}));
     }
     Ok(())
 }

@@ -108,7 +108,7 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
     let mut model = match (&args.weights, args.mode) {
         (_, FineTuneMode::Scratch) => FineTuneModel::scratch(&args.model, &options, args.seed)?,
         (Some(w), _) => {
-            let rules: Vec<RenameRule> = args.rename.iter().map(|r| RenameRule::parse(r)).collect::<Result<_, _>>()?;
+            let rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename)?;
             FineTuneModel::pretrained(&args.model, &options, w, &rules, args.seed)?
         }
         (None, _) => anyhow::bail!("--weights is needed for --mode {:?} (only scratch trains without)", args.mode),

@@ -70,7 +70,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let mut options = ModelOptions::new(input, card.as_ref().map_or(info.classes.max(1), |c| c.classes()));
     let probe = FineTuneModel::scratch(&model_name, &options, 0)?;
     let head_bias = format!("{}.bias", probe.head.head);
-    let rename_rules: Vec<RenameRule> = args.rename.iter().map(|r| RenameRule::parse(r)).collect::<Result<_, _>>()?;
+    let rename_rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename)?;
     if let Some((_, bias)) = tensors.iter().find(|(n, _)| ember_finetune::rename(&rename_rules, n) == head_bias) {
         options.classes = bias
             .dims1()
