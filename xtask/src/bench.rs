@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: criterion benchmarks with an explicit thread count, then a table of
 //! ember's time against each comparison in the same benchmark group (as ratios, since this
-//! machine is shared and noisy), then the end-to-end classic-CNN table (ember vs plain candle-nn,
+//! machine is shared and noisy) and each loader's throughput against the training's in its
+//! group, then the end-to-end classic-CNN table (ember vs plain candle-nn,
 //! plus PyTorch and TensorFlow-Keras when `EMBER_TORCH_PYTHON` / `EMBER_TF_PYTHON` name
 //! interpreters that have them). `cargo xtask bench e2e` runs only the end-to-end part: the
 //! table in `docs/performance.md`.
@@ -95,6 +96,17 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
         println!("\nthroughput ({threads} threads)");
         for (name, per_s) in &throughputs {
             println!("{name:<60} {per_s:>14.0} elements/s");
+        }
+        // Can the data keep up? Within a group, each `loader*` against each `*training*`.
+        for (loader, l) in
+            throughputs.iter().filter(|(n, _)| n.split('/').nth(1).is_some_and(|b| b.starts_with("loader")))
+        {
+            let group = loader.split('/').next().unwrap_or_default();
+            for (training, t) in
+                throughputs.iter().filter(|(n, _)| n.starts_with(&format!("{group}/")) && n.contains("training"))
+            {
+                println!("{group}: loader / training = {:.1}x ({loader} vs {training})", l / t);
+            }
         }
     }
     println!("\n{threads} threads; ratio = ember time / other time (below 1 means ember is faster)");
