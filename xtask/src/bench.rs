@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: criterion benchmarks with an explicit thread count, then a table of
 //! ember's time against each comparison in the same benchmark group (as ratios, since this
-//! machine is shared and noisy), then the end-to-end classic-CNN table (ember vs plain candle-nn,
+//! machine is shared and noisy) and each loader's throughput against the training's in its
+//! group, then the end-to-end classic-CNN table (ember vs plain candle-nn,
 //! plus PyTorch and TensorFlow-Keras when `EMBER_TORCH_PYTHON` / `EMBER_TF_PYTHON` name
 //! interpreters that have them). `cargo xtask bench e2e` runs only the end-to-end part: the
 //! table in `docs/performance.md`.
@@ -96,6 +97,9 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
         for (name, per_s) in &throughputs {
             println!("{name:<60} {per_s:>14.0} elements/s");
         }
+        for line in loader_ratios(&throughputs) {
+            println!("{line}");
+        }
     }
     println!("\n{threads} threads; ratio = ember time / other time (below 1 means ember is faster)");
     println!("{:<44} {:<12} {:>12} {:>12} {:>8}", "benchmark", "vs", "ember", "other", "ratio");
@@ -103,6 +107,24 @@ fn print_ratios(criterion: &Path, threads: &str) -> anyhow::Result<()> {
         println!("{group:<44} {other:<12} {:>10.3}ms {:>10.3}ms {:>8.3}", e / 1e6, o / 1e6, e / o);
     }
     Ok(())
+}
+
+/// Can the data keep up? Within a group, each `loader*` benchmark's throughput over each
+/// `*training*` one's (`throughputs`: `("group/bench", per second)`).
+fn loader_ratios(throughputs: &[(String, f64)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (loader, l) in throughputs {
+        let Some((group, bench)) = loader.split_once('/') else { continue };
+        if !bench.starts_with("loader") {
+            continue;
+        }
+        for (training, t) in throughputs {
+            if training.strip_prefix(group).is_some_and(|rest| rest.starts_with('/') && rest.contains("training")) {
+                lines.push(format!("{group}: loader / training = {:.1}x ({loader} vs {training})", l / t));
+            }
+        }
+    }
+    lines
 }
 
 /// `EMBER_BENCH_EPOCH=N`: each stack also trains N one-epoch runs (the accuracy column).
@@ -164,4 +186,28 @@ fn end_to_end_table(out_dir: &Path, threads: &str) -> anyhow::Result<()> {
     println!("\n{table}");
     std::fs::write(out_dir.join("classic_cnn_table.md"), &table)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_is_compared_with_training_in_its_own_group_only() {
+        let t = |name: &str, per_s: f64| (name.to_string(), per_s);
+        let throughputs = [
+            t("images_per_s/cnn_training", 2000.0),
+            t("images_per_s/loader_flip_crop_2_workers", 8000.0),
+            t("folder/loader_jpeg", 400.0),
+            t("folder/resnet18_training", 4.0),
+            t("conv/ember", 1.0),
+        ];
+        assert_eq!(
+            loader_ratios(&throughputs),
+            [
+                "images_per_s: loader / training = 4.0x (images_per_s/loader_flip_crop_2_workers vs images_per_s/cnn_training)",
+                "folder: loader / training = 100.0x (folder/loader_jpeg vs folder/resnet18_training)",
+            ]
+        );
+    }
 }

@@ -7,11 +7,13 @@
 //! - `bench`: the criterion benchmarks (`cargo bench`), with an explicit thread count.
 //! - `docs`: the API docs (`cargo doc`).
 //! - `fuzz`: every parser's fuzz target (`ember-fuzz`) for `--minutes N` each (default 1).
+//! - `image-folder`: an MNIST-family IDX directory as an `ImageFolder` tree of PNG/JPEG files.
 
 mod bench;
 mod ci;
 mod docs;
 mod fuzz;
+mod image_folder;
 mod module_cycles;
 mod tidy;
 
@@ -25,10 +27,12 @@ fn main() -> ExitCode {
         Some("docs") => docs::run(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("image-folder") => image_folder::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | bench [criterion args] | docs [--open] | tidy \
-                 | fuzz [--minutes N] [--target NAME]... [--seed S] [--release]>"
+                 | fuzz [--minutes N] [--target NAME]... [--seed S] [--release] \
+                 | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] ...>"
             );
             return ExitCode::from(2);
         }

@@ -93,27 +93,35 @@ impl Cifar {
                 found: bytes.len() as u64,
             });
         }
-        let start = self.labels.len();
-        for (i, rec) in bytes.chunks_exact(record).enumerate() {
-            let label = rec[self.kind.label_bytes() - 1 - usize::from(self.kind == CifarKind::Cifar100Coarse)];
-            if label as usize >= self.kind.classes() {
-                return Err(Error::LabelOutOfRange {
-                    path: path.to_path_buf(),
-                    index: i,
-                    label,
-                    classes: self.kind.classes(),
-                });
-            }
-            self.labels.push(label);
+        // Every label is checked before anything is appended, so a rejected file leaves the
+        // dataset as it was.
+        let label_at = self.kind.label_bytes() - 1 - usize::from(self.kind == CifarKind::Cifar100Coarse);
+        let records = bytes.chunks_exact(record);
+        if let Some((index, rec)) =
+            records.clone().enumerate().find(|(_, rec)| rec[label_at] as usize >= self.kind.classes())
+        {
+            return Err(Error::LabelOutOfRange {
+                path: path.to_path_buf(),
+                index,
+                label: rec[label_at],
+                classes: self.kind.classes(),
+            });
+        }
+        self.labels.reserve(bytes.len() / record);
+        self.planes.reserve(bytes.len() / record * PIXELS);
+        for rec in records {
+            self.labels.push(rec[label_at]);
             self.planes.extend_from_slice(&rec[self.kind.label_bytes()..]);
         }
-        debug_assert_eq!(self.planes.len(), self.labels.len() * PIXELS, "from {start}");
+        debug_assert_eq!(self.planes.len(), self.labels.len() * PIXELS);
         Ok(())
     }
 
     /// Image `index` as RGB.
     pub fn image(&self, index: usize) -> Option<RgbImage> {
-        let planes = self.planes.get(index * PIXELS..(index + 1) * PIXELS)?;
+        // Checked: `Dataset::get` must answer any index with an error, not an overflow.
+        let start = index.checked_mul(PIXELS)?;
+        let planes = self.planes.get(start..start.checked_add(PIXELS)?)?;
         let (r, rest) = planes.split_at(1024);
         let (g, b) = rest.split_at(1024);
         let mut img = RgbImage::new(32, 32);
