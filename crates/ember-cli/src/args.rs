@@ -176,20 +176,20 @@ pub struct FineTuneArgs {
     /// validation split (stratified, seeded); the test split is scored once, at the end.
     #[arg(long, value_parser = unit_interval, default_value_t = 0.1)]
     pub val_split: f64,
-    /// Epochs of the head phase (backbone frozen).
-    #[arg(long, default_value_t = 2)]
+    /// Epochs of the head phase (backbone frozen; cheap on cached features).
+    #[arg(long, default_value_t = 5)]
     pub head_epochs: usize,
     /// Epochs after the head phase.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Peak learning rate of the head phase.
-    #[arg(long, value_parser = positive_f64, default_value_t = 3e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-2)]
     pub head_lr: f64,
     /// Peak learning rate after the head phase (the last layer group's; scratch: every parameter's).
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 2e-3)]
     pub lr: f64,
     /// The first layer group learns lr / lr-ratio.
-    #[arg(long, value_parser = positive_f64, default_value_t = 100.0)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 10.0)]
     pub lr_ratio: f64,
     /// AdamW weight decay.
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.01)]
@@ -218,8 +218,10 @@ pub struct FineTuneArgs {
     /// passes over the training images (no weight updates).
     #[arg(long, default_value_t = 0)]
     pub recalibrate_bn: usize,
-    /// Keep batch norms on their running statistics while fine-tuning everything.
-    #[arg(long)]
+    /// Keep batch norms on their pretrained running statistics while fine-tuning everything
+    /// (their scale and shift still train): the robust choice for small datasets and batches;
+    /// `--freeze-bn false` lets the statistics follow the new data (fastai's default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub freeze_bn: bool,
     /// LoRA rank.
     #[arg(long, value_parser = at_least_one, default_value_t = 4)]

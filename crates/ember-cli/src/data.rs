@@ -19,6 +19,27 @@ pub fn open(
     color: ColorMode,
     skip_bad_images: bool,
 ) -> anyhow::Result<DataSplits> {
+    open_with(dataset, data_dir, color, skip_bad_images, false)
+}
+
+/// [`open`] for commands that score the test split only (`eval`, `ensemble`): an MNIST-family
+/// directory holding only the two test files is enough.
+pub fn open_for_test(
+    dataset: Option<&str>,
+    data_dir: Option<&Path>,
+    color: ColorMode,
+    skip_bad_images: bool,
+) -> anyhow::Result<DataSplits> {
+    open_with(dataset, data_dir, color, skip_bad_images, true)
+}
+
+fn open_with(
+    dataset: Option<&str>,
+    data_dir: Option<&Path>,
+    color: ColorMode,
+    skip_bad_images: bool,
+    test_only: bool,
+) -> anyhow::Result<DataSplits> {
     let kind: Option<SourceKind> = dataset.map(str::parse).transpose()?;
     let options = SourceOptions { color, skip_bad_images, ..SourceOptions::default() };
     match (kind, data_dir) {
@@ -28,19 +49,37 @@ pub fn open(
                     "--dataset {kind} needs --data-dir (only mnist-sample, mnist and fashion-mnist are found by name)"
                 )
             })?;
-            open_known(kind, known, None)
+            open_known(kind, known, None, test_only)
         }
-        (None, None) => open_known(SourceKind::MnistSample, KnownDataset::MnistSample, None),
+        (None, None) => open_known(SourceKind::MnistSample, KnownDataset::MnistSample, None, test_only),
         (Some(kind), Some(dir)) if kind.known().is_some() => {
-            open_known(kind, kind.known().unwrap_or(KnownDataset::Mnist), Some(dir))
+            open_known(kind, kind.known().unwrap_or(KnownDataset::Mnist), Some(dir), test_only)
+        }
+        (None, Some(dir)) if test_only && has_only_test_idx(dir) => {
+            open_known(SourceKind::Mnist, KnownDataset::Mnist, Some(dir), test_only)
         }
         (kind, Some(dir)) => Ok(DataSplits::open_path(kind, dir, &options)?),
     }
 }
 
-fn open_known(kind: SourceKind, known: KnownDataset, dir: Option<&Path>) -> anyhow::Result<DataSplits> {
-    let train = crate::commands::load_split(known, dir, ember_data::Split::Train)?;
+/// Whether `dir` holds MNIST test files but no training files.
+fn has_only_test_idx(dir: &Path) -> bool {
+    let has = |stem: &str| dir.join(stem).is_file() || dir.join(format!("{stem}.gz")).is_file();
+    has("t10k-images-idx3-ubyte") && !has("train-images-idx3-ubyte")
+}
+
+fn open_known(
+    kind: SourceKind,
+    known: KnownDataset,
+    dir: Option<&Path>,
+    test_only: bool,
+) -> anyhow::Result<DataSplits> {
     let test = crate::commands::load_split(known, dir, ember_data::Split::Test)?;
+    // Scoring needs no training images: their place is taken by the test set's, unused.
+    let train = match dir {
+        Some(d) if test_only && has_only_test_idx(d) => test.clone(),
+        _ => crate::commands::load_split(known, dir, ember_data::Split::Train)?,
+    };
     let names = known.class_names().map(String::from).to_vec();
     let origin = dir.map_or_else(|| known.to_string(), |d| d.display().to_string());
     Ok(DataSplits::from_labelled(kind, train, test, names, &origin))

@@ -47,7 +47,10 @@ fn train_then_eval_agree_on_the_bundled_sample() {
     assert_eq!(trained["test_images"], 2000);
     let run_json: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run_json["model"], "mnist-cnn");
-    assert_eq!(run_json["train_images"], 1500);
+    // 10 % of the 1,500 training digits are held out for validation (stratified): the test
+    // split is never the validation set.
+    assert_eq!(run_json["train_images"], 1350);
+    assert_eq!(run_json["splits"]["validation"], "10 % of the training examples, stratified, seed 42 (150 examples)");
 
     // The checkpoint, evaluated on a directory holding only the two test files.
     let test_only = tempfile::tempdir().unwrap();
@@ -156,7 +159,7 @@ fn data_info_counts_splits_and_classes() {
     let info = last_json(&out);
     assert_eq!(info["dataset"], "mnist-sample");
     let splits = info["splits"].as_array().unwrap();
-    assert_eq!((splits[0]["images"].as_u64(), splits[1]["images"].as_u64()), (Some(6000), Some(2000)));
+    assert_eq!((splits[0]["examples"].as_u64(), splits[1]["examples"].as_u64()), (Some(6000), Some(2000)));
     let per_class: u64 = splits[1]["per_class"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(per_class, 2000);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -225,7 +228,7 @@ fn train_mlp(dir: &Path, seed: &str) -> PathBuf {
         "--model",
         "mlp",
         "--epochs",
-        "1",
+        "3",
         "--train-limit",
         "600",
         "--test-limit",
@@ -276,7 +279,8 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lora = last_json(&out);
     assert_eq!(lora["mode"], "lora");
-    assert_eq!((lora["train_images"].as_u64(), lora["test_images"].as_u64()), (Some(100), Some(300)));
+    // 10 per class, of which 10 % (one per class) validate.
+    assert_eq!((lora["train_images"].as_u64(), lora["test_images"].as_u64()), (Some(90), Some(300)));
     // mlp: fc1 (256, 784), fc2 (128, 256) at rank 2 plus the 1,290 head parameters.
     assert_eq!(lora["trainable_parameters"], 2 * (784 + 256) + 2 * (256 + 128) + 1290);
     assert!(lora["accuracy"].as_f64().unwrap() > 0.5, "{lora}");

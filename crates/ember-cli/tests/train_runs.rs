@@ -165,7 +165,14 @@ fn run_directory_holds_weights_logs_plots_and_settings() {
     let result = last_json(&out);
     assert_eq!(result["epochs"].as_array().unwrap().len(), 2);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("191 train / 65 validation / 2000 test"), "stratified 25 % of 256: {stdout}");
+    // The header names where each split comes from: 25 % of the first 256 training digits,
+    // stratified, validate; the 2,000 test digits are scored once, at the end.
+    assert!(stdout.contains("first 256, less the validation examples (191 left)"), "{stdout}");
+    assert!(
+        stdout.contains("validation: 25 % of the training examples, stratified, seed 42 (65 examples)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("test:       mnist-sample test split (2000 examples)"), "{stdout}");
     let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(
         (config["optimizer"].as_str(), config["scheduler"].as_str(), config["batch_size"].as_u64()),

@@ -81,6 +81,8 @@ pub use checkpoint_file::{
     TensorInfo,
 };
 pub use distill::{distillation_loss, Distill, DistillConfig};
+/// ImageNet's per-channel statistics (the zoo's, re-exported for `ImagePreprocess` users).
+pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
 pub use error::{Error, Result};
 pub use fine_tune::{
@@ -93,8 +95,6 @@ pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch}
 pub use lora::{LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
 pub use pretrained::{FineTuneModel, HeadInfo};
-/// ImageNet's per-channel statistics (the zoo's, re-exported for `ImagePreprocess` users).
-pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use pytorch::read_pytorch;
 pub use rename::{parse_rules, rename, rename_all, RenameRule};
 pub use rename_presets::RENAME_PRESETS;

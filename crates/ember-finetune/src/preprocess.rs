@@ -18,8 +18,6 @@ pub const MAX_PREPROCESS_SIDE: u32 = 4096;
 /// The most pixels an image may have after its shorter side is resized ([`ImagePreprocess`]).
 pub const MAX_RESIZED_PIXELS: u64 = 1 << 26;
 
-
-
 /// The evaluation preprocessing of an ImageNet classifier: resize the shorter side to
 /// `resize` pixels (bilinear, antialiased), centre-crop `crop x crop`, scale to `[0, 1]`, then
 /// `(x - mean) / std` per channel.

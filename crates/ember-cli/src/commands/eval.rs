@@ -51,7 +51,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         },
         (d, dir) => (d.clone(), dir.clone()),
     };
-    let data = crate::data::open(
+    let data = crate::data::open_for_test(
         dataset.as_deref(),
         data_dir.as_deref(),
         ColorMode::for_channels(card.input.0),

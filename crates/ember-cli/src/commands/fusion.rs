@@ -72,7 +72,7 @@ fn test_loader(
     limit: Option<usize>,
     card: &ModelCard,
 ) -> anyhow::Result<(DataLoader, Vec<String>)> {
-    let mut data = crate::data::open(dataset, data_dir, ColorMode::for_channels(card.input.0), false)?;
+    let mut data = crate::data::open_for_test(dataset, data_dir, ColorMode::for_channels(card.input.0), false)?;
     if let Some(n) = limit {
         data.limit_test(n)?;
     }

@@ -37,6 +37,9 @@ fn channel_values(flag: &str, text: &str) -> anyhow::Result<[f32; 3]> {
 
 /// The model card of an ember safetensors checkpoint, if it has one.
 pub fn card_of(path: &Path) -> anyhow::Result<Option<ModelCard>> {
+    if !path.is_file() {
+        return Ok(None); // the checkpoint reader names a missing file or a directory
+    }
     let bytes_start = {
         use std::io::Read;
         let mut head = [0u8; 9];
@@ -52,6 +55,16 @@ pub fn card_of(path: &Path) -> anyhow::Result<Option<ModelCard>> {
 }
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    // Sizes first: nothing is read or allocated for a crop of 100,000 pixels.
+    for (flag, v) in [("--resize", args.resize), ("--crop", args.crop)] {
+        if let Some(v) = v {
+            anyhow::ensure!(
+                v <= ember_finetune::MAX_PREPROCESS_SIDE,
+                "{flag} {v} is outside 1..={} pixels",
+                ember_finetune::MAX_PREPROCESS_SIDE
+            );
+        }
+    }
     let card = card_of(&args.weights)?;
     let model_name = args
         .model
