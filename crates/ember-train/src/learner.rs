@@ -35,33 +35,31 @@ pub struct FitOptions<'a> {
     pub schedule_per: SchedulePer,
     /// Clip the global gradient norm to this value before every step.
     pub clip_grad_norm: Option<f64>,
-    /// Number of classes (for validation metrics).
+    /// Number of classes (for validation metrics); 0, the default, takes the training data's
+    /// (`Dataset::classes`).
     pub classes: usize,
     /// Device batches are built on (the model's device).
     pub device: Device,
 }
 
 impl FitOptions<'_> {
-    /// `epochs` epochs, no schedule, no clipping, 10 classes, CPU.
+    /// `epochs` epochs, no schedule, no clipping, the training data's classes, CPU.
     pub fn new(epochs: usize) -> Self {
         Self {
             epochs,
             schedule: None,
             schedule_per: SchedulePer::Batch,
             clip_grad_norm: None,
-            classes: 10,
+            classes: 0,
             device: Device::Cpu,
         }
     }
 }
 
 impl FitOptions<'_> {
-    /// Fails naming the first setting that cannot work: no classes, or a gradient clipping bound
-    /// that is not a positive number (a negative one would reverse every step).
+    /// Fails naming the first setting that cannot work: a gradient clipping bound that is not a
+    /// positive number (a negative one would reverse every step).
     pub fn validate(&self) -> Result<()> {
-        if self.classes == 0 {
-            return Err(Error::Invalid("fit: classes must be at least 1".into()));
-        }
         if let Some(norm) = self.clip_grad_norm {
             if !(norm > 0.0 && norm.is_finite()) {
                 return Err(Error::Invalid(format!(
@@ -322,6 +320,20 @@ impl<'a> Learner<'a> {
         if let Some(val) = val {
             val.check("validation data")?;
         }
+        let data_classes = train.dataset().classes();
+        let classes = match options.classes {
+            0 => data_classes,
+            c if c < data_classes => {
+                return Err(Error::Invalid(format!(
+                    "fit: {c} classes given but the training data has {data_classes} (labels up to {})",
+                    data_classes - 1
+                )))
+            }
+            c => c,
+        };
+        if classes == 0 {
+            return Err(Error::Invalid("fit: the training data has no classes".into()));
+        }
         let device = &options.device;
         let batches = train.num_batches();
         let start = self.history.len();
@@ -367,7 +379,7 @@ impl<'a> Learner<'a> {
                 })?;
             }
             let evaluation = match val {
-                Some(v) => Some(evaluate_step(self.model.as_ref(), v, options.classes, device)?),
+                Some(v) => Some(evaluate_step(self.model.as_ref(), v, classes, device)?),
                 None => None,
             };
             // The divergence guard's second half: the last step's update is seen only by the
