@@ -2,7 +2,10 @@
 //!
 //! Sources behind one [`Dataset`] trait: the MNIST family (IDX files, gzip or raw, every header
 //! checked against the file before it is trusted), CIFAR-10/100 binary batches ([`Cifar`]),
-//! folders of images ([`ImageFolder`]) and CSV tables ([`CsvDataset`]). Seeded splits
+//! folders of images ([`ImageFolder`]) and CSV tables ([`CsvDataset`]). [`DataSplits`] opens any
+//! of them from a directory ([`SourceKind::detect`] tells which) as train, validation and test
+//! splits with class names and where each split came from; [`ImageFolder::splits`] is fastai's
+//! `from_folder` in one call. Seeded splits
 //! ([`random_split`], [`stratified_split`], [`k_fold`], [`per_class_subset`]). Known datasets
 //! are found by name ([`KnownDataset`]) in local directories and, only when asked, downloaded
 //! over HTTPS with SHA-256 checks. A [`DataLoader`] serves shuffled, augmented mini-batches as

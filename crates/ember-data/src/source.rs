@@ -396,3 +396,14 @@ fn cifar_names(dir: &Path, kind: CifarKind) -> Vec<String> {
     }
     numbered_names(kind.classes())
 }
+
+impl ImageFolder {
+    /// fastai's `ImageDataLoaders.from_folder` in one call: `root/{train,val,test}/<class>/*`
+    /// or `root/<class>/*` as RGB images (see [`DataSplits::open`]), with a stratified, seeded
+    /// `valid_pct` of the training images validating when there is no `val` folder.
+    pub fn splits(root: impl AsRef<Path>, valid_pct: f64, seed: u64) -> Result<DataSplits> {
+        let mut splits = DataSplits::open(SourceKind::Folder, root.as_ref(), &SourceOptions::default())?;
+        splits.carve_validation(valid_pct, seed)?;
+        Ok(splits)
+    }
+}

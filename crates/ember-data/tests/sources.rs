@@ -144,3 +144,32 @@ fn csv_errors_name_file_and_line() {
     let err = CsvDataset::parse("a,b,label\n1,2,0\n", Path::new("data.csv"), &opts).unwrap_err();
     assert!(err.to_string().contains("no column named `class`"), "{err}");
 }
+
+#[test]
+fn image_folder_splits_in_one_call() {
+    use ember_data::{Dataset, ImageFolder};
+    let dir = tempfile::tempdir().unwrap();
+    for (class, n) in [("cat", 10), ("dog", 20)] {
+        let folder = dir.path().join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..n {
+            image::RgbImage::from_fn(7 + i, 5, |x, y| image::Rgb([x as u8 * 9, y as u8 * 9, i as u8]))
+                .save(folder.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let splits = ImageFolder::splits(dir.path(), 0.2, 7).unwrap();
+    assert_eq!(splits.class_names, ["cat", "dog"]);
+    let val = splits.val.as_ref().unwrap();
+    // Stratified: 20 % of each class validates.
+    let val_labels: Vec<u32> = (0..val.len()).map(|i| val.label(i).unwrap()).collect();
+    assert_eq!(val_labels.iter().filter(|&&l| l == 0).count(), 2);
+    assert_eq!(val_labels.iter().filter(|&&l| l == 1).count(), 4);
+    assert_eq!(splits.train.len(), 24);
+    assert!(splits.test.is_none());
+    assert!(splits.origins.val.starts_with("20 % of the training examples"), "{:?}", splits.origins);
+    // The same seed gives the same split.
+    let again = ImageFolder::splits(dir.path(), 0.2, 7).unwrap();
+    let again_val = again.val.unwrap();
+    assert!((0..val.len()).all(|i| val.origin(i) == again_val.origin(i)));
+}
