@@ -221,7 +221,7 @@ pub struct FineTuneArgs {
     /// Keep batch norms on their pretrained running statistics while fine-tuning everything
     /// (their scale and shift still train): the robust choice for small datasets and batches;
     /// `--freeze-bn false` lets the statistics follow the new data (fastai's default).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub freeze_bn: bool,
     /// LoRA rank.
     #[arg(long, value_parser = at_least_one, default_value_t = 4)]
