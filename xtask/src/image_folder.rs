@@ -274,9 +274,11 @@ mod tests {
 
         // The test split is the first 40 test images, lossless at 28x28, in their class folders;
         // ImageFolder numbers the folders in label order.
-        let folder =
-            ImageFolder::open(&out.path().join("test"), ImageFolderOptions { color: ColorMode::Gray, size: None })
-                .unwrap();
+        let folder = ImageFolder::open(
+            &out.path().join("test"),
+            ImageFolderOptions { color: ColorMode::Gray, ..ImageFolderOptions::default() },
+        )
+        .unwrap();
         assert_eq!(folder.len(), 40);
         assert_eq!(folder.class_names(), classes.as_slice());
         for i in 0..folder.len() {

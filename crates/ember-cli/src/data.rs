@@ -2,12 +2,16 @@
 //! the data: colour, size, the train and eval transforms and the normalisation of its
 //! preprocessing.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use ember_augment::Pipeline;
-use ember_data::{ColorMode, DataLoader, DataSplits, Dataset, Features, KnownDataset, SourceKind, SourceOptions};
+use ember_data::{
+    ColorMode, DataLoader, DataSplits, Dataset, Features, KnownDataset, LabelledImages, SourceKind, SourceOptions,
+    Split,
+};
 use ember_zoo::Preprocessing;
 
 /// Opens the data a command was pointed at: `data_dir` as `dataset` (detected from its files
@@ -68,17 +72,41 @@ fn has_only_test_idx(dir: &Path) -> bool {
     has("t10k-images-idx3-ubyte") && !has("train-images-idx3-ubyte")
 }
 
+/// Loads a split of a known dataset: from `data_dir`, the bundled sample or the usual
+/// directories, else downloaded into the cache with a progress line on stderr.
+pub fn load_split(dataset: KnownDataset, data_dir: Option<&Path>, split: Split) -> anyhow::Result<LabelledImages> {
+    let mut last_file = String::new();
+    let mut progress = |file: &str, done: u64, total: Option<u64>| {
+        if file != last_file {
+            last_file = file.to_string();
+            eprintln!();
+        }
+        match total {
+            Some(t) if t > 0 => {
+                eprint!("\rdownloading {file}: {:>5.1} % of {:.1} MB", done as f64 * 100.0 / t as f64, t as f64 / 1e6)
+            }
+            _ => eprint!("\rdownloading {file}: {:.1} MB", done as f64 / 1e6),
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let set = dataset.load_or_download(data_dir, split, &mut progress)?;
+    if !last_file.is_empty() {
+        eprintln!();
+    }
+    Ok(set)
+}
+
 fn open_known(
     kind: SourceKind,
     known: KnownDataset,
     dir: Option<&Path>,
     test_only: bool,
 ) -> anyhow::Result<DataSplits> {
-    let test = crate::commands::load_split(known, dir, ember_data::Split::Test)?;
+    let test = load_split(known, dir, ember_data::Split::Test)?;
     // Scoring needs no training images: their place is taken by the test set's, unused.
     let train = match dir {
         Some(d) if test_only && has_only_test_idx(d) => test.clone(),
-        _ => crate::commands::load_split(known, dir, ember_data::Split::Train)?,
+        _ => load_split(known, dir, ember_data::Split::Train)?,
     };
     let names = known.class_names().map(String::from).to_vec();
     let origin = dir.map_or_else(|| known.to_string(), |d| d.display().to_string());

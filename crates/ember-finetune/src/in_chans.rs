@@ -3,7 +3,6 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::pretrained::FineTuneModel;
 use crate::{Error, Result};
 
 /// The weight `(o, c, kh, kw)` of a first convolution trained on `c` input channels, adapted to
@@ -58,14 +57,18 @@ pub fn adapt_input_conv(name: &str, weight: &Tensor, in_chans: usize) -> Result<
 /// construction order, neither of which says which convolution sees the image.
 ///
 /// [`HeadInfo::layers`]: crate::HeadInfo::layers
+///
+/// `layers` are the model's layers in forward order, `store` its parameters (the caller passes
+/// a `FineTuneModel`'s, which keeps this module free of it).
 pub(crate) fn adapt_stem(
-    model: &FineTuneModel,
+    layers: &[String],
+    store: &ember_layers::ParamStore,
     tensors: &mut [(String, Tensor)],
     renamed: &[String],
 ) -> Result<Option<String>> {
-    let stem = model.head.layers.iter().find_map(|layer| {
+    let stem = layers.iter().find_map(|layer| {
         let name = format!("{layer}.weight");
-        model.store.get(&name).filter(|v| v.rank() == 4).map(|v| (name, v.dims()[1]))
+        store.get(&name).filter(|v| v.rank() == 4).map(|v| (name, v.dims()[1]))
     });
     let Some((stem, in_chans)) = stem else { return Ok(None) };
     let Some(i) = renamed.iter().position(|n| *n == stem) else { return Ok(None) };

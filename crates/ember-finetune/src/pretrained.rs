@@ -103,7 +103,7 @@ impl FineTuneModel {
         let (_, mut tensors) = read_checkpoint(weights)?;
         let renamed = rename_all(rules, &tensors.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
         // Pretrained RGB weights for a model of other input channels: timm's rule.
-        crate::in_chans::adapt_stem(&model, &mut tensors, &renamed)?;
+        crate::in_chans::adapt_stem(&model.head.layers, &model.store, &mut tensors, &renamed)?;
         let head_weight = format!("{}.weight", model.head.head);
         let model_head = model.store.get(&head_weight).map(|v| v.dims().to_vec());
         let ckpt_head =

@@ -106,7 +106,9 @@ fn bench(c: &mut Criterion) {
         PHOTO.1,
         bytes as f64 / FILES as f64 / 1024.0
     );
-    let folder = ImageFolder::open(dir.path(), ImageFolderOptions { color: ColorMode::Rgb, size: None }).unwrap();
+    let folder =
+        ImageFolder::open(dir.path(), ImageFolderOptions { color: ColorMode::Rgb, ..ImageFolderOptions::default() })
+            .unwrap();
     assert_eq!((folder.len(), folder.classes()), (FILES, CLASSES));
     let data: Arc<dyn Dataset> = Arc::new(folder);
     let transform = Arc::new(Pipeline::parse("resized-crop:224,hflip").unwrap());

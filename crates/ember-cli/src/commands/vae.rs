@@ -63,12 +63,12 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.beta >= 0.0 && args.beta.is_finite(), "--beta must be non-negative, got {}", args.beta);
     let dataset: KnownDataset = args.dataset.parse()?;
     let data_dir = args.data_dir.as_deref();
-    let mut train_set = super::load_split(dataset, data_dir, Split::Train)?;
+    let mut train_set = crate::data::load_split(dataset, data_dir, Split::Train)?;
     if let Some(limit) = args.train_limit {
         let n = limit.min(train_set.len());
         train_set = train_set.select(&(0..n).collect::<Vec<_>>())?;
     }
-    let test_set = super::load_split(dataset, data_dir, Split::Test)?;
+    let test_set = crate::data::load_split(dataset, data_dir, Split::Test)?;
     let input = (1, train_set.height(), train_set.width());
     let n_train = train_set.len();
 
@@ -253,7 +253,7 @@ pub fn sample(args: &VaeSampleArgs) -> anyhow::Result<()> {
     if args.reconstructions.is_some() || args.interpolate.is_some() {
         let dataset: KnownDataset = run.dataset.parse()?;
         let data_dir = args.data_dir.as_deref().or(run.data_dir.as_deref());
-        let test = super::load_split(dataset, data_dir, Split::Test)?;
+        let test = crate::data::load_split(dataset, data_dir, Split::Test)?;
         if let Some(path) = &args.reconstructions {
             write_grid(&reconstruction_rows(&vae, &test, 32)?, 8, path)?;
             println!("test images and reconstructions in {}", path.display());

@@ -1,4 +1,6 @@
 //! What the `ember` binary's test files share: running it, and asserting a clean one-line error.
+// Each test binary includes this module and uses only what it needs.
+#![allow(dead_code)]
 
 use std::process::{Command, Output};
 
