@@ -40,16 +40,21 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+// `#[derive(ModuleTree)]` names `::ember_layers`; this lets the crate derive for its own layers.
+extern crate self as ember_layers;
+
 mod activation;
 mod adaptive_avg_pool2d;
 mod avg_pool2d;
 mod batch_norm;
+mod buffer;
 mod conv1d;
 mod conv2d;
 mod conv_transpose2d;
 mod dropout;
 mod embedding;
 mod flatten;
+mod freeze;
 mod group_norm;
 mod gru;
 mod layer_norm;
@@ -58,31 +63,42 @@ pub mod loss;
 mod lstm;
 mod max_pool2d;
 mod mode;
+mod module_tree;
+mod param;
 mod param_store;
 mod recurrent;
 mod rnn;
 mod sequential;
+mod state_split;
+mod tree_summary;
 mod weight_init;
 
 pub use activation::Activation;
 pub use adaptive_avg_pool2d::{AdaptiveAvgPool2d, GlobalAvgPool2d};
 pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
+pub use buffer::Buffer;
 pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use dropout::{Dropout, Dropout2d, DropoutConfig};
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use freeze::{freeze, unfreeze, FreezeReport};
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use gru::Gru;
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
 pub use lstm::Lstm;
 pub use max_pool2d::MaxPool2d;
+pub use ember_derive::ModuleTree;
 pub use mode::Mode;
+pub use module_tree::{Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
+pub use param::Param;
 pub use param_store::{ParamStore, BUFFER_NAMES};
 pub use recurrent::{RecurrentConfig, RecurrentOutput};
 pub use rnn::{Rnn, RnnNonlinearity};
-pub use sequential::{Sequential, SequentialBuilder};
+pub use sequential::{Sequential, SequentialBuilder, SequentialLayer};
+pub use state_split::{split_state, trainable_vars, StateSplit};
+pub use tree_summary::{tree_summary, ChildRow, ModuleRow, TensorRow, TreeSummary};
 pub use weight_init::WeightInit;
