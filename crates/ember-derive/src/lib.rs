@@ -131,8 +131,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     }
 
     let visits = children.iter().map(|(member, segment)| quote!(path.child(#segment, &self.#member, f);));
-    let visits_mut =
-        children.iter().map(|(member, segment)| quote!(path.child_mut(#segment, &mut self.#member, f);));
+    let visits_mut = children.iter().map(|(member, segment)| quote!(path.child_mut(#segment, &mut self.#member, f);));
     Ok(quote! {
         impl #impl_generics ::ember_layers::ModuleTree for #name #ty_generics #where_clause {
             fn visit_at<'ember_a>(

@@ -149,8 +149,8 @@ impl ModuleT for BatchNorm {
                     if train {
                         let m = self.cfg.momentum;
                         let unbiased = var.detach().affine(count as f64 / (count - 1) as f64, 0.0)?.flatten_all()?;
-                        let new_mean = (rm.value().affine(1.0 - m, 0.0)?
-                            + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
+                        let new_mean =
+                            (rm.value().affine(1.0 - m, 0.0)? + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
                         let new_var = (rv.value().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
                         rm.set(&new_mean)?;
                         rv.set(&new_var)?;

@@ -143,25 +143,9 @@ impl Conv2d {
             let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
             let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d_activation_max_pool_t(
-                &xs,
-                &weight,
-                bias.as_ref(),
-                params,
-                act,
-                pool,
-                train,
-            );
+            return ember_kernels::conv2d_activation_max_pool_t(&xs, &weight, bias.as_ref(), params, act, pool, train);
         }
-        ember_kernels::conv2d_activation_max_pool_t(
-            xs,
-            &weight,
-            bias.as_ref(),
-            self.cfg.params,
-            act,
-            pool,
-            train,
-        )
+        ember_kernels::conv2d_activation_max_pool_t(xs, &weight, bias.as_ref(), self.cfg.params, act, pool, train)
     }
 }
 

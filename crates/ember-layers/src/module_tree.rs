@@ -160,12 +160,7 @@ impl ModulePath {
     }
 
     /// Visits `child` under the segment `name` (what a container calls for each field).
-    pub fn child<'a, T: ModuleTree + ?Sized>(
-        &mut self,
-        name: &str,
-        child: &'a T,
-        f: &mut dyn FnMut(&str, Entry<'a>),
-    ) {
+    pub fn child<'a, T: ModuleTree + ?Sized>(&mut self, name: &str, child: &'a T, f: &mut dyn FnMut(&str, Entry<'a>)) {
         self.push(name);
         child.visit_at(self, f);
         self.pop();

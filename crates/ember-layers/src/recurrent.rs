@@ -131,7 +131,8 @@ impl Recurrent {
                 } else {
                     (None, None)
                 };
-                let (w_ih, w_hh, b_ih, b_hh) = (Param::new(w_ih), Param::new(w_hh), b_ih.map(Param::new), b_hh.map(Param::new));
+                let (w_ih, w_hh, b_ih, b_hh) =
+                    (Param::new(w_ih), Param::new(w_hh), b_ih.map(Param::new), b_hh.map(Param::new));
                 layers.push(Weights { suffix, w_ih, w_hh, b_ih, b_hh });
             }
         }

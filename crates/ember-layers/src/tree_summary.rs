@@ -68,13 +68,9 @@ pub struct TreeSummary {
 pub fn tree_summary(model: &(impl ModuleTree + ?Sized)) -> TreeSummary {
     let mut summary = TreeSummary::default();
     model.visit(&mut |path, entry| match entry {
-        Entry::Layer(kind) => summary.modules.push(ModuleRow {
-            path: path.to_string(),
-            kind,
-            params: 0,
-            trainable: 0,
-            buffer_elems: 0,
-        }),
+        Entry::Layer(kind) => {
+            summary.modules.push(ModuleRow { path: path.to_string(), kind, params: 0, trainable: 0, buffer_elems: 0 })
+        }
         Entry::Param(p) => summary.tensors.push(TensorRow {
             path: path.to_string(),
             shape: p.tensor().dims().to_vec(),

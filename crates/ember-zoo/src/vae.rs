@@ -358,7 +358,9 @@ impl ModuleTree for Vae {
             Nets::Conv { conv1, conv2, fc1, fc_mu, fc_logvar, fc2, fc3, deconv1, deconv2 } => {
                 path.child("conv1", conv1, f);
                 path.child("conv2", conv2, f);
-                for (name, layer) in [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)] {
+                for (name, layer) in
+                    [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)]
+                {
                     path.child(name, layer, f);
                 }
                 path.child("deconv1", deconv1, f);
@@ -378,7 +380,9 @@ impl ModuleTree for Vae {
             Nets::Conv { conv1, conv2, fc1, fc_mu, fc_logvar, fc2, fc3, deconv1, deconv2 } => {
                 path.child_mut("conv1", conv1, f);
                 path.child_mut("conv2", conv2, f);
-                for (name, layer) in [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)] {
+                for (name, layer) in
+                    [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)]
+                {
                     path.child_mut(name, layer, f);
                 }
                 path.child_mut("deconv1", deconv1, f);
