@@ -11,8 +11,7 @@
 //! speed (`docs/performance.md`).
 //!
 //! It also holds parameter initialisers ([`init`]) that draw from a caller-supplied seeded RNG,
-//! a finite-difference gradient checker ([`gradcheck`]) and the shell-style name patterns
-//! ([`glob_match`]) that optimizer parameter groups and freezing share.
+//! and a finite-difference gradient checker ([`gradcheck`]).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -35,7 +34,6 @@ mod cross_entropy;
 mod depthwise;
 mod element;
 mod finite;
-mod glob;
 pub mod gradcheck;
 pub mod init;
 mod linear;
@@ -55,6 +53,5 @@ pub use conv::{
 pub use conv_geometry::Conv2dParams;
 pub use cross_entropy::cross_entropy;
 pub use finite::all_finite;
-pub use glob::glob_match;
 pub use linear::linear;
 pub use max_pool::{max_pool2d, Pool2dParams};

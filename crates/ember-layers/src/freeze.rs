@@ -1,9 +1,7 @@
 //! Freezing by path pattern, for any model: parameters stop training and batch norms hold
 //! their running statistics.
 
-use ember_kernels::glob_match;
-
-use crate::{BatchNorm, EntryMut, LayerKind, ModuleTree};
+use crate::{glob_match, BatchNorm, EntryMut, LayerKind, ModuleTree};
 
 /// What [`freeze`] or [`unfreeze`] changed: the paths it matched, in the tree's order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,7 +1,10 @@
-//! Shell-style name patterns (`layer1.*`, `fc?.weight`), shared by every crate that picks
-//! parameters or layers by name (optimizer parameter groups, freezing).
+//! Shell-style patterns over model paths (`layer1.*`, `fc?.weight`), as freezing takes them.
+//!
+//! The same rules as `ember_optim::glob_match` (parameter groups), which keeps its own copy so
+//! that ember-optim stands alone on candle; change both together.
 
-/// Whether `name` matches `pattern`, where `*` matches any (possibly empty) run of characters.
+/// Whether `name` matches `pattern`, where `*` matches any (possibly empty) run of characters
+/// (dots included) and `?` exactly one.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni) = (0, 0);
