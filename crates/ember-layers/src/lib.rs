@@ -14,6 +14,11 @@
 //! [`Sequential`] container; losses live in [`loss`]. Layers whose train and eval behaviour
 //! differ implement candle's `ModuleT` (see [`Mode`]); the others implement `Module`.
 //!
+//! Every layer is also a [`ModuleTree`]: it reports itself, its parameters ([`Param`], which can
+//! be frozen) and its buffers ([`Buffer`]) under their `state_dict` paths, and a struct of
+//! layers gets the same with `#[derive(ModuleTree)]`. Generic code walks that tree for any
+//! model: [`split_state`], [`trainable_vars`], [`tree_summary`], [`freeze`].
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use candle_nn::Module;
@@ -36,6 +41,20 @@
 //! let y = features.forward_t(&Tensor::ones((2, 1, 8, 8), DType::F32, &Device::Cpu)?, true)?;
 //! assert_eq!(y.dims(), &[2, 4, 6, 6]);
 //! assert_eq!(store.buffer_names(), vec!["features.1.running_mean", "features.1.running_var"]);
+//!
+//! // Your own model: its tree has the paths PyTorch would give the same fields.
+//! use ember_layers::{freeze, tree_summary, Linear, ModuleTree};
+//! #[derive(ModuleTree)]
+//! struct Net {
+//!     features: Sequential,
+//!     head: Linear,
+//! }
+//! let mut net = Net { features, head: Linear::new(4, 2, true, store.var_builder(DType::F32).pp("head"))? };
+//! let summary = tree_summary(&net);
+//! let children: Vec<_> = summary.children.iter().map(|c| (c.name.as_str(), c.params)).collect();
+//! assert_eq!(children, [("features", 4 * 9 + 4 + 4 + 4), ("head", 4 * 2 + 2)]);
+//! freeze(&mut net, &["features.*"]); // no gradient for the features; their batch norm holds still
+//! assert_eq!(tree_summary(&net).trainable_params, 10);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

@@ -109,7 +109,7 @@ fn net() -> (ParamStore, Net) {
 }
 
 /// `(path, shape)` of every parameter and buffer, in visit order.
-fn tensors(model: &impl ModuleTree) -> Vec<(String, Vec<usize>)> {
+fn tensors(model: &(impl ModuleTree + ?Sized)) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
     model.visit(&mut |path, entry| match entry {
         Entry::Param(p) => out.push((path.to_string(), p.tensor().dims().to_vec())),
@@ -293,4 +293,27 @@ fn sequential_and_recurrent_layers_report_pytorch_paths() {
             "lstm:lstm"
         ]
     );
+}
+
+/// A generic wrapper (bounds come from the fields) and a tuple struct (fields named `0`, `1`).
+#[derive(ModuleTree)]
+struct Head<L> {
+    fc: L,
+    #[module(skip)]
+    note: &'static str,
+}
+
+#[derive(ModuleTree)]
+struct Pair(Linear, Option<Linear>);
+
+#[test]
+fn derive_handles_generic_and_tuple_structs() {
+    let store = ParamStore::new(0, &Device::Cpu);
+    let vb = store.var_builder(DType::F32);
+    let head = Head { fc: Linear::new(3, 2, false, vb.pp("head.fc")).unwrap(), note: "unused" };
+    let pair = Pair(Linear::new(2, 2, true, vb.pp("pair.0")).unwrap(), None);
+    let paths = |m: &dyn ModuleTree| tensors(m).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+    assert_eq!(paths(&head), ["fc.weight"]);
+    assert_eq!(paths(&pair), ["0.weight", "0.bias"]);
+    assert_eq!(head.note, "unused");
 }
