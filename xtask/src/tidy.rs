@@ -14,8 +14,9 @@ use crate::workspace_root;
 
 /// For each crate, the ember crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("ember-derive", &[]),
     ("ember-kernels", &[]),
-    ("ember-layers", &["ember-kernels"]),
+    ("ember-layers", &["ember-kernels", "ember-derive"]),
     ("ember-optim", &["ember-kernels"]),
     ("ember-augment", &[]),
     ("ember-data", &["ember-augment"]),

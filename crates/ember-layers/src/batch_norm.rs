@@ -1,10 +1,11 @@
 //! Batch normalisation over the channel dimension (PyTorch's `BatchNorm1d` and `BatchNorm2d`).
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
 
 use crate::conv2d::candle_init;
+use crate::{Buffer, ModuleTree, Param};
 
 /// Configuration for [`BatchNorm`] (PyTorch's defaults from [`BatchNormConfig::new`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,14 +45,18 @@ impl BatchNormConfig {
 /// # Shapes
 /// - input: `(b, c)`, `(b, c, l)` or `(b, c, h, w)`
 /// - output: the input's shape
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = BatchNorm)]
 pub struct BatchNorm {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: BatchNormConfig,
-    weight: Option<Tensor>,
-    bias: Option<Tensor>,
-    running_mean: Option<Var>,
-    running_var: Option<Var>,
+    weight: Option<Param>,
+    bias: Option<Param>,
+    running_mean: Option<Buffer>,
+    running_var: Option<Buffer>,
+    #[module(skip)]
     frozen: bool,
 }
 
@@ -70,18 +75,18 @@ impl BatchNorm {
         }
         let (weight, bias) = if cfg.affine {
             (
-                Some(vb.get_with_hints(c, "weight", candle_init(Init::ones()))?),
-                Some(vb.get_with_hints(c, "bias", candle_init(Init::zeros()))?),
+                Some(Param::new(vb.get_with_hints(c, "weight", candle_init(Init::ones()))?)),
+                Some(Param::new(vb.get_with_hints(c, "bias", candle_init(Init::zeros()))?)),
             )
         } else {
             (None, None)
         };
         let (running_mean, running_var) = if cfg.track_running_stats {
-            // `Var::from_tensor` shares the storage of a tensor that already is a variable (as
-            // the ParamStore's buffers are), so in-place updates reach the store.
+            // A `Buffer` shares the storage of a tensor that already is a variable (as the
+            // ParamStore's buffers are), so in-place updates reach the store.
             (
-                Some(Var::from_tensor(&vb.get_with_hints(c, "running_mean", candle_init(Init::zeros()))?)?),
-                Some(Var::from_tensor(&vb.get_with_hints(c, "running_var", candle_init(Init::ones()))?)?),
+                Some(Buffer::new(&vb.get_with_hints(c, "running_mean", candle_init(Init::zeros()))?)?),
+                Some(Buffer::new(&vb.get_with_hints(c, "running_var", candle_init(Init::ones()))?)?),
             )
         } else {
             (None, None)
@@ -103,12 +108,12 @@ impl BatchNorm {
 
     /// Current running mean, when tracked.
     pub fn running_mean(&self) -> Option<Tensor> {
-        self.running_mean.as_ref().map(|v| v.as_tensor().detach())
+        self.running_mean.as_ref().map(Buffer::value)
     }
 
     /// Current running (unbiased) variance, when tracked.
     pub fn running_var(&self) -> Option<Tensor> {
-        self.running_var.as_ref().map(|v| v.as_tensor().detach())
+        self.running_var.as_ref().map(Buffer::value)
     }
 }
 
@@ -125,7 +130,7 @@ impl ModuleT for BatchNorm {
         let (b, n) = (dims[0], dims[2..].iter().product::<usize>());
         let x = xs.reshape((b, c, n))?;
         let running = match (&self.running_mean, &self.running_var) {
-            (Some(m), Some(v)) if self.frozen || !train => Some((m.as_tensor().detach(), v.as_tensor().detach())),
+            (Some(m), Some(v)) if self.frozen || !train => Some((m.value(), v.value())),
             _ => None,
         };
         let (mean, var) = match running {
@@ -144,11 +149,11 @@ impl ModuleT for BatchNorm {
                     if train {
                         let m = self.cfg.momentum;
                         let unbiased = var.detach().affine(count as f64 / (count - 1) as f64, 0.0)?.flatten_all()?;
-                        let new_mean = (rm.as_tensor().detach().affine(1.0 - m, 0.0)?
-                            + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
-                        let new_var = (rv.as_tensor().detach().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
-                        rm.set(&new_mean.to_dtype(rm.dtype())?)?;
-                        rv.set(&new_var.to_dtype(rv.dtype())?)?;
+                        let new_mean =
+                            (rm.value().affine(1.0 - m, 0.0)? + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
+                        let new_var = (rv.value().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
+                        rm.set(&new_mean)?;
+                        rv.set(&new_var)?;
                     }
                 }
                 (mean, var)
@@ -156,7 +161,7 @@ impl ModuleT for BatchNorm {
         };
         let mut y = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?;
         if let (Some(w), Some(bias)) = (&self.weight, &self.bias) {
-            y = y.broadcast_mul(&w.reshape((1, c, 1))?)?.broadcast_add(&bias.reshape((1, c, 1))?)?;
+            y = y.broadcast_mul(&w.value().reshape((1, c, 1))?)?.broadcast_add(&bias.value().reshape((1, c, 1))?)?;
         }
         y.reshape(dims)
     }

@@ -6,6 +6,7 @@ use ember_kernels::init::Init;
 use ember_kernels::Conv2dParams;
 
 use crate::conv2d::{candle_init, same_padding};
+use crate::{ModuleTree, Param};
 
 /// Configuration for [`Conv1d`] (PyTorch's `nn.Conv1d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +38,15 @@ impl Conv1dConfig {
 /// # Shapes
 /// - input: `(b, c_in, l)`
 /// - output: `(b, c_out, (l + 2p - d(k-1) - 1) / s + 1)` (`l` with same padding)
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = Conv1d)]
 pub struct Conv1d {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: Conv1dConfig,
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weight: Param,
+    bias: Option<Param>,
 }
 
 impl Conv1d {
@@ -63,7 +67,7 @@ impl Conv1d {
         let init = candle_init(Init::pytorch_default(cfg.c_in / groups * cfg.kernel));
         let weight = vb.get_with_hints((cfg.c_out, cfg.c_in / groups, cfg.kernel), "weight", init)?;
         let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: Param::new(weight), bias: bias.map(Param::new) })
     }
 }
 
@@ -87,11 +91,12 @@ impl Module for Conv1d {
                 self.cfg.c_in
             ),
         }
+        let (weight, bias) = (self.weight.value(), self.bias.as_ref().map(Param::value));
         if self.cfg.same_padding {
             let (lo, hi) = same_padding(self.cfg.kernel, p.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?;
-            return ember_kernels::conv1d(&xs, &self.weight, self.bias.as_ref(), Conv2dParams { padding: 0, ..p });
+            return ember_kernels::conv1d(&xs, &weight, bias.as_ref(), Conv2dParams { padding: 0, ..p });
         }
-        ember_kernels::conv1d(xs, &self.weight, self.bias.as_ref(), p)
+        ember_kernels::conv1d(xs, &weight, bias.as_ref(), p)
     }
 }

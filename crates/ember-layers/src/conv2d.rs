@@ -6,6 +6,7 @@ use ember_kernels::init::Init;
 use ember_kernels::{Conv2dParams, FusedActivation};
 
 use crate::weight_init::WeightInit;
+use crate::{ModuleTree, Param};
 
 /// Configuration for [`Conv2d`] (PyTorch's `nn.Conv2d` arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +54,15 @@ impl Conv2dConfig {
 ///
 /// Grouped and depthwise convolutions (`groups = c_in`) are supported; f32/f64 CPU inputs run
 /// on ember-kernels' im2col + GEMM and direct depthwise kernels.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = Conv2d)]
 pub struct Conv2d {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: Conv2dConfig,
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weight: Param,
+    bias: Option<Param>,
 }
 
 impl Conv2d {
@@ -82,7 +86,7 @@ impl Conv2d {
         let weight = vb.get_with_hints(shape, "weight", candle_init(cfg.init.weight(fan_in, fan_out)))?;
         let bias_init = candle_init(cfg.init.bias(fan_in));
         let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", bias_init)?) } else { None };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: Param::new(weight), bias: bias.map(Param::new) })
     }
 
     /// The layer's configuration.
@@ -116,6 +120,7 @@ impl Conv2d {
         train: bool,
     ) -> Result<Tensor> {
         let pool = pool.map(|p| p.params());
+        let (weight, bias) = (self.weight.value(), self.bias.as_ref().map(Param::value));
         match xs.dims() {
             [_, c, h, w] if *c == self.cfg.c_in => {
                 let p = self.cfg.params;
@@ -138,25 +143,9 @@ impl Conv2d {
             let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
             let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d_activation_max_pool_t(
-                &xs,
-                &self.weight,
-                self.bias.as_ref(),
-                params,
-                act,
-                pool,
-                train,
-            );
+            return ember_kernels::conv2d_activation_max_pool_t(&xs, &weight, bias.as_ref(), params, act, pool, train);
         }
-        ember_kernels::conv2d_activation_max_pool_t(
-            xs,
-            &self.weight,
-            self.bias.as_ref(),
-            self.cfg.params,
-            act,
-            pool,
-            train,
-        )
+        ember_kernels::conv2d_activation_max_pool_t(xs, &weight, bias.as_ref(), self.cfg.params, act, pool, train)
     }
 }
 

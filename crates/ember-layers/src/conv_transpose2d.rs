@@ -6,6 +6,7 @@ use ember_kernels::init::Init;
 use ember_kernels::ConvTranspose2dParams;
 
 use crate::conv2d::candle_init;
+use crate::{ModuleTree, Param};
 
 /// Configuration for [`ConvTranspose2d`] (PyTorch's `nn.ConvTranspose2d`, one group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +36,15 @@ impl ConvTranspose2dConfig {
 /// # Shapes
 /// - input: `(b, c_in, h, w)`
 /// - output: `(b, c_out, (h - 1)s - 2p + d(k - 1) + output_padding + 1, ...)`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = ConvTranspose2d)]
 pub struct ConvTranspose2d {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: ConvTranspose2dConfig,
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weight: Param,
+    bias: Option<Param>,
 }
 
 impl ConvTranspose2d {
@@ -49,7 +53,7 @@ impl ConvTranspose2d {
         let init = candle_init(Init::pytorch_default(cfg.c_out * cfg.kernel * cfg.kernel));
         let weight = vb.get_with_hints((cfg.c_in, cfg.c_out, cfg.kernel, cfg.kernel), "weight", init)?;
         let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: Param::new(weight), bias: bias.map(Param::new) })
     }
 }
 
@@ -63,6 +67,7 @@ impl Module for ConvTranspose2d {
                 self.cfg.c_in
             ),
         }
-        ember_kernels::conv_transpose2d(xs, &self.weight, self.bias.as_ref(), self.cfg.params)
+        let bias = self.bias.as_ref().map(Param::value);
+        ember_kernels::conv_transpose2d(xs, &self.weight.value(), bias.as_ref(), self.cfg.params)
     }
 }

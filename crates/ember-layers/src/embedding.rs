@@ -5,6 +5,7 @@ use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 
 use crate::conv2d::candle_init;
+use crate::{ModuleTree, Param};
 
 /// A table of `num_embeddings` vectors of size `embedding_dim` (`{prefix}.weight`, drawn from
 /// `N(0, 1)` as PyTorch's `nn.Embedding`); the forward pass looks rows up by index.
@@ -12,10 +13,12 @@ use crate::conv2d::candle_init;
 /// # Shapes
 /// - input: any shape of integer indices (u8, u32 or i64)
 /// - output: `(*input, embedding_dim)`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = Embedding)]
 pub struct Embedding {
+    #[module(skip)]
     name: String,
-    weight: Tensor,
+    weight: Param,
 }
 
 impl Embedding {
@@ -23,18 +26,18 @@ impl Embedding {
     pub fn new(num_embeddings: usize, embedding_dim: usize, vb: VarBuilder) -> Result<Self> {
         let init = candle_init(Init::pytorch_embedding_default());
         let weight = vb.get_with_hints((num_embeddings, embedding_dim), "weight", init)?;
-        Ok(Self { name: vb.prefix(), weight })
+        Ok(Self { name: vb.prefix(), weight: Param::new(weight) })
     }
 
     /// The embedding table `(num_embeddings, embedding_dim)`.
     pub fn weight(&self) -> &Tensor {
-        &self.weight
+        self.weight.tensor()
     }
 }
 
 impl Module for Embedding {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (num, dim) = self.weight.dims2()?;
+        let (num, dim) = self.weight.tensor().dims2()?;
         if xs.dtype().is_float() {
             candle_core::bail!("embedding `{}`: expected integer indices, got {:?}", self.name, xs.dtype())
         }
@@ -52,6 +55,6 @@ impl Module for Embedding {
         }
         let mut shape = xs.dims().to_vec();
         shape.push(dim);
-        self.weight.index_select(&flat.to_dtype(DType::U32)?, 0)?.reshape(shape)
+        self.weight.value().index_select(&flat.to_dtype(DType::U32)?, 0)?.reshape(shape)
     }
 }

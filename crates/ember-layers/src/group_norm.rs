@@ -5,6 +5,7 @@ use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 
 use crate::conv2d::candle_init;
+use crate::{ModuleTree, Param};
 
 /// Configuration for [`GroupNorm`] (PyTorch's `nn.GroupNorm` arguments).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,12 +34,15 @@ impl GroupNormConfig {
 /// # Shapes
 /// - input: `(b, c, *)`
 /// - output: the input's shape
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = GroupNorm)]
 pub struct GroupNorm {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: GroupNormConfig,
-    weight: Option<Tensor>,
-    bias: Option<Tensor>,
+    weight: Option<Param>,
+    bias: Option<Param>,
 }
 
 impl GroupNorm {
@@ -60,7 +64,7 @@ impl GroupNorm {
         } else {
             (None, None)
         };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: weight.map(Param::new), bias: bias.map(Param::new) })
     }
 }
 
@@ -79,7 +83,7 @@ impl Module for GroupNorm {
         let y = centred.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?.reshape((b, c, n))?;
         let y = match (&self.weight, &self.bias) {
             (Some(w), Some(bias)) => {
-                y.broadcast_mul(&w.reshape((1, c, 1))?)?.broadcast_add(&bias.reshape((1, c, 1))?)?
+                y.broadcast_mul(&w.value().reshape((1, c, 1))?)?.broadcast_add(&bias.value().reshape((1, c, 1))?)?
             }
             _ => y,
         };

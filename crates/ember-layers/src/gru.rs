@@ -41,3 +41,15 @@ impl Module for Gru {
         Ok(self.inner.run(xs, None, None)?.output)
     }
 }
+
+impl crate::ModuleTree for Gru {
+    fn visit_at<'a>(&'a self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::Entry<'a>)) {
+        f(path.as_str(), crate::Entry::Layer(crate::LayerKind::Gru));
+        self.inner.visit_params(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::EntryMut<'_>)) {
+        f(path.as_str(), crate::EntryMut::Layer(crate::LayerKind::Gru, Some(self)));
+        self.inner.visit_params_mut(path, f);
+    }
+}

@@ -5,6 +5,7 @@ use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 
 use crate::conv2d::candle_init;
+use crate::{ModuleTree, Param};
 
 /// Configuration for [`LayerNorm`] (PyTorch's `nn.LayerNorm` arguments).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +32,15 @@ impl LayerNormConfig {
 /// # Shapes
 /// - input: `(..., *normalized_shape)`
 /// - output: the input's shape
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = LayerNorm)]
 pub struct LayerNorm {
+    #[module(skip)]
     name: String,
+    #[module(skip)]
     cfg: LayerNormConfig,
-    weight: Option<Tensor>,
-    bias: Option<Tensor>,
+    weight: Option<Param>,
+    bias: Option<Param>,
 }
 
 impl LayerNorm {
@@ -54,7 +58,7 @@ impl LayerNorm {
         } else {
             (None, None)
         };
-        Ok(Self { name: vb.prefix(), cfg: cfg.clone(), weight, bias })
+        Ok(Self { name: vb.prefix(), cfg: cfg.clone(), weight: weight.map(Param::new), bias: bias.map(Param::new) })
     }
 }
 
@@ -71,7 +75,7 @@ impl Module for LayerNorm {
         let var = centred.sqr()?.mean_keepdim(1)?;
         let y = centred.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?.reshape(dims)?;
         match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) => y.broadcast_mul(w)?.broadcast_add(b),
+            (Some(w), Some(b)) => y.broadcast_mul(&w.value())?.broadcast_add(&b.value()),
             _ => Ok(y),
         }
     }

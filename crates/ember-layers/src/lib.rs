@@ -14,6 +14,11 @@
 //! [`Sequential`] container; losses live in [`loss`]. Layers whose train and eval behaviour
 //! differ implement candle's `ModuleT` (see [`Mode`]); the others implement `Module`.
 //!
+//! Every layer is also a [`ModuleTree`]: it reports itself, its parameters ([`Param`], which can
+//! be frozen) and its buffers ([`Buffer`]) under their `state_dict` paths, and a struct of
+//! layers gets the same with `#[derive(ModuleTree)]`. Generic code walks that tree for any
+//! model: [`split_state`], [`trainable_vars`], [`tree_summary`], [`freeze`].
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use candle_nn::Module;
@@ -36,20 +41,40 @@
 //! let y = features.forward_t(&Tensor::ones((2, 1, 8, 8), DType::F32, &Device::Cpu)?, true)?;
 //! assert_eq!(y.dims(), &[2, 4, 6, 6]);
 //! assert_eq!(store.buffer_names(), vec!["features.1.running_mean", "features.1.running_var"]);
+//!
+//! // Your own model: its tree has the paths PyTorch would give the same fields.
+//! use ember_layers::{freeze, tree_summary, Linear, ModuleTree};
+//! #[derive(ModuleTree)]
+//! struct Net {
+//!     features: Sequential,
+//!     head: Linear,
+//! }
+//! let mut net = Net { features, head: Linear::new(4, 2, true, store.var_builder(DType::F32).pp("head"))? };
+//! let summary = tree_summary(&net);
+//! let children: Vec<_> = summary.children.iter().map(|c| (c.name.as_str(), c.params)).collect();
+//! assert_eq!(children, [("features", 4 * 9 + 4 + 4 + 4), ("head", 4 * 2 + 2)]);
+//! freeze(&mut net, &["features.*"]); // no gradient for the features; their batch norm holds still
+//! assert_eq!(tree_summary(&net).trainable_params, 10);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+// `#[derive(ModuleTree)]` names `::ember_layers`; this lets the crate derive for its own layers.
+extern crate self as ember_layers;
 
 mod activation;
 mod adaptive_avg_pool2d;
 mod avg_pool2d;
 mod batch_norm;
+mod buffer;
 mod conv1d;
 mod conv2d;
 mod conv_transpose2d;
 mod dropout;
 mod embedding;
 mod flatten;
+mod freeze;
+mod glob;
 mod group_norm;
 mod gru;
 mod layer_norm;
@@ -58,22 +83,30 @@ pub mod loss;
 mod lstm;
 mod max_pool2d;
 mod mode;
+mod module_tree;
+mod param;
 mod param_store;
 mod recurrent;
 mod rnn;
 mod sequential;
+mod state_split;
+mod tree_summary;
 mod weight_init;
 
 pub use activation::Activation;
 pub use adaptive_avg_pool2d::{AdaptiveAvgPool2d, GlobalAvgPool2d};
 pub use avg_pool2d::AvgPool2d;
 pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
+pub use buffer::Buffer;
 pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use dropout::{Dropout, Dropout2d, DropoutConfig};
 pub use embedding::Embedding;
+pub use ember_derive::ModuleTree;
 pub use flatten::Flatten;
+pub use freeze::{freeze, unfreeze, FreezeReport};
+pub use glob::glob_match;
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use gru::Gru;
 pub use layer_norm::{LayerNorm, LayerNormConfig};
@@ -81,8 +114,12 @@ pub use linear::Linear;
 pub use lstm::Lstm;
 pub use max_pool2d::MaxPool2d;
 pub use mode::Mode;
+pub use module_tree::{Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
+pub use param::Param;
 pub use param_store::{ParamStore, BUFFER_NAMES};
 pub use recurrent::{RecurrentConfig, RecurrentOutput};
 pub use rnn::{Rnn, RnnNonlinearity};
-pub use sequential::{Sequential, SequentialBuilder};
+pub use sequential::{Sequential, SequentialBuilder, SequentialLayer};
+pub use state_split::{split_state, trainable_vars, StateSplit};
+pub use tree_summary::{tree_summary, ChildRow, ModuleRow, TensorRow, TreeSummary};
 pub use weight_init::WeightInit;

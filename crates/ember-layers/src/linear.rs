@@ -6,6 +6,7 @@ use ember_kernels::FusedActivation;
 
 use crate::conv2d::candle_init;
 use crate::weight_init::WeightInit;
+use crate::{ModuleTree, Param};
 
 /// `y = x W^T + b` with parameters `{prefix}.weight` `(out, in)` and `{prefix}.bias` `(out,)`,
 /// initialised as PyTorch's `nn.Linear` (or as Keras's `Dense`, see [`Linear::with_init`]).
@@ -13,11 +14,13 @@ use crate::weight_init::WeightInit;
 /// # Shapes
 /// - input: `(..., in_features)`
 /// - output: `(..., out_features)`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
+#[module(kind = Linear)]
 pub struct Linear {
+    #[module(skip)]
     name: String,
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weight: Param,
+    bias: Option<Param>,
 }
 
 impl Linear {
@@ -38,17 +41,17 @@ impl Linear {
         let weight = vb.get_with_hints((out_features, in_features), "weight", weight_init)?;
         let bias_init = candle_init(init.bias(in_features));
         let bias = if bias { Some(vb.get_with_hints(out_features, "bias", bias_init)?) } else { None };
-        Ok(Self { name: vb.prefix(), weight, bias })
+        Ok(Self { name: vb.prefix(), weight: Param::new(weight), bias: bias.map(Param::new) })
     }
 
     /// Number of input features.
     pub fn in_features(&self) -> usize {
-        self.weight.dims()[1]
+        self.weight.tensor().dims()[1]
     }
 
     /// Number of output features.
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        self.weight.tensor().dims()[0]
     }
 }
 
@@ -60,7 +63,8 @@ impl Linear {
         if xs.rank() == 0 || xs.dims()[xs.rank() - 1] != in_features {
             candle_core::bail!("linear `{}`: expected input (..., {in_features}), got {:?}", self.name, xs.dims())
         }
-        ember_kernels::linear(xs, &self.weight, self.bias.as_ref(), act)
+        let bias = self.bias.as_ref().map(Param::value);
+        ember_kernels::linear(xs, &self.weight.value(), bias.as_ref(), act)
     }
 }
 

@@ -5,7 +5,8 @@
 //! parameters; the store recognises them by PyTorch's names ([`BUFFER_NAMES`], the last path
 //! segment) and keeps them in a separate map, so [`ParamStore::vars`] (what optimizers get)
 //! holds trainable parameters only, while [`ParamStore::state`] (what a checkpoint saves) holds
-//! both, keyed as PyTorch's `state_dict`.
+//! both, keyed as PyTorch's `state_dict`. (The store sees names only, through the `VarBuilder`;
+//! a built model's [`ModuleTree`](crate::ModuleTree) tells buffers by their type, [`Buffer`](crate::Buffer).)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use ember_kernels::init::Init;
 
 use crate::conv2d::candle_init;
+use crate::{Entry, EntryMut, ModulePath, Param};
 
 /// Configuration of a recurrent layer stack (PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` arguments;
 /// inter-layer dropout is not supported).
@@ -87,10 +88,12 @@ impl Cell {
 /// One direction of one layer.
 #[derive(Debug, Clone)]
 struct Weights {
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Option<Tensor>,
-    b_hh: Option<Tensor>,
+    /// `l{l}` or `l{l}_reverse`, as PyTorch suffixes the names.
+    suffix: String,
+    w_ih: Param,
+    w_hh: Param,
+    b_ih: Option<Param>,
+    b_hh: Option<Param>,
 }
 
 /// A stack of recurrent layers with PyTorch's parameter names.
@@ -128,7 +131,9 @@ impl Recurrent {
                 } else {
                     (None, None)
                 };
-                layers.push(Weights { w_ih, w_hh, b_ih, b_hh });
+                let (w_ih, w_hh, b_ih, b_hh) =
+                    (Param::new(w_ih), Param::new(w_hh), b_ih.map(Param::new), b_hh.map(Param::new));
+                layers.push(Weights { suffix, w_ih, w_hh, b_ih, b_hh });
             }
         }
         Ok(Self { name: vb.prefix(), cfg: *cfg, cell, layers })
@@ -136,6 +141,29 @@ impl Recurrent {
 
     pub(crate) fn config(&self) -> &RecurrentConfig {
         &self.cfg
+    }
+
+    /// Reports the parameters in PyTorch's order (layer, direction, then `weight_ih`,
+    /// `weight_hh`, `bias_ih`, `bias_hh`) for the [`crate::ModuleTree`] of `Rnn`/`Lstm`/`Gru`.
+    pub(crate) fn visit_params<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        for w in &self.layers {
+            let s = &w.suffix;
+            path.child(&format!("weight_ih_{s}"), &w.w_ih, f);
+            path.child(&format!("weight_hh_{s}"), &w.w_hh, f);
+            path.child(&format!("bias_ih_{s}"), &w.b_ih, f);
+            path.child(&format!("bias_hh_{s}"), &w.b_hh, f);
+        }
+    }
+
+    /// [`Recurrent::visit_params`], mutably.
+    pub(crate) fn visit_params_mut(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        for w in &mut self.layers {
+            let s = &w.suffix;
+            path.child_mut(&format!("weight_ih_{s}"), &mut w.w_ih, f);
+            path.child_mut(&format!("weight_hh_{s}"), &mut w.w_hh, f);
+            path.child_mut(&format!("bias_ih_{s}"), &mut w.b_ih, f);
+            path.child_mut(&format!("bias_hh_{s}"), &mut w.b_hh, f);
+        }
     }
 
     fn check_state(&self, what: &str, state: Option<&Tensor>, b: usize) -> Result<()> {
@@ -187,19 +215,20 @@ impl Recurrent {
                 let w = &self.layers[k];
                 let in_features = input.dim(2)?;
                 // Input projections for every step at once: (seq, b, G*H).
-                let mut xw = input.reshape((seq * b, in_features))?.matmul(&w.w_ih.t()?)?;
+                let mut xw = input.reshape((seq * b, in_features))?.matmul(&w.w_ih.value().t()?)?;
                 if let Some(b_ih) = &w.b_ih {
-                    xw = xw.broadcast_add(b_ih)?;
+                    xw = xw.broadcast_add(&b_ih.value())?;
                 }
                 let xw = xw.reshape((seq, b, self.cell.gates() * hs))?;
-                let w_hh_t = w.w_hh.t()?;
+                let w_hh_t = w.w_hh.value().t()?;
+                let b_hh = w.b_hh.as_ref().map(Param::value);
                 let mut h = initial(h0, k)?;
                 let mut c = initial(c0, k)?;
                 let mut steps = vec![None; seq];
                 for i in 0..seq {
                     let t = if d == 0 { i } else { seq - 1 - i };
                     let mut hw = h.matmul(&w_hh_t)?;
-                    if let Some(b_hh) = &w.b_hh {
+                    if let Some(b_hh) = &b_hh {
                         hw = hw.broadcast_add(b_hh)?;
                     }
                     (h, c) = self.step(&xw.get(t)?, &hw, &h, &c)?;

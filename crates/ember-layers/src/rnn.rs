@@ -54,3 +54,15 @@ impl Module for Rnn {
         Ok(self.inner.run(xs, None, None)?.output)
     }
 }
+
+impl crate::ModuleTree for Rnn {
+    fn visit_at<'a>(&'a self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::Entry<'a>)) {
+        f(path.as_str(), crate::Entry::Layer(crate::LayerKind::Rnn));
+        self.inner.visit_params(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::EntryMut<'_>)) {
+        f(path.as_str(), crate::EntryMut::Layer(crate::LayerKind::Rnn, Some(self)));
+        self.inner.visit_params_mut(path, f);
+    }
+}

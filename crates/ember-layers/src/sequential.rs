@@ -3,6 +3,14 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 
+use crate::{Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
+
+/// What a [`Sequential`] holds: a layer it can run and walk as part of the model tree
+/// (every layer of this crate, and any `#[derive(ModuleTree)]` struct implementing `ModuleT`).
+pub trait SequentialLayer: ModuleT + ModuleTree + Send + Sync {}
+
+impl<T: ModuleT + ModuleTree + Send + Sync> SequentialLayer for T {}
+
 /// Layers applied one after the other, each with the same train/eval flag.
 ///
 /// Built with [`Sequential::builder`], layer `i` reads its parameters under `{prefix}.{i}`
@@ -15,7 +23,7 @@ use candle_nn::{ModuleT, VarBuilder};
 /// - output: the last layer's output
 #[derive(Default)]
 pub struct Sequential {
-    layers: Vec<Box<dyn ModuleT + Send + Sync>>,
+    layers: Vec<Box<dyn SequentialLayer>>,
 }
 
 impl std::fmt::Debug for Sequential {
@@ -36,7 +44,7 @@ impl Sequential {
     }
 
     /// Appends a layer.
-    pub fn push(&mut self, layer: impl ModuleT + Send + Sync + 'static) {
+    pub fn push(&mut self, layer: impl SequentialLayer + 'static) {
         self.layers.push(Box::new(layer));
     }
 
@@ -57,6 +65,19 @@ impl ModuleT for Sequential {
     }
 }
 
+/// Layer `i` is visited under `{path}.{i}`, parameterless ones included.
+impl ModuleTree for Sequential {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        f(path.as_str(), Entry::Layer(LayerKind::Sequential));
+        self.layers.visit_at(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        f(path.as_str(), EntryMut::Layer(LayerKind::Sequential, Some(self)));
+        self.layers.visit_mut_at(path, f);
+    }
+}
+
 /// Builds a [`Sequential`], handing each layer the `VarBuilder` for its index.
 pub struct SequentialBuilder<'a> {
     vb: VarBuilder<'a>,
@@ -73,7 +94,7 @@ impl<'a> SequentialBuilder<'a> {
     /// Appends the layer `make` builds from `{prefix}.{index}`.
     pub fn layer<M, F>(mut self, make: F) -> Result<Self>
     where
-        M: ModuleT + Send + Sync + 'static,
+        M: SequentialLayer + 'static,
         F: FnOnce(VarBuilder<'a>) -> Result<M>,
     {
         let layer = make(self.vb.pp(self.seq.len().to_string()))?;
@@ -82,7 +103,7 @@ impl<'a> SequentialBuilder<'a> {
     }
 
     /// Appends a layer without parameters (it still takes an index, as in PyTorch).
-    pub fn stateless(mut self, layer: impl ModuleT + Send + Sync + 'static) -> Self {
+    pub fn stateless(mut self, layer: impl SequentialLayer + 'static) -> Self {
         self.seq.push(layer);
         self
     }

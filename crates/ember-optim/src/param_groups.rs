@@ -113,6 +113,9 @@ impl ParamGroups {
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any (possibly empty) run of characters.
+///
+/// `ember_layers::glob_match` (freezing by path) has a copy of these rules, so this crate needs
+/// nothing but candle; change both together.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni) = (0, 0);

@@ -4,7 +4,8 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, ModuleT, VarBuilder};
 use ember_kernels::Conv2dParams;
 use ember_layers::{
-    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, GlobalAvgPool2d, Linear,
+    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut,
+    GlobalAvgPool2d, Linear, ModulePath, ModuleTree,
 };
 
 use crate::network::{tapped, Layered, Tap};
@@ -117,6 +118,17 @@ impl SameConv {
     }
 }
 
+/// The padding is computed, not learned: the tree is the convolution's, under the same path.
+impl ModuleTree for SameConv {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        self.conv.visit_at(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        self.conv.visit_mut_at(path, f);
+    }
+}
+
 impl Module for SameConv {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         if self.kernel == 1 && self.stride == 1 {
@@ -135,41 +147,59 @@ fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
 }
 
 /// Mobile inverted bottleneck (MBConv) without squeeze-excitation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
 struct MbConv {
+    /// Absent when the stage does not expand (ratio 1).
+    #[module(rename = "_expand_conv")]
+    expand_conv: Option<SameConv>,
+    #[module(rename = "_bn0")]
+    bn0: Option<BatchNorm>,
+    #[module(rename = "_depthwise_conv")]
+    depthwise_conv: SameConv,
+    #[module(rename = "_bn1")]
+    bn1: BatchNorm,
+    #[module(rename = "_project_conv")]
+    project_conv: SameConv,
+    #[module(rename = "_bn2")]
+    bn2: BatchNorm,
+    #[module(skip)]
     name: String,
-    expand: Option<(SameConv, BatchNorm)>,
-    depthwise: (SameConv, BatchNorm),
-    project: (SameConv, BatchNorm),
+    #[module(skip)]
     skip: bool,
 }
 
 impl MbConv {
     fn new(c_in: usize, c_out: usize, stage: &Stage, stride: usize, vb: VarBuilder) -> Result<Self> {
         let mid = c_in * stage.expand;
-        let expand = if stage.expand != 1 {
-            Some((SameConv::new(c_in, mid, 1, 1, 1, vb.pp("_expand_conv"))?, bn(mid, vb.pp("_bn0"))?))
+        let (expand_conv, bn0) = if stage.expand != 1 {
+            (Some(SameConv::new(c_in, mid, 1, 1, 1, vb.pp("_expand_conv"))?), Some(bn(mid, vb.pp("_bn0"))?))
         } else {
-            None
+            (None, None)
         };
-        let depthwise =
-            (SameConv::new(mid, mid, stage.kernel, stride, mid, vb.pp("_depthwise_conv"))?, bn(mid, vb.pp("_bn1"))?);
-        let project = (SameConv::new(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?, bn(c_out, vb.pp("_bn2"))?);
-        Ok(Self { name: vb.prefix(), expand, depthwise, project, skip: stride == 1 && c_in == c_out })
+        Ok(Self {
+            expand_conv,
+            bn0,
+            depthwise_conv: SameConv::new(mid, mid, stage.kernel, stride, mid, vb.pp("_depthwise_conv"))?,
+            bn1: bn(mid, vb.pp("_bn1"))?,
+            project_conv: SameConv::new(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?,
+            bn2: bn(c_out, vb.pp("_bn2"))?,
+            name: vb.prefix(),
+            skip: stride == 1 && c_in == c_out,
+        })
     }
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let n = &self.name;
         let relu6 = Activation::Relu6;
         let mut x = xs.clone();
-        if let Some((conv, bn)) = &self.expand {
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
             x = tapped(tap, &format!("{n}._expand_conv"), x.apply(conv)?);
             x = tapped(tap, &format!("{n}._bn0"), x.apply_t(bn, train)?.apply(&relu6)?);
         }
-        x = tapped(tap, &format!("{n}._depthwise_conv"), x.apply(&self.depthwise.0)?);
-        x = tapped(tap, &format!("{n}._bn1"), x.apply_t(&self.depthwise.1, train)?.apply(&relu6)?);
-        x = tapped(tap, &format!("{n}._project_conv"), x.apply(&self.project.0)?);
-        x = tapped(tap, &format!("{n}._bn2"), x.apply_t(&self.project.1, train)?);
+        x = tapped(tap, &format!("{n}._depthwise_conv"), x.apply(&self.depthwise_conv)?);
+        x = tapped(tap, &format!("{n}._bn1"), x.apply_t(&self.bn1, train)?.apply(&relu6)?);
+        x = tapped(tap, &format!("{n}._project_conv"), x.apply(&self.project_conv)?);
+        x = tapped(tap, &format!("{n}._bn2"), x.apply_t(&self.bn2, train)?);
         if self.skip {
             x = tapped(tap, &format!("{n} (add)"), (x + xs)?);
         }
@@ -194,19 +224,29 @@ impl MbConv {
 /// - input: `(b, in_channels, h, w)`, any size (the reference resolution is
 ///   [`EfficientNetLiteConfig::resolution`]; 28x28 works and ends at 1x1)
 /// - output: `(b, classes)` logits
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
 pub struct EfficientNetLite {
-    stem: (SameConv, BatchNorm),
+    #[module(rename = "_conv_stem")]
+    conv_stem: SameConv,
+    #[module(rename = "_bn0")]
+    bn0: BatchNorm,
+    #[module(rename = "_blocks")]
     blocks: Vec<MbConv>,
-    head: (SameConv, BatchNorm),
+    #[module(rename = "_conv_head")]
+    conv_head: SameConv,
+    #[module(rename = "_bn1")]
+    bn1: BatchNorm,
+    #[module(rename = "_dropout")]
     dropout: Dropout,
+    #[module(rename = "_fc")]
     fc: Linear,
 }
 
 impl EfficientNetLite {
     /// Reads or creates the parameters under `vb`.
     pub fn new(cfg: &EfficientNetLiteConfig, vb: VarBuilder) -> Result<Self> {
-        let stem = (SameConv::new(cfg.in_channels, STEM, 3, 2, 1, vb.pp("_conv_stem"))?, bn(STEM, vb.pp("_bn0"))?);
+        let conv_stem = SameConv::new(cfg.in_channels, STEM, 3, 2, 1, vb.pp("_conv_stem"))?;
+        let bn0 = bn(STEM, vb.pp("_bn0"))?;
         let mut blocks = Vec::new();
         let mut c_in = STEM;
         for (s, stage) in STAGES.iter().enumerate() {
@@ -217,11 +257,14 @@ impl EfficientNetLite {
                 c_in = c_out;
             }
         }
-        let head = (SameConv::new(c_in, HEAD, 1, 1, 1, vb.pp("_conv_head"))?, bn(HEAD, vb.pp("_bn1"))?);
+        let conv_head = SameConv::new(c_in, HEAD, 1, 1, 1, vb.pp("_conv_head"))?;
+        let bn1 = bn(HEAD, vb.pp("_bn1"))?;
         Ok(Self {
-            stem,
+            conv_stem,
+            bn0,
             blocks,
-            head,
+            conv_head,
+            bn1,
             dropout: Dropout::new(&DropoutConfig { p: cfg.dropout, seed: cfg.seed })?,
             fc: Linear::new(HEAD, cfg.classes, true, vb.pp("_fc"))?,
         })
@@ -235,28 +278,28 @@ impl EfficientNetLite {
 
 impl Layered for EfficientNetLite {
     fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let mut all = vec![("_bn0".to_string(), &mut self.stem.1)];
+        let mut all = vec![("_bn0".to_string(), &mut self.bn0)];
         for block in &mut self.blocks {
             let n = &block.name;
-            if let Some((_, bn)) = &mut block.expand {
+            if let Some(bn) = &mut block.bn0 {
                 all.push((format!("{n}._bn0"), bn));
             }
-            all.push((format!("{n}._bn1"), &mut block.depthwise.1));
-            all.push((format!("{n}._bn2"), &mut block.project.1));
+            all.push((format!("{n}._bn1"), &mut block.bn1));
+            all.push((format!("{n}._bn2"), &mut block.bn2));
         }
-        all.push(("_bn1".to_string(), &mut self.head.1));
+        all.push(("_bn1".to_string(), &mut self.bn1));
         all
     }
 
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let relu6 = Activation::Relu6;
-        let mut x = tapped(tap, "_conv_stem", xs.apply(&self.stem.0)?);
-        x = tapped(tap, "_bn0", x.apply_t(&self.stem.1, train)?.apply(&relu6)?);
+        let mut x = tapped(tap, "_conv_stem", xs.apply(&self.conv_stem)?);
+        x = tapped(tap, "_bn0", x.apply_t(&self.bn0, train)?.apply(&relu6)?);
         for block in &self.blocks {
             x = block.forward(&x, train, tap)?;
         }
-        x = tapped(tap, "_conv_head", x.apply(&self.head.0)?);
-        x = tapped(tap, "_bn1", x.apply_t(&self.head.1, train)?.apply(&relu6)?);
+        x = tapped(tap, "_conv_head", x.apply(&self.conv_head)?);
+        x = tapped(tap, "_bn1", x.apply_t(&self.bn1, train)?.apply(&relu6)?);
         x = tapped(tap, "_avg_pooling", x.apply(&GlobalAvgPool2d)?);
         x = tapped(tap, "_dropout", x.apply_t(&self.dropout, train)?);
         Ok(tapped(tap, "_fc", x.apply(&self.fc)?))

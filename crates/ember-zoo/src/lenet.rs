@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::Conv2dParams;
-use ember_layers::{Activation, AvgPool2d, Conv2d, Conv2dConfig, Flatten, Linear};
+use ember_layers::{Activation, AvgPool2d, Conv2d, Conv2dConfig, Flatten, Linear, ModuleTree};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -21,7 +21,7 @@ use crate::network::{tapped, Layered, Tap};
 /// # Shapes
 /// - input: `(b, c, 28, 28)` or `(b, c, 32, 32)`
 /// - output: `(b, classes)` logits
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
 pub struct LeNet5 {
     conv1: Conv2d,
     conv2: Conv2d,

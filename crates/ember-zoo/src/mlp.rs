@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_layers::{Activation, Flatten, Linear};
+use ember_layers::{Activation, Entry, EntryMut, Flatten, LayerKind, Linear, ModulePath, ModuleTree};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -50,6 +50,23 @@ impl Mlp {
         let last = widths.last().copied().unwrap_or(cfg.inputs);
         layers.push(Linear::new(last, cfg.classes, true, vb.pp(format!("fc{}", widths.len())))?);
         Ok(Self { layers })
+    }
+}
+
+/// Layer `i` is `fc{i + 1}`, as the forward pass names it.
+impl ModuleTree for Mlp {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        f(path.as_str(), Entry::Layer(LayerKind::Module("Mlp")));
+        for (i, layer) in self.layers.iter().enumerate() {
+            path.child(&format!("fc{}", i + 1), layer, f);
+        }
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        f(path.as_str(), EntryMut::Layer(LayerKind::Module("Mlp"), Some(self)));
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            path.child_mut(&format!("fc{}", i + 1), layer, f);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::FusedActivation;
-use ember_layers::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, WeightInit};
+use ember_layers::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, ModuleTree, WeightInit};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -21,7 +21,7 @@ use crate::network::{tapped, Layered, Tap};
 /// # Shapes
 /// - input: `(b, 1, 28, 28)`
 /// - output: `(b, classes)` logits
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
 pub struct MnistCnn {
     conv1: Conv2d,
     conv2: Conv2d,

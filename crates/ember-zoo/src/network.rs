@@ -1,8 +1,9 @@
-//! What every zoo model is: a `ModuleT` whose forward pass can report each layer's output.
+//! What every zoo model is: a `ModuleT` whose forward pass can report each layer's output, and
+//! whose layers, parameters and buffers can be walked ([`ModuleTree`]).
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::BatchNorm;
+use ember_layers::{BatchNorm, Entry, EntryMut, ModulePath, ModuleTree};
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -13,7 +14,9 @@ pub type Tap<'a> = &'a mut dyn FnMut(&str, &Tensor);
 /// Layer names are the parameter prefixes of PyTorch's `state_dict` (`conv1`, `layer1.0.bn2`,
 /// `_blocks.3._depthwise_conv`); parameterless steps get the name PyTorch's module would have
 /// (`relu`, `maxpool`, `avgpool`) or a descriptive one.
-pub trait Layered: Send + Sync {
+///
+/// Every zoo model is also a [`ModuleTree`] whose paths are the `state_dict` keys.
+pub trait Layered: ModuleTree + Send + Sync {
     /// The forward pass in train (`true`) or eval mode, reporting each layer's output to `tap`.
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor>;
 
@@ -69,6 +72,17 @@ impl Network {
     /// See [`Layered::forward_tapped`].
     pub fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         self.inner.forward_tapped(xs, train, tap)
+    }
+}
+
+/// The wrapped model's tree (the network adds nothing to it).
+impl ModuleTree for Network {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        self.inner.visit_at(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        self.inner.visit_mut_at(path, f);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_layers::{Gru, Linear, Lstm, RecurrentConfig};
+use ember_layers::{Entry, EntryMut, Gru, LayerKind, Linear, Lstm, ModulePath, ModuleTree, RecurrentConfig};
 
 use crate::network::{tapped, Layered, Tap};
 
@@ -83,6 +83,27 @@ impl RecurrentClassifier {
         let directions = if cfg.bidirectional { 2 } else { 1 };
         let fc = Linear::new(directions * cfg.hidden_size, cfg.classes, true, vb.pp("fc"))?;
         Ok(Self { cfg: *cfg, rnn, fc })
+    }
+}
+
+/// The recurrent stack is `lstm` or `gru`, whichever the cell is, then `fc`.
+impl ModuleTree for RecurrentClassifier {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        f(path.as_str(), Entry::Layer(LayerKind::Module("RecurrentClassifier")));
+        match &self.rnn {
+            Rnn::Lstm(l) => path.child("lstm", l, f),
+            Rnn::Gru(g) => path.child("gru", g, f),
+        }
+        path.child("fc", &self.fc, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        f(path.as_str(), EntryMut::Layer(LayerKind::Module("RecurrentClassifier"), Some(self)));
+        match &mut self.rnn {
+            Rnn::Lstm(l) => path.child_mut("lstm", l, f),
+            Rnn::Gru(g) => path.child_mut("gru", g, f),
+        }
+        path.child_mut("fc", &mut self.fc, f);
     }
 }
 

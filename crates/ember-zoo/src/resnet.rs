@@ -5,6 +5,7 @@ use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::Conv2dParams;
 use ember_layers::{
     Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
+    ModuleTree,
 };
 
 use crate::network::{tapped, Layered, Tap};
@@ -81,13 +82,31 @@ fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     BatchNorm::new(&BatchNormConfig::new(c), vb)
 }
 
-/// One residual block: its convolutions and batch norms in order (`conv1, bn1, conv2, bn2[,
-/// conv3, bn3]`) and the optional projection shortcut.
-#[derive(Debug, Clone)]
+/// The projection shortcut of a [`Block`], torchvision's `downsample` `nn.Sequential`.
+#[derive(Debug, Clone, ModuleTree)]
+struct Downsample {
+    #[module(rename = "0")]
+    conv: Conv2d,
+    #[module(rename = "1")]
+    bn: BatchNorm,
+}
+
+/// One residual block, field for field torchvision's `BasicBlock` (`conv1, bn1, conv2, bn2`)
+/// or `Bottleneck` (also `conv3, bn3`), with the optional projection shortcut.
+#[derive(Debug, Clone, ModuleTree)]
 struct Block {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    /// Bottleneck blocks only.
+    conv3: Option<Conv2d>,
+    /// Bottleneck blocks only.
+    bn3: Option<BatchNorm>,
+    downsample: Option<Downsample>,
+    #[module(skip)]
     name: String,
-    convs: Vec<(Conv2d, BatchNorm)>,
-    downsample: Option<(Conv2d, BatchNorm)>,
+    #[module(skip)]
     taps: BlockTaps,
 }
 
@@ -118,32 +137,49 @@ impl BlockTaps {
 impl Block {
     fn new(kind: BlockKind, c_in: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let c_out = planes * kind.expansion();
-        let convs = match kind {
-            BlockKind::Basic => vec![
-                (conv(c_in, planes, 3, stride, 1, vb.pp("conv1"))?, bn(planes, vb.pp("bn1"))?),
-                (conv(planes, planes, 3, 1, 1, vb.pp("conv2"))?, bn(planes, vb.pp("bn2"))?),
-            ],
-            BlockKind::Bottleneck => vec![
-                (conv(c_in, planes, 1, 1, 0, vb.pp("conv1"))?, bn(planes, vb.pp("bn1"))?),
-                (conv(planes, planes, 3, stride, 1, vb.pp("conv2"))?, bn(planes, vb.pp("bn2"))?),
-                (conv(planes, c_out, 1, 1, 0, vb.pp("conv3"))?, bn(c_out, vb.pp("bn3"))?),
-            ],
+        let (conv1, bn1, conv2, bn2, conv3, bn3) = match kind {
+            BlockKind::Basic => (
+                conv(c_in, planes, 3, stride, 1, vb.pp("conv1"))?,
+                bn(planes, vb.pp("bn1"))?,
+                conv(planes, planes, 3, 1, 1, vb.pp("conv2"))?,
+                bn(planes, vb.pp("bn2"))?,
+                None,
+                None,
+            ),
+            BlockKind::Bottleneck => (
+                conv(c_in, planes, 1, 1, 0, vb.pp("conv1"))?,
+                bn(planes, vb.pp("bn1"))?,
+                conv(planes, planes, 3, stride, 1, vb.pp("conv2"))?,
+                bn(planes, vb.pp("bn2"))?,
+                Some(conv(planes, c_out, 1, 1, 0, vb.pp("conv3"))?),
+                Some(bn(c_out, vb.pp("bn3"))?),
+            ),
         };
         let downsample = if stride != 1 || c_in != c_out {
             let ds = vb.pp("downsample");
-            Some((conv(c_in, c_out, 1, stride, 0, ds.pp(0))?, bn(c_out, ds.pp(1))?))
+            Some(Downsample { conv: conv(c_in, c_out, 1, stride, 0, ds.pp(0))?, bn: bn(c_out, ds.pp(1))? })
         } else {
             None
         };
         let name = vb.prefix();
-        let taps = BlockTaps::new(&name, convs.len());
-        Ok(Self { name, convs, downsample, taps })
+        let taps = BlockTaps::new(&name, if conv3.is_some() { 3 } else { 2 });
+        Ok(Self { conv1, bn1, conv2, bn2, conv3, bn3, downsample, name, taps })
+    }
+
+    /// The `(convN, bnN)` pairs in order.
+    fn convs(&self) -> Vec<(&Conv2d, &BatchNorm)> {
+        let mut convs = vec![(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)];
+        if let (Some(c), Some(b)) = (&self.conv3, &self.bn3) {
+            convs.push((c, b));
+        }
+        convs
     }
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let mut x = xs.clone();
-        let last = self.convs.len();
-        for (i, ((c, b), (conv, bn, relu))) in self.convs.iter().zip(&self.taps.convs).enumerate() {
+        let convs = self.convs();
+        let last = convs.len();
+        for (i, ((c, b), (conv, bn, relu))) in convs.into_iter().zip(&self.taps.convs).enumerate() {
             x = tapped(tap, conv, x.apply(c)?);
             x = tapped(tap, bn, x.apply_t(b, train)?);
             if i + 1 < last {
@@ -151,9 +187,9 @@ impl Block {
             }
         }
         let shortcut = match &self.downsample {
-            Some((c, b)) => {
-                let s = tapped(tap, &self.taps.downsample.0, xs.apply(c)?);
-                tapped(tap, &self.taps.downsample.1, s.apply_t(b, train)?)
+            Some(Downsample { conv, bn }) => {
+                let s = tapped(tap, &self.taps.downsample.0, xs.apply(conv)?);
+                tapped(tap, &self.taps.downsample.1, s.apply_t(bn, train)?)
             }
             None => xs.clone(),
         };
@@ -175,12 +211,16 @@ impl Block {
 /// - input: `(b, in_channels, h, w)`; any size that survives the downsampling (ImageNet stem:
 ///   32x32 and up; CIFAR stem: 8x8 and up)
 /// - output: `(b, classes)` logits
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, ModuleTree)]
 pub struct ResNet {
+    #[module(skip)]
     cfg: ResNetConfig,
     conv1: Conv2d,
     bn1: BatchNorm,
-    blocks: Vec<Block>,
+    layer1: Vec<Block>,
+    layer2: Vec<Block>,
+    layer3: Vec<Block>,
+    layer4: Vec<Block>,
     fc: Linear,
 }
 
@@ -192,9 +232,9 @@ impl ResNet {
             Stem::Cifar => conv(cfg.in_channels, 64, 3, 1, 1, vb.pp("conv1"))?,
         };
         let bn1 = bn(64, vb.pp("bn1"))?;
-        let mut blocks = Vec::new();
+        let mut stages: [Vec<Block>; 4] = Default::default();
         let mut c_in = 64;
-        for (stage, &count) in cfg.layers.iter().enumerate() {
+        for (stage, (&count, blocks)) in cfg.layers.iter().zip(&mut stages).enumerate() {
             let planes = 64 << stage;
             let layer = vb.pp(format!("layer{}", stage + 1));
             for i in 0..count {
@@ -204,7 +244,13 @@ impl ResNet {
             }
         }
         let fc = Linear::new(c_in, cfg.classes, true, vb.pp("fc"))?;
-        Ok(Self { cfg: *cfg, conv1, bn1, blocks, fc })
+        let [layer1, layer2, layer3, layer4] = stages;
+        Ok(Self { cfg: *cfg, conv1, bn1, layer1, layer2, layer3, layer4, fc })
+    }
+
+    /// Every residual block, `layer1.0` to the last of `layer4`.
+    fn blocks(&self) -> impl Iterator<Item = &Block> {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4].into_iter().flatten()
     }
 
     /// The network's configuration.
@@ -216,13 +262,16 @@ impl ResNet {
 impl Layered for ResNet {
     fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
         let mut all = vec![("bn1".to_string(), &mut self.bn1)];
-        for block in &mut self.blocks {
+        let stages = [&mut self.layer1, &mut self.layer2, &mut self.layer3, &mut self.layer4];
+        for block in stages.into_iter().flatten() {
             let n = &block.name;
-            for (i, (_, bn)) in block.convs.iter_mut().enumerate() {
-                all.push((format!("{n}.bn{}", i + 1), bn));
+            all.push((format!("{n}.bn1"), &mut block.bn1));
+            all.push((format!("{n}.bn2"), &mut block.bn2));
+            if let Some(bn) = &mut block.bn3 {
+                all.push((format!("{n}.bn3"), bn));
             }
-            if let Some((_, bn)) = &mut block.downsample {
-                all.push((format!("{n}.downsample.1"), bn));
+            if let Some(ds) = &mut block.downsample {
+                all.push((format!("{n}.downsample.1"), &mut ds.bn));
             }
         }
         all
@@ -235,7 +284,7 @@ impl Layered for ResNet {
         if self.cfg.stem == Stem::ImageNet {
             x = tapped(tap, "maxpool", x.apply(&MaxPool2d::new(3, 2, 1))?);
         }
-        for block in &self.blocks {
+        for block in self.blocks() {
             x = block.forward(&x, train, tap)?;
         }
         x = tapped(tap, "avgpool", x.apply(&GlobalAvgPool2d)?);

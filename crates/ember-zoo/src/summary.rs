@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use ember_layers::BUFFER_NAMES;
+use ember_layers::{Entry, ModuleTree};
 
 use crate::registry::{build_with, ModelOptions};
 use crate::Result;
@@ -77,10 +77,6 @@ impl SimpleBackend for ShapeRecorder {
     }
 }
 
-fn is_buffer(name: &str) -> bool {
-    BUFFER_NAMES.contains(&name.rsplit('.').next().unwrap_or(name))
-}
-
 /// The most input values (channels x height x width) [`summarize`] runs through a model: the
 /// table comes from one real forward pass, whose activations are tens of times its input.
 pub const MAX_SUMMARY_INPUT: usize = 3 * 2048 * 2048;
@@ -94,14 +90,12 @@ pub fn state_shapes(name: &str, options: &ModelOptions) -> Result<Vec<(String, V
     Ok(recorder.shapes().into_iter().map(|(k, s)| (k, s.dims().to_vec())).collect())
 }
 
-/// Trainable parameters of the model `name` built with `options` (buffers excluded), counted
-/// without initialising anything.
+/// Trainable parameters of the model `name` built with `options` (buffers excluded, told by
+/// type through the model's tree), counted without initialising anything.
 pub fn count_parameters(name: &str, options: &ModelOptions) -> Result<usize> {
-    Ok(state_shapes(name, options)?
-        .iter()
-        .filter(|(n, _)| !is_buffer(n))
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum())
+    let vb = VarBuilder::from_backend(Box::new(ShapeRecorder::default()), DType::F32, Device::Cpu);
+    let network = build_with(name, options, vb)?;
+    Ok(ember_layers::split_state(&network).num_params())
 }
 
 /// The layer table of the model `name` built with `options`: one eval-mode forward pass of a
@@ -119,26 +113,25 @@ pub fn summarize(name: &str, options: &ModelOptions) -> Result<Summary> {
             ),
         });
     }
-    let recorder = ShapeRecorder::default();
-    let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
+    let vb = VarBuilder::from_backend(Box::new(ShapeRecorder::default()), DType::F32, Device::Cpu);
     let network = build_with(name, options, vb)?;
     let input = Tensor::zeros((1, c, h, w), DType::F32, &Device::Cpu)?;
     let mut rows: Vec<(String, Vec<usize>)> = Vec::new();
     network.forward_tapped(&input, false, &mut |layer, t| rows.push((layer.to_string(), t.dims().to_vec())))?;
 
-    let shapes = recorder.shapes();
-    let mut by_owner: BTreeMap<&str, usize> = BTreeMap::new();
+    // Parameters and buffers from the model's tree (a buffer is a type there, not a name).
+    let mut by_owner: BTreeMap<String, usize> = BTreeMap::new();
     let (mut total_params, mut buffer_elems) = (0, 0);
-    for (param, shape) in &shapes {
-        let n = shape.elem_count();
-        if is_buffer(param) {
-            buffer_elems += n;
-            continue;
+    network.visit(&mut |path, entry| match entry {
+        Entry::Param(p) => {
+            let n = p.tensor().elem_count();
+            total_params += n;
+            let owner = path.rsplit_once('.').map_or("", |(owner, _)| owner);
+            *by_owner.entry(owner.to_string()).or_default() += n;
         }
-        total_params += n;
-        let owner = param.rsplit_once('.').map_or("", |(owner, _)| owner);
-        *by_owner.entry(owner).or_default() += n;
-    }
+        Entry::Buffer(b) => buffer_elems += b.tensor().elem_count(),
+        Entry::Layer(_) => {}
+    });
     let mut layers = Vec::with_capacity(rows.len());
     for (layer, output) in rows {
         // A layer appearing twice (a shared module) is only charged once.

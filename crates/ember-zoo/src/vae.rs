@@ -7,7 +7,10 @@ use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
 use ember_kernels::{Conv2dParams, ConvTranspose2dParams};
 use ember_layers::loss::{binary_cross_entropy_with_logits, BceWithLogitsConfig, Reduction};
-use ember_layers::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Flatten, Linear};
+use ember_layers::{
+    Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Entry, EntryMut, Flatten, LayerKind,
+    Linear, ModulePath, ModuleTree,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -339,6 +342,54 @@ pub fn elbo_loss(out: &VaeOutput, xs: &Tensor, beta: f64) -> Result<ElboTerms> {
         (((out.logvar.exp()? + out.mu.sqr()?)? - &out.logvar)? - 1.0)?.sum(D::Minus1)?.mean_all()?.affine(0.5, 0.0)?;
     let loss = (&recon + kl.affine(beta, 0.0)?)?;
     Ok(ElboTerms { loss, recon, kl })
+}
+
+/// The layers under the names the forward pass reports (`fc1`, `fc21`, ... or `conv1`, ...,
+/// `deconv2`), in that order.
+impl ModuleTree for Vae {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        f(path.as_str(), Entry::Layer(LayerKind::Module("Vae")));
+        match &self.nets {
+            Nets::Mlp { fc1, fc21, fc22, fc3, fc4 } => {
+                for (name, layer) in [("fc1", fc1), ("fc21", fc21), ("fc22", fc22), ("fc3", fc3), ("fc4", fc4)] {
+                    path.child(name, layer, f);
+                }
+            }
+            Nets::Conv { conv1, conv2, fc1, fc_mu, fc_logvar, fc2, fc3, deconv1, deconv2 } => {
+                path.child("conv1", conv1, f);
+                path.child("conv2", conv2, f);
+                for (name, layer) in
+                    [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)]
+                {
+                    path.child(name, layer, f);
+                }
+                path.child("deconv1", deconv1, f);
+                path.child("deconv2", deconv2, f);
+            }
+        }
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        f(path.as_str(), EntryMut::Layer(LayerKind::Module("Vae"), Some(self)));
+        match &mut self.nets {
+            Nets::Mlp { fc1, fc21, fc22, fc3, fc4 } => {
+                for (name, layer) in [("fc1", fc1), ("fc21", fc21), ("fc22", fc22), ("fc3", fc3), ("fc4", fc4)] {
+                    path.child_mut(name, layer, f);
+                }
+            }
+            Nets::Conv { conv1, conv2, fc1, fc_mu, fc_logvar, fc2, fc3, deconv1, deconv2 } => {
+                path.child_mut("conv1", conv1, f);
+                path.child_mut("conv2", conv2, f);
+                for (name, layer) in
+                    [("fc1", fc1), ("fc_mu", fc_mu), ("fc_logvar", fc_logvar), ("fc2", fc2), ("fc3", fc3)]
+                {
+                    path.child_mut(name, layer, f);
+                }
+                path.child_mut("deconv1", deconv1, f);
+                path.child_mut("deconv2", deconv2, f);
+            }
+        }
+    }
 }
 
 impl Layered for Vae {

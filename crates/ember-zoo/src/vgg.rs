@@ -4,8 +4,8 @@ use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::Conv2dParams;
 use ember_layers::{
-    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, GlobalAvgPool2d, Linear,
-    MaxPool2d,
+    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut,
+    GlobalAvgPool2d, LayerKind, Linear, MaxPool2d, ModulePath, ModuleTree,
 };
 
 use crate::network::{tapped, Layered, Tap};
@@ -104,6 +104,43 @@ impl VggSmall {
             head_dropout: Dropout::new(&DropoutConfig { p: cfg.head_dropout, seed: cfg.seed.wrapping_add(1) })?,
             fc2: Linear::new(cfg.hidden, cfg.classes, true, classifier.pp(3))?,
         })
+    }
+}
+
+/// torchvision's VGG layout: block `b`'s convolutions and batch norms are `features.{8b}`,
+/// `features.{8b + 1}`, `features.{8b + 3}`, `features.{8b + 4}` (ReLU, pooling and dropout
+/// take the other indices but hold nothing); the head is `classifier.0` and `classifier.3`.
+impl ModuleTree for VggSmall {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        f(path.as_str(), Entry::Layer(LayerKind::Module("VggSmall")));
+        path.push("features");
+        for (b, (first, second)) in self.blocks.iter().enumerate() {
+            path.child(&(8 * b).to_string(), &first.conv, f);
+            path.child(&(8 * b + 1).to_string(), &first.bn, f);
+            path.child(&(8 * b + 3).to_string(), &second.conv, f);
+            path.child(&(8 * b + 4).to_string(), &second.bn, f);
+        }
+        path.pop();
+        path.push("classifier");
+        path.child("0", &self.fc1, f);
+        path.child("3", &self.fc2, f);
+        path.pop();
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        f(path.as_str(), EntryMut::Layer(LayerKind::Module("VggSmall"), Some(self)));
+        path.push("features");
+        for (b, (first, second)) in self.blocks.iter_mut().enumerate() {
+            path.child_mut(&(8 * b).to_string(), &mut first.conv, f);
+            path.child_mut(&(8 * b + 1).to_string(), &mut first.bn, f);
+            path.child_mut(&(8 * b + 3).to_string(), &mut second.conv, f);
+            path.child_mut(&(8 * b + 4).to_string(), &mut second.bn, f);
+        }
+        path.pop();
+        path.push("classifier");
+        path.child_mut("0", &mut self.fc1, f);
+        path.child_mut("3", &mut self.fc2, f);
+        path.pop();
     }
 }
 

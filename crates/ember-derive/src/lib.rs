@@ -1,0 +1,159 @@
+//! `#[derive(ModuleTree)]`: a struct of layers walks itself under PyTorch's `state_dict` paths.
+//!
+//! Use it through `ember-layers`, which re-exports it next to the trait of the same name; the
+//! generated code names `::ember_layers`. Every field is a child module under its own name
+//! (layers, `Param`s, `Buffer`s, `Vec`s of them numbered from 0, `Option`s of them present or
+//! not) unless told otherwise:
+//!
+//! - `#[module(skip)]` on a field that is not part of the tree (a configuration, a name);
+//! - `#[module(rename = "0")]` on a field whose PyTorch name is not a Rust identifier, as
+//!   torchvision's `downsample.0` / `downsample.1`;
+//! - `#[module(kind = Linear)]` on the struct reports it as that `LayerKind` instead of
+//!   `LayerKind::Module("TypeName")` (what ember's own layers use).
+//!
+//! ```
+//! use ember_layers::{BatchNorm, Conv2d, ModuleTree};
+//!
+//! #[derive(ModuleTree)]
+//! struct Downsample {
+//!     #[module(rename = "0")]
+//!     conv: Conv2d,
+//!     #[module(rename = "1")]
+//!     bn: BatchNorm,
+//! }
+//! ```
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::{parse_macro_input, Attribute, Data, DeriveInput, Fields, Ident, LitStr, Member};
+
+/// Derives `ember_layers::ModuleTree` for a struct; see the crate docs for the attributes.
+#[proc_macro_derive(ModuleTree, attributes(module))]
+pub fn derive_module_tree(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(&input).unwrap_or_else(|err| err.to_compile_error()).into()
+}
+
+/// What `#[module(...)]` says about a field.
+#[derive(Default)]
+struct FieldAttrs {
+    skip: bool,
+    rename: Option<String>,
+}
+
+fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
+    let mut out = FieldAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("module")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                out.skip = true;
+                Ok(())
+            } else if meta.path.is_ident("rename") {
+                let name: LitStr = meta.value()?.parse()?;
+                if name.value().is_empty() || name.value().contains('.') {
+                    return Err(syn::Error::new(name.span(), "a path segment is not empty and has no `.`"));
+                }
+                out.rename = Some(name.value());
+                Ok(())
+            } else {
+                Err(meta.error("expected `skip` or `rename = \"...\"`"))
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// The struct's `#[module(kind = ...)]`, if any.
+fn struct_kind(attrs: &[Attribute]) -> syn::Result<Option<Ident>> {
+    let mut kind = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("module")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("kind") {
+                kind = Some(meta.value()?.parse::<Ident>()?);
+                Ok(())
+            } else {
+                Err(meta.error("expected `kind = <LayerKind variant>`"))
+            }
+        })?;
+    }
+    Ok(kind)
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new_spanned(&input.ident, "ModuleTree can only be derived for structs"));
+    };
+    let name = &input.ident;
+    let kind = match struct_kind(&input.attrs)? {
+        Some(variant) => quote!(::ember_layers::LayerKind::#variant),
+        None => {
+            let type_name = name.unraw().to_string();
+            quote!(::ember_layers::LayerKind::Module(#type_name))
+        }
+    };
+
+    let mut children = Vec::new();
+    let mut child_types = Vec::new();
+    let fields: Vec<_> = match &data.fields {
+        Fields::Named(named) => named.named.iter().collect(),
+        Fields::Unnamed(unnamed) => unnamed.unnamed.iter().collect(),
+        Fields::Unit => Vec::new(),
+    };
+    for (index, field) in fields.into_iter().enumerate() {
+        let attrs = field_attrs(&field.attrs)?;
+        if attrs.skip {
+            if attrs.rename.is_some() {
+                return Err(syn::Error::new_spanned(field, "a skipped field cannot be renamed"));
+            }
+            continue;
+        }
+        let (member, default_name) = match &field.ident {
+            Some(ident) => (Member::Named(ident.clone()), ident.unraw().to_string()),
+            None => (Member::Unnamed(index.into()), index.to_string()),
+        };
+        children.push((member, attrs.rename.unwrap_or(default_name)));
+        child_types.push(&field.ty);
+    }
+
+    // Bounds only for generic structs: naming a private field type in a public impl's bounds
+    // would trip `private_bounds`, and concrete types are checked anyway.
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let mut where_clause = where_clause.cloned();
+    if !input.generics.params.is_empty() {
+        let clause = where_clause.get_or_insert_with(|| syn::parse_quote!(where));
+        for ty in &child_types {
+            clause.predicates.push(syn::parse_quote!(#ty: ::ember_layers::ModuleTree));
+        }
+        // The struct hands itself out as `dyn Any` in `visit_mut`.
+        clause.predicates.push(syn::parse_quote!(Self: 'static));
+    }
+
+    let visits = children.iter().map(|(member, segment)| quote!(path.child(#segment, &self.#member, f);));
+    let visits_mut = children.iter().map(|(member, segment)| quote!(path.child_mut(#segment, &mut self.#member, f);));
+    Ok(quote! {
+        impl #impl_generics ::ember_layers::ModuleTree for #name #ty_generics #where_clause {
+            fn visit_at<'ember_a>(
+                &'ember_a self,
+                path: &mut ::ember_layers::ModulePath,
+                f: &mut dyn FnMut(&str, ::ember_layers::Entry<'ember_a>),
+            ) {
+                f(path.as_str(), ::ember_layers::Entry::Layer(#kind));
+                #(#visits)*
+            }
+
+            fn visit_mut_at(
+                &mut self,
+                path: &mut ::ember_layers::ModulePath,
+                f: &mut dyn FnMut(&str, ::ember_layers::EntryMut<'_>),
+            ) {
+                f(
+                    path.as_str(),
+                    ::ember_layers::EntryMut::Layer(#kind, Some(&mut *self as &mut dyn ::core::any::Any)),
+                );
+                #(#visits_mut)*
+            }
+        }
+    })
+}
