@@ -120,9 +120,11 @@ pub fn fisher_diagonal(
         return Err(Error::invalid("ewc", "the data for the Fisher information holds no examples"));
     }
     let scale = 1.0 / n as f64;
+    // `copy` alone would keep the anchor in the parameters' graph (candle records the copy),
+    // and `θ - θ*` would then have a gradient of 0.
     Ok(EwcAnchor {
         fisher: vars.iter().zip(fisher).map(|((name, _), f)| Ok((name.clone(), f.affine(scale, 0.0)?))).collect::<candle_core::Result<_>>()?,
-        params: vars.iter().map(|(name, v)| Ok((name.clone(), v.as_tensor().copy()?))).collect::<candle_core::Result<_>>()?,
+        params: vars.iter().map(|(name, v)| Ok((name.clone(), v.as_tensor().copy()?.detach()))).collect::<candle_core::Result<_>>()?,
     })
 }
 
