@@ -119,7 +119,8 @@ fn ewc_penalty_is_zero_at_the_anchor_and_its_gradient_is_lambda_f_delta() {
     let masks = label_masks(Setting::ClassIncremental, &tasks, 0).unwrap();
     let anchor = fisher_diagonal(&model, &model.store, &loader, &masks, 40, 5).unwrap();
     let fisher: std::collections::HashMap<_, _> = anchor.fisher.iter().cloned().collect();
-    let all: Vec<f32> = anchor.fisher.iter().flat_map(|(_, f)| f.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    let all: Vec<f32> =
+        anchor.fisher.iter().flat_map(|(_, f)| f.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
     assert!(all.iter().all(|f| *f >= 0.0) && all.iter().any(|f| *f > 0.0));
     // Classes 5-9 are masked after task 1: their head rows had no say in any prediction.
     let head = fisher["fc3.weight"].to_vec2::<f32>().unwrap();
@@ -145,7 +146,11 @@ fn ewc_penalty_is_zero_at_the_anchor_and_its_gradient_is_lambda_f_delta() {
     }
     let penalty = ewc.penalty(&model.store).unwrap();
     let value = penalty.to_scalar::<f32>().unwrap() as f64;
-    assert!((value - lambda / 2.0 * expected).abs() <= 1e-4 * value.abs().max(1e-6), "{value} vs {}", lambda / 2.0 * expected);
+    assert!(
+        (value - lambda / 2.0 * expected).abs() <= 1e-4 * value.abs().max(1e-6),
+        "{value} vs {}",
+        lambda / 2.0 * expected
+    );
     let grads = penalty.backward().unwrap();
     for (name, delta) in deltas {
         let var = model.store.get(&name).unwrap();
@@ -194,17 +199,19 @@ fn replay_buffer_holds_at_most_k_per_class_and_replays_from_its_seed() {
 
 #[test]
 fn lwf_loss_at_alpha_zero_is_cross_entropy_and_soft_targets_add_distillation() {
-    let logits = Tensor::new(&[[1.0f32, -0.5, 2.0, 0.3], [0.2, 0.1, -1.0, 1.5], [0.0, 3.0, -2.0, 0.5]], &Device::Cpu)
-        .unwrap();
-    let teacher = Tensor::new(&[[0.5f32, 1.5, 0.0, 0.0], [2.0, -1.0, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]], &Device::Cpu)
-        .unwrap();
+    let logits =
+        Tensor::new(&[[1.0f32, -0.5, 2.0, 0.3], [0.2, 0.1, -1.0, 1.5], [0.0, 3.0, -2.0, 0.5]], &Device::Cpu).unwrap();
+    let teacher =
+        Tensor::new(&[[0.5f32, 1.5, 0.0, 0.0], [2.0, -1.0, 0.5, 0.5], [1.0, 1.0, 0.0, 0.0]], &Device::Cpu).unwrap();
     let labels = Tensor::new(&[2u32, 3, 3], &Device::Cpu).unwrap();
     let no_mask = Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap();
     let old = vec![Tensor::new(&[0u32, 1], &Device::Cpu).unwrap()];
     let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
     let ce = scalar(cross_entropy(&logits, &labels).unwrap());
     let at = |alpha: f64| {
-        scalar(lwf_loss(&logits, &teacher, &labels, &no_mask, &old, &DistillConfig { temperature: 2.0, alpha }).unwrap())
+        scalar(
+            lwf_loss(&logits, &teacher, &labels, &no_mask, &old, &DistillConfig { temperature: 2.0, alpha }).unwrap(),
+        )
     };
     assert_eq!(at(0.0), ce);
     // α = 0.5: half the cross-entropy plus half the distillation of columns 0 and 1.
@@ -218,9 +225,8 @@ fn lwf_loss_at_alpha_zero_is_cross_entropy_and_soft_targets_add_distillation() {
     );
     assert!((agree - 0.5 * ce).abs() < 1e-6);
     // distillation_loss is the same soft term over every column.
-    let full = scalar(
-        distillation_loss(&logits, &teacher, &labels, &DistillConfig { temperature: 2.0, alpha: 0.3 }).unwrap(),
-    );
+    let full =
+        scalar(distillation_loss(&logits, &teacher, &labels, &DistillConfig { temperature: 2.0, alpha: 0.3 }).unwrap());
     let soft_all = scalar(soft_target_loss(&logits, &teacher, 2.0).unwrap());
     assert!((full - (0.3 * soft_all + 0.7 * ce)).abs() < 1e-6);
 }
@@ -285,4 +291,3 @@ fn settings_that_cannot_work_are_errors_naming_the_value() {
     assert!(err.contains("1.5"), "{err}");
     assert!(ContinualConfig { epochs_per_task: 0, ..ContinualConfig::default() }.validate().is_err());
 }
-

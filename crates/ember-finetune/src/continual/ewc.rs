@@ -123,8 +123,15 @@ pub fn fisher_diagonal(
     // `copy` alone would keep the anchor in the parameters' graph (candle records the copy),
     // and `θ - θ*` would then have a gradient of 0.
     Ok(EwcAnchor {
-        fisher: vars.iter().zip(fisher).map(|((name, _), f)| Ok((name.clone(), f.affine(scale, 0.0)?))).collect::<candle_core::Result<_>>()?,
-        params: vars.iter().map(|(name, v)| Ok((name.clone(), v.as_tensor().copy()?.detach()))).collect::<candle_core::Result<_>>()?,
+        fisher: vars
+            .iter()
+            .zip(fisher)
+            .map(|((name, _), f)| Ok((name.clone(), f.affine(scale, 0.0)?)))
+            .collect::<candle_core::Result<_>>()?,
+        params: vars
+            .iter()
+            .map(|(name, v)| Ok((name.clone(), v.as_tensor().copy()?.detach())))
+            .collect::<candle_core::Result<_>>()?,
     })
 }
 

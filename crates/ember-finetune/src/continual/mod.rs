@@ -64,7 +64,9 @@ impl std::fmt::Display for Method {
         match self {
             Method::Naive => f.write_str("naive"),
             Method::Rehearsal { per_class } => write!(f, "rehearsal ({per_class} images per class)"),
-            Method::Ewc { lambda, fisher_samples } => write!(f, "ewc (lambda {lambda}, {fisher_samples} Fisher samples)"),
+            Method::Ewc { lambda, fisher_samples } => {
+                write!(f, "ewc (lambda {lambda}, {fisher_samples} Fisher samples)")
+            }
             Method::Lwf(cfg) => write!(f, "lwf (T {}, alpha {})", cfg.temperature, cfg.alpha),
         }
     }

@@ -34,7 +34,11 @@ impl TaskSequence {
                         return invalid(format!("task {} names class {c} twice", t + 1));
                     }
                     Some(Some(first)) => {
-                        return invalid(format!("class {c} is in task {} and task {}; tasks must not overlap", *first + 1, t + 1))
+                        return invalid(format!(
+                            "class {c} is in task {} and task {}; tasks must not overlap",
+                            *first + 1,
+                            t + 1
+                        ))
                     }
                     Some(slot) => *slot = Some(t),
                 }
