@@ -55,7 +55,7 @@ impl TaskSequence {
         let bad = |detail: String| Error::invalid(format!("tasks `{spec}`"), detail);
         if !spec.contains([',', '-', '+']) {
             let n: usize = spec.parse().map_err(|_| bad("not a task count or a list of class ranges".into()))?;
-            if n == 0 || classes == 0 || classes % n != 0 {
+            if n == 0 || classes == 0 || !classes.is_multiple_of(n) {
                 return Err(bad(format!("{n} tasks of equal size do not divide {classes} classes")));
             }
             let size = classes / n;
