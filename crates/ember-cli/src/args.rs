@@ -45,6 +45,68 @@ pub enum Command {
     /// Train variational autoencoders and draw samples from them.
     #[command(subcommand)]
     Vae(VaeCommand),
+    /// Learn a sequence of tasks (class splits of one dataset) one after another and report
+    /// the accuracy on every task after each one, average accuracy and forgetting.
+    Continual(Box<ContinualArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ContinualArgs {
+    /// How old tasks are protected: nothing, a replay memory, EWC's penalty, or LwF's distillation.
+    #[arg(long, default_value = "naive", value_parser = ["naive", "rehearsal", "ewc", "lwf"])]
+    pub method: String,
+    /// class: one head over every class seen, no task identity at test time; task: each
+    /// example scored among its own task's classes.
+    #[arg(long, default_value = "class", value_parser = ["class", "task"])]
+    pub setting: String,
+    /// The tasks: class ranges (`0-4,5-9`; `0+2+4,1+3+5`) or a number of equal splits (`5`).
+    #[arg(long, default_value = "0-4,5-9")]
+    pub tasks: String,
+    /// Model from the zoo (one output per class of the data).
+    #[arg(long, default_value = "mnist-cnn")]
+    pub model: String,
+    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data (IDX files, image folder, CIFAR batches).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Passes over each task's training data (the same for every method).
+    #[arg(long, value_parser = at_least_one, default_value_t = 2)]
+    pub epochs_per_task: usize,
+    /// Images per mini-batch.
+    #[arg(long, value_parser = at_least_one, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam's constant learning rate.
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Rehearsal: training images kept per class (reservoir sampling).
+    #[arg(long, value_parser = at_least_one, default_value_t = 20)]
+    pub replay_per_class: usize,
+    /// EWC: strength lambda of the penalty lambda/2 sum F (theta - theta*)^2.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1000.0)]
+    pub ewc_lambda: f64,
+    /// EWC: training images per Fisher estimate.
+    #[arg(long, value_parser = at_least_one, default_value_t = 1000)]
+    pub fisher_samples: usize,
+    /// LwF: softmax temperature T of the distillation.
+    #[arg(long, value_parser = positive_f64, default_value_t = 2.0)]
+    pub lwf_temperature: f64,
+    /// LwF: weight alpha of the distillation term (the labels' loss gets 1 - alpha).
+    #[arg(long, value_parser = unit_interval, default_value_t = 0.5)]
+    pub lwf_alpha: f64,
+    /// Train on only the first N training images.
+    #[arg(long, value_parser = at_least_one)]
+    pub train_limit: Option<usize>,
+    /// Test on only the first N test images.
+    #[arg(long, value_parser = at_least_one)]
+    pub test_limit: Option<usize>,
+    /// Seed of initialisation, shuffling, the replay memory and the Fisher estimate.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

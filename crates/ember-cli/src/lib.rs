@@ -62,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vae(VaeCommand::Train(args)) => commands::vae::train(&args),
         Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Continual(args) => commands::continual::run(&args),
     }
 }
 

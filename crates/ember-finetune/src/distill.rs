@@ -58,16 +58,31 @@ pub fn distillation_loss(
     if let Err(e) = cfg.validate() {
         candle_core::bail!("{e}")
     }
-    let t = cfg.temperature;
     let hard = cross_entropy(student, labels)?;
     if cfg.alpha == 0.0 {
         return Ok(hard);
     }
+    let soft = soft_target_loss(student, teacher, cfg.temperature)?;
+    soft.affine(cfg.alpha, 0.0)? + hard.affine(1.0 - cfg.alpha, 0.0)?
+}
+
+/// The soft part of [`distillation_loss`] alone: `T² · KL(softmax(t / T) ‖ softmax(s / T))`, a
+/// batch mean; the teacher is detached. Learning without forgetting applies it to the old
+/// classes' columns only (`crate::lwf_loss`).
+///
+/// # Shapes
+/// - `student`, `teacher`: `(b, classes)` logits
+/// - output: scalar
+pub fn soft_target_loss(student: &Tensor, teacher: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        candle_core::bail!("soft targets: the temperature must be a positive number, got {temperature}")
+    }
+    let t = temperature;
     let log_p_s = candle_nn::ops::log_softmax(&(student / t)?, D::Minus1)?;
     let log_p_t = candle_nn::ops::log_softmax(&(teacher.detach() / t)?, D::Minus1)?;
     let b = student.dim(0)? as f64;
-    let kl = (log_p_t.exp()? * (log_p_t - log_p_s)?)?.sum_all()?.affine(1.0 / b, 0.0)?;
-    kl.affine(cfg.alpha * t * t, 0.0)? + hard.affine(1.0 - cfg.alpha, 0.0)?
+    let kl = (log_p_t.exp()? * (log_p_t - log_p_s)?)?.sum_all()?;
+    kl.affine(t * t / b, 0.0)
 }
 
 /// A [`TrainStep`] training `student` against `teacher` (any classifier, an

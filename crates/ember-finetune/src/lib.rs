@@ -17,6 +17,10 @@
 //!   pattern; only the adapters train; [`LoraModel::merge`]; adapter-only safetensors files.
 //! - **Fusion**: [`Ensemble`] (mean, weighted mean, vote) with [`evaluate_ensemble`]'s
 //!   per-member metrics; knowledge distillation ([`distillation_loss`], [`Distill`]).
+//! - **Continual learning** ([`learn_continually`]): a [`TaskSequence`] of class splits learned
+//!   in turn, naive, with rehearsal ([`ReplayBuffer`]), [`Ewc`] or LwF ([`lwf_loss`]), class-
+//!   or task-incremental ([`Setting`]), scored as an [`AccuracyMatrix`] (average accuracy,
+//!   forgetting).
 //!
 //! ```
 //! use std::path::Path;
@@ -61,6 +65,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod checkpoint_file;
+mod continual;
 mod distill;
 mod ensemble;
 mod error;
@@ -80,7 +85,11 @@ pub use checkpoint_file::{
     convert_to_safetensors, convert_to_safetensors_with, detect_format, inspect, read_checkpoint, CheckpointFormat,
     TensorInfo,
 };
-pub use distill::{distillation_loss, Distill, DistillConfig};
+pub use continual::{
+    apply_masks, fisher_diagonal, label_masks, learn_continually, lwf_loss, AccuracyMatrix, ContinualConfig,
+    ContinualReport, ContinualStep, Ewc, EwcAnchor, LwfTeacher, Method, ReplayBuffer, Setting, TaskSequence, MASKED,
+};
+pub use distill::{distillation_loss, soft_target_loss, Distill, DistillConfig};
 /// ImageNet's per-channel statistics (the zoo's, re-exported for `ImagePreprocess` users).
 pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
