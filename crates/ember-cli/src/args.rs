@@ -84,7 +84,7 @@ pub struct ContinualArgs {
     #[arg(long, value_parser = at_least_one, default_value_t = 20)]
     pub replay_per_class: usize,
     /// EWC: strength lambda of the penalty lambda/2 sum F (theta - theta*)^2.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1000.0)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 10000.0)]
     pub ewc_lambda: f64,
     /// EWC: training images per Fisher estimate.
     #[arg(long, value_parser = at_least_one, default_value_t = 1000)]
