@@ -268,14 +268,14 @@ mod tests {
         }
         assert_eq!((gray, rgb, non_square), (summary.train_gray, 60 - summary.train_gray, summary.train_non_square));
         assert!(gray > 0 && rgb > 0 && non_square > 0, "gray {gray}, rgb {rgb}, non-square {non_square}");
-        let train_folder = ImageFolder::open(&out.path().join("train"), ImageFolderOptions::default()).unwrap();
+        let train_folder = ImageFolder::open(out.path().join("train"), ImageFolderOptions::default()).unwrap();
         assert_eq!((train_folder.len(), train_folder.classes()), (60, 10));
         assert_eq!(train_folder.verify(), vec![], "every file decodes through ember-data");
 
         // The test split is the first 40 test images, lossless at 28x28, in their class folders;
         // ImageFolder numbers the folders in label order.
         let folder = ImageFolder::open(
-            &out.path().join("test"),
+            out.path().join("test"),
             ImageFolderOptions { color: ColorMode::Gray, ..ImageFolderOptions::default() },
         )
         .unwrap();

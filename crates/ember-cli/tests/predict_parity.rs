@@ -2,7 +2,6 @@
 //! PyTorch's top-5 probabilities (ember-finetune's tests/fixtures/gen_resnet18_parity.py): the
 //! command must apply torchvision's ImageNet normalisation to ResNet inputs by itself.
 
-#[allow(dead_code)] // Only `ember` is needed here.
 mod common;
 
 #[path = "../../ember-finetune/tests/support/hashed_weights.rs"]

@@ -147,7 +147,7 @@ fn csv_errors_name_file_and_line() {
 
 #[test]
 fn image_folder_splits_in_one_call() {
-    use ember_data::{Dataset, ImageFolder};
+    use ember_data::ImageFolder;
     let dir = tempfile::tempdir().unwrap();
     for (class, n) in [("cat", 10), ("dog", 20)] {
         let folder = dir.path().join(class);
