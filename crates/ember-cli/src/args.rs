@@ -558,9 +558,9 @@ pub struct EvalArgs {
     /// Leave out images that cannot be decoded (they are counted) instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
-    /// Images per evaluation batch.
-    #[arg(long, value_parser = at_least_one, default_value_t = 100)]
-    pub batch_size: usize,
+    /// Images per evaluation batch [default: 100, fewer for big inputs (27 at 3x224x224)].
+    #[arg(long, value_parser = at_least_one)]
+    pub batch_size: Option<usize>,
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,

@@ -246,6 +246,15 @@ fn join_ops(first: &str, rest: &str) -> String {
     }
 }
 
+/// Images per evaluation batch for inputs of `(c, h, w)`: 100 for small images, fewer for big
+/// ones so a batch's input stays under 4 Mi values (27 at 3x224x224): a 224 px batch of 100
+/// holds gigabytes of activations. `train` and `eval` both use it, so they score the same
+/// batches.
+pub fn eval_batch(input: (usize, usize, usize)) -> usize {
+    let values = input.0.saturating_mul(input.1).saturating_mul(input.2).max(1);
+    ((4 << 20) / values).clamp(1, 100)
+}
+
 /// Loader threads for decoding and augmenting: the cores minus the one that trains, at least 1.
 pub fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1)

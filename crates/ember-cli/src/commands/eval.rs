@@ -76,7 +76,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         None => (data.train.clone(), format!("{} (the data has no test split: every example)", data.origins.train)),
     };
     let plan = InputPlan::new(&data, card.input.0, card.input.1, card.preprocessing)?;
-    let loader = plan.eval_loader(test, args.batch_size, crate::data::workers())?;
+    let batch = args.batch_size.unwrap_or_else(|| crate::data::eval_batch(card.input));
+    let loader = plan.eval_loader(test, batch, crate::data::workers())?;
     let classes = card.classes();
     let eval = evaluate(&model, &loader, classes)?;
     let m = &eval.confusion;

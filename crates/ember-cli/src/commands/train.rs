@@ -94,7 +94,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let train_data = data.train.clone();
     let val_data = data.val.clone().context("no validation split")?;
     let train_loader = plan.train_loader(train_data.clone(), config.batch_size, config.seed, &ops, workers)?;
-    let val_loader = plan.eval_loader(val_data.clone(), EVAL_BATCH, workers)?;
+    let val_loader = plan.eval_loader(val_data.clone(), crate::data::eval_batch(input), workers)?;
 
     let device = Device::Cpu;
     let store = ParamStore::new(config.seed, &device);
@@ -192,7 +192,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // The test split is scored once, here, on the kept model.
     let test = match &data.test {
         Some(test) => {
-            let loader = plan.eval_loader(test.clone(), EVAL_BATCH, workers)?;
+            let loader = plan.eval_loader(test.clone(), crate::data::eval_batch(input), workers)?;
             Some(ember_train::evaluate(&model, &loader, classes)?)
         }
         None => None,
@@ -248,10 +248,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Images per validation and test batch (also `ember eval`'s default, so both score the same
-/// batches).
-const EVAL_BATCH: usize = 100;
 
 /// The validation fraction carved from the training images when the data has no validation
 /// split.
