@@ -102,12 +102,14 @@ fn open_known(
     dir: Option<&Path>,
     test_only: bool,
 ) -> anyhow::Result<DataSplits> {
-    let test = load_split(known, dir, ember_data::Split::Test)?;
-    // Scoring needs no training images: their place is taken by the test set's, unused.
+    // Training images first, so a broken training file is the one an error names. Scoring
+    // needs none: their place is then taken by the test set's, unused.
     let train = match dir {
-        Some(d) if test_only && has_only_test_idx(d) => test.clone(),
-        _ => load_split(known, dir, ember_data::Split::Train)?,
+        Some(d) if test_only && has_only_test_idx(d) => None,
+        _ => Some(load_split(known, dir, ember_data::Split::Train)?),
     };
+    let test = load_split(known, dir, ember_data::Split::Test)?;
+    let train = train.unwrap_or_else(|| test.clone());
     let names = known.class_names().map(String::from).to_vec();
     let origin = dir.map_or_else(|| known.to_string(), |d| d.display().to_string());
     Ok(DataSplits::from_labelled(kind, train, test, names, &origin))
