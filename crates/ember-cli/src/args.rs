@@ -48,6 +48,26 @@ pub enum Command {
     /// Learn a sequence of tasks (class splits of one dataset) one after another and report
     /// the accuracy on every task after each one, average accuracy and forgetting.
     Continual(Box<ContinualArgs>),
+    /// Compare runs: one metric per epoch of several run directories in a table and one plot
+    /// (e.g. optimizers, or the train-validation gap with and without regularisation).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run directories (each with the metrics.csv that train, finetune and distill write).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The metric: a column of metrics.csv, or `gap` (train minus validation accuracy).
+    #[arg(long, default_value = "val_accuracy",
+          value_parser = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "gap"])]
+    pub metric: String,
+    /// Draw the curves into this PNG.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -449,7 +469,7 @@ pub enum OptimizerArg {
     Adam,
     /// AdamW (decoupled weight decay).
     Adamw,
-    /// SGD with Nesterov momentum 0.9.
+    /// SGD: with Nesterov momentum 0.9 unless --momentum/--nesterov say otherwise.
     Sgd,
     /// RMSprop.
     Rmsprop,
@@ -503,6 +523,19 @@ pub struct TrainArgs {
     /// Weight decay (L2 for Adam/SGD/RMSprop/Adagrad, decoupled for AdamW) [default: 0; AdamW 0.01].
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// SGD momentum; 0 is plain (mini-batch) gradient descent [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD with Nesterov's momentum (true) or classical momentum (false) [default: true].
+    #[arg(long)]
+    pub nesterov: Option<bool>,
+    /// Dropout probability of models with dropout layers (vgg-small: before the output layer,
+    /// half of it after every block; 0 turns dropout off) [default: the model's own].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Batch norm after every convolution (`false`: vgg-small without batch norm) [default: true].
+    #[arg(long)]
+    pub batch_norm: Option<bool>,
     /// Augmentation pipeline applied to every training image, e.g. "pad-crop:2,hflip"
     /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2 for digits,
     /// resized-crop:SIZE,hflip for image folders].

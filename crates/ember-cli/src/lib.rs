@@ -20,6 +20,7 @@ mod args;
 mod commands;
 mod data;
 mod progress;
+mod quick;
 mod run_info;
 mod train_config;
 
@@ -43,9 +44,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(mut cli: Cli) -> anyhow::Result<()> {
     ember_kernels::process::tune_for_training();
     exit_quietly_on_closed_pipe();
+    if quick::enabled() {
+        eprintln!("warning: {}", quick::shorten(&mut cli.command));
+    }
     match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
@@ -63,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vae(VaeCommand::Sample(args)) => commands::vae::sample(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Continual(args) => commands::continual::run(&args),
+        Command::Compare(args) => commands::compare::run(&args),
     }
 }
 

@@ -21,6 +21,18 @@ pub struct TrainConfig {
     pub scheduler: ScheduleArg,
     pub optimizer: OptimizerArg,
     pub weight_decay: f64,
+    /// SGD momentum; `None`: 0.9.
+    #[serde(default)]
+    pub momentum: Option<f64>,
+    /// SGD with Nesterov's momentum; `None`: true.
+    #[serde(default)]
+    pub nesterov: Option<bool>,
+    /// Dropout probability; `None`: the model's own.
+    #[serde(default)]
+    pub dropout: Option<f64>,
+    /// Batch norm after convolutions (only vgg-small can be built without).
+    #[serde(default = "yes")]
+    pub batch_norm: bool,
     /// Augmentation; `None`: the default for the data (pad-crop:2 for MNIST-family digits,
     /// random resized crop and flip for image folders).
     #[serde(default)]
@@ -55,6 +67,10 @@ pub struct PartialConfig {
     scheduler: Option<ScheduleArg>,
     optimizer: Option<OptimizerArg>,
     weight_decay: Option<f64>,
+    momentum: Option<f64>,
+    nesterov: Option<bool>,
+    dropout: Option<f64>,
+    batch_norm: Option<bool>,
     ops: Option<String>,
     size: Option<usize>,
     skip_bad_images: Option<bool>,
@@ -113,6 +129,10 @@ impl TrainConfig {
             } else {
                 0.0
             }),
+            momentum: args.momentum.or(file.momentum),
+            nesterov: args.nesterov.or(file.nesterov),
+            dropout: args.dropout.or(file.dropout),
+            batch_norm: args.batch_norm.or(file.batch_norm).unwrap_or(true),
             ops: args.ops.clone().or(file.ops),
             size: args.size.or(file.size),
             skip_bad_images: args.skip_bad_images || file.skip_bad_images.unwrap_or(false),
@@ -133,6 +153,21 @@ impl TrainConfig {
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
+        if self.optimizer != OptimizerArg::Sgd {
+            for (flag, given) in [("--momentum", self.momentum.is_some()), ("--nesterov", self.nesterov.is_some())] {
+                anyhow::ensure!(!given, "{flag} is a setting of --optimizer sgd, not {:?}", self.optimizer);
+            }
+        }
+        if let Some(m) = self.momentum {
+            anyhow::ensure!((0.0..1.0).contains(&m), "--momentum must be in 0..1, got {m}");
+            anyhow::ensure!(
+                m > 0.0 || self.nesterov != Some(true),
+                "--nesterov true needs a momentum above 0 (--momentum 0 is plain gradient descent)"
+            );
+        }
+        if let Some(p) = self.dropout {
+            anyhow::ensure!((0.0..1.0).contains(&p), "--dropout must be in 0..1, got {p}");
+        }
         if let Some(ops) = &self.ops {
             ember_augment::Pipeline::parse(ops)?;
         }
@@ -196,6 +231,10 @@ impl TrainConfig {
         check("scheduler", args.scheduler.as_ref().map(json), json(&config.scheduler));
         check("optimizer", args.optimizer.as_ref().map(json), json(&config.optimizer));
         check("weight-decay", args.weight_decay.as_ref().map(json), json(&config.weight_decay));
+        check("momentum", args.momentum.as_ref().map(json), json(&config.momentum));
+        check("nesterov", args.nesterov.as_ref().map(json), json(&config.nesterov));
+        check("dropout", args.dropout.as_ref().map(json), json(&config.dropout));
+        check("batch-norm", args.batch_norm.as_ref().map(json), json(&config.batch_norm));
         check("ops", args.ops.as_ref().map(json), json(&config.ops));
         check("size", args.size.as_ref().map(json), json(&config.size));
         check("seed", args.seed.as_ref().map(json), json(&config.seed));
@@ -240,6 +279,10 @@ impl TrainConfig {
         })?;
         Ok(())
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn json<T: Serialize + ?Sized>(v: &T) -> serde_json::Value {

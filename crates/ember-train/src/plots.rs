@@ -79,6 +79,50 @@ pub fn learning_curves_rgb(history: &[EpochReport], width: u32, height: u32) -> 
     Ok(buf)
 }
 
+/// Renders one metric of several runs as one curve per run (`(epoch, value)` points, labelled
+/// with the run's name) on one chart: the optimizer or regularisation comparisons.
+pub fn comparison_rgb(metric: &str, runs: &[(String, Vec<(f64, f64)>)], width: u32, height: u32) -> Result<Vec<u8>> {
+    register_font();
+    let mut buf = vec![255u8; (width * height * 3) as usize];
+    let err = |e: &dyn std::fmt::Display| plot_err(Path::new("comparison"), e);
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let points = runs.iter().flat_map(|(_, p)| p.iter());
+        let (lo, hi, last) = points.fold((f64::INFINITY, f64::NEG_INFINITY, 1f64), |(lo, hi, last), &(x, y)| {
+            (lo.min(y), hi.max(y), last.max(x))
+        });
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(metric, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..last.max(2.0), (lo - pad)..(hi + pad))
+            .map_err(|e| err(&e))?;
+        chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| err(&e))?;
+        for (i, (name, data)) in runs.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(buf)
+}
+
 /// Renders the confusion matrix (rows: true class, columns: predicted; cell shade by row
 /// fraction, counts written in) as an RGB buffer of `size x size`.
 pub fn confusion_matrix_rgb(m: &ConfusionMatrix, names: &[String], size: u32) -> Result<Vec<u8>> {

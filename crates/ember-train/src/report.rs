@@ -33,7 +33,8 @@ pub struct EpochReport {
 
 impl EpochReport {
     /// The value of a metric by name: `train_loss`, `train_accuracy`, `val_loss`,
-    /// `val_accuracy`, `learning_rate`.
+    /// `val_accuracy`, `learning_rate`, or `gap` (train minus validation accuracy: how much
+    /// the model fits its training images better than unseen ones).
     pub fn metric(&self, name: &str) -> Option<f64> {
         match name {
             "train_loss" => Some(self.train_loss),
@@ -41,6 +42,7 @@ impl EpochReport {
             "val_loss" => self.val_loss,
             "val_accuracy" => self.val_accuracy,
             "learning_rate" => Some(self.learning_rate),
+            "gap" => self.val_accuracy.map(|v| self.train_accuracy - v),
             _ => None,
         }
     }

@@ -107,6 +107,42 @@ fn early_stopping_restores_the_best_weights_and_checkpoint_keeps_them() {
     let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds"));
+    // Read back for `ember compare`: every value but the rounded seconds exactly.
+    let back = ember_train::callback::read_history(&dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(back.len(), history.len());
+    for (b, h) in back.iter().zip(&history) {
+        assert_eq!((b.epoch, b.epochs), (h.epoch, 3));
+        assert_eq!(
+            (b.train_loss, b.train_accuracy, b.learning_rate),
+            (h.train_loss, h.train_accuracy, h.learning_rate)
+        );
+        assert_eq!((b.val_loss, b.val_accuracy), (h.val_loss, h.val_accuracy));
+        assert_eq!(b.metric("gap"), Some(h.train_accuracy - h.val_accuracy.unwrap()));
+    }
+}
+
+#[test]
+fn a_damaged_metrics_csv_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.csv");
+    let header = ember_train::callback::CSV_HEADER;
+    for (body, needle) in [
+        ("epoch,loss\n1,0.5\n".to_string(), "line 1"),
+        (format!("{header}\n1,0.5,0.9,,,0.001,1.0\n2,0.4,x,,,0.001,1.0\n"), "line 3: `x`"),
+        (format!("{header}\n1,0.5,0.9\n"), "line 2: 3 fields"),
+        (format!("{header}\n-1,0.5,0.9,,,0.001,1.0\n"), "epoch `-1`"),
+    ] {
+        std::fs::write(&path, body).unwrap();
+        let err = ember_train::callback::read_history(&path).unwrap_err().to_string();
+        assert!(err.contains("metrics.csv") && err.contains(needle), "{err}");
+    }
+    // A run without validation has no validation values and no gap.
+    std::fs::write(&path, format!("{header}\n1,0.5,0.9,,,0.001,1.0\n")).unwrap();
+    let back = ember_train::callback::read_history(&path).unwrap();
+    assert_eq!(
+        (back[0].val_accuracy, back[0].metric("gap"), back[0].metric("train_accuracy")),
+        (None, None, Some(0.9))
+    );
 }
 
 #[test]

@@ -22,12 +22,30 @@ pub struct ModelCard {
     pub class_names: Vec<String>,
     /// Normalisation, crop fraction and resampling of its inputs.
     pub preprocessing: Preprocessing,
+    /// Whether the model was built with batch norm (`false` only for a `vgg-small` built
+    /// without it, which has other parameters); absent in older cards, which mean `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub batch_norm: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl ModelCard {
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.class_names.len()
+    }
+
+    /// Build options that rebuild the model the card describes (dropout is irrelevant to the
+    /// parameters, so the model's own is used).
+    pub fn options(&self) -> crate::ModelOptions {
+        crate::ModelOptions { batch_norm: self.batch_norm, ..crate::ModelOptions::new(self.input, self.classes()) }
     }
 
     /// The card as safetensors metadata (one JSON entry under [`MODEL_CARD_KEY`]).
@@ -68,6 +86,7 @@ mod tests {
             input: (3, 224, 224),
             class_names: vec!["cat".into(), "dog".into()],
             preprocessing: Preprocessing::IMAGENET,
+            batch_norm: true,
         };
         let meta = card.to_metadata();
         assert_eq!(ModelCard::from_metadata(&meta, "f").unwrap(), Some(card.clone()));
@@ -76,6 +95,15 @@ mod tests {
         assert!(ModelCard::from_metadata(&bad.to_metadata(), "f").is_err());
         let bad = ModelCard { model: "nope".into(), ..card.clone() };
         assert!(ModelCard::from_metadata(&bad.to_metadata(), "f").is_err());
+        // A card without BN rebuilds without BN; older cards (no field) mean with BN.
+        let no_bn = ModelCard { model: "vgg-small".into(), batch_norm: false, ..card.clone() };
+        let back = ModelCard::from_metadata(&no_bn.to_metadata(), "f").unwrap().unwrap();
+        assert!(!back.options().batch_norm && back.options().classes == 2);
+        let old = r#"{"model":"resnet18","input":[3,224,224],"class_names":["a","b"],"preprocessing":{"mean":[0.5,0.5,0.5],"std":[0.5,0.5,0.5],"crop_pct":0.875,"interpolation":"bilinear"}}"#;
+        let old =
+            ModelCard::from_metadata(&[(MODEL_CARD_KEY.to_string(), old.to_string())].into(), "f").unwrap().unwrap();
+        assert!(old.batch_norm && old.options().batch_norm);
+        assert!(!card.to_metadata()[MODEL_CARD_KEY].contains("batch_norm"), "the default is not written");
         let bad = ModelCard { class_names: vec![], ..card };
         let err = ModelCard::from_metadata(&bad.to_metadata(), "ckpt.safetensors").unwrap_err().to_string();
         assert!(err.contains("ckpt.safetensors") && err.contains("class names"), "{err}");

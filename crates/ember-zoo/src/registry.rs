@@ -222,8 +222,9 @@ pub const MAX_INPUT_SIDE: usize = 8192;
 /// The most input channels a zoo model may be built for.
 pub const MAX_INPUT_CHANNELS: usize = 64;
 
-/// How to build a model: its input, output and the seeds of its stochastic layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to build a model: its input, output, the seeds of its stochastic layers and the
+/// regularisation switches of models that have them.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelOptions {
     /// Input shape of one sample, `(channels, height, width)`.
     pub input: (usize, usize, usize),
@@ -233,12 +234,18 @@ pub struct ModelOptions {
     pub latent: usize,
     /// Seed of dropout masks and VAE noise.
     pub seed: u64,
+    /// Drop probability for models with dropout layers (`vgg-small`: this before the output
+    /// layer and half of it after every block); `None` keeps the model's own.
+    pub dropout: Option<f64>,
+    /// Batch normalisation after every convolution (`vgg-small` can be built without it, its
+    /// convolutions then get biases); `true` for every other model.
+    pub batch_norm: bool,
 }
 
 impl ModelOptions {
     /// `input` images into `classes` classes; VAE latent 20, seed 0.
     pub fn new(input: (usize, usize, usize), classes: usize) -> Self {
-        Self { input, classes, latent: 20, seed: 0 }
+        Self { input, classes, latent: 20, seed: 0, dropout: None, batch_norm: true }
     }
 
     /// 1x28x28 images (MNIST, Fashion-MNIST) into 10 classes.
@@ -300,6 +307,20 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
     if entry.task == Task::Classification && options.classes == 0 {
         return Err(bad(name, "a classifier needs at least one class".into()));
     }
+    // Only some models have the switches; silently ignoring one would make a regularisation
+    // experiment compare a model with itself.
+    const SWITCHABLE: &str = "vgg-small";
+    if let Some(p) = options.dropout {
+        if !(0.0..1.0).contains(&p) {
+            return Err(bad(name, format!("dropout probability {p} is outside 0..1")));
+        }
+        if name != SWITCHABLE {
+            return Err(bad(name, format!("has no dropout probability to set (models that have one: {SWITCHABLE})")));
+        }
+    }
+    if !options.batch_norm && name != SWITCHABLE {
+        return Err(bad(name, format!("cannot be built without batch norm (models that can: {SWITCHABLE})")));
+    }
     let classes = options.classes;
     let network = match name {
         "mlp" => Network::new(name, Mlp::new(&MlpConfig::new(c * h * w, classes), vb)?),
@@ -319,7 +340,15 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
             if h.min(w) < 8 {
                 return Err(bad(name, format!("input must be at least 8x8, got {h}x{w}")));
             }
-            let cfg = VggSmallConfig { seed: options.seed, ..VggSmallConfig::new(c, classes) };
+            let mut cfg = VggSmallConfig {
+                seed: options.seed,
+                batch_norm: options.batch_norm,
+                ..VggSmallConfig::new(c, classes)
+            };
+            if let Some(p) = options.dropout {
+                // The default keeps this ratio (0.25 after blocks, 0.5 before the output).
+                (cfg.block_dropout, cfg.head_dropout) = (p / 2.0, p);
+            }
             Network::new(name, VggSmall::new(&cfg, vb)?)
         }
         "resnet18" | "resnet34" | "resnet50" => {

@@ -27,6 +27,9 @@ pub struct VggSmallConfig {
     pub head_dropout: f64,
     /// Seed of the dropout masks.
     pub seed: u64,
+    /// Batch norm after every convolution; without it the convolutions get biases (the
+    /// regularisation chapter's "without BN" network).
+    pub batch_norm: bool,
 }
 
 impl VggSmallConfig {
@@ -40,6 +43,7 @@ impl VggSmallConfig {
             block_dropout: 0.25,
             head_dropout: 0.5,
             seed: 0,
+            batch_norm: true,
         }
     }
 }
@@ -47,15 +51,25 @@ impl VggSmallConfig {
 #[derive(Debug, Clone)]
 struct ConvBnRelu {
     conv: Conv2d,
-    bn: BatchNorm,
+    /// `None` when built without batch norm.
+    bn: Option<BatchNorm>,
 }
 
 impl ConvBnRelu {
-    fn new(c_in: usize, c_out: usize, conv: VarBuilder, bn: VarBuilder) -> Result<Self> {
+    fn new(c_in: usize, c_out: usize, batch_norm: bool, conv: VarBuilder, bn: VarBuilder) -> Result<Self> {
         let mut cfg = Conv2dConfig::new(c_in, c_out, 3);
         cfg.params = Conv2dParams { padding: 1, ..Conv2dParams::default() };
-        cfg.bias = false;
-        Ok(Self { conv: Conv2d::new(&cfg, conv)?, bn: BatchNorm::new(&BatchNormConfig::new(c_out), bn)? })
+        // A bias before batch norm is cancelled by its mean subtraction; without BN it is needed.
+        cfg.bias = !batch_norm;
+        let bn = if batch_norm { Some(BatchNorm::new(&BatchNormConfig::new(c_out), bn)?) } else { None };
+        Ok(Self { conv: Conv2d::new(&cfg, conv)?, bn })
+    }
+
+    fn norm(&self, x: Tensor, train: bool) -> Result<Tensor> {
+        match &self.bn {
+            Some(bn) => x.apply_t(bn, train),
+            None => Ok(x),
+        }
     }
 }
 
@@ -90,8 +104,9 @@ impl VggSmall {
         let (mut c_in, mut index) = (cfg.in_channels, 0);
         for &c_out in &cfg.widths {
             // conv, bn, relu, conv, bn, relu, pool, dropout: 8 indices per block.
-            let first = ConvBnRelu::new(c_in, c_out, features.pp(index), features.pp(index + 1))?;
-            let second = ConvBnRelu::new(c_out, c_out, features.pp(index + 3), features.pp(index + 4))?;
+            let bn = cfg.batch_norm;
+            let first = ConvBnRelu::new(c_in, c_out, bn, features.pp(index), features.pp(index + 1))?;
+            let second = ConvBnRelu::new(c_out, c_out, bn, features.pp(index + 3), features.pp(index + 4))?;
             blocks.push((first, second));
             c_in = c_out;
             index += 8;
@@ -109,16 +124,21 @@ impl VggSmall {
 
 /// torchvision's VGG layout: block `b`'s convolutions and batch norms are `features.{8b}`,
 /// `features.{8b + 1}`, `features.{8b + 3}`, `features.{8b + 4}` (ReLU, pooling and dropout
-/// take the other indices but hold nothing); the head is `classifier.0` and `classifier.3`.
+/// take the other indices but hold nothing; built without batch norm, its indices hold nothing
+/// too); the head is `classifier.0` and `classifier.3`.
 impl ModuleTree for VggSmall {
     fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
         f(path.as_str(), Entry::Layer(LayerKind::Module("VggSmall")));
         path.push("features");
         for (b, (first, second)) in self.blocks.iter().enumerate() {
             path.child(&(8 * b).to_string(), &first.conv, f);
-            path.child(&(8 * b + 1).to_string(), &first.bn, f);
+            if let Some(bn) = &first.bn {
+                path.child(&(8 * b + 1).to_string(), bn, f);
+            }
             path.child(&(8 * b + 3).to_string(), &second.conv, f);
-            path.child(&(8 * b + 4).to_string(), &second.bn, f);
+            if let Some(bn) = &second.bn {
+                path.child(&(8 * b + 4).to_string(), bn, f);
+            }
         }
         path.pop();
         path.push("classifier");
@@ -132,9 +152,13 @@ impl ModuleTree for VggSmall {
         path.push("features");
         for (b, (first, second)) in self.blocks.iter_mut().enumerate() {
             path.child_mut(&(8 * b).to_string(), &mut first.conv, f);
-            path.child_mut(&(8 * b + 1).to_string(), &mut first.bn, f);
+            if let Some(bn) = &mut first.bn {
+                path.child_mut(&(8 * b + 1).to_string(), bn, f);
+            }
             path.child_mut(&(8 * b + 3).to_string(), &mut second.conv, f);
-            path.child_mut(&(8 * b + 4).to_string(), &mut second.bn, f);
+            if let Some(bn) = &mut second.bn {
+                path.child_mut(&(8 * b + 4).to_string(), bn, f);
+            }
         }
         path.pop();
         path.push("classifier");
@@ -148,8 +172,12 @@ impl Layered for VggSmall {
     fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
         let mut all = Vec::new();
         for (b, (first, second)) in self.blocks.iter_mut().enumerate() {
-            all.push((format!("features.{}", b * 8 + 1), &mut first.bn));
-            all.push((format!("features.{}", b * 8 + 4), &mut second.bn));
+            if let Some(bn) = &mut first.bn {
+                all.push((format!("features.{}", b * 8 + 1), bn));
+            }
+            if let Some(bn) = &mut second.bn {
+                all.push((format!("features.{}", b * 8 + 4), bn));
+            }
         }
         all
     }
@@ -161,10 +189,10 @@ impl Layered for VggSmall {
         for (b, (first, second)) in self.blocks.iter().enumerate() {
             let i = b * 8;
             x = tapped(tap, &format!("features.{i}"), x.apply(&first.conv)?);
-            x = tapped(tap, &format!("features.{}", i + 1), x.apply_t(&first.bn, train)?);
+            x = tapped(tap, &format!("features.{}", i + 1), first.norm(x, train)?);
             x = tapped(tap, &format!("features.{}", i + 2), x.apply(&relu)?);
             x = tapped(tap, &format!("features.{}", i + 3), x.apply(&second.conv)?);
-            x = tapped(tap, &format!("features.{}", i + 4), x.apply_t(&second.bn, train)?);
+            x = tapped(tap, &format!("features.{}", i + 4), second.norm(x, train)?);
             x = tapped(tap, &format!("features.{}", i + 5), x.apply(&relu)?);
             x = tapped(tap, &format!("features.{}", i + 6), x.apply(&pool)?);
             x = tapped(tap, &format!("features.{}", i + 7), x.apply_t(&self.block_dropout, train)?);

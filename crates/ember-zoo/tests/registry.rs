@@ -165,3 +165,46 @@ fn class_counts_and_inputs_from_files_are_bounded_before_allocating() {
     assert!(summarize("resnet18", &ModelOptions::new((3, 4096, 4096), 10)).is_err());
     assert!(store.names().is_empty(), "a refused model allocated parameters");
 }
+
+#[test]
+fn vgg_small_without_batch_norm_has_conv_biases_and_no_bn_tensors() {
+    let with = state_shapes("vgg-small", &ModelOptions::mnist()).unwrap();
+    let without = state_shapes("vgg-small", &ModelOptions { batch_norm: false, ..ModelOptions::mnist() }).unwrap();
+    let names = |s: &[(String, Vec<usize>)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let (with, without) = (names(&with), names(&without));
+    assert!(with.iter().any(|n| n == "features.1.running_mean"), "{with:?}");
+    assert!(!with.iter().any(|n| n == "features.0.bias"));
+    assert!(without.iter().any(|n| n == "features.0.bias"), "{without:?}");
+    assert!(!without.iter().any(|n| n.contains("running") || n == "features.1.weight"), "{without:?}");
+    // Six BNs (weight, bias, running mean and variance) go; six conv biases come.
+    assert_eq!(with.len() - without.len(), 6 * 4 - 6);
+    // Without BN it still trains and predicts.
+    let store = ParamStore::new(0, &Device::Cpu);
+    let options = ModelOptions { batch_norm: false, dropout: Some(0.0), ..ModelOptions::mnist() };
+    let net = ember_zoo::build_with("vgg-small", &options, store.var_builder(DType::F32)).unwrap();
+    let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 10]);
+}
+
+#[test]
+fn dropout_and_batch_norm_switches_are_refused_where_a_model_has_none() {
+    let vb = |s: &ParamStore| s.var_builder(DType::F32);
+    let store = ParamStore::new(0, &Device::Cpu);
+    let err =
+        ember_zoo::build_with("mnist-cnn", &ModelOptions { dropout: Some(0.5), ..ModelOptions::mnist() }, vb(&store))
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(err.contains("mnist-cnn") && err.contains("dropout") && err.contains("vgg-small"), "{err}");
+    let err = ember_zoo::build_with("resnet18", &ModelOptions { batch_norm: false, ..imagenet() }, vb(&store))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("resnet18") && err.contains("batch norm"), "{err}");
+    let err =
+        ember_zoo::build_with("vgg-small", &ModelOptions { dropout: Some(1.0), ..ModelOptions::mnist() }, vb(&store))
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(err.contains("dropout probability 1"), "{err}");
+}

@@ -33,13 +33,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 input: (c, h, w),
                 class_names: ember_data::numbered_names(classes),
                 preprocessing: zoo.preprocessing,
+                batch_norm: true,
             }
         }
     };
 
     // The checkpoint first: a bad file fails before any data is read.
     let store = ParamStore::new(0, &Device::Cpu);
-    let model_options = ember_zoo::ModelOptions::new(card.input, card.classes());
+    let model_options = card.options();
     let model = ember_zoo::build_with(&model_name, &model_options, store.var_builder(DType::F32))?;
     checkpoint::load(&store, &args.checkpoint)?;
 

@@ -118,6 +118,7 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
         input: plan.input,
         class_names: data.class_names.clone(),
         preprocessing: plan.preprocessing,
+        batch_norm: true,
     };
     let total: usize = model.store.num_parameters();
     let out = args.out.clone();

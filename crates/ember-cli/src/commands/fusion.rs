@@ -34,15 +34,12 @@ fn load_member(model: &str, path: &Path) -> anyhow::Result<(Box<dyn ModuleT + Se
                 model,
                 input: (c, h, w),
                 class_names: ember_data::numbered_names(classes),
+                batch_norm: true,
             }
         }
     };
     let store = ParamStore::new(0, &Device::Cpu);
-    let net = ember_zoo::build_with(
-        &card.model,
-        &ModelOptions::new(card.input, card.classes()),
-        store.var_builder(DType::F32),
-    )?;
+    let net = ember_zoo::build_with(&card.model, &card.options(), store.var_builder(DType::F32))?;
     checkpoint::load(&store, path).with_context(|| format!("loading member {}", path.display()))?;
     Ok((Box::new(net), card))
 }
@@ -192,7 +189,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     let acc = eval.confusion.accuracy();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("model.safetensors");
-    let student_card = ModelCard { model: args.student.clone(), ..card.clone() };
+    let student_card = ModelCard { model: args.student.clone(), batch_norm: true, ..card.clone() };
     checkpoint::save_with_metadata(&store, student_card.to_metadata(), &path)?;
     println!(
         "student test accuracy {:.2} % ({} images); weights in {}",

@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 pub mod continual;
 pub mod data_info;
 pub mod eval;

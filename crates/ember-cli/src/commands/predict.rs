@@ -80,7 +80,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         None => input,
     };
     // The class count is the checkpoint's: build once to find the head, rebuild if it differs.
-    let mut options = ModelOptions::new(input, card.as_ref().map_or(info.classes.max(1), |c| c.classes()));
+    let mut options = ModelOptions {
+        batch_norm: card.as_ref().is_none_or(|c| c.batch_norm),
+        ..ModelOptions::new(input, card.as_ref().map_or(info.classes.max(1), |c| c.classes()))
+    };
     let probe = FineTuneModel::scratch(&model_name, &options, 0)?;
     let head_bias = format!("{}.bias", probe.head.head);
     let rename_rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename)?;

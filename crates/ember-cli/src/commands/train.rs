@@ -33,7 +33,14 @@ fn optimizer(config: &TrainConfig, store: &ParamStore) -> anyhow::Result<Box<dyn
         OptimizerArg::Adamw => Box::new(Adam::new(params, AdamConfig { lr, weight_decay: wd, ..AdamConfig::adamw() })?),
         OptimizerArg::Sgd => Box::new(Sgd::new(
             params,
-            SgdConfig { lr, momentum: 0.9, nesterov: true, weight_decay: wd, ..SgdConfig::default() },
+            SgdConfig {
+                lr,
+                momentum: config.momentum.unwrap_or(0.9),
+                // Nesterov needs momentum; --momentum 0 alone means plain gradient descent.
+                nesterov: config.nesterov.unwrap_or(true) && config.momentum.unwrap_or(0.9) > 0.0,
+                weight_decay: wd,
+                ..SgdConfig::default()
+            },
         )?),
         OptimizerArg::Rmsprop => {
             Box::new(RmsProp::new(params, RmsPropConfig { lr, weight_decay: wd, ..RmsPropConfig::default() })?)
@@ -98,7 +105,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 
     let device = Device::Cpu;
     let store = ParamStore::new(config.seed, &device);
-    let model_options = ember_zoo::ModelOptions { seed: config.seed, ..ember_zoo::ModelOptions::new(input, classes) };
+    let model_options = ember_zoo::ModelOptions {
+        seed: config.seed,
+        dropout: config.dropout,
+        batch_norm: config.batch_norm,
+        ..ember_zoo::ModelOptions::new(input, classes)
+    };
     let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))?;
     let mut optimizer = optimizer(&config, &store)?;
     let schedule = schedule(&config, config.epochs * train_loader.num_batches());
@@ -107,6 +119,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         input,
         class_names: data.class_names.clone(),
         preprocessing: plan.preprocessing,
+        batch_norm: config.batch_norm,
     };
 
     let out = &config.out;

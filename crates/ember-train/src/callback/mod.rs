@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ember_layers::ParamStore;
 
-pub use csv_logger::CsvLogger;
+pub use csv_logger::{read_history, CsvLogger, CSV_HEADER};
 pub use early_stopping::{EarlyStopping, Mode};
 pub use model_checkpoint::ModelCheckpoint;
 pub use plot_logger::PlotLogger;

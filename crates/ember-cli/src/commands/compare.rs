@@ -1,0 +1,100 @@
+//! `ember compare`: one metric of several runs side by side, as a table and one plot.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::args::CompareArgs;
+
+/// Metrics whose best value is the smallest (losses, the generalisation gap).
+fn lower_is_better(metric: &str) -> bool {
+    metric.ends_with("loss") || metric == "gap"
+}
+
+/// The test accuracy a run recorded in its `run.json`, if it has one (runs killed before the
+/// end, or commands that write none, have not).
+fn test_accuracy(run: &Path) -> anyhow::Result<Option<f64>> {
+    let path = run.join("run.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    // run.json is a few kilobytes; anything much larger is not one ember wrote.
+    let len = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?.len();
+    anyhow::ensure!(len <= 1 << 20, "{}: {len} bytes is too large for a run summary", path.display());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a run summary", path.display()))?;
+    Ok(value.get("test_accuracy").and_then(|v| v.as_f64()))
+}
+
+/// A run's label in the table and the legend: its directory name, or the whole path where two
+/// runs share a name.
+fn labels(runs: &[std::path::PathBuf]) -> Vec<String> {
+    let short: Vec<String> = runs
+        .iter()
+        .map(|r| r.file_name().map_or_else(|| r.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    short
+        .iter()
+        .zip(runs)
+        .map(|(s, r)| if short.iter().filter(|t| *t == s).count() > 1 { r.display().to_string() } else { s.clone() })
+        .collect()
+}
+
+pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
+    let metric = args.metric.as_str();
+    let names = labels(&args.runs);
+    let mut curves = Vec::new();
+    let mut rows = Vec::new();
+    println!(
+        "{:<20} {:>6} {:>12} {:>18} {:>10}",
+        "run",
+        "epochs",
+        format!("final {metric}"),
+        "best (epoch)",
+        "test acc"
+    );
+    for (run, name) in args.runs.iter().zip(&names) {
+        let csv = run.join("metrics.csv");
+        anyhow::ensure!(csv.is_file(), "{}: no metrics.csv (is {} a run directory?)", csv.display(), run.display());
+        let history = ember_train::callback::read_history(&csv)?;
+        let points: Vec<(f64, f64)> =
+            history.iter().filter_map(|r| r.metric(metric).map(|v| (r.epoch as f64, v))).collect();
+        anyhow::ensure!(
+            !points.is_empty(),
+            "{}: no `{metric}` values ({} epochs; validation metrics and the gap need a validation split)",
+            csv.display(),
+            history.len()
+        );
+        let best = points
+            .iter()
+            .copied()
+            .reduce(|a, b| if (b.1 < a.1) == lower_is_better(metric) && b.1 != a.1 { b } else { a })
+            .unwrap_or(points[0]);
+        let last = points[points.len() - 1];
+        let test = test_accuracy(run)?;
+        let test_text = test.map_or_else(|| "-".to_string(), |t| format!("{:.2} %", t * 100.0));
+        println!(
+            "{name:<20} {:>6} {:>12.4} {:>18} {test_text:>10}",
+            history.len(),
+            last.1,
+            format!("{:.4} ({})", best.1, best.0)
+        );
+        rows.push(json!({
+            "run": name, "dir": run, "epochs": history.len(), "final": last.1,
+            "best": best.1, "best_epoch": best.0 as usize, "test_accuracy": test,
+        }));
+        curves.push((name.clone(), points));
+    }
+    if let Some(out) = &args.out {
+        let (w, h) = (900, 560);
+        let rgb = ember_train::plots::comparison_rgb(metric, &curves, w, h)?;
+        ember_train::plots::write_png(out, &ember_train::plots::png_bytes(rgb, w, h)?)?;
+        println!("plot of {metric} per epoch in {}", out.display());
+    }
+    if args.json {
+        println!("{}", json!({ "metric": metric, "runs": rows, "plot": args.out }));
+    }
+    Ok(())
+}
