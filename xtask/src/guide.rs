@@ -106,15 +106,15 @@ fn read_book(dir: &Path) -> anyhow::Result<Book> {
     let lang = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let toml_path = dir.join("book.toml");
     let text = std::fs::read_to_string(&toml_path).with_context(|| format!("reading {}", toml_path.display()))?;
-    let value: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", toml_path.display()))?;
+    let value: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", toml_path.display()))?;
     let book_table = value.get("book").and_then(|b| b.as_table());
     let title = book_table
         .and_then(|b| b.get("title"))
         .and_then(|t| t.as_str())
         .with_context(|| format!("{}: no `title` in its [book] table", toml_path.display()))?
         .to_string();
-    let language =
-        book_table.and_then(|b| b.get("language")).and_then(|l| l.as_str()).unwrap_or(&lang).to_string();
+    let language = book_table.and_then(|b| b.get("language")).and_then(|l| l.as_str()).unwrap_or(&lang).to_string();
     // mdBook's `src` setting moves the chapters; this builder reads only the default.
     if let Some(src) = book_table.and_then(|b| b.get("src")).and_then(|s| s.as_str()) {
         anyhow::ensure!(src == "src", "{}: `src = \"{src}\"`: only \"src\" is supported", toml_path.display());
@@ -125,7 +125,11 @@ fn read_book(dir: &Path) -> anyhow::Result<Book> {
     let chapters = parse_summary(&summary).map_err(|errors| {
         anyhow::anyhow!(
             "{}",
-            errors.iter().map(|(line, msg)| format!("{}:{line}: {msg}", summary_path.display())).collect::<Vec<_>>().join("\n  ")
+            errors
+                .iter()
+                .map(|(line, msg)| format!("{}:{line}: {msg}", summary_path.display()))
+                .collect::<Vec<_>>()
+                .join("\n  ")
         )
     })?;
     Ok(Book { lang, dir: dir.to_path_buf(), title, language, chapters })
@@ -157,7 +161,8 @@ pub fn parse_summary(text: &str) -> Result<Vec<Chapter>, Vec<(usize, String)>> {
         }
         let indent = raw.len() - raw.trim_start().len();
         let (item, depth) = match trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")) {
-            Some(rest) => (rest.trim(), indent / 2),
+            // mdBook nests by indentation (2 or 4 spaces a level, as people write it).
+            Some(rest) => (rest.trim(), indent.div_ceil(4)),
             None => (trimmed, 0),
         };
         let Some((title, target)) = parse_link(item) else {
@@ -349,7 +354,13 @@ fn compare_languages(books: &[Book]) -> Vec<String> {
         let detail = if missing.is_empty() && extra.is_empty() {
             format!("the same files in another order ({} vs {})", reference.join(", "), other.join(", "))
         } else {
-            format!("missing in `{}`: [{}]; only in `{}`: [{}]", book.lang, missing.join(", "), book.lang, extra.join(", "))
+            format!(
+                "missing in `{}`: [{}]; only in `{}`: [{}]",
+                book.lang,
+                missing.join(", "),
+                book.lang,
+                extra.join(", ")
+            )
         };
         problems.push(format!(
             "{}: the chapter files differ from `{}`'s ({}): {detail}",
@@ -479,12 +490,14 @@ fn copy_assets(src: &Path, dir: &Path, out: &Path) -> anyhow::Result<()> {
         if path.is_dir() {
             copy_assets(src, &path, out)?;
         } else if path.extension().is_none_or(|e| e != "md") {
-            let rel = path.strip_prefix(src).with_context(|| format!("{} is outside {}", path.display(), src.display()))?;
+            let rel =
+                path.strip_prefix(src).with_context(|| format!("{} is outside {}", path.display(), src.display()))?;
             let target = out.join(rel);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            std::fs::copy(&path, &target).with_context(|| format!("copying {} to {}", path.display(), target.display()))?;
+            std::fs::copy(&path, &target)
+                .with_context(|| format!("copying {} to {}", path.display(), target.display()))?;
         }
     }
     Ok(())
@@ -538,10 +551,7 @@ mod tests {
     fn links_skip_external_anchors_and_code() {
         let md = "# T\n\nSee [next](next.md#part) and [web](https://x.org/a.md),\n[top](#t), `[code](nope.md)`.\n\n```\n[block](nope2.md)\n```\n![plot](img/p.png?raw=1)\n";
         let links = relative_links(md);
-        assert_eq!(
-            links,
-            vec![Link { path: "next.md".into(), line: 3 }, Link { path: "img/p.png".into(), line: 10 }]
-        );
+        assert_eq!(links, vec![Link { path: "next.md".into(), line: 3 }, Link { path: "img/p.png".into(), line: 9 }]);
     }
 
     #[test]
