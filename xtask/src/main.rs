@@ -1,11 +1,13 @@
 //! ember's developer tasks, run as `cargo xtask <task>`:
 //!
 //! - `ci`: format check, clippy with warnings denied, the whole test suite (doc tests
-//!   included), `cargo doc` with warnings denied, and the tidy checks. Tests that need the large
+//!   included), `cargo doc` with warnings denied, the guide (as `docs` builds it, markers
+//!   allowed), and the tidy checks. Tests that need the large
 //!   assets in `../shared` (named `shared_*`) run when `EMBER_SHARED_DIR` points at them and are
 //!   otherwise reported as skipped in one loud line.
 //! - `bench`: the criterion benchmarks (`cargo bench`), with an explicit thread count.
-//! - `docs`: the API docs (`cargo doc`).
+//! - `docs`: the API docs (`cargo doc`) and the guides in `docs/guide/<lang>/`, checked and rendered
+//!   to `target/guide/<lang>/` (`guide.rs`; `--strict` also refuses pending results markers).
 //! - `fuzz`: every parser's fuzz target (`ember-fuzz`) for `--minutes N` each (default 1).
 //! - `image-folder`: an MNIST-family IDX directory as an `ImageFolder` tree of PNG/JPEG files.
 
@@ -13,6 +15,7 @@ mod bench;
 mod ci;
 mod docs;
 mod fuzz;
+mod guide;
 mod image_folder;
 mod module_cycles;
 mod tidy;
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
         Some("image-folder") => image_folder::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs [--open] | tidy \
+                "usage: cargo xtask <ci | bench [criterion args] | docs [--open] [--strict] [--guide-only] | tidy \
                  | fuzz [--minutes N] [--target NAME]... [--seed S] [--release] \
                  | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] ...>"
             );
