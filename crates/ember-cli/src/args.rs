@@ -314,9 +314,11 @@ pub struct FineTuneArgs {
     /// LoRA rank dropout.
     #[arg(long, value_parser = dropout_rate, default_value_t = 0.0)]
     pub lora_dropout: f64,
-    /// LoRA target layers, comma-separated glob patterns of parameter prefixes.
-    #[arg(long, default_value = "*_expand_conv,*_project_conv,_conv_head")]
-    pub lora_targets: String,
+    /// LoRA target layers, comma-separated glob patterns of parameter prefixes [default:
+    /// EfficientNet-Lite's expand and project convolutions and conv head; for other models
+    /// every convolution and linear layer but the head].
+    #[arg(long)]
+    pub lora_targets: Option<String>,
     /// Let batch-norm running statistics follow the new data during LoRA training.
     #[arg(long)]
     pub lora_train_bn_stats: bool,

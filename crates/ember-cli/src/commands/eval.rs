@@ -65,7 +65,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         data.classes(),
         card.classes()
     );
-    if data.class_names != card.class_names && !card.class_names.iter().enumerate().all(|(i, n)| *n == i.to_string()) {
+    // Numbers stand for names where a side has none: IDX files carry no class names, and a
+    // checkpoint without a card has numbers. Only two real, different name lists conflict.
+    let numbered = |names: &[String]| *names == ember_data::numbered_names(names.len());
+    if data.class_names != card.class_names && !numbered(&card.class_names) && !numbered(&data.class_names) {
         anyhow::bail!(
             "the data's classes [{}] differ from the checkpoint's [{}]",
             data.class_names.join(", "),
@@ -82,7 +85,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let classes = card.classes();
     let eval = evaluate(&model, &loader, classes)?;
     let m = &eval.confusion;
-    let names = &data.class_names;
+    let names = if numbered(&data.class_names) { &card.class_names } else { &data.class_names };
 
     println!(
         "{} on {origin}: accuracy {:.2} % ({} images), loss {:.4}, macro F1 {:.4}",

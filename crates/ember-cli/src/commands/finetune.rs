@@ -184,7 +184,7 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
                 rank: args.lora_rank,
                 alpha: args.lora_alpha,
                 dropout: args.lora_dropout,
-                targets: args.lora_targets.split(',').map(|s| s.trim().to_string()).collect(),
+                targets: lora_targets(args.lora_targets.as_deref(), &args.model, &model),
                 train_also: vec![model.head.pattern()],
                 frozen_batch_norms: !args.lora_train_bn_stats,
                 seed: args.seed,
@@ -363,4 +363,24 @@ fn finish(
         );
     }
     Ok(())
+}
+
+/// The LoRA targets: the user's patterns, else EfficientNet-Lite's measured choice (its 1x1
+/// expand and project convolutions and the conv head), else every layer of the model with a
+/// 2-D or 4-D weight except the head (which trains in full), so LoRA works on any model.
+fn lora_targets(given: Option<&str>, model_name: &str, model: &FineTuneModel) -> Vec<String> {
+    if let Some(given) = given {
+        return given.split(',').map(|s| s.trim().to_string()).collect();
+    }
+    if model_name.starts_with("efficientnet-lite") {
+        return ["*_expand_conv", "*_project_conv", "_conv_head"].map(String::from).to_vec();
+    }
+    let head = format!("{}.", model.head.head);
+    model
+        .store
+        .vars()
+        .into_iter()
+        .filter(|(name, var)| !name.starts_with(&head) && matches!(var.dims().len(), 2 | 4))
+        .filter_map(|(name, _)| name.strip_suffix(".weight").map(str::to_string))
+        .collect()
 }
