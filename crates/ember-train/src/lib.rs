@@ -6,9 +6,9 @@
 //! precision/recall/F1 follow. Checkpoints are safetensors files written atomically (through
 //! `ember-io`).
 //!
-//! Features (both default): `plots` ([`PlotLogger`], `plots`: PNG learning curves and confusion
-//! matrices, with `plotters`) and `tensorboard` ([`TensorBoardLogger`], `tensorboard`: event
-//! files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
+//! Features (both default): `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
+//! confusion matrices, drawn with `plotters`) and `tensorboard` (`TensorBoardLogger` and the
+//! `tensorboard` module: event files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
 //! dependency.
 //!
 //! ```
