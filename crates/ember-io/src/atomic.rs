@@ -101,4 +101,45 @@ mod tests {
         assert!(!is_temporary_name(".last.safetensors.12a.tmp"));
         assert!(!is_temporary_name("..7.tmp"));
     }
+
+    fn io(tmp: &Path, e: std::io::Error) -> Error {
+        Error::Io { path: tmp.to_path_buf(), source: e }
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomically(&path, |tmp| std::fs::write(tmp, "old").map_err(|e| io(tmp, e))).unwrap();
+        let err = write_atomically(&path, |tmp| {
+            std::fs::write(tmp, "half").map_err(|e| io(tmp, e))?;
+            Err(io(tmp, std::io::Error::other("disk full")))
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
+        write_atomically(&path, |tmp| std::fs::write(tmp, "new").map_err(|e| io(tmp, e))).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent/out.safetensors");
+        let err = write_atomically(&path, |tmp| std::fs::write(tmp, "x").map_err(|e| io(tmp, e))).unwrap_err();
+        assert!(err.to_string().contains(".out.safetensors."), "{err}");
+    }
+
+    #[test]
+    fn stale_temporaries_of_other_processes_are_removed_and_ours_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".last.safetensors.1.tmp");
+        let ours = dir.path().join(format!(".best.safetensors.{}.tmp", std::process::id()));
+        for p in [&stale, &ours, &dir.path().join("last.safetensors")] {
+            std::fs::write(p, b"").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), vec![stale.clone()]);
+        assert!(!stale.exists() && ours.exists());
+    }
 }
