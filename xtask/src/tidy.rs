@@ -17,15 +17,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ember-derive", &[]),
     ("ember-kernels", &[]),
     ("ember-layers", &["ember-kernels", "ember-derive"]),
-    ("ember-optim", &["ember-kernels"]),
+    ("ember-io", &[]),
+    ("ember-optim", &["ember-kernels", "ember-io"]),
     ("ember-augment", &[]),
     ("ember-data", &["ember-augment"]),
     ("ember-zoo", &["ember-kernels", "ember-layers"]),
     (
         "ember-finetune",
-        &["ember-kernels", "ember-layers", "ember-zoo", "ember-optim", "ember-data", "ember-train", "ember-augment"],
+        &[
+            "ember-kernels",
+            "ember-layers",
+            "ember-zoo",
+            "ember-optim",
+            "ember-data",
+            "ember-train",
+            "ember-augment",
+            "ember-io",
+        ],
     ),
-    ("ember-train", &["ember-kernels", "ember-layers", "ember-optim", "ember-data", "ember-augment"]),
+    ("ember-train", &["ember-kernels", "ember-layers", "ember-optim", "ember-data", "ember-augment", "ember-io"]),
     (
         "ember-cli",
         &[
@@ -37,9 +47,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ember-zoo",
             "ember-finetune",
             "ember-train",
+            "ember-io",
         ],
     ),
-    ("ember-fuzz", &["ember-data", "ember-train", "ember-finetune", "ember-cli"]),
+    ("ember-fuzz", &["ember-data", "ember-train", "ember-finetune", "ember-cli", "ember-io"]),
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -168,7 +168,7 @@ fn data_info_counts_splits_and_classes() {
 
 #[test]
 fn convert_and_inspect_a_pytorch_checkpoint() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-finetune/tests/fixtures");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-io/tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("converted.safetensors");
     let converted =

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use common::{assert_one_line_error, ember};
 
+/// ember-io's checkpoint fixtures (PyTorch files written by its `gen_checkpoints.py`).
+fn io_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-io/tests/fixtures")
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-finetune/tests/fixtures")
 }
@@ -28,7 +33,7 @@ fn listed_names(path: &Path) -> Vec<String> {
 fn rules_rename_a_pytorch_checkpoint_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("renamed.safetensors");
-    let pth = fixtures().join("legacy_state_dict.pth");
+    let pth = io_fixtures().join("legacy_state_dict.pth");
     let run = ember(&[
         "convert",
         pth.to_str().unwrap(),
@@ -77,7 +82,7 @@ fn timm_preset_gives_ember_efficientnet_lite_names() {
 fn bad_rules_unknown_presets_and_collisions_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never.safetensors");
-    let pth = fixtures().join("legacy_state_dict.pth");
+    let pth = io_fixtures().join("legacy_state_dict.pth");
     let convert = |rule: &str| ember(&["convert", pth.to_str().unwrap(), out.to_str().unwrap(), "--rename", rule]);
     assert_one_line_error(&convert("keras"), &["keras", "timm"]);
     assert_one_line_error(&convert("regex:(=x"), &["renaming rule `(`", "unclosed group"]);

@@ -13,35 +13,6 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The file is neither safetensors nor a PyTorch checkpoint.
-    #[error("{path}: not a checkpoint ember can read ({detail})")]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-        /// What was found.
-        detail: String,
-    },
-    /// The pickle names a global that is not one of the known tensor-rebuilding functions;
-    /// nothing was called.
-    #[error("{path}: refusing to load: the pickle references `{module}.{name}`, which is not a known tensor-rebuild function (a checkpoint must never run code)")]
-    RefusedGlobal {
-        /// The file.
-        path: PathBuf,
-        /// The global's module.
-        module: String,
-        /// The global's name.
-        name: String,
-    },
-    /// The pickle stream is malformed or uses an unsupported opcode.
-    #[error("{path}: malformed pickle at byte {offset}: {detail}")]
-    Pickle {
-        /// The file.
-        path: PathBuf,
-        /// Byte offset in the pickle stream.
-        offset: usize,
-        /// What is wrong.
-        detail: String,
-    },
     /// A tensor references storage the file does not hold, or more of it than there is.
     #[error("{path}: tensor `{tensor}`: {detail}")]
     BadTensor {
@@ -60,26 +31,6 @@ pub enum Error {
         /// Missing, unexpected and mismatched tensors, as a short list.
         summary: String,
     },
-    /// A renaming rule's regular expression does not compile.
-    #[error("renaming rule `{pattern}`: {detail}")]
-    BadRule {
-        /// The pattern.
-        pattern: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// Renaming maps two of a checkpoint's tensors onto one name.
-    #[error("{source_name}: renaming maps both `{first}` and `{second}` to `{renamed}`")]
-    RenameCollision {
-        /// The checkpoint (file name or description).
-        source_name: String,
-        /// The first tensor's original name.
-        first: String,
-        /// The second tensor's original name.
-        second: String,
-        /// The name both get.
-        renamed: String,
-    },
     /// A setting or argument is out of range or inconsistent.
     #[error("{what}: {detail}")]
     Invalid {
@@ -88,6 +39,9 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// A checkpoint could not be read, written or renamed (import, conversion, key renaming).
+    #[error(transparent)]
+    Checkpoint(#[from] ember_io::Error),
     /// A dataset could not be read.
     #[error(transparent)]
     Data(#[from] ember_data::Error),

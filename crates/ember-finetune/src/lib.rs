@@ -3,7 +3,8 @@
 //! - **Import** without Python: safetensors and PyTorch files in both the zip layout
 //!   (torch >= 1.6) and the legacy pickle layout ([`read_checkpoint`], [`convert_to_safetensors`]).
 //!   The pickle reader only knows the globals that rebuild tensors; any other global is refused
-//!   before anything runs, so a checkpoint can never execute code ([`Error::RefusedGlobal`]).
+//!   before anything runs, so a checkpoint can never execute code
+//!   ([`ember_io::Error::RefusedGlobal`]). These live in `ember-io` and are re-exported here.
 //! - **Loading** into a zoo model's `ParamStore` ([`load_state`], [`load_weights`]): strict
 //!   (all or nothing) or lenient, with a [`LoadReport`] of loaded, missing, unexpected and
 //!   shape-mismatched tensors, and [`RenameRule`]s (prefix strip/add, regex, index flattening,
@@ -32,7 +33,7 @@
 //! use ember_zoo::ModelOptions;
 //!
 //! // A checkpoint written by `torch.save(..., _use_new_zipfile_serialization=False)`.
-//! let pth = Path::new("tests/fixtures/legacy_state_dict.pth");
+//! let pth = Path::new("../ember-io/tests/fixtures/legacy_state_dict.pth");
 //! let (format, tensors) = inspect(pth)?;
 //! assert_eq!(format, CheckpointFormat::PytorchLegacy);
 //! assert_eq!((tensors[0].name.as_str(), tensors[0].shape.as_slice()), ("conv.weight", &[2, 3, 2, 2][..]));
@@ -64,7 +65,6 @@
 //! on 100 Fashion-MNIST images per class, LoRA, ensembles and distillation) and their commands.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod checkpoint_file;
 mod continual;
 mod distill;
 mod ensemble;
@@ -74,22 +74,20 @@ mod freeze;
 mod in_chans;
 mod load;
 mod lora;
-pub mod pickle;
 mod preprocess;
 mod pretrained;
-mod pytorch;
-mod rename;
-mod rename_presets;
 
-pub use checkpoint_file::{
-    convert_to_safetensors, convert_to_safetensors_with, detect_format, inspect, read_checkpoint, CheckpointFormat,
-    TensorInfo,
-};
 pub use continual::{
     apply_masks, fisher_diagonal, label_masks, learn_continually, lwf_loss, AccuracyMatrix, ContinualConfig,
     ContinualReport, ContinualStep, Ewc, EwcAnchor, LwfTeacher, Method, ReplayBuffer, Setting, TaskSequence, MASKED,
 };
 pub use distill::{distillation_loss, soft_target_loss, Distill, DistillConfig};
+/// Checkpoint import and key renaming live in `ember-io` (no training dependency); they are
+/// re-exported here under their old paths.
+pub use ember_io::{
+    convert_to_safetensors, convert_to_safetensors_with, detect_format, inspect, parse_rules, pickle, read_checkpoint,
+    read_pytorch, rename, rename_all, CheckpointFormat, RenameRule, TensorInfo, RENAME_PRESETS,
+};
 /// ImageNet's per-channel statistics (the zoo's, re-exported for `ImagePreprocess` users).
 pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
@@ -104,6 +102,3 @@ pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch}
 pub use lora::{LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
 pub use pretrained::{FineTuneModel, HeadInfo};
-pub use pytorch::read_pytorch;
-pub use rename::{parse_rules, rename, rename_all, RenameRule};
-pub use rename_presets::RENAME_PRESETS;

@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use ember_layers::ParamStore;
 use ember_optim::glob_match;
 
-use crate::rename::{rename_unique, RenameRule};
 use crate::{read_checkpoint, Error, Result};
+use ember_io::{rename_unique, RenameRule};
 
 /// How [`load_state`] matches a checkpoint to a model.
 #[derive(Debug, Clone, Default)]
@@ -118,7 +118,7 @@ fn ignorable(name: &str) -> bool {
 /// Loads `tensors` into `store` by name (after `options.rename`). Strict mode checks
 /// everything first and loads nothing on a mismatch ([`Error::StateMismatch`], naming the
 /// tensors); lenient mode loads what matches. Two tensors renamed to one name are an error in
-/// both modes ([`Error::RenameCollision`]). `source` names the checkpoint in errors.
+/// both modes ([`ember_io::Error::RenameCollision`]). `source` names the checkpoint in errors.
 pub fn load_state(
     store: &ParamStore,
     tensors: Vec<(String, Tensor)>,

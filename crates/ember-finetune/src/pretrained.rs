@@ -8,8 +8,8 @@ use ember_layers::ParamStore;
 use ember_zoo::{ModelOptions, Network, Preprocessing};
 
 use crate::load::{load_state, LoadOptions, LoadReport};
-use crate::rename::{rename_all, RenameRule};
 use crate::{read_checkpoint, Error, Result};
+use ember_io::{rename_all, RenameRule};
 
 /// Where a classifier's head sits, found from the order of its forward pass: the last layer
 /// (`_fc`, `fc`, `fc2`), whose parameters are `{head}.weight` and `{head}.bias`, and the layer

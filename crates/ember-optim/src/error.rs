@@ -67,6 +67,9 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
+    /// Syncing or renaming a state file into place failed (the previous file is intact).
+    #[error(transparent)]
+    Io(#[from] ember_io::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

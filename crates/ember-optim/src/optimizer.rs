@@ -1,7 +1,7 @@
 //! The optimizer and schedule traits, and saved optimizer state.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
@@ -23,14 +23,17 @@ pub struct OptimizerState {
 
 impl OptimizerState {
     /// Writes the buffers to `path` (safetensors) and the rest to `path` with extension `json`,
-    /// each atomically (temporary file, then rename).
+    /// each atomically ([`ember_io::write_atomically`]: temporary file, fsync, rename, fsync of
+    /// the directory), so a crash leaves the previous state intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let json_path = path.with_extension("json");
         let meta = serde_json::json!({ "step": self.step, "meta": self.meta });
         let text = serde_json::to_string_pretty(&meta).map_err(|e| file_err(&json_path, e))?;
         let buffers: std::collections::HashMap<String, Tensor> = self.buffers.clone().into_iter().collect();
-        write_atomically(path, |tmp| candle_core::safetensors::save(&buffers, tmp).map_err(|e| file_err(tmp, e)))?;
-        write_atomically(&json_path, |tmp| std::fs::write(tmp, &text).map_err(|e| file_err(tmp, e)))
+        ember_io::write_atomically(path, |tmp| {
+            candle_core::safetensors::save(&buffers, tmp).map_err(|e| file_err(tmp, e))
+        })?;
+        ember_io::write_atomically(&json_path, |tmp| std::fs::write(tmp, &text).map_err(|e| file_err(tmp, e)))
     }
 
     /// Reads a state written by [`OptimizerState::save`], placing buffers on `device`.
@@ -46,31 +49,6 @@ impl OptimizerState {
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::File { path: path.to_path_buf(), detail: e.to_string() }
-}
-
-/// Writes through a temporary file beside `path` (`.{name}.{pid}.tmp`, the pattern of
-/// `ember_train::checkpoint::write_atomically`, which this crate cannot depend on): write, fsync,
-/// rename, fsync the directory. A crash at any point leaves the previous file intact.
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| file_err(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // Makes the rename durable; not every platform can open a directory.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// An optimizer over named parameters.

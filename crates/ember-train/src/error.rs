@@ -128,12 +128,30 @@ pub enum Error {
     /// A misuse of the training API or an invalid setting.
     #[error("{0}")]
     Invalid(String),
+    /// A checkpoint file could not be read or written for a reason of its format (a PyTorch file's
+    /// pickle, a renaming rule); I/O and safetensors failures get their own variants above.
+    #[error(transparent)]
+    Checkpoint(ember_io::Error),
     /// Reading data failed.
     #[error(transparent)]
     Data(#[from] ember_data::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+/// ember-io's failures keep the variants ember-train has always used for them, so a caller
+/// matching `Error::Io` or `Error::UnreadableCheckpoint` sees no difference.
+impl From<ember_io::Error> for Error {
+    fn from(e: ember_io::Error) -> Self {
+        match e {
+            ember_io::Error::Io { path, source } => Error::Io { path, source },
+            ember_io::Error::UnreadableCheckpoint { path, reason } => Error::UnreadableCheckpoint { path, reason },
+            ember_io::Error::WriteCheckpoint { path, reason } => Error::WriteCheckpoint { path, reason },
+            ember_io::Error::Tensor(e) => Error::Tensor(e),
+            other => Error::Checkpoint(other),
+        }
+    }
 }
 
 /// Result with the training [`Error`].

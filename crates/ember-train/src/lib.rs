@@ -3,7 +3,13 @@
 //! [`fit`] trains any `candle_nn::ModuleT` classifier with any `ember_optim::Optimizer`,
 //! stepping an optional schedule every batch and validating after every epoch;
 //! [`evaluate`] fills a [`ConfusionMatrix`] from which accuracy and per-class
-//! precision/recall/F1 follow. Checkpoints are safetensors files written atomically.
+//! precision/recall/F1 follow. Checkpoints are safetensors files written atomically (through
+//! `ember-io`).
+//!
+//! Features (both default): `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
+//! confusion matrices, drawn with `plotters`) and `tensorboard` (`TensorBoardLogger` and the
+//! `tensorboard` module: event files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
+//! dependency.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,15 +40,18 @@ pub mod checkpoint;
 mod error;
 mod learner;
 pub mod metrics;
+#[cfg(feature = "plots")]
 pub mod plots;
 mod report;
+#[cfg(feature = "tensorboard")]
 pub mod tensorboard;
 pub mod throughput;
 
-pub use callback::{
-    Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, PlotLogger, StepReport,
-    TensorBoardLogger,
-};
+#[cfg(feature = "plots")]
+pub use callback::PlotLogger;
+#[cfg(feature = "tensorboard")]
+pub use callback::TensorBoardLogger;
+pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
 pub use error::{Error, Result};
 pub use learner::{
     evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,

@@ -7,10 +7,11 @@ use ember_data::{mnist_sample, DataLoader, Split};
 use ember_layers::ParamStore;
 use ember_optim::schedule::MultiStep;
 use ember_optim::{Adam, AdamConfig, OneCycle};
-use ember_train::{
-    checkpoint, CsvLogger, EarlyStopping, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger, SchedulePer,
-    TensorBoardLogger,
-};
+#[cfg(feature = "plots")]
+use ember_train::PlotLogger;
+#[cfg(feature = "tensorboard")]
+use ember_train::TensorBoardLogger;
+use ember_train::{checkpoint, CsvLogger, EarlyStopping, FitOptions, Learner, Mode, ModelCheckpoint, SchedulePer};
 
 fn data() -> (DataLoader, DataLoader) {
     let train = mnist_sample(Split::Train).unwrap().select(&(0..256).collect::<Vec<_>>()).unwrap();
@@ -146,6 +147,7 @@ fn a_damaged_metrics_csv_is_an_error_naming_the_line() {
 }
 
 #[test]
+#[cfg(all(feature = "plots", feature = "tensorboard"))]
 fn plots_and_tensorboard_logs_show_the_run() {
     let (train, val) = data();
     let dir = tempfile::tempdir().unwrap();
@@ -243,6 +245,7 @@ fn learner_trains_any_model_with_its_own_train_step() {
 }
 
 #[test]
+#[cfg(feature = "tensorboard")]
 fn failing_logger_is_turned_off_and_the_resume_file_is_still_committed() {
     let (train, val) = data();
     let dir = tempfile::tempdir().unwrap();
@@ -267,6 +270,7 @@ fn failing_logger_is_turned_off_and_the_resume_file_is_still_committed() {
 }
 
 #[test]
+#[cfg(feature = "tensorboard")]
 fn resumed_run_logs_every_tensorboard_step_once() {
     let (train, val) = data();
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,9 @@
 mod csv_logger;
 mod early_stopping;
 mod model_checkpoint;
+#[cfg(feature = "plots")]
 mod plot_logger;
+#[cfg(feature = "tensorboard")]
 mod tensorboard_logger;
 
 use std::path::Path;
@@ -13,7 +15,9 @@ use ember_layers::ParamStore;
 pub use csv_logger::{read_history, CsvLogger, CSV_HEADER};
 pub use early_stopping::{EarlyStopping, Mode};
 pub use model_checkpoint::ModelCheckpoint;
+#[cfg(feature = "plots")]
 pub use plot_logger::PlotLogger;
+#[cfg(feature = "tensorboard")]
 pub use tensorboard_logger::TensorBoardLogger;
 
 use crate::{EpochReport, Result};

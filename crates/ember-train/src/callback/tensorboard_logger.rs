@@ -1,14 +1,15 @@
-//! TensorBoard scalars per step and per epoch, and the confusion matrix as an image.
+//! TensorBoard scalars per step and per epoch, and the confusion matrix as an image (with the
+//! `plots` feature, which draws it).
 
 use std::path::PathBuf;
 
 use super::{Callback, CallbackContext, Control, StepReport};
 use crate::tensorboard::TensorBoardWriter;
-use crate::{plots, EpochReport, Result};
+use crate::{EpochReport, Result};
 
 /// Logs `train/loss` and `train/learning_rate` every `every` steps, the epoch metrics
 /// (`epoch/train_loss`, `epoch/val_accuracy`, ...) every epoch, and the validation confusion
-/// matrix as an image, to an event file in `logdir` (opened at the first event).
+/// matrix as an image (with the `plots` feature), to an event file in `logdir` (opened at the first event).
 ///
 /// Its resume state is the event file's name and length at the end of the last epoch: a resumed
 /// run cuts that file back to this length and appends to it, so the epochs re-run after a kill
@@ -79,6 +80,7 @@ impl Callback for TensorBoardLogger {
 
     fn on_epoch_end(&mut self, _ctx: &CallbackContext, r: &EpochReport) -> Result<Control> {
         let step = r.epoch as u64;
+        #[cfg(feature = "plots")]
         let names = self.class_names.clone();
         let w = self.writer()?;
         w.scalar("epoch/train_loss", step, r.train_loss)?;
@@ -90,7 +92,10 @@ impl Callback for TensorBoardLogger {
         if let Some(v) = r.val_accuracy {
             w.scalar("epoch/val_accuracy", step, v)?;
         }
+        // Drawing the image needs plotters; without the `plots` feature only scalars are logged.
+        #[cfg(feature = "plots")]
         if let Some(m) = &r.val_confusion {
+            use crate::plots;
             let size = 480;
             let png = plots::png_bytes(plots::confusion_matrix_rgb(m, &names, size)?, size, size)?;
             w.image("epoch/confusion_matrix", step, &png, size, size, 3)?;

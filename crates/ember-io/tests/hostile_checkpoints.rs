@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use ember_finetune::pickle::{unpickle, Value, MAX_DEPTH};
-use ember_finetune::{read_pytorch, Error};
+use ember_io::pickle::{unpickle, Value, MAX_DEPTH};
+use ember_io::{read_pytorch, Error};
 
 /// A pickle opcode stream under construction.
 #[derive(Default)]

@@ -74,7 +74,7 @@ pub fn inspect(path: &Path) -> Result<(CheckpointFormat, Vec<TensorInfo>)> {
 }
 
 /// Converts any checkpoint ember reads into a safetensors file at `out`, atomically (temporary
-/// file, fsync, rename; see `ember_train::checkpoint::write_atomically`). Returns the number of
+/// file, fsync, rename; see [`write_atomically`](crate::write_atomically)). Returns the number of
 /// tensors written.
 pub fn convert_to_safetensors(input: &Path, out: &Path) -> Result<usize> {
     convert_to_safetensors_with(input, out, &[])
@@ -89,8 +89,9 @@ pub fn convert_to_safetensors_with(input: &Path, out: &Path, rules: &[RenameRule
     let renamed = rename_unique(rules, &names, &input.display().to_string())?;
     let map: std::collections::HashMap<String, Tensor> =
         renamed.into_iter().zip(tensors).map(|(name, (_, t))| (name, t)).collect();
-    ember_train::checkpoint::write_atomically(out, |tmp| {
-        candle_core::safetensors::save(&map, tmp).map_err(ember_train::Error::from)
+    crate::write_atomically(out, |tmp| {
+        candle_core::safetensors::save(&map, tmp)
+            .map_err(|e| Error::WriteCheckpoint { path: out.to_path_buf(), reason: e.to_string() })
     })?;
     Ok(map.len())
 }

@@ -148,7 +148,7 @@ pub fn rename_all(rules: &[RenameRule], names: &[String]) -> Vec<String> {
 
 /// [`rename_all`], failing with [`Error::RenameCollision`] when two names of `source` end up the
 /// same (the second would silently replace the first).
-pub(crate) fn rename_unique(rules: &[RenameRule], names: &[String], source: &str) -> Result<Vec<String>> {
+pub fn rename_unique(rules: &[RenameRule], names: &[String], source: &str) -> Result<Vec<String>> {
     let renamed = rename_all(rules, names);
     let mut first: HashMap<&str, &str> = HashMap::new();
     for (original, new) in names.iter().zip(&renamed) {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use ember_finetune::{convert_to_safetensors, inspect, read_checkpoint, CheckpointFormat, Error};
+use ember_io::{convert_to_safetensors, inspect, read_checkpoint, CheckpointFormat, Error};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
