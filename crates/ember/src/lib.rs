@@ -21,9 +21,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Each crate is a module here (`ember::layers` is `ember-layers`, ...); the features `data`,
-//! `augment`, `zoo`, `train` and `finetune` (all on by default) leave out what a program does not
-//! need, and `download` adds fetching known datasets over HTTPS. candle's crates are re-exported
+//! Each crate is a module here (`ember::layers` is `ember-layers`, `ember::io` is the
+//! checkpoint I/O of `ember-io`, ...); the features `data`, `augment`, `zoo`, `train`, `plots`,
+//! `tensorboard` and `finetune` (all on by default) leave out what a program does not need, and
+//! `download` adds fetching known datasets over HTTPS. candle's crates are re-exported
 //! as [`candle`] and [`candle_nn`], so a program need not pin candle's version by hand.
 
 pub use candle_core as candle;
@@ -34,6 +35,7 @@ pub use ember_augment as augment;
 pub use ember_data as data;
 #[cfg(feature = "finetune")]
 pub use ember_finetune as finetune;
+pub use ember_io as io;
 pub use ember_kernels as kernels;
 pub use ember_layers as layers;
 pub use ember_optim as optim;
