@@ -62,6 +62,12 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
     let train_acc: f64 = last_row[2].parse().unwrap();
     let val_acc: f64 = last_row[4].parse().unwrap();
     assert_eq!(gap["runs"][0]["final"].as_f64().unwrap(), train_acc - val_acc);
+    // The gap has no "best"; its value at the kept epoch (best validation accuracy) is shown.
+    assert!(gap["runs"][0]["best"].is_null());
+    let rows: Vec<Vec<f64>> = csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let kept = rows.iter().fold(&rows[0], |a, b| if b[4] > a[4] { b } else { a });
+    assert_eq!(gap["runs"][0]["kept_epoch"].as_u64().unwrap() as f64, kept[0]);
+    assert_eq!(gap["runs"][0]["kept"].as_f64().unwrap(), kept[2] - kept[4]);
 
     let not_a_run = ember(&["compare", root.path().to_str().unwrap()]);
     assert_one_line_error(&not_a_run, &["metrics.csv", "run directory"]);

@@ -1,7 +1,8 @@
 //! `#[derive(ModuleTree)]`: a struct of layers walks itself under PyTorch's `state_dict` paths.
 //!
-//! Use it through `ember-layers`, which re-exports it next to the trait of the same name; the
-//! generated code names `::ember_layers`. Every field is a child module under its own name
+//! Use it through `ember-layers` (or the umbrella crate's `ember::prelude`), which re-exports it
+//! next to the trait of the same name; the generated code names `::ember_layers`, or
+//! `::ember::layers` in a crate that depends only on `ember`. Every field is a child module under its own name
 //! (layers, `Param`s, `Buffer`s, `Vec`s of them numbered from 0, `Option`s of them present or
 //! not) unless told otherwise:
 //!
@@ -81,16 +82,39 @@ fn struct_kind(attrs: &[Attribute]) -> syn::Result<Option<Ident>> {
     Ok(kind)
 }
 
+/// The path of ember-layers as the deriving crate can name it: `::ember_layers` for a crate that
+/// depends on it (or is it), `::ember::layers` for one that depends only on the umbrella crate
+/// `ember` (read from the deriving crate's Cargo.toml, as serde and others do).
+fn layers_path() -> TokenStream2 {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    let named = |name: &str| {
+        let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
+        quote!(::#ident)
+    };
+    match (crate_name("ember-layers"), crate_name("ember")) {
+        (Ok(FoundCrate::Name(name)), _) => named(&name),
+        (Ok(FoundCrate::Itself), _) => quote!(::ember_layers),
+        (Err(_), Ok(FoundCrate::Name(name))) => {
+            let root = named(&name);
+            quote!(#root::layers)
+        }
+        (Err(_), Ok(FoundCrate::Itself)) => quote!(crate::layers),
+        // Neither found (a build outside cargo): the direct name, whose error is the clearest.
+        (Err(_), Err(_)) => quote!(::ember_layers),
+    }
+}
+
 fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let layers = layers_path();
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new_spanned(&input.ident, "ModuleTree can only be derived for structs"));
     };
     let name = &input.ident;
     let kind = match struct_kind(&input.attrs)? {
-        Some(variant) => quote!(::ember_layers::LayerKind::#variant),
+        Some(variant) => quote!(#layers::LayerKind::#variant),
         None => {
             let type_name = name.unraw().to_string();
-            quote!(::ember_layers::LayerKind::Module(#type_name))
+            quote!(#layers::LayerKind::Module(#type_name))
         }
     };
 
@@ -124,7 +148,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     if !input.generics.params.is_empty() {
         let clause = where_clause.get_or_insert_with(|| syn::parse_quote!(where));
         for ty in &child_types {
-            clause.predicates.push(syn::parse_quote!(#ty: ::ember_layers::ModuleTree));
+            clause.predicates.push(syn::parse_quote!(#ty: #layers::ModuleTree));
         }
         // The struct hands itself out as `dyn Any` in `visit_mut`.
         clause.predicates.push(syn::parse_quote!(Self: 'static));
@@ -133,24 +157,24 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let visits = children.iter().map(|(member, segment)| quote!(path.child(#segment, &self.#member, f);));
     let visits_mut = children.iter().map(|(member, segment)| quote!(path.child_mut(#segment, &mut self.#member, f);));
     Ok(quote! {
-        impl #impl_generics ::ember_layers::ModuleTree for #name #ty_generics #where_clause {
+        impl #impl_generics #layers::ModuleTree for #name #ty_generics #where_clause {
             fn visit_at<'ember_a>(
                 &'ember_a self,
-                path: &mut ::ember_layers::ModulePath,
-                f: &mut dyn FnMut(&str, ::ember_layers::Entry<'ember_a>),
+                path: &mut #layers::ModulePath,
+                f: &mut dyn FnMut(&str, #layers::Entry<'ember_a>),
             ) {
-                f(path.as_str(), ::ember_layers::Entry::Layer(#kind));
+                f(path.as_str(), #layers::Entry::Layer(#kind));
                 #(#visits)*
             }
 
             fn visit_mut_at(
                 &mut self,
-                path: &mut ::ember_layers::ModulePath,
-                f: &mut dyn FnMut(&str, ::ember_layers::EntryMut<'_>),
+                path: &mut #layers::ModulePath,
+                f: &mut dyn FnMut(&str, #layers::EntryMut<'_>),
             ) {
                 f(
                     path.as_str(),
-                    ::ember_layers::EntryMut::Layer(#kind, Some(&mut *self as &mut dyn ::core::any::Any)),
+                    #layers::EntryMut::Layer(#kind, Some(&mut *self as &mut dyn ::core::any::Any)),
                 );
                 #(#visits_mut)*
             }

@@ -121,3 +121,51 @@ pub fn tree_summary(model: &(impl ModuleTree + ?Sized)) -> TreeSummary {
     }
     summary
 }
+
+/// `with_commas(1234567)` is `"1,234,567"`.
+fn with_commas(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A table like Keras's `summary()`: every module under the model, indented by depth, with its
+/// kind and the parameters under it (all, and not frozen), then the totals.
+impl std::fmt::Display for TreeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = |k: &LayerKind| match k {
+            LayerKind::Module(name) => name.to_string(),
+            other => format!("{other:?}"),
+        };
+        let rows: Vec<(String, String, String, String)> = self
+            .modules
+            .iter()
+            .filter(|m| !m.path.is_empty())
+            .map(|m| {
+                let depth = m.path.matches('.').count();
+                let name = m.path.rsplit('.').next().unwrap_or(&m.path);
+                (format!("{}{name}", "  ".repeat(depth)), kind(&m.kind), with_commas(m.params), with_commas(m.trainable))
+            })
+            .collect();
+        let width = rows.iter().map(|r| r.0.chars().count()).chain([6]).max().unwrap_or(6);
+        let kind_width = rows.iter().map(|r| r.1.len()).chain([4]).max().unwrap_or(4);
+        writeln!(f, "{:<width$}  {:<kind_width$}  {:>12}  {:>12}", "module", "kind", "params", "trainable")?;
+        for (name, kind, params, trainable) in &rows {
+            writeln!(f, "{name:<width$}  {kind:<kind_width$}  {params:>12}  {trainable:>12}")?;
+        }
+        writeln!(
+            f,
+            "total parameters: {} ({} trainable, {} frozen); buffer elements: {}",
+            with_commas(self.total_params),
+            with_commas(self.trainable_params),
+            with_commas(self.total_params - self.trainable_params),
+            with_commas(self.buffer_elems)
+        )
+    }
+}

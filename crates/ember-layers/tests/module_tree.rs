@@ -202,6 +202,15 @@ fn tree_summary_counts_parameters_per_child_and_module() {
     assert_eq!(module("pool").params, 0);
     assert_eq!(summary.tensors.len(), store.state().len());
     assert!(summary.tensors.iter().filter(|t| t.buffer).all(|t| t.path.contains("running_")));
+    // The printed table: one indented line per module with its counts, then the totals.
+    let table = summary.to_string();
+    let line = |name: &str| table.lines().find(|l| l.trim_start().starts_with(name)).unwrap().to_string();
+    assert!(line("downsample").starts_with("    downsample"), "{table}");
+    let block1_line = line("1 ");
+    assert!(block1_line.starts_with("  1 ") && block1_line.contains("Block"), "{table}");
+    assert!(block1_line.contains(&format!("{},{:03}", block1 / 1000, block1 % 1000)), "{table}");
+    assert!(table.ends_with(&format!("buffer elements: 80\n")), "{table}");
+    assert!(table.contains(&format!("({} trainable, 0 frozen)", summary.trainable_params.to_string().len())) || table.contains(" 0 frozen"), "{table}");
 }
 
 #[test]

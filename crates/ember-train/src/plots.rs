@@ -103,7 +103,17 @@ pub fn comparison_rgb(metric: &str, runs: &[(String, Vec<(f64, f64)>)], width: u
             .map_err(|e| err(&e))?;
         chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| err(&e))?;
         for (i, (name, data)) in runs.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            // Dark, distinct colours that stay readable on white (a palette's yellow does not).
+            const COLOURS: [RGBColor; 7] = [
+                RGBColor(31, 90, 200),
+                RGBColor(215, 40, 40),
+                RGBColor(20, 140, 60),
+                RGBColor(230, 120, 0),
+                RGBColor(130, 40, 170),
+                RGBColor(0, 140, 150),
+                RGBColor(60, 60, 60),
+            ];
+            let color = COLOURS[i % COLOURS.len()];
             chart
                 .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?

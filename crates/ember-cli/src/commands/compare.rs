@@ -48,11 +48,12 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let mut curves = Vec::new();
     let mut rows = Vec::new();
     println!(
-        "{:<20} {:>6} {:>12} {:>18} {:>10}",
+        "{:<20} {:>6} {:>14} {:>16} {:>16} {:>9}",
         "run",
         "epochs",
         format!("final {metric}"),
         "best (epoch)",
+        "kept (epoch)",
         "test acc"
     );
     for (run, name) in args.runs.iter().zip(&names) {
@@ -67,23 +68,38 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             csv.display(),
             history.len()
         );
-        let best = points
+        // The gap has no "best": a small gap early in training only means the model has not
+        // fitted anything yet. Its value at the kept epoch is what the run delivers.
+        let best = (metric != "gap").then(|| {
+            points
+                .iter()
+                .copied()
+                .reduce(|a, b| if (b.1 < a.1) == lower_is_better(metric) && b.1 != a.1 { b } else { a })
+                .unwrap_or(points[0])
+        });
+        // The epoch a run keeps: the best validation accuracy, the first of equals (as
+        // ModelCheckpoint and EarlyStopping choose).
+        let kept_epoch = history
             .iter()
-            .copied()
-            .reduce(|a, b| if (b.1 < a.1) == lower_is_better(metric) && b.1 != a.1 { b } else { a })
-            .unwrap_or(points[0]);
+            .filter_map(|r| r.val_accuracy.map(|v| (r.epoch, v)))
+            .reduce(|a, b| if b.1 > a.1 { b } else { a })
+            .map(|(e, _)| e);
+        let kept = kept_epoch.and_then(|e| points.iter().find(|p| p.0 as usize == e).copied());
         let last = points[points.len() - 1];
         let test = test_accuracy(run)?;
+        let show = |p: Option<(f64, f64)>| p.map_or_else(|| "-".to_string(), |p| format!("{:.4} ({})", p.1, p.0));
         let test_text = test.map_or_else(|| "-".to_string(), |t| format!("{:.2} %", t * 100.0));
         println!(
-            "{name:<20} {:>6} {:>12.4} {:>18} {test_text:>10}",
+            "{name:<20} {:>6} {:>14.4} {:>16} {:>16} {test_text:>9}",
             history.len(),
             last.1,
-            format!("{:.4} ({})", best.1, best.0)
+            show(best),
+            show(kept)
         );
         rows.push(json!({
             "run": name, "dir": run, "epochs": history.len(), "final": last.1,
-            "best": best.1, "best_epoch": best.0 as usize, "test_accuracy": test,
+            "best": best.map(|b| b.1), "best_epoch": best.map(|b| b.0 as usize),
+            "kept": kept.map(|k| k.1), "kept_epoch": kept_epoch, "test_accuracy": test,
         }));
         curves.push((name.clone(), points));
     }
