@@ -56,11 +56,8 @@ fn main() -> Result<()> {
     let test: Arc<dyn Dataset> = Arc::new(mnist_sample(Split::Test)?);
     // Two tasks: digits 0-4, then digits 5-9. The model keeps one 10-class head throughout.
     let tasks = TaskSequence::parse("0-4,5-9", 10)?;
-    let methods = [
-        Method::Naive,
-        Method::Rehearsal { per_class: 20 },
-        Method::Ewc { lambda: 10_000.0, fisher_samples: 500 },
-    ];
+    let methods =
+        [Method::Naive, Method::Rehearsal { per_class: 20 }, Method::Ewc { lambda: 10_000.0, fisher_samples: 500 }];
     println!("{setting}: tasks {:?}, mnist-cnn, 2 epochs per task", tasks.tasks());
     let mut summary = Vec::new();
     for method in methods {
@@ -93,7 +90,7 @@ fn main() -> Result<()> {
     }
     println!("\n{setting}, summary:");
     for (method, average, forgetting) in summary {
-        println!("  {:<36} average accuracy {average:>6.2} %  forgetting {forgetting:>6.2} points", method.to_string());
+        println!("  {:<40} average accuracy {average:>6.2} %  forgetting {forgetting:>6.2} points", method.to_string());
     }
     println!("({:.0} s in all)", started.elapsed().as_secs_f64());
     Ok(())

@@ -141,7 +141,8 @@ fn main() -> Result<()> {
     // Only the adapters and the head go to the optimizer.
     let epochs = 10;
     let lr = 3e-3;
-    let mut adam = Adam::with_groups(vec![ParamGroup::all(lora.trainable())], AdamConfig { lr, ..AdamConfig::default() })?;
+    let mut adam =
+        Adam::with_groups(vec![ParamGroup::all(lora.trainable())], AdamConfig { lr, ..AdamConfig::default() })?;
     let schedule = OneCycle::new(lr, epochs * train.num_batches());
     let fit = FitOptions { classes, ..FitOptions::new(epochs).with_schedule(&schedule) };
     ember::train::fit(&lora, &mut adam, &train, Some(&val), &fit, print_epoch)?;
