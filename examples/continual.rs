@@ -21,10 +21,13 @@
 //! five classes. Data: the bundled MNIST sample (6,000 training, 2,000 test digits), `mnist-cnn`,
 //! 2 epochs per task.
 //!
-//! What it prints (measured on 2 cores, about 25 s): per method the 2x2 accuracy matrix, the
-//! average accuracy and the forgetting. Class-incremental: naive forgets task 1 completely
-//! (about 0 % on it after task 2, average about 49 %), rehearsal keeps about 70-80 % of it
-//! (average about 85 %), EWC keeps little (average about 50-55 %).
+//! What it prints (measured in release on 2 shared cores, about 30 s): per method the 2x2 accuracy
+//! matrix, the average accuracy and the forgetting. Class-incremental: naive forgets task 1
+//! completely (97.09 % on it after task 1, 0.00 % after task 2: average 47.68 %, forgetting 97.09
+//! points); rehearsal keeps 83.14 % of it (average 89.92 %, forgetting 13.95); EWC 33.82 %
+//! (average 62.36 %, forgetting 63.28). Task-incremental (`-- task`, about 34 s), where choosing
+//! among a task's own classes is much easier: naive 95.34 % average (forgetting 1.55 points),
+//! rehearsal 96.34 % (0.58), EWC 93.98 % (0.87).
 
 use std::sync::Arc;
 use std::time::Instant;

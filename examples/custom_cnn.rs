@@ -21,9 +21,9 @@
 //! split and the validation accuracy is reported); any image size and colour works, every image
 //! is read as a 28x28 grey image.
 //!
-//! What it prints (measured on 2 cores): the summary table (105,962 parameters), one line per
-//! epoch, and a test accuracy of about 93 % on the 1,000 test PNGs after about 20 epochs (early
-//! stopping usually ends the run a little before the 30-epoch cap), in about 10 s.
+//! What it prints (measured in release on 2 shared cores): the summary table (105,962
+//! parameters), one line per epoch (early stopping ended the run after epoch 11 of at most 30, the
+//! best being epoch 7), and `test accuracy 92.70 % on 1000 images`, in about 12 s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! batch order); `Ensemble` with `Combine::Mean` (the average of the members' probabilities) and
 //! `evaluate_ensemble`, which scores every member and the ensemble in one pass; `Distill`, a
 //! training step whose loss mixes the KL divergence to the teachers' softened probabilities
-//! (temperature 4, weight 0.9) with the usual cross-entropy, given to `Learner::with_step`; and
+//! (temperature 4, weight 0.5) with the usual cross-entropy, given to `Learner::with_step`; and
 //! for comparison the same MLP trained on the labels alone.
 //!
 //! Run it:
@@ -14,12 +14,14 @@
 //! cargo run --release -p ember --example ensemble_distill
 //! ```
 //!
-//! It trains on the first 3,000 of the bundled MNIST sample's 6,000 training digits and scores
-//! on its 2,000 test digits; no arguments.
+//! The members train on the first 3,000 of the bundled MNIST sample's 6,000 training digits (3
+//! epochs each), the student on the first 1,000 only (20 epochs): distillation pays when the
+//! student has fewer labels than its teachers saw. Scores are on the 2,000 test digits. No
+//! arguments.
 //!
-//! What it prints (measured on 2 cores, about 25 s in all): members at about 96-97 %, the
-//! ensemble about a point above its best member, and the `mlp` student (235,146 parameters)
-//! about 93.5 % with distillation against about 92.5 % trained on the labels alone.
+//! What it prints (measured in release on 2 shared cores, about 26 s in all): members at 95.40,
+//! 95.90 and 95.35 %, the ensemble at 96.25 %, and the `mlp` student (235,146 parameters) at
+//! 90.80 % distilled against 89.70 % trained on the labels alone.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -20,9 +20,11 @@
 //! --model NAME` use your own weights of a zoo model with 1x28x28 input (`mlp`, `mnist-cnn`,
 //! `lenet5`, `vgg-small`; every layer before the head is adapted) on the same digits.
 //!
-//! What it prints (measured on 2 cores, about 10 s in all): 11,325 trainable of 225,034
-//! parameters (5 %), about 90 % test accuracy on the digits 5-9 after 10 epochs, and a largest
-//! logit difference after merging of about 1e-6 (float rounding).
+//! What it prints (measured in release on 2 shared cores, about 7 s in all): `LoRA rank 4 on 3
+//! layers: 9129 trainable of 224389 parameters (4.1 %; adapters 8484, head 645)`, a test accuracy
+//! of 88.95 % on the 968 test digits 5-9 after 10 epochs, and after merging a largest logit
+//! difference of 0 (the merged weight is the very sum the adapted model computed) and the same
+//! 88.95 %.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
