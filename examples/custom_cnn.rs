@@ -171,15 +171,7 @@ fn main() -> Result<()> {
     let model = DigitNet::new(classes, store.var_builder(DType::F32))?;
 
     // The model's table, from its tree alone: every module with the parameters under it.
-    let summary = tree_summary(&model);
-    println!("{:<10} {:<12} {:>10}", "layer", "kind", "params");
-    for row in summary.modules.iter().filter(|r| !r.path.is_empty()) {
-        println!("{:<10} {:<12} {:>10}", row.path, format!("{:?}", row.kind), row.params);
-    }
-    println!(
-        "total {} parameters ({} trainable), {} buffer values",
-        summary.total_params, summary.trainable_params, summary.buffer_elems
-    );
+    print!("{}", tree_summary(&model));
 
     let checkpoints = scratch.path().join("run");
     let mut adam = Adam::new(store.vars(), AdamConfig { lr: 2e-3, ..AdamConfig::default() })?;

@@ -150,7 +150,12 @@ impl std::fmt::Display for TreeSummary {
             .map(|m| {
                 let depth = m.path.matches('.').count();
                 let name = m.path.rsplit('.').next().unwrap_or(&m.path);
-                (format!("{}{name}", "  ".repeat(depth)), kind(&m.kind), with_commas(m.params), with_commas(m.trainable))
+                (
+                    format!("{}{name}", "  ".repeat(depth)),
+                    kind(&m.kind),
+                    with_commas(m.params),
+                    with_commas(m.trainable),
+                )
             })
             .collect();
         let width = rows.iter().map(|r| r.0.chars().count()).chain([6]).max().unwrap_or(6);

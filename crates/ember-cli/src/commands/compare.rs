@@ -47,8 +47,10 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let names = labels(&args.runs);
     let mut curves = Vec::new();
     let mut rows = Vec::new();
+    // Wide enough for "final val_accuracy".
+    let final_width = 6 + metric.len();
     println!(
-        "{:<20} {:>6} {:>14} {:>16} {:>16} {:>9}",
+        "{:<20} {:>6} {:>final_width$} {:>16} {:>16} {:>9}",
         "run",
         "epochs",
         format!("final {metric}"),
@@ -90,7 +92,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let show = |p: Option<(f64, f64)>| p.map_or_else(|| "-".to_string(), |p| format!("{:.4} ({})", p.1, p.0));
         let test_text = test.map_or_else(|| "-".to_string(), |t| format!("{:.2} %", t * 100.0));
         println!(
-            "{name:<20} {:>6} {:>14.4} {:>16} {:>16} {test_text:>9}",
+            "{name:<20} {:>6} {:>final_width$.4} {:>16} {:>16} {test_text:>9}",
             history.len(),
             last.1,
             show(best),
