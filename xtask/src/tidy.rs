@@ -51,6 +51,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ember-fuzz", &["ember-data", "ember-train", "ember-finetune", "ember-cli", "ember-io"]),
+    // The umbrella crate re-exports every library, never the CLI or the fuzzer.
+    (
+        "ember",
+        &[
+            "ember-kernels",
+            "ember-layers",
+            "ember-optim",
+            "ember-augment",
+            "ember-data",
+            "ember-zoo",
+            "ember-finetune",
+            "ember-train",
+            "ember-io",
+        ],
+    ),
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -209,7 +209,7 @@ fn tree_summary_counts_parameters_per_child_and_module() {
     let block1_line = line("1 ");
     assert!(block1_line.starts_with("  1 ") && block1_line.contains("Block"), "{table}");
     assert!(block1_line.contains(&format!("{},{:03}", block1 / 1000, block1 % 1000)), "{table}");
-    assert!(table.ends_with(&format!("buffer elements: 80\n")), "{table}");
+    assert!(table.ends_with("buffer elements: 80\n"), "{table}");
     let total = summary.total_params;
     let total = format!("{},{:03}", total / 1000, total % 1000);
     assert!(table.contains(&format!("total parameters: {total} ({total} trainable, 0 frozen)")), "{table}");
