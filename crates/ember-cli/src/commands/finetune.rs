@@ -372,7 +372,9 @@ fn lora_targets(given: Option<&str>, model_name: &str, model: &FineTuneModel) ->
     if let Some(given) = given {
         return given.split(',').map(|s| s.trim().to_string()).collect();
     }
-    if model_name.starts_with("efficientnet-lite") {
+    let lite = ember_zoo::info(model_name)
+        .is_ok_and(|m| matches!(m.architecture, ember_zoo::Architecture::EfficientNetLite(_)));
+    if lite {
         return ["*_expand_conv", "*_project_conv", "_conv_head"].map(String::from).to_vec();
     }
     let head = format!("{}.", model.head.head);
