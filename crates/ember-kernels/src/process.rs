@@ -16,12 +16,20 @@ pub fn tune_for_training() {
 /// threads, pays for TLB shootdowns). Raising glibc's mmap and trim thresholds keeps them in
 /// the heap for reuse. It does nothing on other platforms. Measured on the classic CNN with
 /// candle's own ops: ~30 % faster steps.
+///
+/// Every thread (rayon's workers, the data loader's) would also get a glibc arena of its own,
+/// whose heaps cannot grow past 64 MiB, so a thread's large buffers went to `mmap` whatever the
+/// threshold. One arena keeps them all in the main heap; the threads allocate a few large
+/// buffers, not many small ones, so its lock is not contended. Measured: `ember eval` of a
+/// 224 px EfficientNet-Lite0 on 300 folder images, 2 cores, 69.9 s → 21.9 s, minor page faults
+/// 14.5 M → 4.1 M (the thresholds were raised from 256/512 MiB to 1 GiB in the same change).
 pub fn keep_freed_memory_in_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator tunables; the caller runs it before other threads.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
