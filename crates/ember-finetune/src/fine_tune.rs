@@ -148,6 +148,8 @@ pub fn train_with_frozen(
 pub fn cached_features(model: &FineTuneModel, data: &DataLoader) -> Result<(Tensor, Tensor)> {
     // The loader's images without augmentation, but with its colour, size and normalisation.
     let plain = data.evaluation_view();
+    // Features are data for the head: no gradient graph through the frozen backbone.
+    let _no_grad = ember_kernels::no_grad();
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for batch in plain.epoch(0, &Device::Cpu) {
         let batch = batch?;

@@ -6,6 +6,7 @@ use crate::activation::{activate, FusedActivation};
 use crate::conv2d_gemm::Conv2dOp;
 use crate::conv_geometry::{Conv2dParams, ConvGeometry};
 use crate::max_pool::{max_pool2d, Pool2dParams};
+use crate::no_grad;
 
 /// 2-D convolution with an optional per-channel bias.
 ///
@@ -65,6 +66,9 @@ pub fn conv2d_activation_max_pool_t(
     pool: Option<Pool2dParams>,
     train: bool,
 ) -> Result<Tensor> {
+    // Under no_grad the output must not record (and keep alive) its inputs.
+    let (xs, weight, bias) = (&no_grad::input(xs), &no_grad::input(weight), bias.map(no_grad::input));
+    let bias = bias.as_ref();
     let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
     let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
     if !native || (pool.is_some() && crate::depthwise::applies(&g)) {

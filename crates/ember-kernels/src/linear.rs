@@ -21,6 +21,10 @@ use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
 /// f32/f64 CPU tensors run as one fused op (GEMMs from the `gemm` crate); others use candle's
 /// matmul, broadcast add and activation.
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: FusedActivation) -> Result<Tensor> {
+    // Under no_grad the output must not record (and keep alive) its inputs.
+    let (xs, weight, bias) =
+        (&crate::no_grad::input(xs), &crate::no_grad::input(weight), bias.map(crate::no_grad::input));
+    let bias = bias.as_ref();
     let (out_f, in_f) = weight.dims2()?;
     if xs.rank() == 0 || xs.dims()[xs.rank() - 1] != in_f {
         candle_core::bail!("linear: input {:?} does not end in the weight's {in_f} input features", xs.dims())

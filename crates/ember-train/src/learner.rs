@@ -442,6 +442,7 @@ impl<'a> Learner<'a> {
 
     /// The model's logits `(n, classes)` for every example of `data`, in order (eval mode).
     pub fn predict(&self, data: &DataLoader) -> Result<Tensor> {
+        let _no_grad = ember_kernels::no_grad();
         let mut parts = Vec::new();
         for batch in data.epoch(0, self.store.device()) {
             let out = self.model.step(&batch?, false)?;
@@ -494,6 +495,8 @@ pub fn evaluate_on(model: &dyn ModuleT, data: &DataLoader, classes: usize, devic
 /// matrix.
 pub fn evaluate_step(model: &dyn TrainStep, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
     data.check("evaluation data")?;
+    // No gradient graph: each activation is freed once the next layer has read it.
+    let _no_grad = ember_kernels::no_grad();
     let mut confusion = ConfusionMatrix::new(classes);
     let (mut loss_sum, mut seen) = (0f64, 0usize);
     for batch in data.epoch(0, device) {
