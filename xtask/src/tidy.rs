@@ -12,6 +12,19 @@ use anyhow::Context;
 
 use crate::workspace_root;
 
+/// Every library crate: what the CLI uses and the umbrella crate re-exports.
+const LIBRARIES: &[&str] = &[
+    "ember-kernels",
+    "ember-layers",
+    "ember-optim",
+    "ember-augment",
+    "ember-data",
+    "ember-zoo",
+    "ember-finetune",
+    "ember-train",
+    "ember-io",
+];
+
 /// For each crate, the ember crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("ember-derive", &[]),
@@ -36,36 +49,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("ember-train", &["ember-kernels", "ember-layers", "ember-optim", "ember-data", "ember-augment", "ember-io"]),
-    (
-        "ember-cli",
-        &[
-            "ember-kernels",
-            "ember-layers",
-            "ember-optim",
-            "ember-augment",
-            "ember-data",
-            "ember-zoo",
-            "ember-finetune",
-            "ember-train",
-            "ember-io",
-        ],
-    ),
+    ("ember-cli", LIBRARIES),
     ("ember-fuzz", &["ember-data", "ember-train", "ember-finetune", "ember-cli", "ember-io"]),
     // The umbrella crate re-exports every library, never the CLI or the fuzzer.
-    (
-        "ember",
-        &[
-            "ember-kernels",
-            "ember-layers",
-            "ember-optim",
-            "ember-augment",
-            "ember-data",
-            "ember-zoo",
-            "ember-finetune",
-            "ember-train",
-            "ember-io",
-        ],
-    ),
+    ("ember", LIBRARIES),
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -23,6 +23,61 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Plot { path: path.to_path_buf(), detail: e.to_string() }
 }
 
+/// Dark, distinct colours for the curves of [`comparison_rgb`] that stay readable on white (a
+/// palette's yellow does not).
+const COLOURS: [RGBColor; 7] = [
+    RGBColor(31, 90, 200),
+    RGBColor(215, 40, 40),
+    RGBColor(20, 140, 60),
+    RGBColor(230, 120, 0),
+    RGBColor(130, 40, 170),
+    RGBColor(0, 140, 150),
+    RGBColor(60, 60, 60),
+];
+
+/// One curve of a [`line_chart`]: its legend label, `(epoch, value)` points and colour.
+type Curve<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
+
+/// Draws `curves` on `area` as lines with a dot per point: epochs from 1 on the x axis, the y
+/// range fitted to the values, `caption` above and a legend. Both plots of per-epoch metrics
+/// (one run's learning curves, several runs compared) are made of these.
+fn line_chart(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    curves: &[Curve<'_>],
+    err: &dyn Fn(&dyn std::fmt::Display) -> Error,
+) -> Result<()> {
+    let points = curves.iter().flat_map(|c| c.1.iter());
+    let (lo, hi, last) = points
+        .fold((f64::INFINITY, f64::NEG_INFINITY, 1f64), |(lo, hi, last), &(x, y)| (lo.min(y), hi.max(y), last.max(x)));
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1f64..last.max(2.0), (lo - pad)..(hi + pad))
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| err(&e))?;
+    for &(label, data, color) in curves.iter().filter(|c| !c.1.is_empty()) {
+        chart
+            .draw_series(LineSeries::new(data.to_vec(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
 /// Renders the learning curves (loss and accuracy per epoch, train and validation) as an RGB
 /// buffer of `width x height`.
 pub fn learning_curves_rgb(history: &[EpochReport], width: u32, height: u32) -> Result<Vec<u8>> {
@@ -33,47 +88,13 @@ pub fn learning_curves_rgb(history: &[EpochReport], width: u32, height: u32) -> 
         let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let (left, right) = root.split_horizontally(width / 2);
-        let epochs = history.len().max(1) as f64;
         let series = |f: fn(&EpochReport) -> Option<f64>| {
             history.iter().filter_map(move |r| f(r).map(|v| (r.epoch as f64, v))).collect::<Vec<_>>()
         };
-        type Points = Vec<(f64, f64)>;
-        let panels: [(&DrawingArea<_, _>, &str, Points, Points); 2] = [
-            (&left, "loss", series(|r| Some(r.train_loss)), series(|r| r.val_loss)),
-            (&right, "accuracy", series(|r| Some(r.train_accuracy)), series(|r| r.val_accuracy)),
-        ];
-        for (area, name, train, val) in panels {
-            let all = train.iter().chain(&val).map(|p| p.1);
-            let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-            let pad = ((hi - lo) * 0.08).max(1e-3);
-            let mut chart = ChartBuilder::on(area)
-                .caption(name, ("sans-serif", 20))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(55)
-                .build_cartesian_2d(1f64..epochs.max(2.0), (lo - pad)..(hi + pad))
-                .map_err(|e| err(&e))?;
-            chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| err(&e))?;
-            for (data, label, color) in [(train, "train", BLUE), (val, "validation", RED)] {
-                if data.is_empty() {
-                    continue;
-                }
-                chart
-                    .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
-                    .map_err(|e| err(&e))?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-                chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| err(&e))?;
-        }
+        let (train_loss, val_loss) = (series(|r| Some(r.train_loss)), series(|r| r.val_loss));
+        let (train_acc, val_acc) = (series(|r| Some(r.train_accuracy)), series(|r| r.val_accuracy));
+        line_chart(&left, "loss", &[("train", &train_loss, BLUE), ("validation", &val_loss, RED)], &err)?;
+        line_chart(&right, "accuracy", &[("train", &train_acc, BLUE), ("validation", &val_acc, RED)], &err)?;
         root.present().map_err(|e| err(&e))?;
     }
     Ok(buf)
@@ -88,46 +109,12 @@ pub fn comparison_rgb(metric: &str, runs: &[(String, Vec<(f64, f64)>)], width: u
     {
         let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let points = runs.iter().flat_map(|(_, p)| p.iter());
-        let (lo, hi, last) = points.fold((f64::INFINITY, f64::NEG_INFINITY, 1f64), |(lo, hi, last), &(x, y)| {
-            (lo.min(y), hi.max(y), last.max(x))
-        });
-        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-        let pad = ((hi - lo) * 0.08).max(1e-3);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(metric, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
-            .build_cartesian_2d(1f64..last.max(2.0), (lo - pad)..(hi + pad))
-            .map_err(|e| err(&e))?;
-        chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| err(&e))?;
-        for (i, (name, data)) in runs.iter().enumerate() {
-            // Dark, distinct colours that stay readable on white (a palette's yellow does not).
-            const COLOURS: [RGBColor; 7] = [
-                RGBColor(31, 90, 200),
-                RGBColor(215, 40, 40),
-                RGBColor(20, 140, 60),
-                RGBColor(230, 120, 0),
-                RGBColor(130, 40, 170),
-                RGBColor(0, 140, 150),
-                RGBColor(60, 60, 60),
-            ];
-            let color = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| err(&e))?;
+        let curves: Vec<Curve<'_>> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, (name, points))| (name.as_str(), points.as_slice(), COLOURS[i % COLOURS.len()]))
+            .collect();
+        line_chart(&root, metric, &curves, &err)?;
         root.present().map_err(|e| err(&e))?;
     }
     Ok(buf)
