@@ -158,7 +158,7 @@ fn write_resnet18(path: &Path) {
 
 /// The scratch directory with every placeholder the documents use; `None` entries of the
 /// returned list are placeholders that need the shared assets, which are absent.
-fn sandbox(dir: &Path, shared: Option<&Path>) -> Vec<&'static str> {
+fn sandbox(dir: &Path, shared: Option<&Path>) -> Vec<String> {
     write_idx(&dir.join("DIR"), 300, 100);
     for name in ["mnist", "fashion-mnist"] {
         write_idx(&dir.join("data").join(name), 300, 100);
@@ -183,7 +183,7 @@ fn sandbox(dir: &Path, shared: Option<&Path>) -> Vec<&'static str> {
             std::fs::copy(lite0, dir.join("lite0.pth")).unwrap();
             std::fs::copy(shared.join("data/imagenet_classes.txt"), dir.join("imagenet_classes.txt")).unwrap();
         }
-        None => missing.extend(["lite0.pth", "imagenet_classes.txt", "EMBER_SHARED_DIR"]),
+        None => missing.extend(["lite0.pth", "imagenet_classes.txt", "EMBER_SHARED_DIR"].map(String::from)),
     }
     missing
 }
@@ -195,12 +195,23 @@ fn flag_value<'a>(text: &'a str, flag: &str) -> Option<&'a str> {
     words.next()
 }
 
+/// The files and directories a command writes: its `--out`, or the target of
+/// `ember convert SOURCE TARGET`.
+fn made_by(text: &str) -> Vec<String> {
+    let mut made: Vec<String> = flag_value(text, "--out").map(String::from).into_iter().collect();
+    if let Some(rest) = text.strip_prefix("ember convert ") {
+        let positional: Vec<&str> = rest.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        made.extend(positional.get(1).map(|t| t.to_string()));
+    }
+    made
+}
+
 /// Runs a group of commands in one fresh directory; returns the failures.
 fn run_group(name: &str, commands: &[DocCommand]) -> Vec<String> {
     let shared = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from).filter(|p| p.is_dir());
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    let missing = sandbox(dir, shared.as_deref());
+    let mut missing = sandbox(dir, shared.as_deref());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_ember")).parent().unwrap().to_path_buf();
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
@@ -217,8 +228,11 @@ fn run_group(name: &str, commands: &[DocCommand]) -> Vec<String> {
             failures.push(format!("{at}: `{}` elides part of the command; write it out so it runs", c.text));
             continue;
         }
-        if let Some(token) = missing.iter().find(|t| c.text.contains(*t)) {
+        if let Some(token) = missing.iter().find(|t| c.text.contains(t.as_str())) {
             skipped.push(format!("{at} (needs {token})"));
+            // What the skipped command would have made is missing too: later commands that
+            // read it are skipped, not failed.
+            missing.extend(made_by(&c.text));
             continue;
         }
         if c.text.starts_with("cargo xtask image-folder") {
@@ -299,4 +313,7 @@ fn commands_are_found_in_shell_blocks_only_and_comments_dropped() {
         ["ember train --ops \"a # b\"", "ember eval", "cargo xtask image-folder --out f", "ember zoo list"]
     );
     assert_eq!(flag_value("cargo xtask image-folder --idx a --out f", "--out"), Some("f"));
+    assert_eq!(made_by("cargo xtask image-folder --idx a --out f"), ["f"]);
+    assert_eq!(made_by("ember convert $EMBER_SHARED_DIR/w.pth lite0.safetensors"), ["lite0.safetensors"]);
+    assert!(made_by("ember eval --checkpoint x").is_empty());
 }
