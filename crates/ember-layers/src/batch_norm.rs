@@ -161,7 +161,7 @@ impl ModuleT for BatchNorm {
         };
         let mut y = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?;
         if let (Some(w), Some(bias)) = (&self.weight, &self.bias) {
-            y = y.broadcast_mul(&w.value().reshape((1, c, 1))?)?.broadcast_add(&bias.value().reshape((1, c, 1))?)?;
+            y = y.broadcast_mul(&w.value()?.reshape((1, c, 1))?)?.broadcast_add(&bias.value()?.reshape((1, c, 1))?)?;
         }
         y.reshape(dims)
     }

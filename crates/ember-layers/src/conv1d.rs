@@ -91,7 +91,7 @@ impl Module for Conv1d {
                 self.cfg.c_in
             ),
         }
-        let (weight, bias) = (self.weight.value(), self.bias.as_ref().map(Param::value));
+        let (weight, bias) = (self.weight.value()?, self.bias.as_ref().map(Param::value).transpose()?);
         if self.cfg.same_padding {
             let (lo, hi) = same_padding(self.cfg.kernel, p.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?;

@@ -120,7 +120,7 @@ impl Conv2d {
         train: bool,
     ) -> Result<Tensor> {
         let pool = pool.map(|p| p.params());
-        let (weight, bias) = (self.weight.value(), self.bias.as_ref().map(Param::value));
+        let (weight, bias) = (self.weight.value()?, self.bias.as_ref().map(Param::value).transpose()?);
         match xs.dims() {
             [_, c, h, w] if *c == self.cfg.c_in => {
                 let p = self.cfg.params;

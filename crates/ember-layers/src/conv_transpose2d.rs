@@ -67,7 +67,7 @@ impl Module for ConvTranspose2d {
                 self.cfg.c_in
             ),
         }
-        let bias = self.bias.as_ref().map(Param::value);
-        ember_kernels::conv_transpose2d(xs, &self.weight.value(), bias.as_ref(), self.cfg.params)
+        let bias = self.bias.as_ref().map(Param::value).transpose()?;
+        ember_kernels::conv_transpose2d(xs, &self.weight.value()?, bias.as_ref(), self.cfg.params)
     }
 }

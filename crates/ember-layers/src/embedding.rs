@@ -55,6 +55,6 @@ impl Module for Embedding {
         }
         let mut shape = xs.dims().to_vec();
         shape.push(dim);
-        self.weight.value().index_select(&flat.to_dtype(DType::U32)?, 0)?.reshape(shape)
+        self.weight.value()?.index_select(&flat.to_dtype(DType::U32)?, 0)?.reshape(shape)
     }
 }

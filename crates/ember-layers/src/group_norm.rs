@@ -83,7 +83,7 @@ impl Module for GroupNorm {
         let y = centred.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?.reshape((b, c, n))?;
         let y = match (&self.weight, &self.bias) {
             (Some(w), Some(bias)) => {
-                y.broadcast_mul(&w.value().reshape((1, c, 1))?)?.broadcast_add(&bias.value().reshape((1, c, 1))?)?
+                y.broadcast_mul(&w.value()?.reshape((1, c, 1))?)?.broadcast_add(&bias.value()?.reshape((1, c, 1))?)?
             }
             _ => y,
         };

@@ -75,7 +75,7 @@ impl Module for LayerNorm {
         let var = centred.sqr()?.mean_keepdim(1)?;
         let y = centred.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?.reshape(dims)?;
         match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) => y.broadcast_mul(&w.value())?.broadcast_add(&b.value()),
+            (Some(w), Some(b)) => y.broadcast_mul(&w.value()?)?.broadcast_add(&b.value()?),
             _ => Ok(y),
         }
     }

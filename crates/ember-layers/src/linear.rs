@@ -63,8 +63,8 @@ impl Linear {
         if xs.rank() == 0 || xs.dims()[xs.rank() - 1] != in_features {
             candle_core::bail!("linear `{}`: expected input (..., {in_features}), got {:?}", self.name, xs.dims())
         }
-        let bias = self.bias.as_ref().map(Param::value);
-        ember_kernels::linear(xs, &self.weight.value(), bias.as_ref(), act)
+        let bias = self.bias.as_ref().map(Param::value).transpose()?;
+        ember_kernels::linear(xs, &self.weight.value()?, bias.as_ref(), act)
     }
 }
 

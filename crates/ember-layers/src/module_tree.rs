@@ -152,6 +152,12 @@ impl ModulePath {
         self.path.push_str(segment);
     }
 
+    /// The last segment (`conv1` of `layer1.0.conv1`; empty at the root).
+    pub fn last(&self) -> &str {
+        let start = self.marks.last().map_or(0, |&m| if m == 0 { 0 } else { m + 1 });
+        &self.path[start..]
+    }
+
     /// Goes back up one segment (a no-op at the root).
     pub fn pop(&mut self) {
         if let Some(len) = self.marks.pop() {
@@ -206,13 +212,21 @@ pub trait ModuleTree {
     }
 }
 
+/// A parameter reports itself, then the `A` and `B` of an attached low-rank update beside it
+/// (`conv1.weight`, `conv1.lora_A`, `conv1.lora_B`).
 impl ModuleTree for Param {
     fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
         f(path.as_str(), Entry::Param(self));
+        if let Some(lr) = self.low_rank() {
+            lr.visit_beside(path, f);
+        }
     }
 
     fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
         f(path.as_str(), EntryMut::Param(self));
+        if let Some(lr) = self.low_rank_mut() {
+            lr.visit_beside_mut(path, f);
+        }
     }
 }
 

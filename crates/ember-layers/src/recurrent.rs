@@ -215,13 +215,13 @@ impl Recurrent {
                 let w = &self.layers[k];
                 let in_features = input.dim(2)?;
                 // Input projections for every step at once: (seq, b, G*H).
-                let mut xw = input.reshape((seq * b, in_features))?.matmul(&w.w_ih.value().t()?)?;
+                let mut xw = input.reshape((seq * b, in_features))?.matmul(&w.w_ih.value()?.t()?)?;
                 if let Some(b_ih) = &w.b_ih {
-                    xw = xw.broadcast_add(&b_ih.value())?;
+                    xw = xw.broadcast_add(&b_ih.value()?)?;
                 }
                 let xw = xw.reshape((seq, b, self.cell.gates() * hs))?;
-                let w_hh_t = w.w_hh.value().t()?;
-                let b_hh = w.b_hh.as_ref().map(Param::value);
+                let w_hh_t = w.w_hh.value()?.t()?;
+                let b_hh = w.b_hh.as_ref().map(Param::value).transpose()?;
                 let mut h = initial(h0, k)?;
                 let mut c = initial(c0, k)?;
                 let mut steps = vec![None; seq];

@@ -163,7 +163,9 @@ struct MbConv {
     #[module(rename = "_bn2")]
     bn2: BatchNorm,
     #[module(skip)]
-    name: String,
+    /// The names the block reports its layers under, built once so a forward pass formats no
+    /// strings.
+    taps: [String; 7],
     #[module(skip)]
     skip: bool,
 }
@@ -183,25 +185,28 @@ impl MbConv {
             bn1: bn(mid, vb.pp("_bn1"))?,
             project_conv: SameConv::new(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?,
             bn2: bn(c_out, vb.pp("_bn2"))?,
-            name: vb.prefix(),
+            taps: ["_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_project_conv", "_bn2", " (add)"].map(|layer| {
+                let n = vb.prefix();
+                if layer.starts_with(' ') { format!("{n}{layer}") } else { format!("{n}.{layer}") }
+            }),
             skip: stride == 1 && c_in == c_out,
         })
     }
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let n = &self.name;
+        let [expand_conv, bn0, depthwise_conv, bn1, project_conv, bn2, add] = &self.taps;
         let relu6 = Activation::Relu6;
         let mut x = xs.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = tapped(tap, &format!("{n}._expand_conv"), x.apply(conv)?);
-            x = tapped(tap, &format!("{n}._bn0"), x.apply_t(bn, train)?.apply(&relu6)?);
+            x = tapped(tap, expand_conv, x.apply(conv)?);
+            x = tapped(tap, bn0, x.apply_t(bn, train)?.apply(&relu6)?);
         }
-        x = tapped(tap, &format!("{n}._depthwise_conv"), x.apply(&self.depthwise_conv)?);
-        x = tapped(tap, &format!("{n}._bn1"), x.apply_t(&self.bn1, train)?.apply(&relu6)?);
-        x = tapped(tap, &format!("{n}._project_conv"), x.apply(&self.project_conv)?);
-        x = tapped(tap, &format!("{n}._bn2"), x.apply_t(&self.bn2, train)?);
+        x = tapped(tap, depthwise_conv, x.apply(&self.depthwise_conv)?);
+        x = tapped(tap, bn1, x.apply_t(&self.bn1, train)?.apply(&relu6)?);
+        x = tapped(tap, project_conv, x.apply(&self.project_conv)?);
+        x = tapped(tap, bn2, x.apply_t(&self.bn2, train)?);
         if self.skip {
-            x = tapped(tap, &format!("{n} (add)"), (x + xs)?);
+            x = tapped(tap, add, (x + xs)?);
         }
         Ok(x)
     }
@@ -277,20 +282,6 @@ impl EfficientNetLite {
 }
 
 impl Layered for EfficientNetLite {
-    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let mut all = vec![("_bn0".to_string(), &mut self.bn0)];
-        for block in &mut self.blocks {
-            let n = &block.name;
-            if let Some(bn) = &mut block.bn0 {
-                all.push((format!("{n}._bn0"), bn));
-            }
-            all.push((format!("{n}._bn1"), &mut block.bn1));
-            all.push((format!("{n}._bn2"), &mut block.bn2));
-        }
-        all.push(("_bn1".to_string(), &mut self.bn1));
-        all
-    }
-
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let relu6 = Activation::Relu6;
         let mut x = tapped(tap, "_conv_stem", xs.apply(&self.conv_stem)?);

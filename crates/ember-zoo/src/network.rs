@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::{BatchNorm, Entry, EntryMut, ModulePath, ModuleTree};
+use ember_layers::{BatchNorm, Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -20,11 +20,9 @@ pub trait Layered: ModuleTree + Send + Sync {
     /// The forward pass in train (`true`) or eval mode, reporting each layer's output to `tap`.
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor>;
 
-    /// The network's batch-norm layers under their parameter prefixes (`_blocks.3._bn1`), so
-    /// fine-tuning can hold some of them on their running statistics
-    /// ([`BatchNorm::set_frozen`]). Models without batch norm keep the empty default.
-    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        Vec::new()
+    /// Whether [`Layered::forward_tapped`] reports every layer (true for every zoo model).
+    fn reports_layers(&self) -> bool {
+        true
     }
 }
 
@@ -57,16 +55,34 @@ impl Network {
         &self.name
     }
 
-    /// Freezes (`true`) or unfreezes every batch norm whose prefix `frozen` accepts or rejects
-    /// ([`Layered::batch_norms_mut`]); returns how many are frozen now.
+    /// A network from any model that is a `ModuleT` and a [`ModuleTree`] (one written with
+    /// `#[derive(ModuleTree)]`): everything that walks the tree (summaries, freezing, loading,
+    /// LoRA, fine-tuning) works on it. Its forward pass reports only its output, as `output`, to
+    /// a tap: code that needs the layers' order reads it from the tree instead.
+    pub fn from_module(name: impl Into<String>, model: impl ModuleT + ModuleTree + Send + Sync + 'static) -> Self {
+        Self::new(name, Untapped(model))
+    }
+
+    /// Freezes (`true`) or unfreezes every batch norm whose path `frozen` accepts or rejects,
+    /// found through the model tree; returns how many are frozen now.
     pub fn set_batch_norms_frozen(&mut self, frozen: &dyn Fn(&str) -> bool) -> usize {
         let mut count = 0;
-        for (name, bn) in self.inner.batch_norms_mut() {
-            let f = frozen(&name);
-            bn.set_frozen(f);
-            count += usize::from(f);
-        }
+        self.inner.visit_mut(&mut |path, entry| {
+            if let EntryMut::Layer(LayerKind::BatchNorm, Some(layer)) = entry {
+                if let Some(bn) = layer.downcast_mut::<BatchNorm>() {
+                    let f = frozen(path);
+                    bn.set_frozen(f);
+                    count += usize::from(f);
+                }
+            }
+        });
         count
+    }
+
+    /// Whether the forward pass reports its layers to a tap (every zoo model does; one made by
+    /// [`Network::from_module`] does not).
+    pub fn reports_layers(&self) -> bool {
+        self.inner.reports_layers()
     }
 
     /// See [`Layered::forward_tapped`].
@@ -89,5 +105,28 @@ impl ModuleTree for Network {
 impl ModuleT for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.inner.forward_tapped(xs, train, &mut |_, _| {})
+    }
+}
+
+/// A user's model as a [`Layered`] network: its output is the only thing it reports.
+struct Untapped<M>(M);
+
+impl<M: ModuleTree> ModuleTree for Untapped<M> {
+    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
+        self.0.visit_at(path, f);
+    }
+
+    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
+        self.0.visit_mut_at(path, f);
+    }
+}
+
+impl<M: ModuleT + ModuleTree + Send + Sync> Layered for Untapped<M> {
+    fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
+        Ok(tapped(tap, "output", self.0.forward_t(xs, train)?))
+    }
+
+    fn reports_layers(&self) -> bool {
+        false
     }
 }

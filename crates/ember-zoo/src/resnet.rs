@@ -105,8 +105,6 @@ struct Block {
     bn3: Option<BatchNorm>,
     downsample: Option<Downsample>,
     #[module(skip)]
-    name: String,
-    #[module(skip)]
     taps: BlockTaps,
 }
 
@@ -163,7 +161,7 @@ impl Block {
         };
         let name = vb.prefix();
         let taps = BlockTaps::new(&name, if conv3.is_some() { 3 } else { 2 });
-        Ok(Self { conv1, bn1, conv2, bn2, conv3, bn3, downsample, name, taps })
+        Ok(Self { conv1, bn1, conv2, bn2, conv3, bn3, downsample, taps })
     }
 
     /// The `(convN, bnN)` pairs in order.
@@ -260,23 +258,6 @@ impl ResNet {
 }
 
 impl Layered for ResNet {
-    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let mut all = vec![("bn1".to_string(), &mut self.bn1)];
-        let stages = [&mut self.layer1, &mut self.layer2, &mut self.layer3, &mut self.layer4];
-        for block in stages.into_iter().flatten() {
-            let n = &block.name;
-            all.push((format!("{n}.bn1"), &mut block.bn1));
-            all.push((format!("{n}.bn2"), &mut block.bn2));
-            if let Some(bn) = &mut block.bn3 {
-                all.push((format!("{n}.bn3"), bn));
-            }
-            if let Some(ds) = &mut block.downsample {
-                all.push((format!("{n}.downsample.1"), &mut ds.bn));
-            }
-        }
-        all
-    }
-
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let mut x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
         x = tapped(tap, "bn1", x.apply_t(&self.bn1, train)?);

@@ -169,19 +169,6 @@ impl ModuleTree for VggSmall {
 }
 
 impl Layered for VggSmall {
-    fn batch_norms_mut(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let mut all = Vec::new();
-        for (b, (first, second)) in self.blocks.iter_mut().enumerate() {
-            if let Some(bn) = &mut first.bn {
-                all.push((format!("features.{}", b * 8 + 1), bn));
-            }
-            if let Some(bn) = &mut second.bn {
-                all.push((format!("features.{}", b * 8 + 4), bn));
-            }
-        }
-        all
-    }
-
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let relu = Activation::Relu;
         let pool = MaxPool2d::new(2, 2, 0);
