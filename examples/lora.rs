@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     let targets: Vec<String> =
         head.layers.iter().filter(|l| **l != head.head).flat_map(|l| [l.clone(), format!("{l}.*")]).collect();
     let cfg = LoraConfig { targets, train_also: vec![head.pattern()], seed, ..LoraConfig::new(4, &[]) };
-    let lora = LoraModel::new(model, cfg)?;
+    let mut lora = LoraModel::new(model, cfg)?;
     let trainable = lora.num_trainable();
     println!(
         "LoRA rank 4 on {} layers: {trainable} trainable of {total} parameters ({:.1} %; adapters {}, head {})",

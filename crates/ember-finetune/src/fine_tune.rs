@@ -2,7 +2,7 @@
 //! features), and fastai's one-call `fine_tune` (head first, then everything with
 //! discriminative learning rates and a one-cycle schedule).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use ember_data::DataLoader;
 use ember_layers::loss::cross_entropy;
 use ember_optim::{Adam, AdamConfig, OneCycle, Optimizer, ParamGroup, Schedule};
@@ -115,8 +115,12 @@ fn adamw(groups: Vec<ParamGroup>, lr: f64, weight_decay: f64) -> Result<Adam> {
     Ok(Adam::with_groups(groups, cfg)?)
 }
 
-fn fit_options<'a>(epochs: usize, classes: usize, schedule: &'a dyn Schedule) -> FitOptions<'a> {
-    FitOptions { classes, ..FitOptions::new(epochs).with_schedule(schedule) }
+fn fit_options<'a>(model: &FineTuneModel, epochs: usize, schedule: &'a dyn Schedule) -> FitOptions<'a> {
+    FitOptions {
+        classes: model.options.classes,
+        device: model.device().clone(),
+        ..FitOptions::new(epochs).with_schedule(schedule)
+    }
 }
 
 /// Trains `model` for `epochs` epochs (AdamW, one-cycle peaking at `lr`) with every parameter
@@ -137,7 +141,7 @@ pub fn train_with_frozen(
     freeze_batch_norms(&mut model.network, frozen);
     let mut opt = adamw(param_groups(&model.store, frozen, &[]), lr, weight_decay)?;
     let schedule = OneCycle::new(lr, (epochs * train.num_batches()).max(1));
-    let options = fit_options(epochs, model.options.classes, &schedule);
+    let options = fit_options(model, epochs, &schedule);
     let history = ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r))?;
     freeze_batch_norms(&mut model.network, &[]);
     Ok(history)
@@ -151,7 +155,7 @@ pub fn cached_features(model: &FineTuneModel, data: &DataLoader) -> Result<(Tens
     // Features are data for the head: no gradient graph through the frozen backbone.
     let _no_grad = ember_kernels::no_grad();
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
-    for batch in plain.epoch(0, &Device::Cpu) {
+    for batch in plain.epoch(0, model.device()) {
         let batch = batch?;
         feats.push(model.features(&batch.images)?);
         labels.push(batch.labels);
@@ -175,7 +179,8 @@ pub fn linear_probe(
 ) -> Result<FineTuneReport> {
     cfg.validate()?;
     let mut report = FineTuneReport::default();
-    if !cfg.cache_features {
+    // Features can be cached only where the forward pass reports the layer feeding the head.
+    if !cfg.cache_features || !model.head.from_forward {
         let frozen = everything_but_head(model);
         report.epochs =
             train_with_frozen(model, &frozen, train, val, cfg.head_epochs, cfg.head_lr, cfg.weight_decay, on_epoch)?;
@@ -202,13 +207,13 @@ pub fn linear_probe(
         for chunk in order.chunks(batch_size) {
             schedule.apply(step, &mut opt);
             step += 1;
-            let idx = Tensor::new(chunk, &Device::Cpu)?;
+            let idx = Tensor::new(chunk, feats.device())?;
             let (x, y) = (feats.index_select(&idx, 0)?, labels.index_select(&idx, 0)?);
             let logits = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
             let loss = cross_entropy(&logits, &y)?;
             opt.step(&loss.backward()?)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            correct += logits.argmax(1)?.eq(&y)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as f64;
+            loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? * chunk.len() as f64;
+            correct += logits.argmax(1)?.eq(&y)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as f64;
         }
         report.head.push(ProbeEpoch { epoch: epoch + 1, loss: loss_sum / n as f64, accuracy: correct / n as f64 });
     }
@@ -224,7 +229,7 @@ pub fn linear_probe(
 pub fn recalibrate_batch_norms(model: &mut FineTuneModel, data: &DataLoader, passes: usize) -> Result<()> {
     freeze_batch_norms(&mut model.network, &[]);
     for pass in 0..passes {
-        for batch in data.epoch(pass as u64, &Device::Cpu) {
+        for batch in data.epoch(pass as u64, model.device()) {
             let batch = batch?;
             model.logits(&batch.images, true)?.detach();
         }
@@ -260,7 +265,7 @@ pub fn fine_tune(
     let rates = discriminative_rates(&model.head, &model.store, cfg.layer_groups, cfg.lr, cfg.lr_ratio);
     let mut opt = adamw(param_groups(&model.store, &[], &rates), cfg.lr, cfg.weight_decay)?;
     let schedule = OneCycle::new(cfg.lr, (cfg.epochs * train.num_batches()).max(1));
-    let options = fit_options(cfg.epochs, model.options.classes, &schedule);
+    let options = fit_options(model, cfg.epochs, &schedule);
     report.epochs.extend(ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r))?);
     freeze_batch_norms(&mut model.network, &[]);
     Ok(report)

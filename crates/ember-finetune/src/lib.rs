@@ -98,7 +98,7 @@ pub use fine_tune::{
 };
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
 pub use in_chans::adapt_input_conv;
-pub use load::{load_state, load_weights, LoadOptions, LoadReport, ShapeMismatch};
-pub use lora::{LoraConfig, LoraModel};
+pub use load::{load_state, load_tree, load_weights, LoadOptions, LoadReport, ShapeMismatch};
+pub use lora::{attach_lora, LoraAdapters, LoraConfig, LoraModel};
 pub use preprocess::{GreyToRgb, ImagePreprocess, MAX_PREPROCESS_SIDE, MAX_RESIZED_PIXELS};
 pub use pretrained::{FineTuneModel, HeadInfo};

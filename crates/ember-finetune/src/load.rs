@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::Tensor;
-use ember_layers::ParamStore;
+use candle_core::{Tensor, Var};
+use ember_layers::{Entry, ModuleTree, ParamStore};
 use ember_optim::glob_match;
 
 use crate::{read_checkpoint, Error, Result};
@@ -125,7 +125,57 @@ pub fn load_state(
     options: &LoadOptions,
     source: &str,
 ) -> Result<LoadReport> {
-    let model: BTreeMap<String, Tensor> = store.state().into_iter().collect();
+    let mut targets: BTreeMap<String, Var> = store.vars().into_iter().collect();
+    for name in store.buffer_names() {
+        if let Some(var) = store.buffer(&name) {
+            targets.insert(name, var);
+        }
+    }
+    load_into(targets, tensors, options, source)
+}
+
+/// [`load_state`] for any model with a [`ModuleTree`]: the tensors go into its parameters and
+/// buffers by their tree paths (its `state_dict` keys), whatever store (if any) they came from.
+/// A parameter computed from others rather than held (none in ember's layers) is not loadable
+/// and not reported.
+pub fn load_tree(
+    model: &(impl ModuleTree + ?Sized),
+    tensors: Vec<(String, Tensor)>,
+    options: &LoadOptions,
+    source: &str,
+) -> Result<LoadReport> {
+    let mut targets = BTreeMap::new();
+    let mut failure = None;
+    model.visit(&mut |path, entry| {
+        let var = match entry {
+            Entry::Param(p) => p.var().map(Ok),
+            Entry::Buffer(b) => Some(Var::from_tensor(b.tensor())),
+            Entry::Layer(_) => None,
+        };
+        match var {
+            Some(Ok(var)) => {
+                targets.insert(path.to_string(), var);
+            }
+            Some(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            None => {}
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    load_into(targets, tensors, options, source)
+}
+
+/// The matching, checking and assigning behind [`load_state`] and [`load_tree`]: `targets`
+/// maps each model tensor's name to the variable that holds it.
+fn load_into(
+    targets: BTreeMap<String, Var>,
+    tensors: Vec<(String, Tensor)>,
+    options: &LoadOptions,
+    source: &str,
+) -> Result<LoadReport> {
     let skipped = |name: &str| options.skip.iter().any(|p| glob_match(p, name));
     let mut report = LoadReport::default();
     let mut to_load = Vec::new();
@@ -136,7 +186,7 @@ pub fn load_state(
         if skipped(&name) {
             continue;
         }
-        match model.get(&name) {
+        match targets.get(&name) {
             None if ignorable(&name) => {}
             None => report.unexpected.push(name),
             Some(current) if current.dims() != value.dims() => {
@@ -153,7 +203,7 @@ pub fn load_state(
             }
         }
     }
-    for name in model.keys() {
+    for name in targets.keys() {
         if skipped(name) {
             report.skipped.push(name.clone());
         } else if !seen.contains(name) {
@@ -164,10 +214,11 @@ pub fn load_state(
         return Err(Error::StateMismatch { source_name: source.to_string(), summary: report.summary() });
     }
     for (name, value) in &to_load {
-        check_value(&model[name], name, value, source)?;
+        check_value(targets[name].as_tensor(), name, value, source)?;
     }
     for (name, value) in to_load {
-        store.assign(&name, &value)?;
+        let var = &targets[&name];
+        var.set(&value.to_dtype(var.dtype())?.to_device(var.device())?)?;
         report.loaded.push(name);
     }
     Ok(report)

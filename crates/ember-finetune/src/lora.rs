@@ -1,36 +1,33 @@
 //! LoRA (Hu et al., "LoRA: Low-rank adaptation of large language models", ICLR 2022) for the
-//! `Linear` and `Conv2d` layers of any zoo model.
+//! `Linear` and `Conv2d` layers of any model with a [`ModuleTree`].
 //!
 //! A target layer's weight `W` (`(out, in)` or `(out, in / groups, kh, kw)`) is used as
 //! `W + (alpha / rank) · B A`, with `A` `(rank, in·kh·kw)` (Kaiming-uniform) and `B` `(out,
 //! rank)` (zeros, so training starts from the pretrained model), the product reshaped to `W`'s
 //! shape. Only `A` and `B` (and parameters named in [`LoraConfig::train_also`], such as a new
-//! head) train; the base weights are read detached, so they get no gradient and stay
-//! bit-identical.
+//! head) train; the base parameters are frozen, so they get no gradient and stay bit-identical.
 //!
-//! How it works without touching the layers: zoo models read their weights from a
-//! `VarBuilder`; [`LoraModel`] rebuilds the network for every forward pass from a backend that
-//! hands out `W + ΔW` for target weights (a graph over the adapter `Var`s). Dropout is applied
-//! to the rank components (`B · diag(m) · A`, `m` Bernoulli, scaled by `1 / (1 - p)`; LyCORIS'
-//! "rank dropout") rather than to the layer input, because the adapter acts through the
-//! weight.
+//! How: [`attach_lora`] walks the model tree once and attaches a
+//! [`LowRank`](ember_layers::LowRank) update to each target weight; the layers keep their own
+//! forward pass and read the adapted weight, so nothing is rebuilt per step and any model, a
+//! zoo model or one written with `#[derive(ModuleTree)]`, can be adapted. Dropout is applied to
+//! the rank components (`B · diag(m) · A`, `m` Bernoulli, scaled by `1 / (1 - p)`; LyCORIS'
+//! "rank dropout") rather than to the layer input, because the adapter acts through the weight.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Shape, Tensor, Var};
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{ModuleT, VarBuilder};
-use ember_layers::{ParamStore, BUFFER_NAMES};
-use ember_zoo::Network;
+use candle_core::{Tensor, Var};
+use candle_nn::ModuleT;
+use ember_layers::{trainable_vars, EntryMut, LayerKind, LowRank, ModuleTree, ParamStore, RankMask};
 use rand::{Rng, SeedableRng};
 
 use crate::freeze::matches_any;
 use crate::pretrained::FineTuneModel;
 use crate::{read_checkpoint, Error, Result};
 
-/// Settings of [`LoraModel`].
+/// Settings of [`attach_lora`] and [`LoraModel`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {
     /// Rank `r` of the update.
@@ -39,8 +36,8 @@ pub struct LoraConfig {
     pub alpha: f64,
     /// Probability of dropping a rank component in train mode.
     pub dropout: f64,
-    /// Glob patterns of target layers (parameter prefixes: `*._project_conv`, `fc*`); a layer
-    /// is a target when it has a 2-D or 4-D `weight`.
+    /// Glob patterns of target layers' paths (`*._project_conv`, `fc*`); only `Linear` and
+    /// `Conv2d` layers are adapted.
     pub targets: Vec<String>,
     /// Glob patterns of base parameters that train in full beside the adapters (a new head:
     /// `_fc.*`; PEFT's `modules_to_save`).
@@ -66,72 +63,213 @@ impl LoraConfig {
             seed: 0,
         }
     }
+
+    fn validate(&self) -> Result<()> {
+        if self.rank == 0 || !(0.0..1.0).contains(&self.dropout) || !self.alpha.is_finite() {
+            return Err(Error::invalid(
+                "lora",
+                format!(
+                    "rank {}, alpha {} and dropout {} (need rank >= 1, a finite alpha, 0 <= p < 1)",
+                    self.rank, self.alpha, self.dropout
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Target {
     module: String,
-    shape: Vec<usize>,
+    mask: RankMask,
 }
 
-/// A zoo model with LoRA adapters on its targeted layers. See the module docs.
+/// The adapters [`attach_lora`] put on a model: their variables (`{layer}.lora_A`,
+/// `{layer}.lora_B`, in a store of their own), and the rank-dropout masks.
+pub struct LoraAdapters {
+    store: ParamStore,
+    targets: Vec<Target>,
+    train_also: Vec<String>,
+    rank: usize,
+    alpha: f64,
+    dropout: f64,
+    target_patterns: Vec<String>,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+impl std::fmt::Debug for LoraAdapters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoraAdapters").field("targets", &self.targets.len()).field("rank", &self.rank).finish()
+    }
+}
+
+/// Adapts `model` once, in place: freezes every parameter but those matching
+/// `cfg.train_also`, then attaches a rank-`cfg.rank` update to the weight of every `Linear` and
+/// `Conv2d` layer whose path matches `cfg.targets`. The adapters are created on the weights'
+/// device in their dtype. Fails, changing nothing, when the settings are invalid or no layer
+/// matches. Batch norms are left as they are ([`LoraModel`] applies
+/// [`LoraConfig::frozen_batch_norms`]).
+pub fn attach_lora(model: &mut (impl ModuleTree + ?Sized), cfg: &LoraConfig) -> Result<LoraAdapters> {
+    cfg.validate()?;
+    // Find the targets first, so a failure leaves the model untouched.
+    let mut found: Vec<(String, Vec<usize>, candle_core::DType, candle_core::Device)> = Vec::new();
+    let mut layer: Option<(String, LayerKind)> = None;
+    model.visit(&mut |path, entry| match entry {
+        ember_layers::Entry::Layer(kind) => layer = Some((path.to_string(), kind)),
+        ember_layers::Entry::Param(p) => {
+            if let Some((module, kind)) = &layer {
+                let adaptable = matches!(kind, LayerKind::Linear | LayerKind::Conv2d);
+                if adaptable
+                    && p.low_rank().is_none()
+                    && path.strip_prefix(module.as_str()) == Some(".weight")
+                    && matches_any(&cfg.targets, module)
+                {
+                    let t = p.tensor();
+                    found.push((module.clone(), t.dims().to_vec(), t.dtype(), t.device().clone()));
+                }
+            }
+        }
+        ember_layers::Entry::Buffer(_) => {}
+    });
+    let Some((_, _, dtype, device)) = found.first().cloned() else {
+        return Err(Error::invalid(
+            "lora",
+            format!("no Linear or Conv2d layer matches {:?} (or all of them are adapted already)", cfg.targets),
+        ));
+    };
+    let store = ParamStore::new(cfg.seed, &device);
+    let vb = store.var_builder(dtype);
+    let scale = cfg.alpha / cfg.rank as f64;
+    let mut updates = HashMap::new();
+    let mut targets = Vec::new();
+    for (module, shape, _, _) in &found {
+        let fan_in: usize = shape[1..].iter().product();
+        // PyTorch's kaiming_uniform_(a = sqrt(5)), as PEFT initialises A.
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let a = vb.get_with_hints(
+            (cfg.rank, fan_in),
+            &format!("{module}.lora_A"),
+            candle_nn::Init::Uniform { lo: -bound, up: bound },
+        )?;
+        let b = vb.get_with_hints((shape[0], cfg.rank), &format!("{module}.lora_B"), candle_nn::Init::Const(0.0))?;
+        let update = LowRank::new(a, b, scale)?;
+        targets.push(Target { module: module.clone(), mask: update.mask() });
+        updates.insert(format!("{module}.weight"), update);
+    }
+    model.visit_mut(&mut |path, entry| {
+        if let EntryMut::Param(p) = entry {
+            p.set_frozen(!matches_any(&cfg.train_also, path));
+        }
+    });
+    let mut failure = None;
+    model.visit_mut(&mut |path, entry| {
+        if let EntryMut::Param(p) = entry {
+            if let Some(update) = updates.remove(path) {
+                if let Err(e) = p.attach_low_rank(update) {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    Ok(LoraAdapters {
+        store,
+        targets,
+        train_also: cfg.train_also.clone(),
+        rank: cfg.rank,
+        alpha: cfg.alpha,
+        dropout: cfg.dropout,
+        target_patterns: cfg.targets.clone(),
+        rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x10ba)),
+    })
+}
+
+impl LoraAdapters {
+    /// The adapters' variables (`{layer}.lora_A`, `{layer}.lora_B`).
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// Number of adapted layers.
+    pub fn num_targets(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Draws new rank-dropout masks before a training forward pass (`train`), or clears them
+    /// for evaluation. A no-op without dropout.
+    pub fn prepare(&self, train: bool, device: &candle_core::Device) -> candle_core::Result<()> {
+        if self.dropout == 0.0 {
+            return Ok(());
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = 1.0 / (1.0 - self.dropout);
+        for t in &self.targets {
+            let mask = if train {
+                let m: Vec<f64> =
+                    (0..self.rank).map(|_| if rng.random::<f64>() < self.dropout { 0.0 } else { keep }).collect();
+                let dtype = self.store.get(&format!("{}.lora_B", t.module)).map(|v| v.dtype());
+                Some(Tensor::from_vec(m, (1, self.rank), device)?.to_dtype(dtype.unwrap_or(candle_core::DType::F32))?)
+            } else {
+                None
+            };
+            *t.mask.lock().unwrap_or_else(|e| e.into_inner()) = mask;
+        }
+        Ok(())
+    }
+
+    /// Adds `(alpha / rank) · B A` into every adapted weight of `model` and resets `B` to zero,
+    /// so the base weights alone now compute what the adapted model computed (and the adapted
+    /// model still does). Returns the number of merged layers.
+    pub fn merge(&self, model: &mut (impl ModuleTree + ?Sized)) -> Result<usize> {
+        self.prepare(false, self.store.device())?;
+        let mut merged = 0;
+        let mut failure = None;
+        model.visit_mut(&mut |_, entry| {
+            if let EntryMut::Param(p) = entry {
+                match p.merge_low_rank() {
+                    Ok(true) => merged += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(merged),
+        }
+    }
+}
+
+/// A fine-tuning model with LoRA adapters on its targeted layers ([`attach_lora`] on its
+/// network, batch norms frozen as [`LoraConfig::frozen_batch_norms`] says). See the module docs.
 pub struct LoraModel {
     model: FineTuneModel,
-    adapters: ParamStore,
-    targets: Vec<Target>,
-    cfg: LoraConfig,
-    rng: Mutex<rand::rngs::StdRng>,
+    adapters: LoraAdapters,
 }
 
 impl std::fmt::Debug for LoraModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoraModel").field("targets", &self.targets.len()).field("cfg", &self.cfg).finish()
+        f.debug_struct("LoraModel").field("adapters", &self.adapters).finish()
     }
 }
 
-fn is_buffer(name: &str) -> bool {
-    BUFFER_NAMES.contains(&name.rsplit('.').next().unwrap_or(name))
-}
-
 impl LoraModel {
-    /// Adapters on every layer of `model` matching `cfg.targets`; fails when none matches.
-    pub fn new(model: FineTuneModel, cfg: LoraConfig) -> Result<Self> {
-        if cfg.rank == 0 || !(0.0..1.0).contains(&cfg.dropout) {
-            return Err(Error::invalid(
-                "lora",
-                format!("rank {} and dropout {} (need rank >= 1, 0 <= p < 1)", cfg.rank, cfg.dropout),
-            ));
-        }
-        let adapters = ParamStore::new(cfg.seed, &Device::Cpu);
-        let vb = adapters.var_builder(DType::F32);
-        let mut targets = Vec::new();
-        for (name, var) in model.store.vars() {
-            let Some(module) = name.strip_suffix(".weight") else { continue };
-            if !matches_any(&cfg.targets, module) || !matches!(var.dims().len(), 2 | 4) {
-                continue;
-            }
-            let shape = var.dims().to_vec();
-            let fan_in: usize = shape[1..].iter().product();
-            // PyTorch's kaiming_uniform_(a = sqrt(5)), as PEFT initialises A.
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            vb.get_with_hints(
-                (cfg.rank, fan_in),
-                &format!("{module}.lora_A"),
-                candle_nn::Init::Uniform { lo: -bound, up: bound },
-            )?;
-            vb.get_with_hints((shape[0], cfg.rank), &format!("{module}.lora_B"), candle_nn::Init::Const(0.0))?;
-            targets.push(Target { module: module.to_string(), shape });
-        }
-        if targets.is_empty() {
-            return Err(Error::invalid("lora", format!("no layer with a 2-D or 4-D weight matches {:?}", cfg.targets)));
-        }
-        let rng = Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x10ba));
-        Ok(Self { model, adapters, targets, cfg, rng })
+    /// Adapters on every `Linear` and `Conv2d` layer of `model` matching `cfg.targets`; fails
+    /// when none matches.
+    pub fn new(mut model: FineTuneModel, cfg: LoraConfig) -> Result<Self> {
+        let adapters = attach_lora(&mut model.network, &cfg)?;
+        let frozen = cfg.frozen_batch_norms;
+        model.network.set_batch_norms_frozen(&|_| frozen);
+        Ok(Self { model, adapters })
     }
 
     /// The adapters (`{layer}.lora_A`, `{layer}.lora_B`).
     pub fn adapters(&self) -> &ParamStore {
-        &self.adapters
+        self.adapters.store()
     }
 
     /// The wrapped model (its store holds the base weights).
@@ -141,15 +279,13 @@ impl LoraModel {
 
     /// Number of adapted layers.
     pub fn num_targets(&self) -> usize {
-        self.targets.len()
+        self.adapters.num_targets()
     }
 
     /// What an optimizer should get: the adapters and the base parameters matching
-    /// [`LoraConfig::train_also`].
+    /// [`LoraConfig::train_also`] (the network's unfrozen parameters).
     pub fn trainable(&self) -> Vec<(String, Var)> {
-        let mut all = self.adapters.vars();
-        all.extend(self.model.store.vars().into_iter().filter(|(n, _)| matches_any(&self.cfg.train_also, n)));
-        all
+        trainable_vars(&self.model.network)
     }
 
     /// Number of trainable scalars ([`LoraModel::trainable`]).
@@ -157,79 +293,39 @@ impl LoraModel {
         self.trainable().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    fn scale(&self) -> f64 {
-        self.cfg.alpha / self.cfg.rank as f64
-    }
-
-    /// `ΔW` of every target, reshaped to its weight, with rank dropout when `train`.
-    fn deltas(&self, train: bool) -> candle_core::Result<HashMap<String, Tensor>> {
-        let mut out = HashMap::new();
-        for t in &self.targets {
-            let get = |suffix: &str| {
-                self.adapters
-                    .get(&format!("{}.{suffix}", t.module))
-                    .ok_or_else(|| candle_core::Error::Msg(format!("lora: adapter `{}.{suffix}` is missing", t.module)))
-            };
-            let (a, b) = (get("lora_A")?, get("lora_B")?);
-            let mut b = b.as_tensor().clone();
-            if train && self.cfg.dropout > 0.0 {
-                let p = self.cfg.dropout;
-                let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-                let mask: Vec<f32> = (0..self.cfg.rank)
-                    .map(|_| if rng.random::<f64>() < p { 0.0 } else { (1.0 / (1.0 - p)) as f32 })
-                    .collect();
-                b = b.broadcast_mul(&Tensor::from_vec(mask, (1, self.cfg.rank), b.device())?)?;
-            }
-            let delta = (b.matmul(a.as_tensor())? * self.scale())?.reshape(t.shape.as_slice())?;
-            out.insert(format!("{}.weight", t.module), delta);
-        }
-        Ok(out)
-    }
-
-    /// The network with the current adapters (rebuilt; batch norms frozen when
-    /// [`LoraConfig::frozen_batch_norms`]).
-    pub fn network(&self, train: bool) -> candle_core::Result<Network> {
-        let backend = LoraBackend {
-            base: self.model.store.clone(),
-            deltas: self.deltas(train)?,
-            trainable: self.model.store.names().into_iter().filter(|n| matches_any(&self.cfg.train_also, n)).collect(),
-        };
-        let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
-        let mut network = ember_zoo::build_with(self.model.network.name(), &self.model.options, vb)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let frozen = self.cfg.frozen_batch_norms;
-        network.set_batch_norms_frozen(&|_| frozen);
-        Ok(network)
-    }
-
     /// Adds `(alpha / rank) · B A` into every target's base weight and resets `B` to zero, so
     /// the base model alone now computes what the adapted model computed (and this model still
     /// does). Returns the number of merged layers.
-    pub fn merge(&self) -> Result<usize> {
-        let deltas = self.deltas(false)?;
-        for t in &self.targets {
-            let name = format!("{}.weight", t.module);
-            let w = self.model.store.get(&name).ok_or_else(|| Error::invalid(&name, "base weight is missing"))?;
-            let merged = (w.as_tensor().detach() + deltas[&name].detach())?;
-            w.set(&merged)?;
-            let b = format!("{}.lora_B", t.module);
-            self.adapters.assign(&b, &Tensor::zeros((t.shape[0], self.cfg.rank), DType::F32, &Device::Cpu)?)?;
-        }
-        Ok(self.targets.len())
+    pub fn merge(&mut self) -> Result<usize> {
+        self.adapters.merge(&mut self.model.network)
     }
 
-    /// Unwraps the base model (after [`LoraModel::merge`], the fine-tuned model).
-    pub fn into_base(self) -> FineTuneModel {
+    /// Unwraps the base model: the adapters come off (after [`LoraModel::merge`], this is the
+    /// fine-tuned model) and every parameter is trainable again.
+    pub fn into_base(mut self) -> FineTuneModel {
+        self.model.network.visit_mut(&mut |_, entry| {
+            if let EntryMut::Param(p) = entry {
+                p.take_low_rank();
+                p.set_frozen(false);
+            }
+        });
+        self.model.network.set_batch_norms_frozen(&|_| false);
         self.model
+    }
+
+    fn train_also_state(&self) -> Vec<(String, Tensor)> {
+        let patterns = &self.adapters.train_also;
+        self.model.store.state().into_iter().filter(|(n, _)| matches_any(patterns, n)).collect()
     }
 
     /// Saves the adapters and the `train_also` parameters (not the frozen base) to a
     /// safetensors file, atomically, with rank, alpha and targets in its metadata.
     pub fn save_adapters(&self, path: &Path) -> Result<()> {
-        let mut tensors = self.adapters.state();
-        tensors.extend(self.model.store.state().into_iter().filter(|(n, _)| matches_any(&self.cfg.train_also, n)));
+        let mut tensors = self.adapters.store.state();
+        tensors.extend(self.train_also_state());
+        let a = &self.adapters;
         let meta = serde_json::json!({
-            "rank": self.cfg.rank, "alpha": self.cfg.alpha, "targets": self.cfg.targets, "train_also": self.cfg.train_also,
+            "rank": a.rank, "alpha": a.alpha, "targets": a.target_patterns, "train_also": a.train_also,
         });
         ember_train::checkpoint::save_tensors_with_metadata(
             &tensors,
@@ -246,15 +342,8 @@ impl LoraModel {
         let (_, tensors) = read_checkpoint(path)?;
         let source = path.display().to_string();
         let mut expected: HashMap<String, Vec<usize>> =
-            self.adapters.state().into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect();
-        expected.extend(
-            self.model
-                .store
-                .state()
-                .into_iter()
-                .filter(|(n, _)| matches_any(&self.cfg.train_also, n))
-                .map(|(n, t)| (n, t.dims().to_vec())),
-        );
+            self.adapters.store.state().into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect();
+        expected.extend(self.train_also_state().into_iter().map(|(n, t)| (n, t.dims().to_vec())));
         let mut problems = Vec::new();
         let names: HashSet<&String> = tensors.iter().map(|(n, _)| n).collect();
         for (n, shape) in &expected {
@@ -273,7 +362,7 @@ impl LoraModel {
         }
         for (n, t) in tensors {
             if n.ends_with(".lora_A") || n.ends_with(".lora_B") {
-                self.adapters.assign(&n, &t)?;
+                self.adapters.store.assign(&n, &t)?;
             } else {
                 self.model.store.assign(&n, &t)?;
             }
@@ -284,45 +373,7 @@ impl LoraModel {
 
 impl ModuleT for LoraModel {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.network(train)?.forward_t(xs, train)
-    }
-}
-
-/// Hands out the base weights detached (frozen), buffers as they are (batch norm updates them
-/// in place), `train_also` parameters as they are, and `W + ΔW` for targets.
-struct LoraBackend {
-    base: ParamStore,
-    deltas: HashMap<String, Tensor>,
-    trainable: HashSet<String>,
-}
-
-impl SimpleBackend for LoraBackend {
-    fn get(
-        &self,
-        shape: Shape,
-        name: &str,
-        init: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        if !self.base.contains_tensor(name) {
-            candle_core::bail!("lora: the base model has no tensor `{name}`")
-        }
-        let t = SimpleBackend::get(&self.base, shape, name, init, dtype, dev)?;
-        if is_buffer(name) || self.trainable.contains(name) {
-            return Ok(t);
-        }
-        match self.deltas.get(name) {
-            Some(d) => t.detach() + d,
-            None => Ok(t.detach()),
-        }
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.base.get_unchecked(name, dtype, dev)
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.base.contains_tensor(name)
+        self.adapters.prepare(train, xs.device())?;
+        self.model.forward_t(xs, train)
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::ParamStore;
+use ember_layers::{Entry, LayerKind, ModuleTree, ParamStore};
 use ember_zoo::{ModelOptions, Network, Preprocessing};
 
 use crate::load::{load_state, LoadOptions, LoadReport};
@@ -22,21 +22,60 @@ pub struct HeadInfo {
     pub features: String,
     /// Every layer name in forward order.
     pub layers: Vec<String>,
+    /// Whether the layers were read from a forward pass (every zoo model), so the features
+    /// can be tapped there ([`FineTuneModel::features`]); otherwise they come from the model
+    /// tree's order, which is the order the layers are declared in.
+    pub from_forward: bool,
 }
 
 impl HeadInfo {
     /// Runs `network` once (eval mode) on zeros of `input` = `(c, h, w)` and reads the layer
-    /// order.
+    /// order. A network whose forward pass does not report its layers
+    /// ([`Network::from_module`](ember_zoo::Network::from_module)) is read from its model tree
+    /// instead: the layers that hold parameters, in declaration order, the head being the last
+    /// `Linear` layer.
     pub fn find(network: &Network, input: (usize, usize, usize)) -> Result<Self> {
+        if !network.reports_layers() {
+            return Self::from_tree(network);
+        }
         let (c, h, w) = input;
-        let xs = Tensor::zeros((1, c, h, w), DType::F32, &Device::Cpu)?;
+        let device = network_device(network);
+        let xs = Tensor::zeros((1, c, h, w), network_dtype(network), &device)?;
         let mut layers = Vec::new();
         network.forward_tapped(&xs, false, &mut |name, _| layers.push(name.to_string()))?;
         let n = layers.len();
         if n < 2 {
             return Err(Error::invalid(network.name(), "a classifier needs at least two layers to have a head"));
         }
-        Ok(Self { head: layers[n - 1].clone(), features: layers[n - 2].clone(), layers })
+        Ok(Self { head: layers[n - 1].clone(), features: layers[n - 2].clone(), layers, from_forward: true })
+    }
+
+    fn from_tree(network: &Network) -> Result<Self> {
+        let mut layers: Vec<String> = Vec::new();
+        let mut linear: Vec<String> = Vec::new();
+        let mut current: Option<(String, LayerKind)> = None;
+        network.visit(&mut |path, entry| match entry {
+            Entry::Layer(kind) => current = Some((path.to_string(), kind)),
+            Entry::Param(_) | Entry::Buffer(_) => {
+                let Some((layer, kind)) = &current else { return };
+                if path.rsplit_once('.').map(|(parent, _)| parent) == Some(layer.as_str())
+                    && layers.last() != Some(layer)
+                {
+                    layers.push(layer.clone());
+                    if *kind == LayerKind::Linear {
+                        linear.push(layer.clone());
+                    }
+                }
+            }
+        });
+        let Some(head) = linear.last().cloned() else {
+            return Err(Error::invalid(network.name(), "a classifier needs a Linear layer as its head"));
+        };
+        let at = layers.iter().position(|l| *l == head).unwrap_or(0);
+        let Some(features) = at.checked_sub(1).map(|i| layers[i].clone()) else {
+            return Err(Error::invalid(network.name(), "a classifier needs at least two layers to have a head"));
+        };
+        Ok(Self { head, features, layers, from_forward: false })
     }
 
     /// Glob pattern of the head's parameters.
@@ -70,21 +109,54 @@ impl std::fmt::Debug for FineTuneModel {
     }
 }
 
+/// The device of a network's first parameter (the CPU for one without parameters).
+fn network_device(network: &Network) -> Device {
+    let mut device = None;
+    network.visit(&mut |_, entry| {
+        if let (None, Entry::Param(p)) = (&device, entry) {
+            device = Some(p.tensor().device().clone());
+        }
+    });
+    device.unwrap_or(Device::Cpu)
+}
+
+/// The dtype of a network's first parameter (f32 for one without parameters).
+fn network_dtype(network: &Network) -> DType {
+    let mut dtype = None;
+    network.visit(&mut |_, entry| {
+        if let (None, Entry::Param(p)) = (&dtype, entry) {
+            dtype = Some(p.tensor().dtype());
+        }
+    });
+    dtype.unwrap_or(DType::F32)
+}
+
 impl FineTuneModel {
+    /// Any classifier ready to fine-tune: `network` (a zoo model, or a model of your own through
+    /// [`Network::from_module`](ember_zoo::Network::from_module)) whose parameters live in
+    /// `store`, taking `options.input` images normalised as `preprocessing` says. Its head is
+    /// found as [`HeadInfo::find`] says; no registration is needed.
+    pub fn from_network(
+        network: Network,
+        store: ParamStore,
+        options: &ModelOptions,
+        preprocessing: Preprocessing,
+    ) -> Result<Self> {
+        let head = HeadInfo::find(&network, options.input)?;
+        Ok(Self { network, store, head, options: *options, preprocessing, report: LoadReport::default() })
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        self.store.device()
+    }
+
     /// `name` built for `options` with fresh parameters drawn from `seed` (the from-scratch
     /// baseline).
     pub fn scratch(name: &str, options: &ModelOptions, seed: u64) -> Result<Self> {
         let store = ParamStore::new(seed, &Device::Cpu);
         let network = ember_zoo::build_with(name, options, store.var_builder(DType::F32))?;
-        let head = HeadInfo::find(&network, options.input)?;
-        Ok(Self {
-            network,
-            store,
-            head,
-            options: *options,
-            preprocessing: ember_zoo::info(name)?.preprocessing,
-            report: LoadReport::default(),
-        })
+        Self::from_network(network, store, options, ember_zoo::info(name)?.preprocessing)
     }
 
     /// `name` built for `options` with the weights at `weights` (renamed by `rules`). Every
@@ -121,8 +193,15 @@ impl FineTuneModel {
         self.network.forward_t(xs, train)
     }
 
-    /// The features the head reads, for normalised images (eval mode, detached).
+    /// The features the head reads, for normalised images (eval mode, detached). Needs a
+    /// network that reports its layers ([`HeadInfo::from_forward`]).
     pub fn features(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if !self.head.from_forward {
+            candle_core::bail!(
+                "`{}` does not report its layers' outputs, so its features cannot be tapped",
+                self.network.name()
+            )
+        }
         let mut found = None;
         let wanted = self.head.features.as_str();
         self.network.forward_tapped(xs, false, &mut |name, t| {

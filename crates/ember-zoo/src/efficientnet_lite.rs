@@ -187,7 +187,11 @@ impl MbConv {
             bn2: bn(c_out, vb.pp("_bn2"))?,
             taps: ["_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_project_conv", "_bn2", " (add)"].map(|layer| {
                 let n = vb.prefix();
-                if layer.starts_with(' ') { format!("{n}{layer}") } else { format!("{n}.{layer}") }
+                if layer.starts_with(' ') {
+                    format!("{n}{layer}")
+                } else {
+                    format!("{n}.{layer}")
+                }
             }),
             skip: stride == 1 && c_in == c_out,
         })
