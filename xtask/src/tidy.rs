@@ -78,6 +78,14 @@ pub fn run() -> anyhow::Result<()> {
     crate_dirs.push(root.join("xtask"));
     crate_dirs.sort();
     for dir in crate_dirs {
+        let manifest = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).with_context(|| manifest.display().to_string())?;
+        if !inherits_workspace_lints(&text) {
+            problems.push(format!("{}: lacks `[lints] workspace = true` (one lint policy)", manifest.display()));
+        }
+        if dir.starts_with(root.join("crates")) && !dir.join("README.md").is_file() {
+            problems.push(format!("{}: has no README.md", dir.display()));
+        }
         for cycle in crate::module_cycles::cycles(&dir.join("src"))? {
             problems.push(format!(
                 "{}: modules depend on each other in a circle: {}",
@@ -92,6 +100,12 @@ pub fn run() -> anyhow::Result<()> {
     } else {
         anyhow::bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "))
     }
+}
+
+/// Whether a manifest's `[lints]` table is exactly `workspace = true`.
+fn inherits_workspace_lints(manifest: &str) -> bool {
+    let mut lines = manifest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    lines.by_ref().any(|l| l == "[lints]") && lines.next() == Some("workspace = true")
 }
 
 /// Names of `ember-*` crates in the `[dependencies]` table of a manifest.
@@ -134,6 +148,14 @@ fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lints_must_come_from_the_workspace() {
+        assert!(inherits_workspace_lints("[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"));
+        assert!(!inherits_workspace_lints("[package]\nname = \"x\"\n"));
+        assert!(!inherits_workspace_lints("[lints.clippy]\nunwrap_used = \"warn\"\n"));
+        assert!(!inherits_workspace_lints("[lints]\nworkspace = false\n"));
+    }
 
     #[test]
     fn only_the_dependencies_table_counts() {

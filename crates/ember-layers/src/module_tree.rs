@@ -218,15 +218,36 @@ impl ModuleTree for Param {
     fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
         f(path.as_str(), Entry::Param(self));
         if let Some(lr) = self.low_rank() {
-            lr.visit_beside(path, f);
+            let weight = path.last().to_string();
+            let (a, b) = low_rank_names(&weight);
+            path.pop();
+            path.child(&a, lr.a(), f);
+            path.child(&b, lr.b(), f);
+            path.push(&weight);
         }
     }
 
     fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
         f(path.as_str(), EntryMut::Param(self));
         if let Some(lr) = self.low_rank_mut() {
-            lr.visit_beside_mut(path, f);
+            let weight = path.last().to_string();
+            let (a, b) = low_rank_names(&weight);
+            path.pop();
+            path.child_mut(&a, lr.a_mut(), f);
+            path.child_mut(&b, lr.b_mut(), f);
+            path.push(&weight);
         }
+    }
+}
+
+/// Where a low-rank update's `A` and `B` stand beside the parameter `weight`:
+/// `conv1.weight` → `conv1.lora_A`, `conv1.lora_B` (PEFT's names); another parameter name gets
+/// them as suffixes (`weight_ih_l0_lora_A`).
+fn low_rank_names(weight: &str) -> (String, String) {
+    if weight == "weight" {
+        ("lora_A".into(), "lora_B".into())
+    } else {
+        (format!("{weight}_lora_A"), format!("{weight}_lora_B"))
     }
 }
 

@@ -1,8 +1,12 @@
-//! A layer's trainable tensor, which can be frozen.
+//! A layer's trainable tensor, which can be frozen and can carry a low-rank update (LoRA).
+//!
+//! The update lives here, with the parameter, because it is part of what the parameter's value
+//! is: the layer computes with `W + s · B A` ([`Param::value`]) and keeps its own forward pass, so
+//! any layer whose weight is a [`Param`] can be adapted and nothing is rebuilt per step.
 
-use candle_core::{Tensor, Var};
+use std::sync::{Arc, Mutex};
 
-use crate::LowRank;
+use candle_core::{Result, Tensor, Var};
 
 /// A trainable tensor held by a layer (a weight or a bias), and whether it is frozen.
 ///
@@ -121,6 +125,80 @@ impl Param {
         }
         self.value = value;
         Ok(())
+    }
+}
+
+/// A shared, settable mask over the rank components (`None`: all kept). The model that owns the
+/// adapters draws a new one before each training forward pass (rank dropout) and clears it for
+/// evaluation; the layers only read it.
+pub type RankMask = Arc<Mutex<Option<Tensor>>>;
+
+/// The update `scale · B · diag(mask) · A`, reshaped to the weight's shape.
+///
+/// `A` is `(rank, fan_in)` and `B` is `(out, rank)` where the weight is `(out, ...)` and
+/// `fan_in` the product of the rest of its shape (`in` for a linear layer,
+/// `in / groups · kh · kw` for a convolution). Both are [`Param`]s: they train, can be frozen, and
+/// appear in the model tree beside the weight (`{layer}.lora_A`, `{layer}.lora_B`).
+#[derive(Debug, Clone)]
+pub struct LowRank {
+    a: Param,
+    b: Param,
+    scale: f64,
+    mask: RankMask,
+}
+
+impl LowRank {
+    /// An update from `a` `(rank, fan_in)` and `b` `(out, rank)`, scaled by `scale`.
+    pub fn new(a: Tensor, b: Tensor, scale: f64) -> Result<Self> {
+        let (rank, _) = a.dims2()?;
+        let (_, rank_b) = b.dims2()?;
+        if rank != rank_b {
+            candle_core::bail!("low-rank update: A has rank {rank} but B has rank {rank_b}")
+        }
+        Ok(Self { a: Param::new(a), b: Param::new(b), scale, mask: Arc::new(Mutex::new(None)) })
+    }
+
+    /// The rank.
+    pub fn rank(&self) -> usize {
+        self.a.tensor().dims()[0]
+    }
+
+    /// `A`.
+    pub fn a(&self) -> &Param {
+        &self.a
+    }
+
+    /// `B`.
+    pub fn b(&self) -> &Param {
+        &self.b
+    }
+
+    /// The scale `s` (LoRA's `alpha / rank`).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The handle through which a rank mask `(1, rank)` is set for the next forward passes.
+    pub fn mask(&self) -> RankMask {
+        self.mask.clone()
+    }
+
+    /// `s · B · diag(mask) · A` in the weight's `shape`.
+    pub fn delta(&self, shape: &[usize]) -> Result<Tensor> {
+        let mut b = self.b.value()?;
+        let mask = self.mask.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(mask) = mask {
+            b = b.broadcast_mul(&mask)?;
+        }
+        (b.matmul(&self.a.value()?)? * self.scale)?.reshape(shape)
+    }
+
+    pub(crate) fn a_mut(&mut self) -> &mut Param {
+        &mut self.a
+    }
+
+    pub(crate) fn b_mut(&mut self) -> &mut Param {
+        &mut self.b
     }
 }
 
