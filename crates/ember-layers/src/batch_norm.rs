@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::{Buffer, ModuleTree, Param};
 
 /// Configuration for [`BatchNorm`] (PyTorch's defaults from [`BatchNormConfig::new`]).

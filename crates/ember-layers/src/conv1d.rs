@@ -2,10 +2,10 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_kernels::init::Init;
 use ember_kernels::Conv2dParams;
 
-use crate::conv2d::{candle_init, same_padding};
+use crate::conv_weights::{same_padding, ConvShape, ConvWeights};
+use crate::weight_init::WeightInit;
 use crate::{ModuleTree, Param};
 
 /// Configuration for [`Conv1d`] (PyTorch's `nn.Conv1d` arguments).
@@ -52,22 +52,18 @@ pub struct Conv1d {
 impl Conv1d {
     /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
     pub fn new(cfg: &Conv1dConfig, vb: VarBuilder) -> Result<Self> {
-        let groups = cfg.params.groups;
-        if cfg.same_padding && cfg.params.stride != 1 {
-            candle_core::bail!("conv1d `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), cfg.params.stride)
-        }
-        if groups == 0 || !cfg.c_in.is_multiple_of(groups) || !cfg.c_out.is_multiple_of(groups) {
-            candle_core::bail!(
-                "conv1d `{}`: {} in / {} out channels do not split into {groups} groups",
-                vb.prefix(),
-                cfg.c_in,
-                cfg.c_out
-            )
-        }
-        let init = candle_init(Init::pytorch_default(cfg.c_in / groups * cfg.kernel));
-        let weight = vb.get_with_hints((cfg.c_out, cfg.c_in / groups, cfg.kernel), "weight", init)?;
-        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", init)?) } else { None };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: Param::new(weight), bias: bias.map(Param::new) })
+        let shape = ConvShape {
+            layer: "conv1d",
+            c_in: cfg.c_in,
+            c_out: cfg.c_out,
+            kernel: &[cfg.kernel],
+            params: cfg.params,
+            bias: cfg.bias,
+            same_padding: cfg.same_padding,
+            init: WeightInit::PyTorch,
+        };
+        let ConvWeights { weight, bias } = ConvWeights::new(&shape, &vb)?;
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
     }
 }
 

@@ -2,9 +2,9 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_kernels::init::Init;
 use ember_kernels::{Conv2dParams, FusedActivation};
 
+use crate::conv_weights::{same_padding, ConvShape, ConvWeights};
 use crate::weight_init::WeightInit;
 use crate::{ModuleTree, Param};
 
@@ -68,25 +68,18 @@ pub struct Conv2d {
 impl Conv2d {
     /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
     pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
-        let groups = cfg.params.groups;
-        if cfg.same_padding && cfg.params.stride != 1 {
-            candle_core::bail!("conv2d `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), cfg.params.stride)
-        }
-        if groups == 0 || !cfg.c_in.is_multiple_of(groups) || !cfg.c_out.is_multiple_of(groups) {
-            candle_core::bail!(
-                "conv2d `{}`: {} in / {} out channels do not split into {groups} groups",
-                vb.prefix(),
-                cfg.c_in,
-                cfg.c_out
-            )
-        }
-        let shape = (cfg.c_out, cfg.c_in / groups, cfg.kernel, cfg.kernel);
-        let fan_in = cfg.c_in / groups * cfg.kernel * cfg.kernel;
-        let fan_out = cfg.c_out / groups * cfg.kernel * cfg.kernel;
-        let weight = vb.get_with_hints(shape, "weight", candle_init(cfg.init.weight(fan_in, fan_out)))?;
-        let bias_init = candle_init(cfg.init.bias(fan_in));
-        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.c_out, "bias", bias_init)?) } else { None };
-        Ok(Self { name: vb.prefix(), cfg: *cfg, weight: Param::new(weight), bias: bias.map(Param::new) })
+        let shape = ConvShape {
+            layer: "conv2d",
+            c_in: cfg.c_in,
+            c_out: cfg.c_out,
+            kernel: &[cfg.kernel, cfg.kernel],
+            params: cfg.params,
+            bias: cfg.bias,
+            same_padding: cfg.same_padding,
+            init: cfg.init,
+        };
+        let ConvWeights { weight, bias } = ConvWeights::new(&shape, &vb)?;
+        Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
     }
 
     /// The layer's configuration.
@@ -152,20 +145,5 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.forward_with_activation(xs, FusedActivation::Identity)
-    }
-}
-
-/// Padding before and after that keeps the size at stride 1 (PyTorch's `padding="same"`).
-pub(crate) fn same_padding(kernel: usize, dilation: usize) -> (usize, usize) {
-    let total = dilation * (kernel - 1);
-    (total / 2, total - total / 2)
-}
-
-/// Converts an ember initialiser into the hint candle's `VarBuilder` carries.
-pub(crate) fn candle_init(init: Init) -> candle_nn::Init {
-    match init {
-        Init::Const(c) => candle_nn::Init::Const(c),
-        Init::Uniform { lo, hi } => candle_nn::Init::Uniform { lo, up: hi },
-        Init::Normal { mean, std } => candle_nn::Init::Randn { mean, stdev: std },
     }
 }

@@ -5,7 +5,7 @@ use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 use ember_kernels::ConvTranspose2dParams;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::{ModuleTree, Param};
 
 /// Configuration for [`ConvTranspose2d`] (PyTorch's `nn.ConvTranspose2d`, one group).

@@ -4,7 +4,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::{ModuleTree, Param};
 
 /// A table of `num_embeddings` vectors of size `embedding_dim` (`{prefix}.weight`, drawn from

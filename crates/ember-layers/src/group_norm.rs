@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::init::Init;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::{ModuleTree, Param};
 
 /// Configuration for [`GroupNorm`] (PyTorch's `nn.GroupNorm` arguments).

@@ -70,6 +70,7 @@ mod buffer;
 mod conv1d;
 mod conv2d;
 mod conv_transpose2d;
+mod conv_weights;
 mod dropout;
 mod embedding;
 mod flatten;

@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::FusedActivation;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::weight_init::WeightInit;
 use crate::{ModuleTree, Param};
 

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use ember_kernels::init::Init;
 
-use crate::conv2d::candle_init;
+use crate::weight_init::candle_init;
 use crate::{Entry, EntryMut, ModulePath, Param};
 
 /// Configuration of a recurrent layer stack (PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` arguments;

@@ -33,6 +33,15 @@ impl WeightInit {
     }
 }
 
+/// Converts an ember initialiser into the hint candle's `VarBuilder` carries.
+pub(crate) fn candle_init(init: Init) -> candle_nn::Init {
+    match init {
+        Init::Const(c) => candle_nn::Init::Const(c),
+        Init::Uniform { lo, hi } => candle_nn::Init::Uniform { lo, up: hi },
+        Init::Normal { mean, std } => candle_nn::Init::Randn { mean, stdev: std },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,60 @@
+//! What every convolution layer does when it is built: check its channel split and padding
+//! mode, then read or create its weight and bias under PyTorch's names and initialisation.
+
+use candle_core::Result;
+use candle_nn::VarBuilder;
+use ember_kernels::Conv2dParams;
+
+use crate::weight_init::{candle_init, WeightInit};
+use crate::Param;
+
+/// The weight `(c_out, c_in / groups, *kernel)` and the optional bias `(c_out,)` of a
+/// convolution layer called `layer` (`conv1d`, `conv2d`), read from or created in `vb` with
+/// `init`'s distributions. Fails, naming the layer, when the channels do not split into
+/// `params.groups` groups or "same" padding is asked for with a stride other than 1.
+pub(crate) struct ConvWeights {
+    pub(crate) weight: Param,
+    pub(crate) bias: Option<Param>,
+}
+
+/// The settings [`ConvWeights::new`] reads.
+pub(crate) struct ConvShape<'a> {
+    pub(crate) layer: &'a str,
+    pub(crate) c_in: usize,
+    pub(crate) c_out: usize,
+    pub(crate) kernel: &'a [usize],
+    pub(crate) params: Conv2dParams,
+    pub(crate) bias: bool,
+    pub(crate) same_padding: bool,
+    pub(crate) init: WeightInit,
+}
+
+impl ConvWeights {
+    pub(crate) fn new(shape: &ConvShape<'_>, vb: &VarBuilder) -> Result<Self> {
+        let ConvShape { layer, c_in, c_out, kernel, params, .. } = *shape;
+        let groups = params.groups;
+        if shape.same_padding && params.stride != 1 {
+            candle_core::bail!("{layer} `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), params.stride)
+        }
+        if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
+            candle_core::bail!(
+                "{layer} `{}`: {c_in} in / {c_out} out channels do not split into {groups} groups",
+                vb.prefix()
+            )
+        }
+        let area: usize = kernel.iter().product();
+        let (fan_in, fan_out) = (c_in / groups * area, c_out / groups * area);
+        let dims: Vec<usize> = [c_out, c_in / groups].into_iter().chain(kernel.iter().copied()).collect();
+        let weight = vb.get_with_hints(dims, "weight", candle_init(shape.init.weight(fan_in, fan_out)))?;
+        let bias_init = candle_init(shape.init.bias(fan_in));
+        let bias = if shape.bias { Some(vb.get_with_hints(c_out, "bias", bias_init)?) } else { None };
+        Ok(Self { weight: Param::new(weight), bias: bias.map(Param::new) })
+    }
+}
+
+/// PyTorch's `padding="same"`: the padding before and after for a kernel of `kernel` taps
+/// `dilation` apart (the extra one, for an even reach, goes after).
+pub(crate) fn same_padding(kernel: usize, dilation: usize) -> (usize, usize) {
+    let total = dilation * (kernel - 1);
+    (total / 2, total - total / 2)
+}
