@@ -107,16 +107,7 @@ fn write_digits(split: Split, per_class: usize, dir: &Path) -> Result<()> {
 }
 
 fn print_epoch(r: &EpochReport) {
-    println!(
-        "epoch {:>2}/{}  train_loss {:.4}  train_acc {:.4}  val_loss {:.4}  val_acc {:.4}  {:.2}s",
-        r.epoch,
-        r.epochs,
-        r.train_loss,
-        r.train_accuracy,
-        r.val_loss.unwrap_or(f64::NAN),
-        r.val_accuracy.unwrap_or(f64::NAN),
-        r.seconds
-    );
+    println!("{r}");
 }
 
 fn main() -> Result<()> {

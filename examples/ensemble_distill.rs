@@ -42,10 +42,7 @@ const TRAIN_IMAGES: usize = 3000;
 const STUDENT_IMAGES: usize = 1000;
 
 fn print_epoch(r: &EpochReport) {
-    println!(
-        "  epoch {}/{}  train_loss {:.4}  train_acc {:.4}  {:.1}s",
-        r.epoch, r.epochs, r.train_loss, r.train_accuracy, r.seconds
-    );
+    println!("  {r}");
 }
 
 /// Adam with a one-cycle schedule peaking at `lr`, for `epochs` over `train`.

@@ -30,20 +30,20 @@
 //! small and this easy, transfer from digits 0-4 does not beat training from scratch; with real
 //! pretrained weights (ImageNet) and photos it is the other way round (see ember-finetune's README).
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ember::data::{
-    mnist_sample, per_class_subset, ColorMode, DataSplits, LabelledImages, SourceKind, SourceOptions, Split, Subset,
-};
+use ember::data::{mnist_sample, per_class_subset, ColorMode, DataSplits, SourceKind, SourceOptions, Split, Subset};
 use ember::finetune::{discriminative_rates, everything_but_head, param_groups, train_with_frozen};
 use ember::optim::OneCycle;
 use ember::prelude::*;
-use ember::train::{checkpoint, evaluate, EpochReport};
+use ember::train::evaluate;
 use ember::zoo::Preprocessing;
+
+mod common;
+use common::{digits, pretrain, print_epoch};
 
 /// `--weights FILE --model NAME --data-dir DIR`, all three or none.
 struct Args {
@@ -69,47 +69,6 @@ fn parse_args() -> Result<Option<Args>> {
         (Some(weights), Some(model), Some(data_dir)) => Ok(Some(Args { weights, model, data_dir })),
         _ => bail!("give all of --weights FILE --model NAME --data-dir DIR, or none"),
     }
-}
-
-/// The digits of `keep` from `set`; with `relabel`, labelled from 0 (`5..10` becomes 0-4, a
-/// 5-class dataset), else with their own labels among 10 classes.
-fn digits(set: &LabelledImages, keep: Range<u8>, relabel: bool) -> Result<LabelledImages> {
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for (i, &label) in set.labels().iter().enumerate().filter(|(_, l)| keep.contains(l)) {
-        pixels.extend_from_slice(set.pixels(i));
-        labels.push(if relabel { label - keep.start } else { label });
-    }
-    let classes = if relabel { keep.len() } else { set.classes() };
-    Ok(LabelledImages::new(pixels, labels, set.height(), set.width(), classes)?)
-}
-
-fn print_epoch(r: &EpochReport) {
-    let val = r.val_accuracy.map(|a| format!("  val_acc {a:.4}")).unwrap_or_default();
-    println!(
-        "  epoch {:>2}/{}  train_loss {:.4}  train_acc {:.4}{val}  {:.1}s",
-        r.epoch, r.epochs, r.train_loss, r.train_accuracy, r.seconds
-    );
-}
-
-/// Trains a fresh `mnist-cnn` on the digits 0-4 and saves it to `path`: the stand-in for
-/// weights downloaded from a model hub.
-fn pretrain(path: &Path) -> Result<()> {
-    let train = Arc::new(digits(&mnist_sample(Split::Train)?, 0..5, false)?);
-    let test = Arc::new(digits(&mnist_sample(Split::Test)?, 0..5, false)?);
-    let store = ParamStore::new(7, &Device::Cpu);
-    let model = ember::zoo::build("mnist-cnn", store.var_builder(DType::F32))?;
-    let mut adam = Adam::new(store.vars(), AdamConfig { lr: 2e-3, ..AdamConfig::default() })?;
-    let loader = DataLoader::new(train.clone(), 64).with_shuffle(7).with_workers(1);
-    println!("pretraining mnist-cnn on the {} training digits 0-4:", train.len());
-    Learner::new(model.as_ref(), &store, &mut adam).with_callback(ember::train::callback::OnEpoch(print_epoch)).fit(
-        &loader,
-        None,
-        &FitOptions::new(2),
-    )?;
-    let acc = evaluate(model.as_ref(), &DataLoader::new(test, 200), 10)?.confusion.accuracy();
-    println!("pretrained: {:.2} % on the test digits 0-4; saved {}", acc * 100.0, path.display());
-    checkpoint::save(&store, path)?;
-    Ok(())
 }
 
 /// The task: training (with a validation split), validation and test sets, the class count,

@@ -47,3 +47,49 @@ impl EpochReport {
         }
     }
 }
+
+/// One line, as ember prints an epoch: `epoch  3/10  train_loss 0.4210  train_acc 0.8712
+/// val_loss 0.3990  val_acc 0.8810  lr 1.00e-3  2.1s` (the validation figures only when there
+/// were validation data).
+impl std::fmt::Display for EpochReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {:>2}/{}  train_loss {:.4}  train_acc {:.4}",
+            self.epoch, self.epochs, self.train_loss, self.train_accuracy
+        )?;
+        if let Some(loss) = self.val_loss {
+            write!(f, "  val_loss {loss:.4}")?;
+        }
+        if let Some(acc) = self.val_accuracy {
+            write!(f, "  val_acc {acc:.4}")?;
+        }
+        write!(f, "  lr {:.2e}  {:.1}s", self.learning_rate, self.seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_prints_on_one_line_with_validation_only_when_there_was_some() {
+        let mut r = EpochReport {
+            epoch: 3,
+            epochs: 10,
+            train_loss: 0.42104,
+            train_accuracy: 0.87123,
+            val_loss: None,
+            val_accuracy: None,
+            learning_rate: 1e-3,
+            seconds: 2.14,
+            val_confusion: None,
+        };
+        assert_eq!(r.to_string(), "epoch  3/10  train_loss 0.4210  train_acc 0.8712  lr 1.00e-3  2.1s");
+        (r.val_loss, r.val_accuracy) = (Some(0.399), Some(0.881));
+        assert_eq!(
+            r.to_string(),
+            "epoch  3/10  train_loss 0.4210  train_acc 0.8712  val_loss 0.3990  val_acc 0.8810  lr 1.00e-3  2.1s"
+        );
+    }
+}
