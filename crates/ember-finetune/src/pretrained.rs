@@ -154,8 +154,13 @@ impl FineTuneModel {
     /// `name` built for `options` with fresh parameters drawn from `seed` (the from-scratch
     /// baseline).
     pub fn scratch(name: &str, options: &ModelOptions, seed: u64) -> Result<Self> {
-        let store = ParamStore::new(seed, &Device::Cpu);
-        let network = ember_zoo::build_with(name, options, store.var_builder(DType::F32))?;
+        Self::scratch_on(name, options, seed, &Device::Cpu, DType::F32)
+    }
+
+    /// [`FineTuneModel::scratch`] with parameters of `dtype` on `device`.
+    pub fn scratch_on(name: &str, options: &ModelOptions, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        let store = ParamStore::new(seed, device);
+        let network = ember_zoo::build_with(name, options, store.var_builder(dtype))?;
         Self::from_network(network, store, options, ember_zoo::info(name)?.preprocessing)
     }
 
@@ -171,7 +176,14 @@ impl FineTuneModel {
         rules: &[RenameRule],
         seed: u64,
     ) -> Result<Self> {
-        let mut model = Self::scratch(name, options, seed)?;
+        Self::scratch(name, options, seed)?.with_weights(weights, rules)
+    }
+
+    /// This model with the weights at `weights` (renamed by `rules`), as
+    /// [`FineTuneModel::pretrained`] loads them: for any model, on any device (build it with
+    /// [`FineTuneModel::scratch_on`] or [`FineTuneModel::from_network`] first).
+    pub fn with_weights(self, weights: &Path, rules: &[RenameRule]) -> Result<Self> {
+        let mut model = self;
         let (_, mut tensors) = read_checkpoint(weights)?;
         let renamed = rename_all(rules, &tensors.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
         // Pretrained RGB weights for a model of other input channels: timm's rule.

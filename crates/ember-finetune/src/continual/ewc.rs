@@ -2,7 +2,7 @@
 //! neural networks", PNAS 2017): a quadratic penalty holding the parameters that mattered for
 //! earlier tasks near the values they had then.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::ModuleT;
 use ember_data::DataLoader;
 use ember_layers::loss::cross_entropy;
@@ -60,14 +60,16 @@ impl Ewc {
     /// (its gradient is `λ Σ_tasks F (θ - θ*)`); a scalar 0 before the first task ends. Fails
     /// naming a parameter the store does not have.
     pub fn penalty(&self, store: &ParamStore) -> candle_core::Result<Tensor> {
-        let mut total = Tensor::zeros((), DType::F32, store.device())?;
+        // Summed in the parameters' dtype, so the penalty adds to a loss of that dtype.
+        let dtype = store.vars().first().map_or(DType::F32, |(_, v)| v.dtype());
+        let mut total = Tensor::zeros((), dtype, store.device())?;
         for anchor in &self.anchors {
             for ((name, fisher), (_, star)) in anchor.fisher.iter().zip(&anchor.params) {
                 let var = store
                     .get(name)
                     .ok_or_else(|| candle_core::Error::Msg(format!("ewc: the model has no parameter `{name}`")))?;
                 let term = ((var.as_tensor() - star)?.sqr()? * fisher)?.sum_all()?;
-                total = (total + term.to_dtype(DType::F32)?)?;
+                total = (total + term.to_dtype(dtype)?)?;
             }
         }
         total.affine(self.lambda / 2.0, 0.0)
@@ -96,7 +98,7 @@ pub fn fisher_diagonal(
         vars.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut n = 0usize;
-    'batches: for batch in data.epoch(0, &Device::Cpu) {
+    'batches: for batch in data.epoch(0, store.device()) {
         let batch = batch?;
         for i in 0..batch.labels.dim(0)? {
             if n == samples {
@@ -104,9 +106,12 @@ pub fn fisher_diagonal(
             }
             let (x, label) = (batch.images.narrow(0, i, 1)?, batch.labels.narrow(0, i, 1)?);
             let logits = apply_masks(&model.forward_t(&x, false)?, masks, &label)?;
-            let probs = candle_nn::ops::softmax_last_dim(&logits.detach())?.flatten_all()?.to_vec1::<f32>()?;
+            let probs = candle_nn::ops::softmax_last_dim(&logits.detach())?
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
             let y = sample(&probs, rng.random::<f32>());
-            let nll = cross_entropy(&logits, &Tensor::new(&[y], &Device::Cpu)?)?;
+            let nll = cross_entropy(&logits, &Tensor::new(&[y], logits.device())?)?;
             let grads = nll.backward()?;
             for (f, (_, v)) in fisher.iter_mut().zip(&vars) {
                 if let Some(g) = grads.get(v.as_tensor()) {

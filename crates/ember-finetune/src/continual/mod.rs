@@ -177,7 +177,12 @@ fn snapshot(model: &FineTuneModel) -> Result<FineTuneModel> {
 
 /// The old classes' column groups LwF distils while task `current` trains: one group of every
 /// old class (class-incremental), or one per old task (task-incremental).
-fn old_groups(setting: Setting, tasks: &TaskSequence, current: usize) -> candle_core::Result<Vec<Tensor>> {
+fn old_groups(
+    setting: Setting,
+    tasks: &TaskSequence,
+    current: usize,
+    device: &Device,
+) -> candle_core::Result<Vec<Tensor>> {
     if current == 0 {
         return Ok(Vec::new());
     }
@@ -185,7 +190,7 @@ fn old_groups(setting: Setting, tasks: &TaskSequence, current: usize) -> candle_
         Setting::ClassIncremental => vec![tasks.seen(current - 1)],
         Setting::TaskIncremental => tasks.tasks()[..current].to_vec(),
     };
-    groups.iter().map(|g| Tensor::new(g.as_slice(), &Device::Cpu)).collect()
+    groups.iter().map(|g| Tensor::new(g.as_slice(), device)).collect()
 }
 
 /// Trains `model` on `tasks` in order and scores it on every task so far after each one.
@@ -235,7 +240,7 @@ pub fn learn_continually(
         history: Vec::new(),
     };
     for (t, task_train) in train_sets.iter().enumerate() {
-        let masks = label_masks(cfg.setting, tasks, t)?;
+        let masks = label_masks(cfg.setting, tasks, t)?.to_device(model.device())?;
         let mut indices = task_train.indices().to_vec();
         if let Some(memory) = &memory {
             // Class balance: a memorised image comes back about as often as an image of a new
@@ -252,9 +257,11 @@ pub fn learn_continually(
         let task_seed = cfg.seed.wrapping_add(t as u64);
         let train_loader = loader(model, data, cfg.batch_size, cfg.workers)?.with_shuffle(task_seed);
         let lwf = match (cfg.method, &teacher) {
-            (Method::Lwf(distill), Some(previous)) => {
-                Some(LwfTeacher { model: previous, old: old_groups(cfg.setting, tasks, t)?, cfg: distill })
-            }
+            (Method::Lwf(distill), Some(previous)) => Some(LwfTeacher {
+                model: previous,
+                old: old_groups(cfg.setting, tasks, t, model.device())?,
+                cfg: distill,
+            }),
             _ => None,
         };
         let step = ContinualStep { model, store: &model.store, masks: masks.clone(), ewc: ewc.as_ref(), lwf };
@@ -282,7 +289,7 @@ pub fn learn_continually(
         for task_test in &test_sets[..=t] {
             let data: Arc<dyn Dataset> = Arc::new(task_test.clone());
             let test_loader = loader(model, data, 256, cfg.workers)?;
-            let eval = ember_train::evaluate_step(&scorer, &test_loader, tasks.classes(), &Device::Cpu)?;
+            let eval = ember_train::evaluate_step(&scorer, &test_loader, tasks.classes(), model.device())?;
             row.push(eval.confusion.accuracy());
         }
         report.accuracy.push(row)?;
