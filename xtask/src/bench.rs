@@ -4,13 +4,18 @@
 //! group, then the end-to-end classic-CNN table (ember vs plain candle-nn,
 //! plus PyTorch and TensorFlow-Keras when `EMBER_TORCH_PYTHON` / `EMBER_TF_PYTHON` name
 //! interpreters that have them). `cargo xtask bench e2e` runs only the end-to-end part: the
-//! table in `docs/performance.md`.
+//! table in `docs/performance.md`. `cargo xtask bench zoo` measures the 224 px models instead
+//! (`zoo_bench.rs`).
 
 use std::path::Path;
 
 use crate::{cargo, run_checked, workspace_root};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().is_some_and(|a| a == "zoo") {
+        let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "2".into());
+        return crate::zoo_bench::run(&threads);
+    }
     let end_to_end_only = args.first().is_some_and(|a| a == "e2e");
     let mut cmd = cargo();
     if end_to_end_only {

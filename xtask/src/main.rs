@@ -19,6 +19,7 @@ mod guide;
 mod image_folder;
 mod module_cycles;
 mod tidy;
+mod zoo_bench;
 
 use std::process::{Command, ExitCode};
 
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         Some("image-folder") => image_folder::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | bench [criterion args] | docs [--open] [--strict] [--guide-only] | tidy \
+                "usage: cargo xtask <ci | bench [criterion args | e2e | zoo] | docs [--open] [--strict] [--guide-only] | tidy \
                  | fuzz [--minutes N] [--target NAME]... [--seed S] [--release] \
                  | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] ...>"
             );

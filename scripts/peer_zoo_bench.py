@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""PyTorch side of `cargo xtask bench zoo`: training (forward, cross-entropy, backward, Adam) and
+inference throughput of the zoo's 224 px models on random images, with the settings ember's
+`ember bench` uses, for the table in docs/performance.md. Not part of the product; xtask runs it
+when EMBER_TORCH_PYTHON names an interpreter with torch, torchvision and timm.
+
+    python peer_zoo_bench.py MODEL [--threads 2] [--batch-size 16] [--warmup 2] [--batches 5] [--size 224]
+
+MODEL: resnet18, resnet50 (torchvision) or efficientnet-lite0 (timm's `efficientnet_lite0`),
+1000 classes, as ember's zoo builds them. Training: --warmup untimed steps, then --batches timed
+steps over 4 batches in turn (images/s). Inference: eval mode under `torch.inference_mode()`, the
+best of 3 passes over the 4 batches after one untimed pass. Prints one JSON line.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def build(name):
+    if name in ("resnet18", "resnet50"):
+        import torchvision
+        return getattr(torchvision.models, name)(num_classes=1000)
+    if name == "efficientnet-lite0":
+        import timm
+        return timm.create_model("efficientnet_lite0", num_classes=1000)
+    raise SystemExit(f"unknown model {name}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--batches", type=int, default=5)
+    p.add_argument("--size", type=int, default=224)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = build(a.model)
+    params = sum(t.numel() for t in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), 1e-3, eps=1e-7)
+    xs = [torch.rand(a.batch_size, 3, a.size, a.size) for _ in range(4)]
+    ys = [torch.randint(0, 1000, (a.batch_size,)) for _ in range(4)]
+
+    model.train()
+
+    def step(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xs[i % 4]), ys[i % 4]).backward()
+        opt.step()
+
+    for i in range(a.warmup):
+        step(i)
+    t = time.perf_counter()
+    for i in range(a.batches):
+        step(i)
+    train = a.batches * a.batch_size / (time.perf_counter() - t)
+
+    model.eval()
+    best = 0.0
+    with torch.inference_mode():
+        model(xs[0])
+        for _ in range(3):
+            t = time.perf_counter()
+            for x in xs:
+                model(x)
+            best = max(best, len(xs) * a.batch_size / (time.perf_counter() - t))
+    print(json.dumps({
+        "stack": f"PyTorch {torch.__version__}", "model": a.model, "params": params, "threads": a.threads,
+        "batch_size": a.batch_size, "train_images_per_s": train, "infer_images_per_s": best,
+    }))
+
+
+main()
