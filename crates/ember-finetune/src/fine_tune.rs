@@ -138,13 +138,16 @@ pub fn train_with_frozen(
     weight_decay: f64,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<Vec<EpochReport>> {
-    freeze_batch_norms(&mut model.network, frozen);
+    // Frozen in the tree too: their values enter the forward pass detached, so backpropagation
+    // computes no gradient for them and stops at the first trainable layer (with a frozen
+    // backbone, only the head's backward runs). Their batch norms hold their statistics.
+    ember_layers::freeze(&mut model.network, frozen);
     let mut opt = adamw(param_groups(&model.store, frozen, &[]), lr, weight_decay)?;
     let schedule = OneCycle::new(lr, (epochs * train.num_batches()).max(1));
     let options = fit_options(model, epochs, &schedule);
-    let history = ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r))?;
-    freeze_batch_norms(&mut model.network, &[]);
-    Ok(history)
+    let history = ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r));
+    ember_layers::unfreeze(&mut model.network, frozen);
+    history.map_err(Into::into)
 }
 
 /// The features of every example of `data` (eval mode, in order, through the loader's

@@ -36,6 +36,8 @@ fn frozen_parameters_and_their_batch_norm_statistics_stay_bit_identical() {
     // The first block (features.0 .. features.7) frozen, the rest trains.
     let frozen: Vec<String> = ["features.0.*", "features.1.*", "features.3.*", "features.4.*"].map(String::from).into();
     train_with_frozen(&mut model, &frozen, &train, None, 2, 1e-2, 0.01, &mut |_| {}).unwrap();
+    // Frozen only while it trained: every parameter is trainable again afterwards.
+    assert_eq!(ember_layers::tree_summary(&model.network).trainable_params, model.store.num_parameters());
     let after = snapshot(&model);
     for name in [
         "features.0.weight",
