@@ -11,6 +11,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::freeze::{discriminative_rates, freeze_batch_norms, param_groups};
+use crate::lora::LoraModel;
 use crate::pretrained::FineTuneModel;
 use crate::{Error, Result};
 
@@ -116,11 +117,16 @@ fn adamw(groups: Vec<ParamGroup>, lr: f64, weight_decay: f64) -> Result<Adam> {
 }
 
 fn fit_options<'a>(model: &FineTuneModel, epochs: usize, schedule: &'a dyn Schedule) -> FitOptions<'a> {
-    FitOptions {
-        classes: model.options.classes,
-        device: model.device().clone(),
-        ..FitOptions::new(epochs).with_schedule(schedule)
-    }
+    fit_options_for(model.options.classes, model.device(), epochs, schedule)
+}
+
+fn fit_options_for<'a>(
+    classes: usize,
+    device: &candle_core::Device,
+    epochs: usize,
+    schedule: &'a dyn Schedule,
+) -> FitOptions<'a> {
+    FitOptions { classes, device: device.clone(), ..FitOptions::new(epochs).with_schedule(schedule) }
 }
 
 /// Trains `model` for `epochs` epochs (AdamW, one-cycle peaking at `lr`) with every parameter
@@ -272,4 +278,23 @@ pub fn fine_tune(
     report.epochs.extend(ember_train::fit(&*model, &mut opt, train, val, &options, |r| on_epoch(r))?);
     freeze_batch_norms(&mut model.network, &[]);
     Ok(report)
+}
+
+/// Trains `lora`'s adapters (and its `train_also` parameters, such as a new head) for
+/// `cfg.epochs` epochs: AdamW with `cfg.weight_decay`, one-cycle peaking at `cfg.lr`, the
+/// recipe of `ember finetune --mode lora`. The base stays frozen and bit-identical; `val` is
+/// evaluated after every epoch.
+pub fn train_lora(
+    lora: &LoraModel,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+    cfg: &FineTuneConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<Vec<EpochReport>> {
+    cfg.validate()?;
+    let mut opt = adamw(vec![ParamGroup::all(lora.trainable())], cfg.lr, cfg.weight_decay)?;
+    let schedule = OneCycle::new(cfg.lr, (cfg.epochs * train.num_batches()).max(1));
+    let base = lora.base();
+    let options = fit_options_for(base.options.classes, base.device(), cfg.epochs, &schedule);
+    Ok(ember_train::fit(lora, &mut opt, train, val, &options, |r| on_epoch(r))?)
 }

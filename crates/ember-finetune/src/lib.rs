@@ -93,8 +93,8 @@ pub use ember_zoo::{IMAGENET_MEAN, IMAGENET_STD};
 pub use ensemble::{combine, evaluate_ensemble, Combine, Ensemble, EnsembleReport};
 pub use error::{Error, Result};
 pub use fine_tune::{
-    cached_features, everything_but_head, fine_tune, linear_probe, recalibrate_batch_norms, train_with_frozen,
-    FineTuneConfig, FineTuneReport, ProbeEpoch,
+    cached_features, everything_but_head, fine_tune, linear_probe, recalibrate_batch_norms, train_lora,
+    train_with_frozen, FineTuneConfig, FineTuneReport, ProbeEpoch,
 };
 pub use freeze::{discriminative_rates, freeze_batch_norms, matches_any, param_groups};
 pub use in_chans::adapt_input_conv;

@@ -165,3 +165,20 @@ fn rank_dropout_acts_in_train_mode_only() {
         Err(Error::Invalid { .. })
     ));
 }
+
+#[test]
+fn the_lora_recipe_trains_adapters_and_head_and_leaves_the_base_alone() {
+    use std::sync::Arc;
+    let digits: Arc<dyn ember_data::Dataset> = Arc::new(ember_data::mnist_sample(ember_data::Split::Train).unwrap());
+    let train = Arc::new(ember_data::Subset::new(digits, (0..600).collect()).unwrap());
+    let train = ember_data::DataLoader::new(train, 32).with_shuffle(0);
+    let m = lora(7, 4);
+    let frozen_before = values(m.base().store.get("conv2.weight").unwrap().as_tensor());
+    let recipe = ember_finetune::FineTuneConfig { epochs: 3, lr: 1e-2, ..Default::default() };
+    let history = ember_finetune::train_lora(&m, &train, None, &recipe, &mut |_| {}).unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history[2].train_loss < history[0].train_loss * 0.5, "{history:?}");
+    // Measured: loss 2.20 -> 0.68, accuracy 0.23 -> 0.78 (chance 0.1).
+    assert!(history[2].train_accuracy > 0.7, "{history:?}");
+    assert_eq!(values(m.base().store.get("conv2.weight").unwrap().as_tensor()), frozen_before);
+}
