@@ -106,6 +106,17 @@ pub trait TrainStep {
     fn step(&self, batch: &ember_data::Batch, train: bool) -> candle_core::Result<StepOutput>;
 }
 
+/// Any function from a batch and the mode to a [`StepOutput`] is a step: a model with its own
+/// objective needs no type of its own (`|batch, train| ...` computing a VAE's ELBO).
+impl<F> TrainStep for F
+where
+    F: Fn(&ember_data::Batch, bool) -> candle_core::Result<StepOutput>,
+{
+    fn step(&self, batch: &ember_data::Batch, train: bool) -> candle_core::Result<StepOutput> {
+        self(batch, train)
+    }
+}
+
 /// A `ModuleT` producing logits, trained with cross-entropy against the batch labels.
 pub struct Classifier<'a>(pub &'a dyn ModuleT);
 

@@ -242,6 +242,21 @@ fn learner_trains_any_model_with_its_own_train_step() {
     );
     assert!(history[2].val_loss.unwrap() < history[0].val_loss.unwrap());
     assert_eq!(history[0].val_accuracy, None, "no logits, no accuracy");
+
+    // The same objective as a closure: a function of the batch is a step too, and with the same
+    // seed it trains to the same numbers.
+    let store2 = ParamStore::new(4, &Device::Cpu);
+    let fc = ember_layers::Linear::new(784, 10, true, store2.var_builder(DType::F32).pp("fc")).unwrap();
+    let step = |batch: &ember_data::Batch, _train: bool| {
+        use candle_nn::Module;
+        let pred = fc.forward(&batch.images.flatten_from(1)?)?;
+        let target = candle_nn::encoding::one_hot(batch.labels.clone(), 10, 1f32, 0f32)?;
+        Ok(ember_train::StepOutput { loss: (pred - target)?.sqr()?.mean_all()?, logits: None })
+    };
+    let mut adam2 = Adam::new(store2.vars(), AdamConfig { lr: 0.01, ..AdamConfig::default() }).unwrap();
+    let again = Learner::with_step(step, &store2, &mut adam2).fit(&train, Some(&val), &FitOptions::new(3)).unwrap();
+    let losses = |h: &[ember_train::EpochReport]| h.iter().map(|r| (r.train_loss, r.val_loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&again), losses(&history));
 }
 
 #[test]
