@@ -24,7 +24,7 @@ mod quick;
 mod run_info;
 mod train_config;
 
-pub use train_config::{parse_toml, PartialConfig};
+pub use train_config::{parse_toml, TrainSettings};
 
 use std::process::ExitCode;
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use clap::Args;
+
 use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
 
 /// Every setting of `ember train`, with defaults applied.
@@ -54,39 +56,136 @@ pub struct TrainConfig {
     pub out: PathBuf,
 }
 
-/// The same settings, all optional, as read from a `--config` TOML file.
-#[derive(Debug, Default, Deserialize)]
+/// The settings of `ember train`, each optional: its flags, and what a `--config` TOML file
+/// holds (the same names, with underscores). [`TrainConfig::resolve`] puts flags over the file
+/// over the defaults; values are checked there, so a bad value in either place gets the same
+/// error naming its flag.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PartialConfig {
-    model: Option<String>,
-    dataset: Option<String>,
-    data_dir: Option<PathBuf>,
-    epochs: Option<usize>,
-    batch_size: Option<usize>,
-    lr: Option<f64>,
-    scheduler: Option<ScheduleArg>,
-    optimizer: Option<OptimizerArg>,
-    weight_decay: Option<f64>,
-    momentum: Option<f64>,
-    nesterov: Option<bool>,
-    dropout: Option<f64>,
-    batch_norm: Option<bool>,
-    ops: Option<String>,
-    size: Option<usize>,
-    skip_bad_images: Option<bool>,
-    seed: Option<u64>,
-    train_limit: Option<usize>,
-    test_limit: Option<usize>,
-    val_split: Option<f64>,
-    early_stopping: Option<usize>,
-    clip_grad_norm: Option<f64>,
-    logdir: Option<PathBuf>,
-    out: Option<PathBuf>,
+pub struct TrainSettings {
+    /// Model from the zoo [default: mnist-cnn].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, mnist-sample (bundled) or
+    /// csv [default: detected from --data-dir, else mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data: an image folder (DIR/<class>/* or DIR/{train,val,test}/<class>/*), CIFAR
+    /// binary batches, MNIST-family IDX files or CSV tables.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Model input side in pixels [default: the data's own size; for image folders the model's].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Leave out images that cannot be decoded (they are counted) instead of stopping.
+    #[arg(long)]
+    #[serde(default)]
+    pub skip_bad_images: bool,
+    /// Passes over the training set [default: 12].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per mini-batch [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate: the peak of the one-cycle schedule (default 0.005), otherwise the initial
+    /// rate (default 0.001; SGD 0.01).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule [default: one-cycle].
+    #[arg(long, value_enum, alias = "schedule")]
+    pub scheduler: Option<ScheduleArg>,
+    /// Optimizer [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Weight decay (L2 for Adam/SGD/RMSprop/Adagrad, decoupled for AdamW) [default: 0; AdamW 0.01].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum; 0 is plain (mini-batch) gradient descent [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD with Nesterov's momentum (true) or classical momentum (false) [default: true].
+    #[arg(long)]
+    pub nesterov: Option<bool>,
+    /// Dropout probability of models with dropout layers (vgg-small: before the output layer,
+    /// half of it after every block; 0 turns dropout off) [default: the model's own].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Batch norm after every convolution (`false`: vgg-small without batch norm) [default: true].
+    #[arg(long)]
+    pub batch_norm: Option<bool>,
+    /// Augmentation pipeline applied to every training image, e.g. "pad-crop:2,hflip"
+    /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2 for digits,
+    /// resized-crop:SIZE,hflip for image folders].
+    #[arg(long)]
+    pub ops: Option<String>,
+    /// Seed for initialisation, shuffling and augmentation [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train on only the first N training images (quick experiments).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Validate and test on only the first N test images (quick experiments with big models).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Fraction of the training images (stratified, seeded) held out for validation when the
+    /// data has no validation split of its own [default: 0.1]. The test split is never used for
+    /// validation; it is scored once, at the end.
+    #[arg(long)]
+    pub val_split: Option<f64>,
+    /// Stop when validation accuracy has not improved for this many epochs, and keep the best
+    /// epoch's weights.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Gradient clipping by global norm.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// TensorBoard log directory [default: RUN_DIR/tensorboard].
+    #[arg(long)]
+    pub logdir: Option<PathBuf>,
+    /// Run directory for weights, logs, plots and resume state [default: runs/latest].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl TrainSettings {
+    /// These settings, and `file`'s where these have none: flags over the `--config` file.
+    fn or(self, file: Self) -> Self {
+        macro_rules! either {
+            ($($setting:ident),*) => {
+                Self { $($setting: self.$setting.or(file.$setting),)* skip_bad_images: self.skip_bad_images || file.skip_bad_images }
+            };
+        }
+        either!(
+            model,
+            dataset,
+            data_dir,
+            size,
+            epochs,
+            batch_size,
+            lr,
+            scheduler,
+            optimizer,
+            weight_decay,
+            momentum,
+            nesterov,
+            dropout,
+            batch_norm,
+            ops,
+            seed,
+            train_limit,
+            test_limit,
+            val_split,
+            early_stopping,
+            clip_grad_norm,
+            logdir,
+            out
+        )
+    }
 }
 
 /// Parses the text of a `--config` TOML file; `origin` (the file) names it in errors.
-pub fn parse_toml(text: &str, origin: &Path) -> anyhow::Result<PartialConfig> {
-    toml::from_str::<PartialConfig>(text).with_context(|| format!("{}: not a valid ember config", origin.display()))
+pub fn parse_toml(text: &str, origin: &Path) -> anyhow::Result<TrainSettings> {
+    toml::from_str::<TrainSettings>(text).with_context(|| format!("{}: not a valid ember config", origin.display()))
 }
 
 impl TrainConfig {
@@ -97,53 +196,49 @@ impl TrainConfig {
                 let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
                 parse_toml(&text, path)?
             }
-            None => PartialConfig::default(),
+            None => TrainSettings::default(),
         };
-        let scheduler = args.scheduler.or(file.scheduler).unwrap_or(ScheduleArg::OneCycle);
-        let optimizer = args.optimizer.or(file.optimizer).unwrap_or(OptimizerArg::Adam);
+        let given = args.settings.clone().or(file);
+        let scheduler = given.scheduler.unwrap_or(ScheduleArg::OneCycle);
+        let optimizer = given.optimizer.unwrap_or(OptimizerArg::Adam);
         let default_lr = match (scheduler, optimizer) {
             (ScheduleArg::OneCycle, OptimizerArg::Sgd) => 0.05,
             (ScheduleArg::OneCycle, _) => 0.005,
             (_, OptimizerArg::Sgd) => 0.01,
             _ => 0.001,
         };
-        let data_dir = args.data_dir.clone().or(file.data_dir);
         let config = Self {
-            model: args.model.clone().or(file.model).unwrap_or_else(|| "mnist-cnn".into()),
+            model: given.model.unwrap_or_else(|| "mnist-cnn".into()),
             // With a data directory and no kind, the kind is detected from its files.
-            dataset: args.dataset.clone().or(file.dataset).unwrap_or_else(|| {
-                if data_dir.is_some() {
+            dataset: given.dataset.unwrap_or_else(|| {
+                if given.data_dir.is_some() {
                     String::new()
                 } else {
                     "mnist-sample".into()
                 }
             }),
-            data_dir,
-            epochs: args.epochs.or(file.epochs).unwrap_or(12),
-            batch_size: args.batch_size.or(file.batch_size).unwrap_or(64),
-            lr: args.lr.or(file.lr).unwrap_or(default_lr),
+            data_dir: given.data_dir,
+            epochs: given.epochs.unwrap_or(12),
+            batch_size: given.batch_size.unwrap_or(64),
+            lr: given.lr.unwrap_or(default_lr),
             scheduler,
             optimizer,
-            weight_decay: args.weight_decay.or(file.weight_decay).unwrap_or(if optimizer == OptimizerArg::Adamw {
-                0.01
-            } else {
-                0.0
-            }),
-            momentum: args.momentum.or(file.momentum),
-            nesterov: args.nesterov.or(file.nesterov),
-            dropout: args.dropout.or(file.dropout),
-            batch_norm: args.batch_norm.or(file.batch_norm).unwrap_or(true),
-            ops: args.ops.clone().or(file.ops),
-            size: args.size.or(file.size),
-            skip_bad_images: args.skip_bad_images || file.skip_bad_images.unwrap_or(false),
-            seed: args.seed.or(file.seed).unwrap_or(42),
-            train_limit: args.train_limit.or(file.train_limit),
-            test_limit: args.test_limit.or(file.test_limit),
-            val_split: args.val_split.or(file.val_split),
-            early_stopping: args.early_stopping.or(file.early_stopping),
-            clip_grad_norm: args.clip_grad_norm.or(file.clip_grad_norm),
-            logdir: args.logdir.clone().or(file.logdir),
-            out: args.out.clone().or(file.out).unwrap_or_else(|| PathBuf::from("runs/latest")),
+            weight_decay: given.weight_decay.unwrap_or(if optimizer == OptimizerArg::Adamw { 0.01 } else { 0.0 }),
+            momentum: given.momentum,
+            nesterov: given.nesterov,
+            dropout: given.dropout,
+            batch_norm: given.batch_norm.unwrap_or(true),
+            ops: given.ops,
+            size: given.size,
+            skip_bad_images: given.skip_bad_images,
+            seed: given.seed.unwrap_or(42),
+            train_limit: given.train_limit,
+            test_limit: given.test_limit,
+            val_split: given.val_split,
+            early_stopping: given.early_stopping,
+            clip_grad_norm: given.clip_grad_norm,
+            logdir: given.logdir,
+            out: given.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
         };
         config.validate()?;
         Ok(config)
@@ -217,41 +312,36 @@ impl TrainConfig {
             Ok(inside) => dir.join(inside),
             Err(_) => l,
         });
+        // A flag agrees with the run when it equals the saved setting of the same name (the
+        // settings and config.json share their names). `--epochs` and `--out` have rules of
+        // their own below; `--skip-bad-images` is a switch that cannot be compared as "given".
         let mut conflicts = Vec::new();
-        let mut check = |flag: &str, given: Option<serde_json::Value>, saved: serde_json::Value| {
-            if let Some(given) = given.filter(|g| *g != saved) {
-                conflicts.push(format!("--{flag} {} (the run has {})", show(&given), show(&saved)));
+        let saved = json(&config);
+        let given = &args.settings;
+        if let serde_json::Value::Object(flags) = json(given) {
+            for (setting, value) in flags {
+                if value.is_null() || ["epochs", "out", "skip_bad_images"].contains(&setting.as_str()) {
+                    continue;
+                }
+                let saved = saved.get(&setting).cloned().unwrap_or(serde_json::Value::Null);
+                if value != saved {
+                    conflicts.push(format!(
+                        "--{} {} (the run has {})",
+                        setting.replace('_', "-"),
+                        show(&value),
+                        show(&saved)
+                    ));
+                }
             }
-        };
-        check("model", args.model.as_ref().map(json), json(&config.model));
-        check("dataset", args.dataset.as_ref().map(json), json(&config.dataset));
-        check("data-dir", args.data_dir.as_ref().map(json), json(&config.data_dir));
-        check("batch-size", args.batch_size.as_ref().map(json), json(&config.batch_size));
-        check("lr", args.lr.as_ref().map(json), json(&config.lr));
-        check("scheduler", args.scheduler.as_ref().map(json), json(&config.scheduler));
-        check("optimizer", args.optimizer.as_ref().map(json), json(&config.optimizer));
-        check("weight-decay", args.weight_decay.as_ref().map(json), json(&config.weight_decay));
-        check("momentum", args.momentum.as_ref().map(json), json(&config.momentum));
-        check("nesterov", args.nesterov.as_ref().map(json), json(&config.nesterov));
-        check("dropout", args.dropout.as_ref().map(json), json(&config.dropout));
-        check("batch-norm", args.batch_norm.as_ref().map(json), json(&config.batch_norm));
-        check("ops", args.ops.as_ref().map(json), json(&config.ops));
-        check("size", args.size.as_ref().map(json), json(&config.size));
-        check("seed", args.seed.as_ref().map(json), json(&config.seed));
-        check("train-limit", args.train_limit.as_ref().map(json), json(&config.train_limit));
-        check("test-limit", args.test_limit.as_ref().map(json), json(&config.test_limit));
-        check("val-split", args.val_split.as_ref().map(json), json(&config.val_split));
-        check("early-stopping", args.early_stopping.as_ref().map(json), json(&config.early_stopping));
-        check("clip-grad-norm", args.clip_grad_norm.as_ref().map(json), json(&config.clip_grad_norm));
-        check("logdir", args.logdir.as_ref().map(json), json(&config.logdir));
-        if let Some(out) = &args.out {
+        }
+        if let Some(out) = &given.out {
             let same =
                 |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
             if !same(out, dir) {
-                check("out", Some(json(out)), json(&dir));
+                conflicts.push(format!("--out {} (the run has {})", out.display(), dir.display()));
             }
         }
-        match args.epochs {
+        match given.epochs {
             Some(e) if e > config.epochs && config.scheduler == ScheduleArg::Constant => config.epochs = e,
             Some(e) if e != config.epochs => conflicts.push(format!(
                 "--epochs {e} (the run has {}; only a run with --scheduler constant can be extended, since the \

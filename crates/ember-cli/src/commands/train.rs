@@ -241,7 +241,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             weights.display()
         ),
     }
-    if args.json {
+    if args.report.json {
         let epochs: Vec<_> = history
             .iter()
             .map(|r| json!({"epoch": r.epoch, "train_loss": r.train_loss, "train_accuracy": r.train_accuracy, "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "learning_rate": r.learning_rate, "seconds": r.seconds}))
