@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 use ember_data::{ColorMode, DataSplits};
+use ember_optim::{OptimizerKind, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::train_config::TrainSettings;
@@ -559,6 +560,30 @@ pub enum OptimizerArg {
     Rmsprop,
     /// Adagrad.
     Adagrad,
+}
+
+impl ScheduleArg {
+    /// ember-optim's schedule of this name, with its recipe settings.
+    pub fn config(self) -> ScheduleConfig {
+        match self {
+            Self::OneCycle => ScheduleConfig::OneCycle(Default::default()),
+            Self::Cosine => ScheduleConfig::Cosine(Default::default()),
+            Self::Step => ScheduleConfig::Step(Default::default()),
+            Self::Constant => ScheduleConfig::Constant,
+        }
+    }
+}
+
+impl From<OptimizerArg> for OptimizerKind {
+    fn from(arg: OptimizerArg) -> Self {
+        match arg {
+            OptimizerArg::Adam => Self::Adam,
+            OptimizerArg::Adamw => Self::Adamw,
+            OptimizerArg::Sgd => Self::Sgd,
+            OptimizerArg::Rmsprop => Self::Rmsprop,
+            OptimizerArg::Adagrad => Self::Adagrad,
+        }
+    }
 }
 
 /// `ember train` flags. Every setting can also come from `--config run.toml` (same names, with

@@ -4,50 +4,44 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
-
 use clap::Args;
+use ember_optim::{OptimizerConfig, OptimizerKind, ScheduleConfig};
+use serde::{Deserialize, Serialize};
 
 use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
 
-/// Every setting of `ember train`, with defaults applied.
+/// Every setting of `ember train`, with defaults applied. The optimizer and schedule are
+/// ember-optim's typed configs, flattened, so config.json names them as the flags do
+/// (`"optimizer": "sgd"`, `"momentum": 0.9`, `"scheduler": "cosine"`, ...). Unknown entries are
+/// not refused: serde cannot tell them from the flattened configs' own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: String,
     pub dataset: String,
     pub data_dir: Option<PathBuf>,
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f64,
-    pub scheduler: ScheduleArg,
-    pub optimizer: OptimizerArg,
-    pub weight_decay: f64,
-    /// SGD momentum; `None`: 0.9.
-    #[serde(default)]
-    pub momentum: Option<f64>,
-    /// SGD with Nesterov's momentum; `None`: true.
-    #[serde(default)]
-    pub nesterov: Option<bool>,
+    /// The update rule, its learning rate (a schedule's peak or start) and the rest.
+    #[serde(flatten)]
+    pub optimizer: OptimizerConfig,
+    /// How the learning rate moves over the run.
+    #[serde(flatten)]
+    pub schedule: ScheduleConfig,
     /// Dropout probability; `None`: the model's own.
-    #[serde(default)]
     pub dropout: Option<f64>,
     /// Batch norm after convolutions (only vgg-small can be built without).
     #[serde(default = "yes")]
     pub batch_norm: bool,
     /// Augmentation; `None`: the default for the data (pad-crop:2 for MNIST-family digits,
     /// random resized crop and flip for image folders).
-    #[serde(default)]
     pub ops: Option<String>,
     /// Model input side; `None`: the data's own size, or the model's for image folders.
-    #[serde(default)]
     pub size: Option<usize>,
     /// Leave out undecodable images.
     #[serde(default)]
     pub skip_bad_images: bool,
     pub seed: u64,
     pub train_limit: Option<usize>,
-    #[serde(default)]
     pub test_limit: Option<usize>,
     pub val_split: Option<f64>,
     pub early_stopping: Option<usize>,
@@ -199,14 +193,8 @@ impl TrainConfig {
             None => TrainSettings::default(),
         };
         let given = args.settings.clone().or(file);
-        let scheduler = given.scheduler.unwrap_or(ScheduleArg::OneCycle);
-        let optimizer = given.optimizer.unwrap_or(OptimizerArg::Adam);
-        let default_lr = match (scheduler, optimizer) {
-            (ScheduleArg::OneCycle, OptimizerArg::Sgd) => 0.05,
-            (ScheduleArg::OneCycle, _) => 0.005,
-            (_, OptimizerArg::Sgd) => 0.01,
-            _ => 0.001,
-        };
+        let schedule = given.scheduler.unwrap_or(ScheduleArg::OneCycle).config();
+        let optimizer = optimizer(&given, &schedule)?;
         let config = Self {
             model: given.model.unwrap_or_else(|| "mnist-cnn".into()),
             // With a data directory and no kind, the kind is detected from its files.
@@ -220,12 +208,8 @@ impl TrainConfig {
             data_dir: given.data_dir,
             epochs: given.epochs.unwrap_or(12),
             batch_size: given.batch_size.unwrap_or(64),
-            lr: given.lr.unwrap_or(default_lr),
-            scheduler,
             optimizer,
-            weight_decay: given.weight_decay.unwrap_or(if optimizer == OptimizerArg::Adamw { 0.01 } else { 0.0 }),
-            momentum: given.momentum,
-            nesterov: given.nesterov,
+            schedule,
             dropout: given.dropout,
             batch_norm: given.batch_norm.unwrap_or(true),
             ops: given.ops,
@@ -247,19 +231,8 @@ impl TrainConfig {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
-        if self.optimizer != OptimizerArg::Sgd {
-            for (flag, given) in [("--momentum", self.momentum.is_some()), ("--nesterov", self.nesterov.is_some())] {
-                anyhow::ensure!(!given, "{flag} is a setting of --optimizer sgd, not {:?}", self.optimizer);
-            }
-        }
-        if let Some(m) = self.momentum {
-            anyhow::ensure!((0.0..1.0).contains(&m), "--momentum must be in 0..1, got {m}");
-            anyhow::ensure!(
-                m > 0.0 || self.nesterov != Some(true),
-                "--nesterov true needs a momentum above 0 (--momentum 0 is plain gradient descent)"
-            );
-        }
+        let lr = self.optimizer.lr();
+        anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr must be a positive number, got {lr}");
         if let Some(p) = self.dropout {
             anyhow::ensure!((0.0..1.0).contains(&p), "--dropout must be in 0..1, got {p}");
         }
@@ -276,10 +249,10 @@ impl TrainConfig {
         if let Some(v) = self.val_split {
             anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
         }
+        let weight_decay = self.optimizer.weight_decay();
         anyhow::ensure!(
-            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
-            "--weight-decay must be a non-negative number, got {}",
-            self.weight_decay
+            weight_decay >= 0.0 && weight_decay.is_finite(),
+            "--weight-decay must be a non-negative number, got {weight_decay}"
         );
         if let Some(norm) = self.clip_grad_norm {
             // A negative bound would reverse every gradient (gradient ascent).
@@ -289,6 +262,9 @@ impl TrainConfig {
             anyhow::ensure!(limit != Some(0), "{flag} 0 leaves no images");
         }
         anyhow::ensure!(self.early_stopping != Some(0), "--early-stopping needs a patience of at least 1 epoch");
+        // ember-optim's own rules, for anything the flags above do not cover.
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
         Ok(())
     }
 
@@ -342,7 +318,7 @@ impl TrainConfig {
             }
         }
         match given.epochs {
-            Some(e) if e > config.epochs && config.scheduler == ScheduleArg::Constant => config.epochs = e,
+            Some(e) if e > config.epochs && !config.schedule.depends_on_length() => config.epochs = e,
             Some(e) if e != config.epochs => conflicts.push(format!(
                 "--epochs {e} (the run has {}; only a run with --scheduler constant can be extended, since the \
                  other schedules depend on the run's length)",
@@ -369,6 +345,38 @@ impl TrainConfig {
         })?;
         Ok(())
     }
+}
+
+/// The optimizer the settings name: ember-optim's recipe for the rule, at the given (or the
+/// recipe's) learning rate, with the weight decay, momentum and Nesterov flags that were given.
+/// Flags that do not apply to the rule are refused rather than ignored.
+fn optimizer(given: &TrainSettings, schedule: &ScheduleConfig) -> anyhow::Result<OptimizerConfig> {
+    let arg = given.optimizer.unwrap_or(OptimizerArg::Adam);
+    let kind = OptimizerKind::from(arg);
+    let mut config = OptimizerConfig::recipe(kind, given.lr.unwrap_or(kind.default_lr(schedule)));
+    if let Some(weight_decay) = given.weight_decay {
+        config = config.with_weight_decay(weight_decay);
+    }
+    let OptimizerConfig::Sgd(sgd) = &mut config else {
+        for (flag, set) in [("--momentum", given.momentum.is_some()), ("--nesterov", given.nesterov.is_some())] {
+            anyhow::ensure!(!set, "{flag} is a setting of --optimizer sgd, not {arg:?}");
+        }
+        return Ok(config);
+    };
+    if let Some(m) = given.momentum {
+        anyhow::ensure!((0.0..1.0).contains(&m), "--momentum must be in 0..1, got {m}");
+        anyhow::ensure!(
+            m > 0.0 || given.nesterov != Some(true),
+            "--nesterov true needs a momentum above 0 (--momentum 0 is plain gradient descent)"
+        );
+        // Nesterov needs momentum; --momentum 0 alone means plain gradient descent.
+        sgd.momentum = m;
+        sgd.nesterov = m > 0.0;
+    }
+    if let Some(nesterov) = given.nesterov {
+        sgd.nesterov = nesterov;
+    }
+    Ok(config)
 }
 
 fn yes() -> bool {

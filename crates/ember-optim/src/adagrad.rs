@@ -1,8 +1,9 @@
 //! Adagrad (Duchi et al., 2011), as PyTorch's `torch.optim.Adagrad`.
 
+use crate::check::{check, Range::*};
 use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`Adagrad`]; defaults are PyTorch's.
 ///
@@ -12,7 +13,8 @@ use crate::{Error, Result};
 /// s   = s + g²
 /// p   = p - clr g / (sqrt(s) + ε)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdagradConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
@@ -47,19 +49,16 @@ impl UpdateRule for AdagradConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let ok = self.lr >= 0.0
-            && self.lr_decay >= 0.0
-            && self.weight_decay >= 0.0
-            && self.initial_accumulator_value >= 0.0
-            && self.eps >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "adagrad",
-                detail: format!("hyper-parameters must be non-negative: {self:?}"),
-            })
-        }
+        check(
+            Self::NAME,
+            &[
+                ("lr", self.lr, NonNegative),
+                ("lr_decay", self.lr_decay, NonNegative),
+                ("weight_decay", self.weight_decay, NonNegative),
+                ("initial_accumulator_value", self.initial_accumulator_value, NonNegative),
+                ("eps", self.eps, NonNegative),
+            ],
+        )
     }
 
     fn lr(&self) -> f64 {

@@ -1,9 +1,10 @@
 //! Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter,
 //! 2019), step for step as PyTorch's `torch.optim.Adam` / `AdamW`.
 
+use crate::check::{check, Range::*};
 use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`Adam`]; [`AdamConfig::default`] is PyTorch's `Adam`,
 /// [`AdamConfig::adamw`] PyTorch's `AdamW`.
@@ -16,7 +17,8 @@ use crate::{Error, Result};
 /// v̂  = max(v̂, v) with AMSGrad, else v
 /// p  = p - lr / (1 - β1^t) * m / (sqrt(v̂) / sqrt(1 - β2^t) + ε)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdamConfig {
     /// Learning rate (default 1e-3).
     pub lr: f64,
@@ -70,19 +72,16 @@ impl UpdateRule for AdamConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let ok = self.lr >= 0.0
-            && (0.0..1.0).contains(&self.beta1)
-            && (0.0..1.0).contains(&self.beta2)
-            && self.eps >= 0.0
-            && self.weight_decay >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "adam",
-                detail: format!("invalid hyper-parameters {self:?} (betas in [0, 1), others non-negative)"),
-            })
-        }
+        check(
+            Self::NAME,
+            &[
+                ("lr", self.lr, NonNegative),
+                ("beta1", self.beta1, Fraction),
+                ("beta2", self.beta2, Fraction),
+                ("eps", self.eps, NonNegative),
+                ("weight_decay", self.weight_decay, NonNegative),
+            ],
+        )
     }
 
     fn lr(&self) -> f64 {

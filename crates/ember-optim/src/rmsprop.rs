@@ -1,9 +1,10 @@
 //! RMSprop (Hinton, 2012), with the centred variant (Graves, 2013) and momentum, as PyTorch's
 //! `torch.optim.RMSprop`.
 
+use crate::check::{check, Range::*};
 use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`RmsProp`]; defaults are PyTorch's.
 ///
@@ -15,7 +16,8 @@ use crate::{Error, Result};
 /// b  = momentum b + g / a;  p = p - lr b               (momentum > 0)
 /// p  = p - lr g / a                                    (otherwise)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
@@ -53,16 +55,16 @@ impl UpdateRule for RmsPropConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let ok =
-            self.lr >= 0.0 && self.alpha >= 0.0 && self.eps >= 0.0 && self.weight_decay >= 0.0 && self.momentum >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "rmsprop",
-                detail: format!("hyper-parameters must be non-negative: {self:?}"),
-            })
-        }
+        check(
+            Self::NAME,
+            &[
+                ("lr", self.lr, NonNegative),
+                ("alpha", self.alpha, NonNegative),
+                ("eps", self.eps, NonNegative),
+                ("weight_decay", self.weight_decay, NonNegative),
+                ("momentum", self.momentum, NonNegative),
+            ],
+        )
     }
 
     fn lr(&self) -> f64 {

@@ -2,6 +2,7 @@
 //! `torch.optim.SGD`. Batch, mini-batch and online gradient descent are the same rule; only the
 //! data fed to each step differs.
 
+use crate::check::{check, Range::*};
 use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
@@ -16,7 +17,8 @@ use crate::{Error, Result};
 /// d = d + momentum * b  (Nesterov)   or   d = b   (momentum > 0)
 /// p = p - lr * d
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SgdConfig {
     /// Learning rate.
     pub lr: f64,
@@ -51,16 +53,23 @@ impl UpdateRule for SgdConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |detail: String| Err(Error::InvalidConfig { optimizer: "sgd", detail });
-        let non_negative = [self.lr, self.momentum, self.weight_decay].iter().all(|v| *v >= 0.0);
-        if !non_negative {
-            return bad(format!(
-                "lr {}, momentum {} and weight decay {} must be non-negative",
-                self.lr, self.momentum, self.weight_decay
-            ));
+        check(
+            Self::NAME,
+            &[
+                ("lr", self.lr, NonNegative),
+                ("momentum", self.momentum, NonNegative),
+                ("weight_decay", self.weight_decay, NonNegative),
+            ],
+        )?;
+        // Nesterov's look-ahead is taken along an undamped momentum buffer (PyTorch's rule).
+        let nesterov = |setting, value, requirement| {
+            Err(Error::InvalidConfig { optimizer: Self::NAME, setting, value, requirement })
+        };
+        if self.nesterov && self.momentum <= 0.0 {
+            return nesterov("momentum", self.momentum, "must be above 0 for Nesterov momentum");
         }
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return bad("Nesterov momentum needs momentum > 0 and zero dampening".into());
+        if self.nesterov && self.dampening != 0.0 {
+            return nesterov("dampening", self.dampening, "must be 0 for Nesterov momentum");
         }
         Ok(())
     }
