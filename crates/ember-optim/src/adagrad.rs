@@ -1,7 +1,7 @@
 //! Adagrad (Duchi et al., 2011), as PyTorch's `torch.optim.Adagrad`.
 
 use crate::check::{check, Range::*};
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -36,6 +36,15 @@ impl Default for AdagradConfig {
 
 /// Adagrad; see [`AdagradConfig`].
 pub type Adagrad = FusedOptimizer<AdagradConfig>;
+
+/// The scalars of one Adagrad step of one parameter (see [`AdagradConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct AdagradCoefficients<T> {
+    /// The decayed learning rate `lr / (1 + (t - 1) lr_decay)`.
+    clr: T,
+    weight_decay: T,
+    eps: T,
+}
 
 impl UpdateRule for AdagradConfig {
     const NAME: &'static str = "adagrad";
@@ -75,16 +84,17 @@ impl UpdateRule for AdagradConfig {
     }
     fn set_momentum(&mut self, _momentum: f64) {}
 
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
+    type Coefficients<T: Real> = AdagradCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> AdagradCoefficients<T> {
         let clr = h.lr / (1.0 + (step as f64 - 1.0) * self.lr_decay);
-        [clr, h.weight_decay, self.eps, 0., 0., 0., 0., 0., 0., 0., 0., 0.]
+        AdagradCoefficients { clr: T::of(clr), weight_decay: T::of(h.weight_decay), eps: T::of(self.eps) }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [clr, wd, eps, ..] = *c;
-        let g = g + wd * *p;
+    fn apply<T: Real>(c: &AdagradCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let g = g + c.weight_decay * *p;
         s[0] = s[0] + g * g;
-        *p = *p + (-clr) * (g / (s[0].sqrt() + eps));
+        *p = *p + (-c.clr) * (g / (s[0].sqrt() + c.eps));
     }
 }

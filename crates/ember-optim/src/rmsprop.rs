@@ -2,7 +2,7 @@
 //! `torch.optim.RMSprop`.
 
 use crate::check::{check, Range::*};
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -41,6 +41,21 @@ impl Default for RmsPropConfig {
 
 /// RMSprop; see [`RmsPropConfig`].
 pub type RmsProp = FusedOptimizer<RmsPropConfig>;
+
+/// The scalars of one RMSprop step of one parameter (see [`RmsPropConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct RmsPropCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    alpha: T,
+    one_minus_alpha: T,
+    eps: T,
+    momentum: T,
+    has_momentum: bool,
+    centered: bool,
+    /// The slot of the gradient average (after the momentum buffer, when there is one).
+    grad_avg: usize,
+}
 
 impl UpdateRule for RmsPropConfig {
     const NAME: &'static str = "rmsprop";
@@ -85,46 +100,42 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn coefficients(&self, h: &Hyper, _step: u64) -> Coefficients {
+    type Coefficients<T: Real> = RmsPropCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, _step: u64) -> RmsPropCoefficients<T> {
         let has_momentum = self.momentum != 0.0;
-        let grad_avg_slot = if has_momentum { 2.0 } else { 1.0 };
-        [
-            h.lr,
-            h.weight_decay,
-            self.alpha,
-            1.0 - self.alpha,
-            self.eps,
-            h.momentum,
-            has_momentum as u8 as f64,
-            self.centered as u8 as f64,
-            grad_avg_slot,
-            0.,
-            0.,
-            0.,
-        ]
+        RmsPropCoefficients {
+            lr: T::of(h.lr),
+            weight_decay: T::of(h.weight_decay),
+            alpha: T::of(self.alpha),
+            one_minus_alpha: T::of(1.0 - self.alpha),
+            eps: T::of(self.eps),
+            momentum: T::of(h.momentum),
+            has_momentum,
+            centered: self.centered,
+            grad_avg: if has_momentum { 2 } else { 1 },
+        }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [lr, wd, alpha, one_minus_alpha, eps, momentum, has_momentum, centered, grad_avg_slot, ..] = *c;
-        let zero = T::of(0.0);
-        let g = g + wd * *p;
-        let sq = s[0] * alpha + g * g * one_minus_alpha;
+    fn apply<T: Real>(c: &RmsPropCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let g = g + c.weight_decay * *p;
+        let sq = s[0] * c.alpha + g * g * c.one_minus_alpha;
         s[0] = sq;
-        let avg = if centered > zero {
-            let i = if grad_avg_slot > T::of(1.5) { 2 } else { 1 };
-            let ga = s[i] + one_minus_alpha * (g - s[i]);
+        let avg = if c.centered {
+            let i = c.grad_avg;
+            let ga = s[i] + c.one_minus_alpha * (g - s[i]);
             s[i] = ga;
-            (sq + (-(ga * ga))).sqrt() + eps
+            (sq + (-(ga * ga))).sqrt() + c.eps
         } else {
-            sq.sqrt() + eps
+            sq.sqrt() + c.eps
         };
-        if has_momentum > zero {
-            let b = s[1] * momentum + g / avg;
+        if c.has_momentum {
+            let b = s[1] * c.momentum + g / avg;
             s[1] = b;
-            *p = *p + (-lr) * b;
+            *p = *p + (-c.lr) * b;
         } else {
-            *p = *p + (-lr) * (g / avg);
+            *p = *p + (-c.lr) * (g / avg);
         }
     }
 }

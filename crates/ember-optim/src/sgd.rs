@@ -3,7 +3,7 @@
 //! data fed to each step differs.
 
 use crate::check::{check, Range::*};
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
 
@@ -40,6 +40,20 @@ impl Default for SgdConfig {
 
 /// SGD; see [`SgdConfig`].
 pub type Sgd = FusedOptimizer<SgdConfig>;
+
+/// The scalars of one SGD step of one parameter (see [`SgdConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    /// Share of the old momentum buffer kept (0 on the first step, which starts the buffer).
+    keep: T,
+    /// Share of the gradient added to the buffer (`1 - dampening`; 1 on the first step).
+    add: T,
+    momentum: T,
+    nesterov: bool,
+    has_momentum: bool,
+}
 
 impl UpdateRule for SgdConfig {
     const NAME: &'static str = "sgd";
@@ -92,34 +106,29 @@ impl UpdateRule for SgdConfig {
         }
     }
 
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
-        let has_momentum = self.momentum != 0.0;
+    type Coefficients<T: Real> = SgdCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> SgdCoefficients<T> {
         let (keep, add) = if step == 1 { (0.0, 1.0) } else { (h.momentum, 1.0 - self.dampening) };
-        [
-            h.lr,
-            h.weight_decay,
-            keep,
-            add,
-            h.momentum,
-            self.nesterov as u8 as f64,
-            has_momentum as u8 as f64,
-            0.,
-            0.,
-            0.,
-            0.,
-            0.,
-        ]
+        SgdCoefficients {
+            lr: T::of(h.lr),
+            weight_decay: T::of(h.weight_decay),
+            keep: T::of(keep),
+            add: T::of(add),
+            momentum: T::of(h.momentum),
+            nesterov: self.nesterov,
+            has_momentum: self.momentum != 0.0,
+        }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [lr, wd, keep, add, momentum, nesterov, has_momentum, ..] = *c;
-        let mut d = g + wd * *p;
-        if has_momentum > T::of(0.0) {
-            let b = keep * s[0] + add * d;
+    fn apply<T: Real>(c: &SgdCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let mut d = g + c.weight_decay * *p;
+        if c.has_momentum {
+            let b = c.keep * s[0] + c.add * d;
             s[0] = b;
-            d = if nesterov > T::of(0.0) { d + momentum * b } else { b };
+            d = if c.nesterov { d + c.momentum * b } else { b };
         }
-        *p = *p - lr * d;
+        *p = *p - c.lr * d;
     }
 }
