@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::Args;
 use ember_optim::{OptimizerConfig, OptimizerKind, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
+use crate::args::{OptimizerArg, ScheduleArg, TrainArgs, TrainSettings};
 
 /// Every setting of `ember train`, with defaults applied. The optimizer and schedule are
 /// ember-optim's typed configs, flattened, so config.json names them as the flags do
@@ -48,133 +47,6 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     pub logdir: Option<PathBuf>,
     pub out: PathBuf,
-}
-
-/// The settings of `ember train`, each optional: its flags, and what a `--config` TOML file
-/// holds (the same names, with underscores). [`TrainConfig::resolve`] puts flags over the file
-/// over the defaults; values are checked there, so a bad value in either place gets the same
-/// error naming its flag.
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSettings {
-    /// Model from the zoo [default: mnist-cnn].
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, mnist-sample (bundled) or
-    /// csv [default: detected from --data-dir, else mnist-sample].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data: an image folder (DIR/<class>/* or DIR/{train,val,test}/<class>/*), CIFAR
-    /// binary batches, MNIST-family IDX files or CSV tables.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Model input side in pixels [default: the data's own size; for image folders the model's].
-    #[arg(long)]
-    pub size: Option<usize>,
-    /// Leave out images that cannot be decoded (they are counted) instead of stopping.
-    #[arg(long)]
-    #[serde(default)]
-    pub skip_bad_images: bool,
-    /// Passes over the training set [default: 12].
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Images per mini-batch [default: 64].
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Learning rate: the peak of the one-cycle schedule (default 0.005), otherwise the initial
-    /// rate (default 0.001; SGD 0.01).
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Learning-rate schedule [default: one-cycle].
-    #[arg(long, value_enum, alias = "schedule")]
-    pub scheduler: Option<ScheduleArg>,
-    /// Optimizer [default: adam].
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerArg>,
-    /// Weight decay (L2 for Adam/SGD/RMSprop/Adagrad, decoupled for AdamW) [default: 0; AdamW 0.01].
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// SGD momentum; 0 is plain (mini-batch) gradient descent [default: 0.9].
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// SGD with Nesterov's momentum (true) or classical momentum (false) [default: true].
-    #[arg(long)]
-    pub nesterov: Option<bool>,
-    /// Dropout probability of models with dropout layers (vgg-small: before the output layer,
-    /// half of it after every block; 0 turns dropout off) [default: the model's own].
-    #[arg(long)]
-    pub dropout: Option<f64>,
-    /// Batch norm after every convolution (`false`: vgg-small without batch norm) [default: true].
-    #[arg(long)]
-    pub batch_norm: Option<bool>,
-    /// Augmentation pipeline applied to every training image, e.g. "pad-crop:2,hflip"
-    /// ("none" turns it off; ops: see `ember augment --help`) [default: pad-crop:2 for digits,
-    /// resized-crop:SIZE,hflip for image folders].
-    #[arg(long)]
-    pub ops: Option<String>,
-    /// Seed for initialisation, shuffling and augmentation [default: 42].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Train on only the first N training images (quick experiments).
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Validate and test on only the first N test images (quick experiments with big models).
-    #[arg(long)]
-    pub test_limit: Option<usize>,
-    /// Fraction of the training images (stratified, seeded) held out for validation when the
-    /// data has no validation split of its own [default: 0.1]. The test split is never used for
-    /// validation; it is scored once, at the end.
-    #[arg(long)]
-    pub val_split: Option<f64>,
-    /// Stop when validation accuracy has not improved for this many epochs, and keep the best
-    /// epoch's weights.
-    #[arg(long)]
-    pub early_stopping: Option<usize>,
-    /// Gradient clipping by global norm.
-    #[arg(long)]
-    pub clip_grad_norm: Option<f64>,
-    /// TensorBoard log directory [default: RUN_DIR/tensorboard].
-    #[arg(long)]
-    pub logdir: Option<PathBuf>,
-    /// Run directory for weights, logs, plots and resume state [default: runs/latest].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
-impl TrainSettings {
-    /// These settings, and `file`'s where these have none: flags over the `--config` file.
-    fn or(self, file: Self) -> Self {
-        macro_rules! either {
-            ($($setting:ident),*) => {
-                Self { $($setting: self.$setting.or(file.$setting),)* skip_bad_images: self.skip_bad_images || file.skip_bad_images }
-            };
-        }
-        either!(
-            model,
-            dataset,
-            data_dir,
-            size,
-            epochs,
-            batch_size,
-            lr,
-            scheduler,
-            optimizer,
-            weight_decay,
-            momentum,
-            nesterov,
-            dropout,
-            batch_norm,
-            ops,
-            seed,
-            train_limit,
-            test_limit,
-            val_split,
-            early_stopping,
-            clip_grad_norm,
-            logdir,
-            out
-        )
-    }
 }
 
 /// Parses the text of a `--config` TOML file; `origin` (the file) names it in errors.

@@ -1,7 +1,7 @@
 //! Adagrad (Duchi et al., 2011), as PyTorch's `torch.optim.Adagrad`.
 
 use crate::check::{check, Range::*};
-use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -57,32 +57,20 @@ impl UpdateRule for AdagradConfig {
         self.initial_accumulator_value
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate_own(&self) -> Result<()> {
         check(
             Self::NAME,
             &[
-                ("lr", self.lr, NonNegative),
                 ("lr_decay", self.lr_decay, NonNegative),
-                ("weight_decay", self.weight_decay, NonNegative),
                 ("initial_accumulator_value", self.initial_accumulator_value, NonNegative),
                 ("eps", self.eps, NonNegative),
             ],
         )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
+    fn defaults(&self) -> Defaults {
+        Defaults { lr: self.lr, weight_decay: self.weight_decay, momentum: None }
     }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        None
-    }
-    fn set_momentum(&mut self, _momentum: f64) {}
 
     type Coefficients<T: Real> = AdagradCoefficients<T>;
 

@@ -2,7 +2,7 @@
 //! 2019), step for step as PyTorch's `torch.optim.Adam` / `AdamW`.
 
 use crate::check::{check, Range::*};
-use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -89,33 +89,15 @@ impl UpdateRule for AdamConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate_own(&self) -> Result<()> {
         check(
             Self::NAME,
-            &[
-                ("lr", self.lr, NonNegative),
-                ("beta1", self.beta1, Fraction),
-                ("beta2", self.beta2, Fraction),
-                ("eps", self.eps, NonNegative),
-                ("weight_decay", self.weight_decay, NonNegative),
-            ],
+            &[("beta1", self.beta1, Fraction), ("beta2", self.beta2, Fraction), ("eps", self.eps, NonNegative)],
         )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.beta1)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        self.beta1 = momentum;
+    fn defaults(&self) -> Defaults {
+        Defaults { lr: self.lr, weight_decay: self.weight_decay, momentum: Some(self.beta1) }
     }
 
     type Coefficients<T: Real> = AdamCoefficients<T>;

@@ -217,10 +217,15 @@ pub struct StepConfig {
     pub gamma: f64,
 }
 
+impl StepConfig {
+    /// Halves the rate every third of the run: ember's step recipe.
+    pub const HALVE_EVERY_THIRD: Self = Self { periods: 3, gamma: 0.5 };
+}
+
 impl Default for StepConfig {
-    /// Halves the rate every third of the run.
+    /// [`StepConfig::HALVE_EVERY_THIRD`].
     fn default() -> Self {
-        Self { periods: 3, gamma: 0.5 }
+        Self::HALVE_EVERY_THIRD
     }
 }
 

@@ -13,6 +13,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
+use crate::check::{check, Range::NonNegative};
 use crate::param_groups::ParamGroup;
 use crate::real::Real;
 use crate::{Error, GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Result};
@@ -28,7 +29,29 @@ pub struct Hyper {
     pub momentum: f64,
 }
 
-/// The element-wise update of one optimizer.
+/// The hyper-parameters every rule has, as it is configured: parameter groups override them,
+/// and schedules move the learning rate and momentum from there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Momentum (Adam's β1); `None` for a rule without one, or with it off (SGD and RMSprop
+    /// with momentum 0 keep no momentum buffer for a schedule to move).
+    pub momentum: Option<f64>,
+}
+
+impl Defaults {
+    /// The defaults of a rule whose momentum 0 switches momentum off (SGD, RMSprop): no
+    /// momentum buffer, and nothing for a schedule to cycle.
+    pub fn switchable_momentum(lr: f64, weight_decay: f64, momentum: f64) -> Self {
+        Self { lr, weight_decay, momentum: (momentum != 0.0).then_some(momentum) }
+    }
+}
+
+/// The element-wise update of one optimizer. A rule says how one element moves and what its
+/// settings are; [`FusedOptimizer`] does everything else (groups, schedules, state, saving).
 pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Name stored in saved state (`"adam"`, `"sgd"`, ...).
     const NAME: &'static str;
@@ -38,18 +61,19 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn initial_state(&self) -> f64 {
         0.0
     }
-    /// Checks the hyper-parameters.
-    fn validate(&self) -> Result<()>;
-    /// Default learning rate.
-    fn lr(&self) -> f64;
-    /// Sets the default learning rate.
-    fn set_lr(&mut self, lr: f64);
-    /// Default weight decay.
-    fn weight_decay(&self) -> f64;
-    /// Default momentum / β1, for optimizers that have one.
-    fn momentum(&self) -> Option<f64>;
-    /// Sets the default momentum / β1.
-    fn set_momentum(&mut self, momentum: f64);
+    /// The learning rate, weight decay and momentum the rule is configured with.
+    fn defaults(&self) -> Defaults;
+    /// Checks the rule's own hyper-parameters; [`UpdateRule::validate`] then checks the ones
+    /// every rule has.
+    fn validate_own(&self) -> Result<()>;
+    /// Checks every hyper-parameter; the error names the first one out of range.
+    fn validate(&self) -> Result<()> {
+        self.validate_own()?;
+        let shared = self.defaults();
+        let momentum = shared.momentum.unwrap_or(0.0);
+        let settings = [("lr", shared.lr), ("weight_decay", shared.weight_decay), ("momentum", momentum)];
+        check(Self::NAME, &settings.map(|(setting, value)| (setting, value, NonNegative)))
+    }
     /// The scalars [`UpdateRule::apply`] reads (learning rate, bias corrections, switches), one
     /// named field each, in the parameter's float type: computed in f64 once per parameter and
     /// step, then converted, so an update runs on ready values.
@@ -81,6 +105,9 @@ struct Slot {
 #[derive(Debug)]
 pub struct FusedOptimizer<R: UpdateRule> {
     rule: R,
+    /// The learning rate, weight decay and momentum in force: the rule's at construction, then
+    /// with the learning rate and momentum a schedule (or a restored state) set.
+    current: Defaults,
     /// The default learning rate at construction: group learning rates are kept as ratios to it.
     initial_lr: f64,
     groups: Vec<GroupRecord>,
@@ -135,10 +162,11 @@ impl<R: UpdateRule> FusedOptimizer<R> {
                 params: group.params.into_iter().map(|(n, _)| n).collect(),
             });
         }
-        Ok(Self { initial_lr: rule.lr(), rule, groups: records, slots })
+        let current = rule.defaults();
+        Ok(Self { initial_lr: current.lr, current, rule, groups: records, slots })
     }
 
-    /// The rule's current settings (the learning rate and momentum follow any schedule).
+    /// The rule as configured (the learning rate in force is [`Optimizer::learning_rate`]).
     pub fn config(&self) -> &R {
         &self.rule
     }
@@ -156,22 +184,22 @@ impl<R: UpdateRule> FusedOptimizer<R> {
         };
         let lr = match o.lr {
             Some(lr) if self.initial_lr == 0.0 => lr,
-            _ => self.rule.lr() * scale,
+            _ => self.current.lr * scale,
         };
         Hyper {
             lr,
-            weight_decay: o.weight_decay.unwrap_or(self.rule.weight_decay()),
-            momentum: o.momentum.or(self.rule.momentum()).unwrap_or(0.0),
+            weight_decay: o.weight_decay.unwrap_or(self.current.weight_decay),
+            momentum: o.momentum.or(self.current.momentum).unwrap_or(0.0),
         }
     }
 
     fn meta(&self) -> OptimizerMeta {
         OptimizerMeta {
             optimizer: R::NAME.into(),
-            lr: self.rule.lr(),
-            initial_lr: self.initial_lr,
-            momentum: self.rule.momentum(),
             slots: self.rule.slot_names().iter().map(|s| s.to_string()).collect(),
+            lr: self.current.lr,
+            initial_lr: self.initial_lr,
+            momentum: self.current.momentum,
             groups: self.groups.clone(),
         }
     }
@@ -193,16 +221,16 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
     }
 
     fn learning_rate(&self) -> f64 {
-        self.rule.lr()
+        self.current.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.rule.set_lr(lr);
+        self.current.lr = lr;
     }
 
     fn set_momentum(&mut self, momentum: f64) {
-        if self.rule.momentum().is_some() {
-            self.rule.set_momentum(momentum);
+        if self.current.momentum.is_some() {
+            self.current.momentum = Some(momentum);
             for g in &mut self.groups {
                 g.options.momentum = None;
             }
@@ -301,10 +329,10 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
         for (g, saved) in self.groups.iter_mut().zip(meta.groups) {
             g.options = saved.options;
         }
-        self.rule.set_lr(meta.lr);
+        self.current.lr = meta.lr;
         self.initial_lr = meta.initial_lr;
-        if let Some(m) = meta.momentum {
-            self.rule.set_momentum(m);
+        if let (Some(m), Some(_)) = (meta.momentum, self.current.momentum) {
+            self.current.momentum = Some(m);
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ pub use adam::{Adam, AdamConfig};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use config::{CosineConfig, OneCycleConfig, OptimizerConfig, OptimizerKind, ScheduleConfig, StepConfig};
 pub use error::{Error, Result};
-pub use fused::{FusedOptimizer, Hyper, UpdateRule};
+pub use fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 pub use optimizer::{GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 pub use param_groups::{glob_match, GroupOptions, ParamGroup, ParamGroups};
 pub use real::Real;

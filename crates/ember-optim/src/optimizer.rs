@@ -28,14 +28,14 @@ pub struct OptimizerState {
 pub struct OptimizerMeta {
     /// The rule's name (`"adam"`, `"sgd"`, ...).
     pub optimizer: String,
+    /// Names of the per-element state slots, in storage order.
+    pub slots: Vec<String>,
     /// The learning rate in force (a schedule's latest).
     pub lr: f64,
     /// The learning rate at construction; group rates are kept as ratios to it.
     pub initial_lr: f64,
     /// The momentum (β1 for Adam) in force, for rules that have one.
     pub momentum: Option<f64>,
-    /// Names of the per-element state slots, in storage order.
-    pub slots: Vec<String>,
     /// The parameter groups, in order.
     pub groups: Vec<GroupRecord>,
 }

@@ -2,7 +2,7 @@
 //! `torch.optim.RMSprop`.
 
 use crate::check::{check, Range::*};
-use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -69,35 +69,12 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        check(
-            Self::NAME,
-            &[
-                ("lr", self.lr, NonNegative),
-                ("alpha", self.alpha, NonNegative),
-                ("eps", self.eps, NonNegative),
-                ("weight_decay", self.weight_decay, NonNegative),
-                ("momentum", self.momentum, NonNegative),
-            ],
-        )
+    fn validate_own(&self) -> Result<()> {
+        check(Self::NAME, &[("alpha", self.alpha, NonNegative), ("eps", self.eps, NonNegative)])
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        (self.momentum != 0.0).then_some(self.momentum)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        if self.momentum != 0.0 {
-            self.momentum = momentum;
-        }
+    fn defaults(&self) -> Defaults {
+        Defaults::switchable_momentum(self.lr, self.weight_decay, self.momentum)
     }
 
     type Coefficients<T: Real> = RmsPropCoefficients<T>;

@@ -2,8 +2,7 @@
 //! `torch.optim.SGD`. Batch, mini-batch and online gradient descent are the same rule; only the
 //! data fed to each step differs.
 
-use crate::check::{check, Range::*};
-use crate::fused::{FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
 
@@ -66,15 +65,7 @@ impl UpdateRule for SgdConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        check(
-            Self::NAME,
-            &[
-                ("lr", self.lr, NonNegative),
-                ("momentum", self.momentum, NonNegative),
-                ("weight_decay", self.weight_decay, NonNegative),
-            ],
-        )?;
+    fn validate_own(&self) -> Result<()> {
         // Nesterov's look-ahead is taken along an undamped momentum buffer (PyTorch's rule).
         let nesterov = |setting, value, requirement| {
             Err(Error::InvalidConfig { optimizer: Self::NAME, setting, value, requirement })
@@ -88,22 +79,8 @@ impl UpdateRule for SgdConfig {
         Ok(())
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        (self.momentum != 0.0).then_some(self.momentum)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        if self.momentum != 0.0 {
-            self.momentum = momentum;
-        }
+    fn defaults(&self) -> Defaults {
+        Defaults::switchable_momentum(self.lr, self.weight_decay, self.momentum)
     }
 
     type Coefficients<T: Real> = SgdCoefficients<T>;
