@@ -37,15 +37,6 @@ impl Default for AdagradConfig {
 /// Adagrad; see [`AdagradConfig`].
 pub type Adagrad = FusedOptimizer<AdagradConfig>;
 
-/// The scalars of one Adagrad step of one parameter (see [`AdagradConfig`]'s update).
-#[derive(Debug, Clone, Copy)]
-pub struct AdagradCoefficients<T> {
-    /// The decayed learning rate `lr / (1 + (t - 1) lr_decay)`.
-    clr: T,
-    weight_decay: T,
-    eps: T,
-}
-
 impl UpdateRule for AdagradConfig {
     const NAME: &'static str = "adagrad";
 
@@ -85,4 +76,13 @@ impl UpdateRule for AdagradConfig {
         s[0] = s[0] + g * g;
         *p = *p + (-c.clr) * (g / (s[0].sqrt() + c.eps));
     }
+}
+
+/// The scalars of one Adagrad step of one parameter (see [`AdagradConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct AdagradCoefficients<T> {
+    /// The decayed learning rate `lr / (1 + (t - 1) lr_decay)`.
+    clr: T,
+    weight_decay: T,
+    eps: T,
 }

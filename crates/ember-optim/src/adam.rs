@@ -60,24 +60,6 @@ impl AdamConfig {
 /// Adam, AMSGrad or AdamW; see [`AdamConfig`].
 pub type Adam = FusedOptimizer<AdamConfig>;
 
-/// The scalars of one Adam step of one parameter (see [`AdamConfig`]'s update).
-#[derive(Debug, Clone, Copy)]
-pub struct AdamCoefficients<T> {
-    /// L2 penalty added to the gradient (0 with decoupled decay).
-    l2: T,
-    /// Factor of the decoupled decay, `1 - lr weight_decay` (1 without).
-    decay: T,
-    one_minus_beta1: T,
-    beta2: T,
-    one_minus_beta2: T,
-    /// `lr / (1 - β1^t)`.
-    step_size: T,
-    /// `sqrt(1 - β2^t)`.
-    bias_correction2_sqrt: T,
-    eps: T,
-    amsgrad: bool,
-}
-
 impl UpdateRule for AdamConfig {
     const NAME: &'static str = "adam";
 
@@ -139,4 +121,22 @@ impl UpdateRule for AdamConfig {
         let denom = v_hat.sqrt() / c.bias_correction2_sqrt + c.eps;
         *p = p0 + (-c.step_size) * (m / denom);
     }
+}
+
+/// The scalars of one Adam step of one parameter (see [`AdamConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamCoefficients<T> {
+    /// L2 penalty added to the gradient (0 with decoupled decay).
+    l2: T,
+    /// Factor of the decoupled decay, `1 - lr weight_decay` (1 without).
+    decay: T,
+    one_minus_beta1: T,
+    beta2: T,
+    one_minus_beta2: T,
+    /// `lr / (1 - β1^t)`.
+    step_size: T,
+    /// `sqrt(1 - β2^t)`.
+    bias_correction2_sqrt: T,
+    eps: T,
+    amsgrad: bool,
 }

@@ -42,21 +42,6 @@ impl Default for RmsPropConfig {
 /// RMSprop; see [`RmsPropConfig`].
 pub type RmsProp = FusedOptimizer<RmsPropConfig>;
 
-/// The scalars of one RMSprop step of one parameter (see [`RmsPropConfig`]'s update).
-#[derive(Debug, Clone, Copy)]
-pub struct RmsPropCoefficients<T> {
-    lr: T,
-    weight_decay: T,
-    alpha: T,
-    one_minus_alpha: T,
-    eps: T,
-    momentum: T,
-    has_momentum: bool,
-    centered: bool,
-    /// The slot of the gradient average (after the momentum buffer, when there is one).
-    grad_avg: usize,
-}
-
 impl UpdateRule for RmsPropConfig {
     const NAME: &'static str = "rmsprop";
 
@@ -115,4 +100,19 @@ impl UpdateRule for RmsPropConfig {
             *p = *p + (-c.lr) * (g / avg);
         }
     }
+}
+
+/// The scalars of one RMSprop step of one parameter (see [`RmsPropConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct RmsPropCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    alpha: T,
+    one_minus_alpha: T,
+    eps: T,
+    momentum: T,
+    has_momentum: bool,
+    centered: bool,
+    /// The slot of the gradient average (after the momentum buffer, when there is one).
+    grad_avg: usize,
 }

@@ -40,20 +40,6 @@ impl Default for SgdConfig {
 /// SGD; see [`SgdConfig`].
 pub type Sgd = FusedOptimizer<SgdConfig>;
 
-/// The scalars of one SGD step of one parameter (see [`SgdConfig`]'s update).
-#[derive(Debug, Clone, Copy)]
-pub struct SgdCoefficients<T> {
-    lr: T,
-    weight_decay: T,
-    /// Share of the old momentum buffer kept (0 on the first step, which starts the buffer).
-    keep: T,
-    /// Share of the gradient added to the buffer (`1 - dampening`; 1 on the first step).
-    add: T,
-    momentum: T,
-    nesterov: bool,
-    has_momentum: bool,
-}
-
 impl UpdateRule for SgdConfig {
     const NAME: &'static str = "sgd";
 
@@ -108,4 +94,18 @@ impl UpdateRule for SgdConfig {
         }
         *p = *p - c.lr * d;
     }
+}
+
+/// The scalars of one SGD step of one parameter (see [`SgdConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    /// Share of the old momentum buffer kept (0 on the first step, which starts the buffer).
+    keep: T,
+    /// Share of the gradient added to the buffer (`1 - dampening`; 1 on the first step).
+    add: T,
+    momentum: T,
+    nesterov: bool,
+    has_momentum: bool,
 }
