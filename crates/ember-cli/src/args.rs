@@ -1,8 +1,17 @@
 //! Command-line arguments.
+//!
+//! Flags that several commands share are one `#[derive(Args)]` group each ([`JsonArg`],
+//! [`DataArgs`], [`IdxDataArgs`], [`RenameArgs`], [`LimitArgs`]), flattened into the commands
+//! that take them, so a flag is parsed, validated and applied the same way everywhere. A
+//! command whose wording of a shared flag differs (what `--dataset` defaults to, say) keeps
+//! its own help text with `#[command(mut_arg(ID, help(...)))]`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
+use ember_data::{ColorMode, DataSplits};
+use ember_optim::{OptimizerKind, ScheduleConfig};
+use serde::{Deserialize, Serialize};
 
 /// ember: a deep-learning toolkit in Rust.
 #[derive(Debug, Parser)]
@@ -53,6 +62,92 @@ pub enum Command {
     Compare(CompareArgs),
 }
 
+/// `--json`, which every command that reports results takes.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JsonArg {
+    /// End with one JSON line of results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--dataset` and `--data-dir`: which data a command reads ([`crate::data::open`] says how
+/// they combine).
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+pub struct DataArgs {
+    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The data (image folder, CIFAR batches, IDX files).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Whether the command was pointed at any data.
+    pub fn given(&self) -> bool {
+        self.dataset.is_some() || self.data_dir.is_some()
+    }
+
+    /// What the data is called in reports: the dataset's name, else the directory.
+    pub fn name(&self) -> Option<&str> {
+        self.dataset.as_deref().or(self.data_dir.as_deref().and_then(|d| d.to_str()))
+    }
+
+    /// Opens the data (see [`crate::data::open`]).
+    pub fn open(&self, color: ColorMode, skip_bad_images: bool) -> anyhow::Result<DataSplits> {
+        crate::data::open(self.dataset.as_deref(), self.data_dir.as_deref(), color, skip_bad_images)
+    }
+}
+
+/// `--dataset` and `--data-dir` of the commands that read MNIST-family IDX files only.
+#[derive(Debug, Clone, Args)]
+pub struct IdxDataArgs {
+    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist-sample")]
+    pub dataset: String,
+    /// Directory holding the dataset's IDX files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `--rename`: rules applied to a checkpoint's tensor names before they are matched.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+pub struct RenameArgs {
+    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
+    /// regex:PATTERN=REPLACEMENT (repeatable).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
+}
+
+/// `--train-limit` and `--test-limit`: quick runs on the first images of each split.
+#[derive(Debug, Clone, Copy, Default, Args, Serialize, Deserialize)]
+pub struct LimitArgs {
+    /// Train on only the first N training images.
+    #[arg(long, value_parser = at_least_one)]
+    pub train_limit: Option<usize>,
+    /// Test on only the first N test images.
+    #[arg(long, value_parser = at_least_one)]
+    pub test_limit: Option<usize>,
+}
+
+impl LimitArgs {
+    /// Cuts `data`'s training and test splits to the limits given.
+    pub fn apply(&self, data: &mut DataSplits) -> anyhow::Result<()> {
+        if let Some(n) = self.train_limit {
+            data.limit_train(n)?;
+        }
+        if let Some(n) = self.test_limit {
+            data.limit_test(n)?;
+        }
+        Ok(())
+    }
+}
+
+/// For `#[command(mut_arg(ID, help(TEXT)))]`: a shared flag worded for one command.
+fn help(text: &'static str) -> impl FnOnce(Arg) -> Arg {
+    move |arg| arg.help(text)
+}
+
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// Run directories (each with the metrics.csv that train, finetune and distill write).
@@ -65,12 +160,12 @@ pub struct CompareArgs {
     /// Draw the curves into this PNG.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("data_dir", help("The data (IDX files, image folder, CIFAR batches)")))]
 pub struct ContinualArgs {
     /// How old tasks are protected: nothing, a replay memory, EWC's penalty, or LwF's distillation.
     #[arg(long, default_value = "naive", value_parser = ["naive", "rehearsal", "ewc", "lwf"])]
@@ -85,12 +180,8 @@ pub struct ContinualArgs {
     /// Model from the zoo (one output per class of the data).
     #[arg(long, default_value = "mnist-cnn")]
     pub model: String,
-    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data (IDX files, image folder, CIFAR batches).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Passes over each task's training data (the same for every method).
     #[arg(long, value_parser = at_least_one, default_value_t = 2)]
     pub epochs_per_task: usize,
@@ -115,43 +206,41 @@ pub struct ContinualArgs {
     /// LwF: weight alpha of the distillation term (the labels' loss gets 1 - alpha).
     #[arg(long, value_parser = unit_interval, default_value_t = 0.5)]
     pub lwf_alpha: f64,
-    /// Train on only the first N training images.
-    #[arg(long, value_parser = at_least_one)]
-    pub train_limit: Option<usize>,
-    /// Test on only the first N test images.
-    #[arg(long, value_parser = at_least_one)]
-    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Seed of initialisation, shuffling, the replay memory and the Fisher estimate.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg(
+    "rename",
+    help(
+        "Renaming rule for the tensors' names, applied in order: strip:PREFIX, \
+    add:PREFIX, regex:PATTERN=REPLACEMENT, flatten:PATTERN=REPLACEMENT, or a preset (timm: timm's \
+    tf_efficientnet_lite0..4 onto ember's efficientnet-lite names) (repeatable)"
+    )
+))]
 pub struct ConvertArgs {
     /// The checkpoint to read.
     pub input: PathBuf,
     /// The safetensors file to write.
     pub output: PathBuf,
-    /// Renaming rule for the tensors' names, applied in order: strip:PREFIX, add:PREFIX,
-    /// regex:PATTERN=REPLACEMENT, flatten:PATTERN=REPLACEMENT, or a preset (timm: timm's
-    /// tf_efficientnet_lite0..4 onto ember's efficientnet-lite names) (repeatable).
-    #[arg(long = "rename")]
-    pub rename: Vec<String>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub rename: RenameArgs,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A safetensors or PyTorch checkpoint.
     pub file: PathBuf,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -164,10 +253,8 @@ pub struct PredictArgs {
     /// its head).
     #[arg(long)]
     pub weights: PathBuf,
-    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
-    /// regex:PATTERN=REPLACEMENT (repeatable).
-    #[arg(long = "rename")]
-    pub rename: Vec<String>,
+    #[command(flatten)]
+    pub rename: RenameArgs,
     /// Class names, one a line in class-index order [default: the checkpoint's, else the file
     /// named by $EMBER_LABELS].
     #[arg(long)]
@@ -192,13 +279,12 @@ pub struct PredictArgs {
     /// Image files (PNG, JPEG, BMP, WebP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 /// How `ember finetune` trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FineTuneMode {
     /// Head first (backbone frozen), then everything with discriminative rates (fastai's fine_tune).
@@ -212,7 +298,21 @@ pub enum FineTuneMode {
 }
 
 /// `ember finetune` flags; saved as `RUN_DIR/config.json` so `--resume` rebuilds the run.
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[command(mut_arg(
+    "dataset",
+    help(
+        "Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, \
+    mnist-sample (bundled), csv [default: detected from --data-dir, else fashion-mnist]"
+    )
+))]
+#[command(mut_arg(
+    "data_dir",
+    help(
+        "The data: an image folder (DIR/<class>/* or \
+    DIR/{train,val,test}/<class>/*), CIFAR binary batches or MNIST-family IDX files"
+    )
+))]
 pub struct FineTuneArgs {
     /// Continue the fine-tune run in this directory (its saved settings are used; other
     /// settings flags must be left out).
@@ -225,21 +325,15 @@ pub struct FineTuneArgs {
     /// Pretrained weights (safetensors or PyTorch); a head of another class count is replaced.
     #[arg(long)]
     pub weights: Option<std::path::PathBuf>,
-    /// Renaming rule for the checkpoint's keys, applied in order: strip:PREFIX, add:PREFIX or
-    /// regex:PATTERN=REPLACEMENT (repeatable).
-    #[arg(long = "rename")]
-    pub rename: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub rename: RenameArgs,
     /// What to train.
     #[arg(long, value_enum, default_value = "fine-tune")]
     pub mode: FineTuneMode,
-    /// Dataset kind: folder, cifar10, cifar100, mnist, fashion-mnist, mnist-sample (bundled), csv
-    /// [default: detected from --data-dir, else fashion-mnist].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data: an image folder (DIR/<class>/* or DIR/{train,val,test}/<class>/*), CIFAR
-    /// binary batches or MNIST-family IDX files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
     /// Leave out images that cannot be decoded (they are counted) instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
@@ -332,10 +426,9 @@ pub struct FineTuneArgs {
     /// adapter.safetensors), resume state, TensorBoard logs and plots.
     #[arg(long, default_value = "runs/finetune")]
     pub out: PathBuf,
-    /// End with one JSON line of results.
-    #[arg(long)]
+    #[command(flatten)]
     #[serde(skip)]
-    pub json: bool,
+    pub report: JsonArg,
 }
 
 /// How `ember ensemble` combines its members.
@@ -350,6 +443,13 @@ pub enum CombineArg {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg(
+    "dataset",
+    help(
+        "Dataset kind whose test split is used [default: detected from \
+    --data-dir, else mnist-sample]"
+    )
+))]
 pub struct EnsembleArgs {
     /// Checkpoints of the members (a run.json beside each names its model and input).
     #[arg(required = true)]
@@ -363,19 +463,13 @@ pub struct EnsembleArgs {
     /// Member weights for --combine weighted, comma-separated.
     #[arg(long)]
     pub weights: Option<String>,
-    /// Dataset kind whose test split is used [default: detected from --data-dir, else
-    /// mnist-sample].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data (image folder, CIFAR batches, IDX files).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Test on only the first N test images.
     #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -395,12 +489,8 @@ pub struct DistillArgs {
     /// Weight of the soft loss (0: the student trains alone on the labels).
     #[arg(long, value_parser = unit_interval, default_value_t = 0.9)]
     pub alpha: f64,
-    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data (image folder, CIFAR batches, IDX files).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Passes over the training set.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
@@ -413,21 +503,16 @@ pub struct DistillArgs {
     /// Augmentation of the training images ("none" turns it off).
     #[arg(long, default_value = "pad-crop:2")]
     pub ops: String,
-    /// Train on only the first N training images.
-    #[arg(long, value_parser = at_least_one)]
-    pub train_limit: Option<usize>,
-    /// Test on only the first N test images.
-    #[arg(long, value_parser = at_least_one)]
-    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Directory for the student's model.safetensors.
     #[arg(long, default_value = "runs/distill")]
     pub out: PathBuf,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -437,20 +522,16 @@ pub enum DataCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("data_dir", help("The data (image folder, CIFAR batches, IDX files, CSV tables)")))]
 pub struct DataInfoArgs {
-    /// Dataset kind [default: detected from --data-dir, else mnist-sample].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data (image folder, CIFAR batches, IDX files, CSV tables).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 /// Learning-rate schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScheduleArg {
     /// One-cycle: warm up to --lr over 30 % of the steps, then anneal (PyTorch OneCycleLR).
@@ -464,7 +545,7 @@ pub enum ScheduleArg {
 }
 
 /// Optimizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerArg {
     /// Adam (β 0.9/0.999).
@@ -479,6 +560,30 @@ pub enum OptimizerArg {
     Adagrad,
 }
 
+impl ScheduleArg {
+    /// ember-optim's schedule of this name, with its recipe settings.
+    pub fn config(self) -> ScheduleConfig {
+        match self {
+            Self::OneCycle => ScheduleConfig::OneCycle(Default::default()),
+            Self::Cosine => ScheduleConfig::Cosine(Default::default()),
+            Self::Step => ScheduleConfig::Step(Default::default()),
+            Self::Constant => ScheduleConfig::Constant,
+        }
+    }
+}
+
+impl From<OptimizerArg> for OptimizerKind {
+    fn from(arg: OptimizerArg) -> Self {
+        match arg {
+            OptimizerArg::Adam => Self::Adam,
+            OptimizerArg::Adamw => Self::Adamw,
+            OptimizerArg::Sgd => Self::Sgd,
+            OptimizerArg::Rmsprop => Self::Rmsprop,
+            OptimizerArg::Adagrad => Self::Adagrad,
+        }
+    }
+}
+
 /// `ember train` flags. Every setting can also come from `--config run.toml` (same names, with
 /// underscores); flags given on the command line win.
 #[derive(Debug, Args)]
@@ -489,6 +594,19 @@ pub struct TrainArgs {
     /// Continue the run in this directory exactly where it stopped (its settings are reused).
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: TrainSettings,
+    #[command(flatten)]
+    pub report: JsonArg,
+}
+
+/// The settings of `ember train`, each optional: its flags, and what a `--config` TOML file
+/// holds (the same names, with underscores). [`crate::train_config::TrainConfig::resolve`] puts flags over the file
+/// over the defaults; values are checked there, so a bad value in either place gets the same
+/// error naming its flag.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
     /// Model from the zoo [default: mnist-cnn].
     #[arg(long)]
     pub model: Option<String>,
@@ -505,6 +623,7 @@ pub struct TrainArgs {
     pub size: Option<usize>,
     /// Leave out images that cannot be decoded (they are counted) instead of stopping.
     #[arg(long)]
+    #[serde(default)]
     pub skip_bad_images: bool,
     /// Passes over the training set [default: 12].
     #[arg(long)]
@@ -570,12 +689,47 @@ pub struct TrainArgs {
     /// Run directory for weights, logs, plots and resume state [default: runs/latest].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl TrainSettings {
+    /// These settings, and `file`'s where these have none: flags over the `--config` file.
+    pub(crate) fn or(self, file: Self) -> Self {
+        macro_rules! either {
+            ($($setting:ident),*) => {
+                Self { $($setting: self.$setting.or(file.$setting),)* skip_bad_images: self.skip_bad_images || file.skip_bad_images }
+            };
+        }
+        either!(
+            model,
+            dataset,
+            data_dir,
+            size,
+            epochs,
+            batch_size,
+            lr,
+            scheduler,
+            optimizer,
+            weight_decay,
+            momentum,
+            nesterov,
+            dropout,
+            batch_norm,
+            ops,
+            seed,
+            train_limit,
+            test_limit,
+            val_split,
+            early_stopping,
+            clip_grad_norm,
+            logdir,
+            out
+        )
+    }
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("dataset", help("Dataset kind [default: the run's, or detected from --data-dir]")))]
+#[command(mut_arg("data_dir", help("The data whose test split is scored [default: the run's]")))]
 pub struct EvalArgs {
     /// Checkpoint to evaluate (its model card, or a run.json beside it, supplies the model,
     /// input, class names, preprocessing and data).
@@ -584,36 +738,39 @@ pub struct EvalArgs {
     /// Model from the zoo [default: the checkpoint's, else mnist-cnn].
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset kind [default: the run's, or detected from --data-dir].
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data whose test split is scored [default: the run's].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Leave out images that cannot be decoded (they are counted) instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
     /// Images per evaluation batch [default: 100, fewer for big inputs (27 at 3x224x224)].
     #[arg(long, value_parser = at_least_one)]
     pub batch_size: Option<usize>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg(
+    "dataset",
+    help(
+        "Train on this dataset's images (e.g. fashion-mnist); default: random \
+    images of the model's input shape, or the images of --data-dir"
+    )
+))]
+#[command(mut_arg(
+    "data_dir",
+    help(
+        "The data (image folder, CIFAR batches, IDX files); folder images are \
+    resized and centre-cropped to the model's input"
+    )
+))]
 pub struct BenchArgs {
     /// Model name (see `ember zoo list`).
     #[arg(long, default_value = "mnist-cnn")]
     pub model: String,
-    /// Train on this dataset's images (e.g. fashion-mnist); default: random images of the
-    /// model's input shape, or the images of --data-dir.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// The data (image folder, CIFAR batches, IDX files); folder images are resized and
-    /// centre-cropped to the model's input.
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Images per batch (training and inference).
     #[arg(long, value_parser = at_least_one, default_value_t = 64)]
     pub batch_size: usize,
@@ -626,9 +783,8 @@ pub struct BenchArgs {
     /// Timed training steps.
     #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub batches: usize,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -641,9 +797,8 @@ pub enum ZooCommand {
 
 #[derive(Debug, Args)]
 pub struct ZooListArgs {
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -656,9 +811,8 @@ pub struct ZooShowArgs {
     /// Output classes (default: the model's).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -674,12 +828,8 @@ pub struct VaeTrainArgs {
     /// VAE from the zoo: vae-mlp or vae-conv.
     #[arg(long, default_value = "vae-mlp")]
     pub model: String,
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: IdxDataArgs,
     /// Passes over the training set.
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
@@ -705,9 +855,8 @@ pub struct VaeTrainArgs {
     /// interpolation.png.
     #[arg(long, default_value = "runs/vae")]
     pub out: PathBuf,
-    /// End with one JSON line of results.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -737,12 +886,8 @@ pub struct VaeSampleArgs {
 
 #[derive(Debug, Args)]
 pub struct AugmentArgs {
-    /// Dataset: mnist-sample (bundled), mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist-sample")]
-    pub dataset: String,
-    /// Directory holding the dataset's IDX files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: IdxDataArgs,
     /// Augmentation pipeline, e.g. "pad-crop:4,hflip,noise:0.1" (ops: see ember_augment::Pipeline).
     #[arg(long)]
     pub ops: String,

@@ -24,7 +24,8 @@ mod quick;
 mod run_info;
 mod train_config;
 
-pub use train_config::{parse_toml, PartialConfig};
+pub use args::TrainSettings;
+pub use train_config::parse_toml;
 
 use std::process::ExitCode;
 

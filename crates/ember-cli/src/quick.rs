@@ -6,7 +6,7 @@
 //! are, and the test runs exactly those lines. Results under it mean nothing, so `ember` says so
 //! on stderr every time.
 
-use crate::args::{Command, VaeCommand};
+use crate::args::{Command, LimitArgs, VaeCommand};
 
 /// The setting: set and not `0`.
 pub const QUICK_ENV: &str = "EMBER_QUICK";
@@ -30,14 +30,20 @@ fn at_most(v: Option<usize>, cap: usize) -> Option<usize> {
     Some(v.map_or(cap, |v| v.min(cap)))
 }
 
+fn cap_limits(limits: &mut LimitArgs) {
+    limits.train_limit = at_most(limits.train_limit, TRAIN_IMAGES);
+    limits.test_limit = at_most(limits.test_limit, TEST_IMAGES);
+}
+
 /// Shortens `command` in place; the line to print says what changed.
 pub fn shorten(command: &mut Command) -> String {
     match command {
         Command::Train(a) => {
-            a.epochs = at_most(a.epochs, EPOCHS);
-            a.train_limit = at_most(a.train_limit, TRAIN_IMAGES);
-            a.test_limit = at_most(a.test_limit, TEST_IMAGES);
-            a.size = a.size.map(|s| s.min(SIDE as usize));
+            let s = &mut a.settings;
+            s.epochs = at_most(s.epochs, EPOCHS);
+            s.train_limit = at_most(s.train_limit, TRAIN_IMAGES);
+            s.test_limit = at_most(s.test_limit, TEST_IMAGES);
+            s.size = s.size.map(|side| side.min(SIDE as usize));
         }
         Command::Finetune(a) => {
             a.head_epochs = a.head_epochs.min(EPOCHS);
@@ -48,14 +54,12 @@ pub fn shorten(command: &mut Command) -> String {
         }
         Command::Distill(a) => {
             a.epochs = a.epochs.min(EPOCHS);
-            a.train_limit = at_most(a.train_limit, TRAIN_IMAGES);
-            a.test_limit = at_most(a.test_limit, TEST_IMAGES);
+            cap_limits(&mut a.limits);
         }
         Command::Ensemble(a) => a.test_limit = at_most(a.test_limit, TEST_IMAGES),
         Command::Continual(a) => {
             a.epochs_per_task = a.epochs_per_task.min(EPOCHS);
-            a.train_limit = at_most(a.train_limit, TRAIN_IMAGES);
-            a.test_limit = at_most(a.test_limit, TEST_IMAGES);
+            cap_limits(&mut a.limits);
             a.fisher_samples = a.fisher_samples.min(64);
         }
         Command::Vae(VaeCommand::Train(a)) => {

@@ -4,48 +4,43 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ember_optim::{OptimizerConfig, OptimizerKind, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
+use crate::args::{OptimizerArg, ScheduleArg, TrainArgs, TrainSettings};
 
-/// Every setting of `ember train`, with defaults applied.
+/// Every setting of `ember train`, with defaults applied. The optimizer and schedule are
+/// ember-optim's typed configs, flattened, so config.json names them as the flags do
+/// (`"optimizer": "sgd"`, `"momentum": 0.9`, `"scheduler": "cosine"`, ...). Unknown entries are
+/// not refused: serde cannot tell them from the flattened configs' own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: String,
     pub dataset: String,
     pub data_dir: Option<PathBuf>,
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f64,
-    pub scheduler: ScheduleArg,
-    pub optimizer: OptimizerArg,
-    pub weight_decay: f64,
-    /// SGD momentum; `None`: 0.9.
-    #[serde(default)]
-    pub momentum: Option<f64>,
-    /// SGD with Nesterov's momentum; `None`: true.
-    #[serde(default)]
-    pub nesterov: Option<bool>,
+    /// The update rule, its learning rate (a schedule's peak or start) and the rest.
+    #[serde(flatten)]
+    pub optimizer: OptimizerConfig,
+    /// How the learning rate moves over the run.
+    #[serde(flatten)]
+    pub schedule: ScheduleConfig,
     /// Dropout probability; `None`: the model's own.
-    #[serde(default)]
     pub dropout: Option<f64>,
     /// Batch norm after convolutions (only vgg-small can be built without).
     #[serde(default = "yes")]
     pub batch_norm: bool,
     /// Augmentation; `None`: the default for the data (pad-crop:2 for MNIST-family digits,
     /// random resized crop and flip for image folders).
-    #[serde(default)]
     pub ops: Option<String>,
     /// Model input side; `None`: the data's own size, or the model's for image folders.
-    #[serde(default)]
     pub size: Option<usize>,
     /// Leave out undecodable images.
     #[serde(default)]
     pub skip_bad_images: bool,
     pub seed: u64,
     pub train_limit: Option<usize>,
-    #[serde(default)]
     pub test_limit: Option<usize>,
     pub val_split: Option<f64>,
     pub early_stopping: Option<usize>,
@@ -54,39 +49,9 @@ pub struct TrainConfig {
     pub out: PathBuf,
 }
 
-/// The same settings, all optional, as read from a `--config` TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartialConfig {
-    model: Option<String>,
-    dataset: Option<String>,
-    data_dir: Option<PathBuf>,
-    epochs: Option<usize>,
-    batch_size: Option<usize>,
-    lr: Option<f64>,
-    scheduler: Option<ScheduleArg>,
-    optimizer: Option<OptimizerArg>,
-    weight_decay: Option<f64>,
-    momentum: Option<f64>,
-    nesterov: Option<bool>,
-    dropout: Option<f64>,
-    batch_norm: Option<bool>,
-    ops: Option<String>,
-    size: Option<usize>,
-    skip_bad_images: Option<bool>,
-    seed: Option<u64>,
-    train_limit: Option<usize>,
-    test_limit: Option<usize>,
-    val_split: Option<f64>,
-    early_stopping: Option<usize>,
-    clip_grad_norm: Option<f64>,
-    logdir: Option<PathBuf>,
-    out: Option<PathBuf>,
-}
-
 /// Parses the text of a `--config` TOML file; `origin` (the file) names it in errors.
-pub fn parse_toml(text: &str, origin: &Path) -> anyhow::Result<PartialConfig> {
-    toml::from_str::<PartialConfig>(text).with_context(|| format!("{}: not a valid ember config", origin.display()))
+pub fn parse_toml(text: &str, origin: &Path) -> anyhow::Result<TrainSettings> {
+    toml::from_str::<TrainSettings>(text).with_context(|| format!("{}: not a valid ember config", origin.display()))
 }
 
 impl TrainConfig {
@@ -97,53 +62,39 @@ impl TrainConfig {
                 let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
                 parse_toml(&text, path)?
             }
-            None => PartialConfig::default(),
+            None => TrainSettings::default(),
         };
-        let scheduler = args.scheduler.or(file.scheduler).unwrap_or(ScheduleArg::OneCycle);
-        let optimizer = args.optimizer.or(file.optimizer).unwrap_or(OptimizerArg::Adam);
-        let default_lr = match (scheduler, optimizer) {
-            (ScheduleArg::OneCycle, OptimizerArg::Sgd) => 0.05,
-            (ScheduleArg::OneCycle, _) => 0.005,
-            (_, OptimizerArg::Sgd) => 0.01,
-            _ => 0.001,
-        };
-        let data_dir = args.data_dir.clone().or(file.data_dir);
+        let given = args.settings.clone().or(file);
+        let schedule = given.scheduler.unwrap_or(ScheduleArg::OneCycle).config();
+        let optimizer = optimizer(&given, &schedule)?;
         let config = Self {
-            model: args.model.clone().or(file.model).unwrap_or_else(|| "mnist-cnn".into()),
+            model: given.model.unwrap_or_else(|| "mnist-cnn".into()),
             // With a data directory and no kind, the kind is detected from its files.
-            dataset: args.dataset.clone().or(file.dataset).unwrap_or_else(|| {
-                if data_dir.is_some() {
+            dataset: given.dataset.unwrap_or_else(|| {
+                if given.data_dir.is_some() {
                     String::new()
                 } else {
                     "mnist-sample".into()
                 }
             }),
-            data_dir,
-            epochs: args.epochs.or(file.epochs).unwrap_or(12),
-            batch_size: args.batch_size.or(file.batch_size).unwrap_or(64),
-            lr: args.lr.or(file.lr).unwrap_or(default_lr),
-            scheduler,
+            data_dir: given.data_dir,
+            epochs: given.epochs.unwrap_or(12),
+            batch_size: given.batch_size.unwrap_or(64),
             optimizer,
-            weight_decay: args.weight_decay.or(file.weight_decay).unwrap_or(if optimizer == OptimizerArg::Adamw {
-                0.01
-            } else {
-                0.0
-            }),
-            momentum: args.momentum.or(file.momentum),
-            nesterov: args.nesterov.or(file.nesterov),
-            dropout: args.dropout.or(file.dropout),
-            batch_norm: args.batch_norm.or(file.batch_norm).unwrap_or(true),
-            ops: args.ops.clone().or(file.ops),
-            size: args.size.or(file.size),
-            skip_bad_images: args.skip_bad_images || file.skip_bad_images.unwrap_or(false),
-            seed: args.seed.or(file.seed).unwrap_or(42),
-            train_limit: args.train_limit.or(file.train_limit),
-            test_limit: args.test_limit.or(file.test_limit),
-            val_split: args.val_split.or(file.val_split),
-            early_stopping: args.early_stopping.or(file.early_stopping),
-            clip_grad_norm: args.clip_grad_norm.or(file.clip_grad_norm),
-            logdir: args.logdir.clone().or(file.logdir),
-            out: args.out.clone().or(file.out).unwrap_or_else(|| PathBuf::from("runs/latest")),
+            schedule,
+            dropout: given.dropout,
+            batch_norm: given.batch_norm.unwrap_or(true),
+            ops: given.ops,
+            size: given.size,
+            skip_bad_images: given.skip_bad_images,
+            seed: given.seed.unwrap_or(42),
+            train_limit: given.train_limit,
+            test_limit: given.test_limit,
+            val_split: given.val_split,
+            early_stopping: given.early_stopping,
+            clip_grad_norm: given.clip_grad_norm,
+            logdir: given.logdir,
+            out: given.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
         };
         config.validate()?;
         Ok(config)
@@ -152,19 +103,8 @@ impl TrainConfig {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number, got {}", self.lr);
-        if self.optimizer != OptimizerArg::Sgd {
-            for (flag, given) in [("--momentum", self.momentum.is_some()), ("--nesterov", self.nesterov.is_some())] {
-                anyhow::ensure!(!given, "{flag} is a setting of --optimizer sgd, not {:?}", self.optimizer);
-            }
-        }
-        if let Some(m) = self.momentum {
-            anyhow::ensure!((0.0..1.0).contains(&m), "--momentum must be in 0..1, got {m}");
-            anyhow::ensure!(
-                m > 0.0 || self.nesterov != Some(true),
-                "--nesterov true needs a momentum above 0 (--momentum 0 is plain gradient descent)"
-            );
-        }
+        let lr = self.optimizer.lr();
+        anyhow::ensure!(lr > 0.0 && lr.is_finite(), "--lr must be a positive number, got {lr}");
         if let Some(p) = self.dropout {
             anyhow::ensure!((0.0..1.0).contains(&p), "--dropout must be in 0..1, got {p}");
         }
@@ -181,10 +121,10 @@ impl TrainConfig {
         if let Some(v) = self.val_split {
             anyhow::ensure!(v > 0.0 && v < 1.0, "--val-split must be between 0 and 1, got {v}");
         }
+        let weight_decay = self.optimizer.weight_decay();
         anyhow::ensure!(
-            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
-            "--weight-decay must be a non-negative number, got {}",
-            self.weight_decay
+            weight_decay >= 0.0 && weight_decay.is_finite(),
+            "--weight-decay must be a non-negative number, got {weight_decay}"
         );
         if let Some(norm) = self.clip_grad_norm {
             // A negative bound would reverse every gradient (gradient ascent).
@@ -194,6 +134,9 @@ impl TrainConfig {
             anyhow::ensure!(limit != Some(0), "{flag} 0 leaves no images");
         }
         anyhow::ensure!(self.early_stopping != Some(0), "--early-stopping needs a patience of at least 1 epoch");
+        // ember-optim's own rules, for anything the flags above do not cover.
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
         Ok(())
     }
 
@@ -217,42 +160,37 @@ impl TrainConfig {
             Ok(inside) => dir.join(inside),
             Err(_) => l,
         });
+        // A flag agrees with the run when it equals the saved setting of the same name (the
+        // settings and config.json share their names). `--epochs` and `--out` have rules of
+        // their own below; `--skip-bad-images` is a switch that cannot be compared as "given".
         let mut conflicts = Vec::new();
-        let mut check = |flag: &str, given: Option<serde_json::Value>, saved: serde_json::Value| {
-            if let Some(given) = given.filter(|g| *g != saved) {
-                conflicts.push(format!("--{flag} {} (the run has {})", show(&given), show(&saved)));
+        let saved = json(&config);
+        let given = &args.settings;
+        if let serde_json::Value::Object(flags) = json(given) {
+            for (setting, value) in flags {
+                if value.is_null() || ["epochs", "out", "skip_bad_images"].contains(&setting.as_str()) {
+                    continue;
+                }
+                let saved = saved.get(&setting).cloned().unwrap_or(serde_json::Value::Null);
+                if value != saved {
+                    conflicts.push(format!(
+                        "--{} {} (the run has {})",
+                        setting.replace('_', "-"),
+                        show(&value),
+                        show(&saved)
+                    ));
+                }
             }
-        };
-        check("model", args.model.as_ref().map(json), json(&config.model));
-        check("dataset", args.dataset.as_ref().map(json), json(&config.dataset));
-        check("data-dir", args.data_dir.as_ref().map(json), json(&config.data_dir));
-        check("batch-size", args.batch_size.as_ref().map(json), json(&config.batch_size));
-        check("lr", args.lr.as_ref().map(json), json(&config.lr));
-        check("scheduler", args.scheduler.as_ref().map(json), json(&config.scheduler));
-        check("optimizer", args.optimizer.as_ref().map(json), json(&config.optimizer));
-        check("weight-decay", args.weight_decay.as_ref().map(json), json(&config.weight_decay));
-        check("momentum", args.momentum.as_ref().map(json), json(&config.momentum));
-        check("nesterov", args.nesterov.as_ref().map(json), json(&config.nesterov));
-        check("dropout", args.dropout.as_ref().map(json), json(&config.dropout));
-        check("batch-norm", args.batch_norm.as_ref().map(json), json(&config.batch_norm));
-        check("ops", args.ops.as_ref().map(json), json(&config.ops));
-        check("size", args.size.as_ref().map(json), json(&config.size));
-        check("seed", args.seed.as_ref().map(json), json(&config.seed));
-        check("train-limit", args.train_limit.as_ref().map(json), json(&config.train_limit));
-        check("test-limit", args.test_limit.as_ref().map(json), json(&config.test_limit));
-        check("val-split", args.val_split.as_ref().map(json), json(&config.val_split));
-        check("early-stopping", args.early_stopping.as_ref().map(json), json(&config.early_stopping));
-        check("clip-grad-norm", args.clip_grad_norm.as_ref().map(json), json(&config.clip_grad_norm));
-        check("logdir", args.logdir.as_ref().map(json), json(&config.logdir));
-        if let Some(out) = &args.out {
+        }
+        if let Some(out) = &given.out {
             let same =
                 |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
             if !same(out, dir) {
-                check("out", Some(json(out)), json(&dir));
+                conflicts.push(format!("--out {} (the run has {})", out.display(), dir.display()));
             }
         }
-        match args.epochs {
-            Some(e) if e > config.epochs && config.scheduler == ScheduleArg::Constant => config.epochs = e,
+        match given.epochs {
+            Some(e) if e > config.epochs && !config.schedule.depends_on_length() => config.epochs = e,
             Some(e) if e != config.epochs => conflicts.push(format!(
                 "--epochs {e} (the run has {}; only a run with --scheduler constant can be extended, since the \
                  other schedules depend on the run's length)",
@@ -279,6 +217,38 @@ impl TrainConfig {
         })?;
         Ok(())
     }
+}
+
+/// The optimizer the settings name: ember-optim's recipe for the rule, at the given (or the
+/// recipe's) learning rate, with the weight decay, momentum and Nesterov flags that were given.
+/// Flags that do not apply to the rule are refused rather than ignored.
+fn optimizer(given: &TrainSettings, schedule: &ScheduleConfig) -> anyhow::Result<OptimizerConfig> {
+    let arg = given.optimizer.unwrap_or(OptimizerArg::Adam);
+    let kind = OptimizerKind::from(arg);
+    let mut config = OptimizerConfig::recipe(kind, given.lr.unwrap_or(kind.default_lr(schedule)));
+    if let Some(weight_decay) = given.weight_decay {
+        config = config.with_weight_decay(weight_decay);
+    }
+    let OptimizerConfig::Sgd(sgd) = &mut config else {
+        for (flag, set) in [("--momentum", given.momentum.is_some()), ("--nesterov", given.nesterov.is_some())] {
+            anyhow::ensure!(!set, "{flag} is a setting of --optimizer sgd, not {arg:?}");
+        }
+        return Ok(config);
+    };
+    if let Some(m) = given.momentum {
+        anyhow::ensure!((0.0..1.0).contains(&m), "--momentum must be in 0..1, got {m}");
+        anyhow::ensure!(
+            m > 0.0 || given.nesterov != Some(true),
+            "--nesterov true needs a momentum above 0 (--momentum 0 is plain gradient descent)"
+        );
+        // Nesterov needs momentum; --momentum 0 alone means plain gradient descent.
+        sgd.momentum = m;
+        sgd.nesterov = m > 0.0;
+    }
+    if let Some(nesterov) = given.nesterov {
+        sgd.nesterov = nesterov;
+    }
+    Ok(config)
 }
 
 fn yes() -> bool {

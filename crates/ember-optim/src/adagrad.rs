@@ -1,8 +1,9 @@
 //! Adagrad (Duchi et al., 2011), as PyTorch's `torch.optim.Adagrad`.
 
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::check::{check, Range::*};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`Adagrad`]; defaults are PyTorch's.
 ///
@@ -12,7 +13,8 @@ use crate::{Error, Result};
 /// s   = s + g²
 /// p   = p - clr g / (sqrt(s) + ε)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdagradConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
@@ -46,46 +48,41 @@ impl UpdateRule for AdagradConfig {
         self.initial_accumulator_value
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok = self.lr >= 0.0
-            && self.lr_decay >= 0.0
-            && self.weight_decay >= 0.0
-            && self.initial_accumulator_value >= 0.0
-            && self.eps >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "adagrad",
-                detail: format!("hyper-parameters must be non-negative: {self:?}"),
-            })
-        }
+    fn validate_own(&self) -> Result<()> {
+        check(
+            Self::NAME,
+            &[
+                ("lr_decay", self.lr_decay, NonNegative),
+                ("initial_accumulator_value", self.initial_accumulator_value, NonNegative),
+                ("eps", self.eps, NonNegative),
+            ],
+        )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
+    fn defaults(&self) -> Defaults {
+        Defaults { lr: self.lr, weight_decay: self.weight_decay, momentum: None }
     }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        None
-    }
-    fn set_momentum(&mut self, _momentum: f64) {}
 
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
+    type Coefficients<T: Real> = AdagradCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> AdagradCoefficients<T> {
         let clr = h.lr / (1.0 + (step as f64 - 1.0) * self.lr_decay);
-        [clr, h.weight_decay, self.eps, 0., 0., 0., 0., 0., 0., 0., 0., 0.]
+        AdagradCoefficients { clr: T::of(clr), weight_decay: T::of(h.weight_decay), eps: T::of(self.eps) }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [clr, wd, eps, ..] = *c;
-        let g = g + wd * *p;
+    fn apply<T: Real>(c: &AdagradCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let g = g + c.weight_decay * *p;
         s[0] = s[0] + g * g;
-        *p = *p + (-clr) * (g / (s[0].sqrt() + eps));
+        *p = *p + (-c.clr) * (g / (s[0].sqrt() + c.eps));
     }
+}
+
+/// The scalars of one Adagrad step of one parameter (see [`AdagradConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct AdagradCoefficients<T> {
+    /// The decayed learning rate `lr / (1 + (t - 1) lr_decay)`.
+    clr: T,
+    weight_decay: T,
+    eps: T,
 }

@@ -1,9 +1,10 @@
 //! Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter,
 //! 2019), step for step as PyTorch's `torch.optim.Adam` / `AdamW`.
 
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::check::{check, Range::*};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`Adam`]; [`AdamConfig::default`] is PyTorch's `Adam`,
 /// [`AdamConfig::adamw`] PyTorch's `AdamW`.
@@ -16,7 +17,8 @@ use crate::{Error, Result};
 /// v̂  = max(v̂, v) with AMSGrad, else v
 /// p  = p - lr / (1 - β1^t) * m / (sqrt(v̂) / sqrt(1 - β2^t) + ε)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdamConfig {
     /// Learning rate (default 1e-3).
     pub lr: f64,
@@ -69,77 +71,72 @@ impl UpdateRule for AdamConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok = self.lr >= 0.0
-            && (0.0..1.0).contains(&self.beta1)
-            && (0.0..1.0).contains(&self.beta2)
-            && self.eps >= 0.0
-            && self.weight_decay >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "adam",
-                detail: format!("invalid hyper-parameters {self:?} (betas in [0, 1), others non-negative)"),
-            })
-        }
+    fn validate_own(&self) -> Result<()> {
+        check(
+            Self::NAME,
+            &[("beta1", self.beta1, Fraction), ("beta2", self.beta2, Fraction), ("eps", self.eps, NonNegative)],
+        )
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        Some(self.beta1)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        self.beta1 = momentum;
+    fn defaults(&self) -> Defaults {
+        Defaults { lr: self.lr, weight_decay: self.weight_decay, momentum: Some(self.beta1) }
     }
 
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
+    type Coefficients<T: Real> = AdamCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> AdamCoefficients<T> {
         let t = step as i32;
         let beta1 = h.momentum;
         let step_size = h.lr / (1.0 - beta1.powi(t));
         let bias_correction2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
         let (l2, decay) =
             if self.decoupled_weight_decay { (0.0, 1.0 - h.lr * h.weight_decay) } else { (h.weight_decay, 1.0) };
-        [
-            l2,
-            decay,
-            1.0 - beta1,
-            self.beta2,
-            1.0 - self.beta2,
-            step_size,
-            bias_correction2_sqrt,
-            self.eps,
-            self.amsgrad as u8 as f64,
-            0.,
-            0.,
-            0.,
-        ]
+        AdamCoefficients {
+            l2: T::of(l2),
+            decay: T::of(decay),
+            one_minus_beta1: T::of(1.0 - beta1),
+            beta2: T::of(self.beta2),
+            one_minus_beta2: T::of(1.0 - self.beta2),
+            step_size: T::of(step_size),
+            bias_correction2_sqrt: T::of(bias_correction2_sqrt),
+            eps: T::of(self.eps),
+            amsgrad: self.amsgrad,
+        }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [l2, decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps, amsgrad, ..] = *c;
-        let g = g + l2 * *p;
-        let p0 = *p * decay;
-        let m = s[0] + one_minus_beta1 * (g - s[0]);
-        let v = s[1] * beta2 + g * g * one_minus_beta2;
+    fn apply<T: Real>(c: &AdamCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let g = g + c.l2 * *p;
+        let p0 = *p * c.decay;
+        let m = s[0] + c.one_minus_beta1 * (g - s[0]);
+        let v = s[1] * c.beta2 + g * g * c.one_minus_beta2;
         s[0] = m;
         s[1] = v;
-        let v_hat = if amsgrad > T::of(0.0) {
+        let v_hat = if c.amsgrad {
             s[2] = s[2].max_nan(v);
             s[2]
         } else {
             v
         };
-        let denom = v_hat.sqrt() / bc2_sqrt + eps;
-        *p = p0 + (-step_size) * (m / denom);
+        let denom = v_hat.sqrt() / c.bias_correction2_sqrt + c.eps;
+        *p = p0 + (-c.step_size) * (m / denom);
     }
+}
+
+/// The scalars of one Adam step of one parameter (see [`AdamConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamCoefficients<T> {
+    /// L2 penalty added to the gradient (0 with decoupled decay).
+    l2: T,
+    /// Factor of the decoupled decay, `1 - lr weight_decay` (1 without).
+    decay: T,
+    one_minus_beta1: T,
+    beta2: T,
+    one_minus_beta2: T,
+    /// `lr / (1 - β1^t)`.
+    step_size: T,
+    /// `sqrt(1 - β2^t)`.
+    bias_correction2_sqrt: T,
+    eps: T,
+    amsgrad: bool,
 }

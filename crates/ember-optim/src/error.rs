@@ -19,13 +19,17 @@ pub enum Error {
         /// Why.
         detail: String,
     },
-    /// A hyper-parameter is out of range.
-    #[error("{optimizer}: {detail}")]
+    /// A hyper-parameter is out of its range, or contradicts another one.
+    #[error("{optimizer}: {setting} {value} {requirement}")]
     InvalidConfig {
-        /// Optimizer or schedule name.
+        /// Optimizer or schedule name (`"adam"`, `"one-cycle"`, ...).
         optimizer: &'static str,
-        /// What is wrong.
-        detail: String,
+        /// The hyper-parameter at fault, as its config field is named (`"beta1"`).
+        setting: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be (`"must lie in [0, 1)"`).
+        requirement: &'static str,
     },
     /// Saved state lacks a buffer a parameter needs.
     #[error("optimizer state: no buffer `{buffer}` for parameter `{param}`")]

@@ -8,19 +8,15 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
-use serde_json::json;
 
-use crate::param_groups::{GroupOptions, ParamGroup};
+use crate::check::{check, Range::NonNegative};
+use crate::param_groups::ParamGroup;
 use crate::real::Real;
-use crate::{Error, Optimizer, OptimizerState, Result};
-
-/// Per-step scalars of an update rule (learning rate, bias corrections, ...), in f64.
-pub type Coefficients = [f64; 12];
+use crate::{Error, GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Result};
 
 /// Hyper-parameters in force for one parameter at one step (its group's, after overrides).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +29,29 @@ pub struct Hyper {
     pub momentum: f64,
 }
 
-/// The element-wise update of one optimizer.
+/// The hyper-parameters every rule has, as it is configured: parameter groups override them,
+/// and schedules move the learning rate and momentum from there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Momentum (Adam's β1); `None` for a rule without one, or with it off (SGD and RMSprop
+    /// with momentum 0 keep no momentum buffer for a schedule to move).
+    pub momentum: Option<f64>,
+}
+
+impl Defaults {
+    /// The defaults of a rule whose momentum 0 switches momentum off (SGD, RMSprop): no
+    /// momentum buffer, and nothing for a schedule to cycle.
+    pub fn switchable_momentum(lr: f64, weight_decay: f64, momentum: f64) -> Self {
+        Self { lr, weight_decay, momentum: (momentum != 0.0).then_some(momentum) }
+    }
+}
+
+/// The element-wise update of one optimizer. A rule says how one element moves and what its
+/// settings are; [`FusedOptimizer`] does everything else (groups, schedules, state, saving).
 pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Name stored in saved state (`"adam"`, `"sgd"`, ...).
     const NAME: &'static str;
@@ -43,22 +61,27 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn initial_state(&self) -> f64 {
         0.0
     }
-    /// Checks the hyper-parameters.
-    fn validate(&self) -> Result<()>;
-    /// Default learning rate.
-    fn lr(&self) -> f64;
-    /// Sets the default learning rate.
-    fn set_lr(&mut self, lr: f64);
-    /// Default weight decay.
-    fn weight_decay(&self) -> f64;
-    /// Default momentum / β1, for optimizers that have one.
-    fn momentum(&self) -> Option<f64>;
-    /// Sets the default momentum / β1.
-    fn set_momentum(&mut self, momentum: f64);
+    /// The learning rate, weight decay and momentum the rule is configured with.
+    fn defaults(&self) -> Defaults;
+    /// Checks the rule's own hyper-parameters; [`UpdateRule::validate`] then checks the ones
+    /// every rule has.
+    fn validate_own(&self) -> Result<()>;
+    /// Checks every hyper-parameter; the error names the first one out of range.
+    fn validate(&self) -> Result<()> {
+        self.validate_own()?;
+        let shared = self.defaults();
+        let momentum = shared.momentum.unwrap_or(0.0);
+        let settings = [("lr", shared.lr), ("weight_decay", shared.weight_decay), ("momentum", momentum)];
+        check(Self::NAME, &settings.map(|(setting, value)| (setting, value, NonNegative)))
+    }
+    /// The scalars [`UpdateRule::apply`] reads (learning rate, bias corrections, switches), one
+    /// named field each, in the parameter's float type: computed in f64 once per parameter and
+    /// step, then converted, so an update runs on ready values.
+    type Coefficients<T: Real>: Copy + Send + Sync;
     /// The scalars [`UpdateRule::apply`] needs at `step` (1-based, this parameter's count).
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients;
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> Self::Coefficients<T>;
     /// Updates one element: parameter `p`, gradient `g`, state slots `s`.
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]);
+    fn apply<T: Real>(c: &Self::Coefficients<T>, p: &mut T, g: T, s: &mut [T]);
 }
 
 /// Per-parameter state, interleaved by element.
@@ -77,21 +100,17 @@ struct Slot {
     step: u64,
 }
 
-#[derive(Debug, Clone)]
-struct Group {
-    name: String,
-    options: GroupOptions,
-    params: Vec<String>,
-}
-
 /// An optimizer made of an [`UpdateRule`] and the shared engine. Use it through its aliases
 /// ([`crate::Adam`], [`crate::Sgd`], ...).
 #[derive(Debug)]
 pub struct FusedOptimizer<R: UpdateRule> {
     rule: R,
+    /// The learning rate, weight decay and momentum in force: the rule's at construction, then
+    /// with the learning rate and momentum a schedule (or a restored state) set.
+    current: Defaults,
     /// The default learning rate at construction: group learning rates are kept as ratios to it.
     initial_lr: f64,
-    groups: Vec<Group>,
+    groups: Vec<GroupRecord>,
     slots: Vec<Slot>,
 }
 
@@ -137,16 +156,17 @@ impl<R: UpdateRule> FusedOptimizer<R> {
                 };
                 slots.push(Slot { name: name.clone(), var: var.clone(), group: gi, state, step: 0 });
             }
-            records.push(Group {
+            records.push(GroupRecord {
                 name: group.name,
                 options: group.options,
                 params: group.params.into_iter().map(|(n, _)| n).collect(),
             });
         }
-        Ok(Self { initial_lr: rule.lr(), rule, groups: records, slots })
+        let current = rule.defaults();
+        Ok(Self { initial_lr: current.lr, current, rule, groups: records, slots })
     }
 
-    /// The rule's current settings (the learning rate and momentum follow any schedule).
+    /// The rule as configured (the learning rate in force is [`Optimizer::learning_rate`]).
     pub fn config(&self) -> &R {
         &self.rule
     }
@@ -164,38 +184,24 @@ impl<R: UpdateRule> FusedOptimizer<R> {
         };
         let lr = match o.lr {
             Some(lr) if self.initial_lr == 0.0 => lr,
-            _ => self.rule.lr() * scale,
+            _ => self.current.lr * scale,
         };
         Hyper {
             lr,
-            weight_decay: o.weight_decay.unwrap_or(self.rule.weight_decay()),
-            momentum: o.momentum.or(self.rule.momentum()).unwrap_or(0.0),
+            weight_decay: o.weight_decay.unwrap_or(self.current.weight_decay),
+            momentum: o.momentum.or(self.current.momentum).unwrap_or(0.0),
         }
     }
 
-    fn meta(&self) -> serde_json::Value {
-        let groups: Vec<_> = self
-            .groups
-            .iter()
-            .map(|g| {
-                json!({
-                    "name": g.name,
-                    "lr": g.options.lr,
-                    "weight_decay": g.options.weight_decay,
-                    "momentum": g.options.momentum,
-                    "frozen": g.options.frozen,
-                    "params": g.params,
-                })
-            })
-            .collect();
-        json!({
-            "optimizer": R::NAME,
-            "lr": self.rule.lr(),
-            "initial_lr": self.initial_lr,
-            "momentum": self.rule.momentum(),
-            "slots": self.rule.slot_names(),
-            "groups": groups,
-        })
+    fn meta(&self) -> OptimizerMeta {
+        OptimizerMeta {
+            optimizer: R::NAME.into(),
+            slots: self.rule.slot_names().iter().map(|s| s.to_string()).collect(),
+            lr: self.current.lr,
+            initial_lr: self.initial_lr,
+            momentum: self.current.momentum,
+            groups: self.groups.clone(),
+        }
     }
 }
 
@@ -205,27 +211,26 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
         for i in 0..self.slots.len() {
             let Some(grad) = grads.get(&self.slots[i].var) else { continue };
             let grad = grad.contiguous()?;
-            let h = self.hyper(self.slots[i].group);
+            let hyper = self.hyper(self.slots[i].group);
             let slot = &mut self.slots[i];
             slot.step += 1;
-            let coefficients = self.rule.coefficients(&h, slot.step);
-            let op = FusedStep::<R> { coefficients, k, state: RefCell::new(&mut slot.state), rule: PhantomData };
+            let op = FusedStep { rule: &self.rule, hyper, step: slot.step, k, state: RefCell::new(&mut slot.state) };
             slot.var.as_tensor().inplace_op2(&grad, &op)?;
         }
         Ok(())
     }
 
     fn learning_rate(&self) -> f64 {
-        self.rule.lr()
+        self.current.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.rule.set_lr(lr);
+        self.current.lr = lr;
     }
 
     fn set_momentum(&mut self, momentum: f64) {
-        if self.rule.momentum().is_some() {
-            self.rule.set_momentum(momentum);
+        if self.current.momentum.is_some() {
+            self.current.momentum = Some(momentum);
             for g in &mut self.groups {
                 g.options.momentum = None;
             }
@@ -261,50 +266,19 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
 
     fn load_state(&mut self, mut state: OptimizerState) -> Result<()> {
         let meta = &state.meta;
-        if let Some(name) = meta.get("optimizer").and_then(|v| v.as_str()) {
-            if name != R::NAME {
-                return Err(Error::StateMismatch {
-                    detail: format!("state of optimizer `{name}` cannot be loaded into `{}`", R::NAME),
-                });
-            }
+        let mismatch = |detail: String| Err(Error::StateMismatch { detail });
+        if meta.optimizer != R::NAME {
+            return mismatch(format!("state of optimizer `{}` cannot be loaded into `{}`", meta.optimizer, R::NAME));
         }
-        if let Some(slots) = meta.get("slots").and_then(|v| v.as_array()) {
-            let saved: Vec<&str> = slots.iter().filter_map(|v| v.as_str()).collect();
-            if saved != self.rule.slot_names() {
-                return Err(Error::StateMismatch {
-                    detail: format!("state has slots {saved:?}, this optimizer {:?}", self.rule.slot_names()),
-                });
-            }
+        if meta.slots != self.rule.slot_names() {
+            return mismatch(format!("state has slots {:?}, this optimizer {:?}", meta.slots, self.rule.slot_names()));
         }
-        let saved_groups = meta.get("groups").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-        let mut group_options = Vec::new();
-        if !saved_groups.is_empty() {
-            if saved_groups.len() != self.groups.len() {
-                return Err(Error::StateMismatch {
-                    detail: format!(
-                        "state has {} parameter groups, this optimizer {}",
-                        saved_groups.len(),
-                        self.groups.len()
-                    ),
-                });
-            }
-            for (g, saved) in self.groups.iter().zip(&saved_groups) {
-                let params: Vec<&str> = saved["params"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                    .unwrap_or_default();
-                if params != g.params.iter().map(String::as_str).collect::<Vec<_>>() {
-                    return Err(Error::StateMismatch {
-                        detail: format!("group `{}` holds other parameters in the saved state", g.name),
-                    });
-                }
-                group_options.push(GroupOptions {
-                    lr: saved["lr"].as_f64(),
-                    weight_decay: saved["weight_decay"].as_f64(),
-                    momentum: saved["momentum"].as_f64(),
-                    frozen: saved["frozen"].as_bool().unwrap_or(g.options.frozen),
-                });
-            }
+        if meta.groups.len() != self.groups.len() {
+            let (saved, here) = (meta.groups.len(), self.groups.len());
+            return mismatch(format!("state has {saved} parameter groups, this optimizer {here}"));
+        }
+        if let Some(g) = self.groups.iter().zip(&meta.groups).find(|(g, saved)| g.params != saved.params) {
+            return mismatch(format!("group `{}` holds other parameters in the saved state", g.0.name));
         }
 
         let names = self.rule.slot_names();
@@ -351,17 +325,14 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
             s.state = st;
             s.step = step;
         }
-        for (g, o) in self.groups.iter_mut().zip(group_options) {
-            g.options = o;
+        let meta = state.meta;
+        for (g, saved) in self.groups.iter_mut().zip(meta.groups) {
+            g.options = saved.options;
         }
-        if let Some(lr) = meta.get("lr").and_then(|v| v.as_f64()) {
-            self.rule.set_lr(lr);
-        }
-        if let Some(lr) = meta.get("initial_lr").and_then(|v| v.as_f64()) {
-            self.initial_lr = lr;
-        }
-        if let Some(m) = meta.get("momentum").and_then(|v| v.as_f64()) {
-            self.rule.set_momentum(m);
+        self.current.lr = meta.lr;
+        self.initial_lr = meta.initial_lr;
+        if let (Some(m), Some(_)) = (meta.momentum, self.current.momentum) {
+            self.current.momentum = Some(m);
         }
         Ok(())
     }
@@ -369,25 +340,27 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
 
 /// One in-place update of a parameter from its gradient, reading and writing its state.
 struct FusedStep<'a, R> {
-    coefficients: Coefficients,
+    rule: &'a R,
+    /// The parameter's hyper-parameters and step count, from which the coefficients are made
+    /// in the parameter's float type.
+    hyper: Hyper,
+    step: u64,
     k: usize,
     state: RefCell<&'a mut SlotState>,
-    rule: PhantomData<R>,
 }
 
 /// Elements per parallel chunk; tensors smaller than this run on the calling thread.
 const CHUNK: usize = 1 << 15;
 
-fn run<R: UpdateRule, T: Real>(c: &Coefficients, k: usize, p: &mut [T], g: &[T], s: &mut [T]) {
-    let c: [T; 12] = c.map(T::of);
+fn run<R: UpdateRule, T: Real>(c: &R::Coefficients<T>, k: usize, p: &mut [T], g: &[T], s: &mut [T]) {
     let serial = |p: &mut [T], g: &[T], s: &mut [T]| {
         if k == 0 {
             for (p, &g) in p.iter_mut().zip(g) {
-                R::apply(&c, p, g, &mut []);
+                R::apply(c, p, g, &mut []);
             }
         } else {
             for ((p, &g), s) in p.iter_mut().zip(g).zip(s.chunks_exact_mut(k)) {
-                R::apply(&c, p, g, s);
+                R::apply(c, p, g, s);
             }
         }
     };
@@ -418,10 +391,12 @@ impl<R: UpdateRule> InplaceOp2 for FusedStep<'_, R> {
         let mut state = self.state.borrow_mut();
         match (s1, s2, &mut **state) {
             (CpuStorage::F32(p), CpuStorage::F32(g), SlotState::F32(s)) => {
-                run::<R, f32>(&self.coefficients, self.k, &mut p[p0..p1], &g[g0..g1], s)
+                let c = self.rule.coefficients::<f32>(&self.hyper, self.step);
+                run::<R, f32>(&c, self.k, &mut p[p0..p1], &g[g0..g1], s)
             }
             (CpuStorage::F64(p), CpuStorage::F64(g), SlotState::F64(s)) => {
-                run::<R, f64>(&self.coefficients, self.k, &mut p[p0..p1], &g[g0..g1], s)
+                let c = self.rule.coefficients::<f64>(&self.hyper, self.step);
+                run::<R, f64>(&c, self.k, &mut p[p0..p1], &g[g0..g1], s)
             }
             _ => candle_core::bail!("fused optimizer step: parameter, gradient and state dtypes differ"),
         }

@@ -6,7 +6,9 @@
 //! momentum; frozen groups untouched and stateless), updates each parameter in one fused,
 //! in-place, allocation-free pass, and saves its state as named tensors ([`OptimizerState`],
 //! safetensors + JSON) so training resumes bit for bit. Schedules ([`schedule`]) reproduce
-//! `torch.optim.lr_scheduler`.
+//! `torch.optim.lr_scheduler`. A run names its rule and schedule with [`OptimizerConfig`] and
+//! [`ScheduleConfig`]: serde values (a TOML file, a saved run, flags) that validate themselves
+//! and build the optimizer and schedule, with ember's recipe defaults.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -28,7 +30,9 @@
 mod accumulate;
 mod adagrad;
 mod adam;
+mod check;
 mod clip;
+mod config;
 mod error;
 mod fused;
 mod optimizer;
@@ -42,9 +46,10 @@ pub use accumulate::GradAccumulator;
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use clip::{clip_grad_norm, clip_grad_value};
+pub use config::{CosineConfig, OneCycleConfig, OptimizerConfig, OptimizerKind, ScheduleConfig, StepConfig};
 pub use error::{Error, Result};
-pub use fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
-pub use optimizer::{Optimizer, OptimizerState, Schedule};
+pub use fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+pub use optimizer::{GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 pub use param_groups::{glob_match, GroupOptions, ParamGroup, ParamGroups};
 pub use real::Real;
 pub use rmsprop::{RmsProp, RmsPropConfig};

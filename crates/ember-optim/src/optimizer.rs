@@ -5,12 +5,13 @@ use std::path::Path;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, GroupOptions, Result};
 
 /// Everything an optimizer needs to continue exactly where it stopped: per-parameter buffers
 /// keyed `"{param}.{slot}"` (e.g. `"fc1.weight.exp_avg"`, `"fc1.weight.step"`), the number of
-/// steps taken, and a JSON description of the optimizer and its groups.
+/// steps taken, and what the optimizer and its groups were ([`OptimizerMeta`]).
 #[derive(Debug, Clone, Default)]
 pub struct OptimizerState {
     /// Named buffers.
@@ -18,7 +19,45 @@ pub struct OptimizerState {
     /// Largest step count over the parameters.
     pub step: u64,
     /// Optimizer name, hyper-parameters and group settings.
-    pub meta: serde_json::Value,
+    pub meta: OptimizerMeta,
+}
+
+/// What a saved optimizer state says besides its buffers; restoring checks it against the
+/// optimizer it is loaded into, so a state never lands in another rule or grouping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerMeta {
+    /// The rule's name (`"adam"`, `"sgd"`, ...).
+    pub optimizer: String,
+    /// Names of the per-element state slots, in storage order.
+    pub slots: Vec<String>,
+    /// The learning rate in force (a schedule's latest).
+    pub lr: f64,
+    /// The learning rate at construction; group rates are kept as ratios to it.
+    pub initial_lr: f64,
+    /// The momentum (β1 for Adam) in force, for rules that have one.
+    pub momentum: Option<f64>,
+    /// The parameter groups, in order.
+    pub groups: Vec<GroupRecord>,
+}
+
+/// One parameter group as an optimizer keeps and saves it: its name, what it overrides and the
+/// names of its parameters, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// The group's name.
+    pub name: String,
+    /// What the group overrides.
+    #[serde(flatten)]
+    pub options: GroupOptions,
+    /// Its parameters' names.
+    pub params: Vec<String>,
+}
+
+/// The JSON file [`OptimizerState::save`] writes beside the buffers.
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    step: u64,
+    meta: OptimizerMeta,
 }
 
 impl OptimizerState {
@@ -27,8 +66,8 @@ impl OptimizerState {
     /// the directory), so a crash leaves the previous state intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let json_path = path.with_extension("json");
-        let meta = serde_json::json!({ "step": self.step, "meta": self.meta });
-        let text = serde_json::to_string_pretty(&meta).map_err(|e| file_err(&json_path, e))?;
+        let file = StateFile { step: self.step, meta: self.meta.clone() };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| file_err(&json_path, e))?;
         let buffers: std::collections::HashMap<String, Tensor> = self.buffers.clone().into_iter().collect();
         ember_io::write_atomically(path, |tmp| {
             candle_core::safetensors::save(&buffers, tmp).map_err(|e| file_err(tmp, e))
@@ -40,10 +79,9 @@ impl OptimizerState {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let json_path = path.with_extension("json");
         let text = std::fs::read_to_string(&json_path).map_err(|e| file_err(&json_path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&json_path, e))?;
-        let step = value["step"].as_u64().ok_or_else(|| file_err(&json_path, "no integer `step`"))?;
+        let file: StateFile = serde_json::from_str(&text).map_err(|e| file_err(&json_path, e))?;
         let buffers = candle_core::safetensors::load(path, device).map_err(|e| file_err(path, e))?;
-        Ok(Self { buffers: buffers.into_iter().collect(), step, meta: value["meta"].clone() })
+        Ok(Self { buffers: buffers.into_iter().collect(), step: file.step, meta: file.meta })
     }
 }
 

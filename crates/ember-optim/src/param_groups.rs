@@ -3,7 +3,7 @@
 use candle_core::Var;
 
 /// Settings a group overrides; `None` keeps the optimizer's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupOptions {
     /// Learning rate of the group (scaled along with the optimizer's by schedules).
     pub lr: Option<f64>,

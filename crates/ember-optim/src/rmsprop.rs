@@ -1,9 +1,10 @@
 //! RMSprop (Hinton, 2012), with the centred variant (Graves, 2013) and momentum, as PyTorch's
 //! `torch.optim.RMSprop`.
 
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::check::{check, Range::*};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters of [`RmsProp`]; defaults are PyTorch's.
 ///
@@ -15,7 +16,8 @@ use crate::{Error, Result};
 /// b  = momentum b + g / a;  p = p - lr b               (momentum > 0)
 /// p  = p - lr g / a                                    (otherwise)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
@@ -52,77 +54,65 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok =
-            self.lr >= 0.0 && self.alpha >= 0.0 && self.eps >= 0.0 && self.weight_decay >= 0.0 && self.momentum >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                optimizer: "rmsprop",
-                detail: format!("hyper-parameters must be non-negative: {self:?}"),
-            })
-        }
+    fn validate_own(&self) -> Result<()> {
+        check(Self::NAME, &[("alpha", self.alpha, NonNegative), ("eps", self.eps, NonNegative)])
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        (self.momentum != 0.0).then_some(self.momentum)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        if self.momentum != 0.0 {
-            self.momentum = momentum;
-        }
+    fn defaults(&self) -> Defaults {
+        Defaults::switchable_momentum(self.lr, self.weight_decay, self.momentum)
     }
 
-    fn coefficients(&self, h: &Hyper, _step: u64) -> Coefficients {
+    type Coefficients<T: Real> = RmsPropCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, _step: u64) -> RmsPropCoefficients<T> {
         let has_momentum = self.momentum != 0.0;
-        let grad_avg_slot = if has_momentum { 2.0 } else { 1.0 };
-        [
-            h.lr,
-            h.weight_decay,
-            self.alpha,
-            1.0 - self.alpha,
-            self.eps,
-            h.momentum,
-            has_momentum as u8 as f64,
-            self.centered as u8 as f64,
-            grad_avg_slot,
-            0.,
-            0.,
-            0.,
-        ]
+        RmsPropCoefficients {
+            lr: T::of(h.lr),
+            weight_decay: T::of(h.weight_decay),
+            alpha: T::of(self.alpha),
+            one_minus_alpha: T::of(1.0 - self.alpha),
+            eps: T::of(self.eps),
+            momentum: T::of(h.momentum),
+            has_momentum,
+            centered: self.centered,
+            grad_avg: if has_momentum { 2 } else { 1 },
+        }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [lr, wd, alpha, one_minus_alpha, eps, momentum, has_momentum, centered, grad_avg_slot, ..] = *c;
-        let zero = T::of(0.0);
-        let g = g + wd * *p;
-        let sq = s[0] * alpha + g * g * one_minus_alpha;
+    fn apply<T: Real>(c: &RmsPropCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let g = g + c.weight_decay * *p;
+        let sq = s[0] * c.alpha + g * g * c.one_minus_alpha;
         s[0] = sq;
-        let avg = if centered > zero {
-            let i = if grad_avg_slot > T::of(1.5) { 2 } else { 1 };
-            let ga = s[i] + one_minus_alpha * (g - s[i]);
+        let avg = if c.centered {
+            let i = c.grad_avg;
+            let ga = s[i] + c.one_minus_alpha * (g - s[i]);
             s[i] = ga;
-            (sq + (-(ga * ga))).sqrt() + eps
+            (sq + (-(ga * ga))).sqrt() + c.eps
         } else {
-            sq.sqrt() + eps
+            sq.sqrt() + c.eps
         };
-        if has_momentum > zero {
-            let b = s[1] * momentum + g / avg;
+        if c.has_momentum {
+            let b = s[1] * c.momentum + g / avg;
             s[1] = b;
-            *p = *p + (-lr) * b;
+            *p = *p + (-c.lr) * b;
         } else {
-            *p = *p + (-lr) * (g / avg);
+            *p = *p + (-c.lr) * (g / avg);
         }
     }
+}
+
+/// The scalars of one RMSprop step of one parameter (see [`RmsPropConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct RmsPropCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    alpha: T,
+    one_minus_alpha: T,
+    eps: T,
+    momentum: T,
+    has_momentum: bool,
+    centered: bool,
+    /// The slot of the gradient average (after the momentum buffer, when there is one).
+    grad_avg: usize,
 }

@@ -2,7 +2,7 @@
 //! `torch.optim.SGD`. Batch, mini-batch and online gradient descent are the same rule; only the
 //! data fed to each step differs.
 
-use crate::fused::{Coefficients, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
 
@@ -16,7 +16,8 @@ use crate::{Error, Result};
 /// d = d + momentum * b  (Nesterov)   or   d = b   (momentum > 0)
 /// p = p - lr * d
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SgdConfig {
     /// Learning rate.
     pub lr: f64,
@@ -50,67 +51,61 @@ impl UpdateRule for SgdConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        let bad = |detail: String| Err(Error::InvalidConfig { optimizer: "sgd", detail });
-        let non_negative = [self.lr, self.momentum, self.weight_decay].iter().all(|v| *v >= 0.0);
-        if !non_negative {
-            return bad(format!(
-                "lr {}, momentum {} and weight decay {} must be non-negative",
-                self.lr, self.momentum, self.weight_decay
-            ));
+    fn validate_own(&self) -> Result<()> {
+        // Nesterov's look-ahead is taken along an undamped momentum buffer (PyTorch's rule).
+        let nesterov = |setting, value, requirement| {
+            Err(Error::InvalidConfig { optimizer: Self::NAME, setting, value, requirement })
+        };
+        if self.nesterov && self.momentum <= 0.0 {
+            return nesterov("momentum", self.momentum, "must be above 0 for Nesterov momentum");
         }
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return bad("Nesterov momentum needs momentum > 0 and zero dampening".into());
+        if self.nesterov && self.dampening != 0.0 {
+            return nesterov("dampening", self.dampening, "must be 0 for Nesterov momentum");
         }
         Ok(())
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.weight_decay
-    }
-    fn momentum(&self) -> Option<f64> {
-        (self.momentum != 0.0).then_some(self.momentum)
-    }
-    fn set_momentum(&mut self, momentum: f64) {
-        if self.momentum != 0.0 {
-            self.momentum = momentum;
-        }
+    fn defaults(&self) -> Defaults {
+        Defaults::switchable_momentum(self.lr, self.weight_decay, self.momentum)
     }
 
-    fn coefficients(&self, h: &Hyper, step: u64) -> Coefficients {
-        let has_momentum = self.momentum != 0.0;
+    type Coefficients<T: Real> = SgdCoefficients<T>;
+
+    fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> SgdCoefficients<T> {
         let (keep, add) = if step == 1 { (0.0, 1.0) } else { (h.momentum, 1.0 - self.dampening) };
-        [
-            h.lr,
-            h.weight_decay,
-            keep,
-            add,
-            h.momentum,
-            self.nesterov as u8 as f64,
-            has_momentum as u8 as f64,
-            0.,
-            0.,
-            0.,
-            0.,
-            0.,
-        ]
+        SgdCoefficients {
+            lr: T::of(h.lr),
+            weight_decay: T::of(h.weight_decay),
+            keep: T::of(keep),
+            add: T::of(add),
+            momentum: T::of(h.momentum),
+            nesterov: self.nesterov,
+            has_momentum: self.momentum != 0.0,
+        }
     }
 
     #[inline(always)]
-    fn apply<T: Real>(c: &[T; 12], p: &mut T, g: T, s: &mut [T]) {
-        let [lr, wd, keep, add, momentum, nesterov, has_momentum, ..] = *c;
-        let mut d = g + wd * *p;
-        if has_momentum > T::of(0.0) {
-            let b = keep * s[0] + add * d;
+    fn apply<T: Real>(c: &SgdCoefficients<T>, p: &mut T, g: T, s: &mut [T]) {
+        let mut d = g + c.weight_decay * *p;
+        if c.has_momentum {
+            let b = c.keep * s[0] + c.add * d;
             s[0] = b;
-            d = if nesterov > T::of(0.0) { d + momentum * b } else { b };
+            d = if c.nesterov { d + c.momentum * b } else { b };
         }
-        *p = *p - lr * d;
+        *p = *p - c.lr * d;
     }
+}
+
+/// The scalars of one SGD step of one parameter (see [`SgdConfig`]'s update).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdCoefficients<T> {
+    lr: T,
+    weight_decay: T,
+    /// Share of the old momentum buffer kept (0 on the first step, which starts the buffer).
+    keep: T,
+    /// Share of the gradient added to the buffer (`1 - dampening`; 1 on the first step).
+    add: T,
+    momentum: T,
+    nesterov: bool,
+    has_momentum: bool,
 }

@@ -9,7 +9,7 @@ use candle_nn::ModuleT;
 use ember_data::DataLoader;
 use ember_layers::loss::cross_entropy;
 use ember_layers::ParamStore;
-use ember_optim::{clip_grad_norm, Optimizer, OptimizerState, Schedule};
+use ember_optim::{clip_grad_norm, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::callback::{Callback, CallbackContext, Control, StepReport};
@@ -209,7 +209,7 @@ struct TrainerState {
     history: Vec<EpochReport>,
     callbacks: BTreeMap<String, serde_json::Value>,
     optimizer_step: u64,
-    optimizer_meta: serde_json::Value,
+    optimizer_meta: OptimizerMeta,
 }
 
 impl<'a> Learner<'a> {

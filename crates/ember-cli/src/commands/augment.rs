@@ -14,8 +14,8 @@ const GAP_GREY: u8 = 96;
 
 pub fn run(args: &AugmentArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::parse(&args.ops)?;
-    let dataset: KnownDataset = args.dataset.parse()?;
-    let data = crate::data::load_split(dataset, args.data_dir.as_deref(), Split::Train)?;
+    let dataset: KnownDataset = args.data.dataset.parse()?;
+    let data = crate::data::load_split(dataset, args.data.data_dir.as_deref(), Split::Train)?;
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
     anyhow::ensure!((1..=100).contains(&args.rows), "--rows must be between 1 and 100, got {}", args.rows);
     anyhow::ensure!(args.count <= data.len(), "--count {} exceeds the {} training images", args.count, data.len());

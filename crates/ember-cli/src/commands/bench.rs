@@ -19,13 +19,8 @@ fn batches(
     count: usize,
 ) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
     let b = args.batch_size;
-    if args.dataset.is_some() || args.data_dir.is_some() {
-        let data = crate::data::open(
-            args.dataset.as_deref(),
-            args.data_dir.as_deref(),
-            ember_data::ColorMode::for_channels(input.0),
-            false,
-        )?;
+    if args.data.given() {
+        let data = args.data.open(ember_data::ColorMode::for_channels(input.0), false)?;
         let info = ember_zoo::info(&args.model)?;
         let plan = crate::data::InputPlan::new(&data, input.0, input.1, info.preprocessing)?;
         let loader = plan.eval_loader(data.train.clone(), b, crate::data::workers())?.with_drop_last(true);
@@ -64,13 +59,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.model
     );
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
-    let (input, classes) = if args.dataset.is_some() || args.data_dir.is_some() {
-        let data = crate::data::open(
-            args.dataset.as_deref(),
-            args.data_dir.as_deref(),
-            ember_data::ColorMode::for_channels(info.input.0),
-            false,
-        )?;
+    let (input, classes) = if args.data.given() {
+        let data = args.data.open(ember_data::ColorMode::for_channels(info.input.0), false)?;
         // Fixed-size data at its own size and colour; folders at the model's input.
         let input = crate::data::fixed_input(&data)?.unwrap_or(info.input);
         (input, data.classes())
@@ -93,7 +83,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.batch_size,
         args.warmup,
         args.batches,
-        args.dataset.as_deref().or(args.data_dir.as_deref().and_then(|d| d.to_str())).unwrap_or("random images")
+        args.data.name().unwrap_or("random images")
     );
     let train = training_images_per_s(&data, &cfg, |x, y| -> candle_core::Result<()> {
         let loss = loss::cross_entropy(&model.forward_t(x, true)?, y)?;
@@ -103,12 +93,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let infer = inference_images_per_s(&images, &cfg, |x| model.forward_t(x, false))?;
     println!("train {train:>10.1} images/s");
     println!("infer {infer:>10.1} images/s");
-    if args.json {
+    if args.report.json {
         println!(
             "{}",
             json!({
                 "model": args.model, "batch_size": args.batch_size, "threads": threads,
-                "input": [input.0, input.1, input.2], "data": args.dataset.as_deref().or(args.data_dir.as_deref().and_then(|d| d.to_str())).unwrap_or("random"),
+                "input": [input.0, input.1, input.2], "data": args.data.name().unwrap_or("random"),
                 "train_images_per_s": train, "infer_images_per_s": infer,
             })
         );

@@ -6,11 +6,11 @@ use crate::args::{ConvertArgs, InspectArgs};
 
 pub fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
     // Parsed before anything is read, so a bad rule fails fast.
-    let rules = ember_finetune::parse_rules(&args.rename)?;
+    let rules = ember_finetune::parse_rules(&args.rename.rename)?;
     let n = ember_finetune::convert_to_safetensors_with(&args.input, &args.output, &rules)?;
     let renamed = if rules.is_empty() { String::new() } else { format!(" ({} renaming rules)", rules.len()) };
     println!("{}: {n} tensors written to {}{renamed}", args.input.display(), args.output.display());
-    if args.json {
+    if args.report.json {
         println!("{}", json!({"input": args.input, "output": args.output, "tensors": n, "rules": rules.len()}));
     }
     Ok(())
@@ -32,7 +32,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let params: usize = tensors.iter().filter(|t| !is_buffer(&t.name)).map(|t| t.shape.iter().product::<usize>()).sum();
     let buffers: usize = tensors.iter().filter(|t| is_buffer(&t.name)).map(|t| t.shape.iter().product::<usize>()).sum();
     println!("parameters: {params}  (buffers: {buffers} values)");
-    if args.json {
+    if args.report.json {
         let list: Vec<_> =
             tensors.iter().map(|t| json!({"name": t.name, "dtype": t.dtype.as_str(), "shape": t.shape})).collect();
         println!(

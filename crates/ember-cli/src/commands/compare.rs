@@ -111,7 +111,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         ember_train::plots::write_png(out, &ember_train::plots::png_bytes(rgb, w, h)?)?;
         println!("plot of {metric} per epoch in {}", out.display());
     }
-    if args.json {
+    if args.report.json {
         println!("{}", json!({ "metric": metric, "runs": rows, "plot": args.out }));
     }
     Ok(())

@@ -35,13 +35,8 @@ pub fn run(args: &ContinualArgs) -> anyhow::Result<()> {
         workers: crate::data::workers(),
     };
     cfg.validate()?;
-    let mut data = crate::data::open(args.dataset.as_deref(), args.data_dir.as_deref(), ColorMode::Gray, false)?;
-    if let Some(n) = args.train_limit {
-        data.limit_train(n)?;
-    }
-    if let Some(n) = args.test_limit {
-        data.limit_test(n)?;
-    }
+    let mut data = args.data.open(ColorMode::Gray, false)?;
+    args.limits.apply(&mut data)?;
     let test = data.test.clone().context("the data has no test split")?;
     let classes = data.class_names.len();
     // The error names the spec (`tasks `0-4,4-9`: ...`).
@@ -89,7 +84,7 @@ pub fn run(args: &ContinualArgs) -> anyhow::Result<()> {
         report.accuracy.average_accuracy() * 100.0,
         forgetting.map_or("- (one task)".to_string(), |f| format!("{:.2} points", f * 100.0))
     );
-    if args.json {
+    if args.report.json {
         println!(
             "{}",
             json!({

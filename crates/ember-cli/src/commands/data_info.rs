@@ -16,7 +16,7 @@ fn class_counts(set: &dyn Dataset, classes: usize) -> anyhow::Result<Vec<usize>>
 }
 
 pub fn run(args: &DataInfoArgs) -> anyhow::Result<()> {
-    let data = crate::data::open(args.dataset.as_deref(), args.data_dir.as_deref(), ColorMode::Rgb, false)?;
+    let data = args.data.open(ColorMode::Rgb, false)?;
     let names = &data.class_names;
     let shape = crate::data::fixed_input(&data)?;
     let mut splits = Vec::new();
@@ -44,7 +44,7 @@ pub fn run(args: &DataInfoArgs) -> anyhow::Result<()> {
         print!(" {n:>8}");
     }
     println!();
-    if args.json {
+    if args.report.json {
         let out = json!({
             "dataset": data.kind.name(),
             "classes": names,

@@ -45,7 +45,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     checkpoint::load(&store, &args.checkpoint)?;
 
     // The data: flags, else the run's.
-    let (dataset, data_dir) = match (&args.dataset, &args.data_dir) {
+    let (dataset, data_dir) = match (&args.data.dataset, &args.data.data_dir) {
         (None, None) => match &info {
             Some(i) => (Some(i.dataset.clone()).filter(|d| !d.is_empty()), i.data_dir.clone()),
             None => (None, None),
@@ -107,7 +107,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if !data.skipped.is_empty() {
         println!("skipped {} images that cannot be decoded", data.skipped.len());
     }
-    if args.json {
+    if args.report.json {
         let per_class: Vec<_> = (0..m.classes())
             .map(|c| json!({"class": c, "name": names.get(c), "precision": m.precision(c), "recall": m.recall(c), "f1": m.f1(c), "support": m.support(c)}))
             .collect();

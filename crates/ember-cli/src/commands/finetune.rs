@@ -46,7 +46,7 @@ fn settings(given: &FineTuneArgs) -> anyhow::Result<FineTuneArgs> {
         .with_context(|| format!("{}: not a valid fine-tune configuration", path.display()))?;
     saved.out = dir.clone();
     saved.resume = Some(dir.clone());
-    saved.json = given.json;
+    saved.report = given.report;
     Ok(saved)
 }
 
@@ -79,11 +79,11 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
     let channels = args.in_chans.unwrap_or(info.input.0);
     let side = args.size.map_or(info.input.1, |s| s as usize);
     // Without a data directory, the few-shot Fashion-MNIST experiment of wave 1.
-    let by_name = args.data_dir.is_none();
-    let dataset = args.dataset.clone().or_else(|| by_name.then(|| "fashion-mnist".to_string()));
+    let by_name = args.data.data_dir.is_none();
+    let dataset = args.data.dataset.clone().or_else(|| by_name.then(|| "fashion-mnist".to_string()));
     let mut data = crate::data::open(
         dataset.as_deref(),
-        args.data_dir.as_deref(),
+        args.data.data_dir.as_deref(),
         ColorMode::for_channels(channels),
         args.skip_bad_images,
     )?;
@@ -108,7 +108,7 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
     let mut model = match (&args.weights, args.mode) {
         (_, FineTuneMode::Scratch) => FineTuneModel::scratch(&args.model, &options, args.seed)?,
         (Some(w), _) => {
-            let rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename)?;
+            let rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename.rename)?;
             FineTuneModel::pretrained(&args.model, &options, w, &rules, args.seed)?
         }
         (None, _) => anyhow::bail!("--weights is needed for --mode {:?} (only scratch trains without)", args.mode),
@@ -328,7 +328,7 @@ fn finish(
         "model": args.model,
         "weights": args.weights,
         "dataset": data.kind.name(),
-        "data_dir": args.data_dir,
+        "data_dir": args.data.data_dir,
         "input": [plan.input.0, plan.input.1, plan.input.2],
         "classes": data.classes(),
         "class_names": data.class_names,
@@ -351,7 +351,7 @@ fn finish(
     checkpoint::write_atomically(&path, |tmp| {
         std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
     })?;
-    if args.json {
+    if args.report.json {
         println!(
             "{}",
             json!({

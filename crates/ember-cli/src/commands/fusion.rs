@@ -15,7 +15,7 @@ use ember_train::{checkpoint, FitOptions, Learner};
 use ember_zoo::{ModelCard, ModelOptions};
 use serde_json::json;
 
-use crate::args::{CombineArg, DistillArgs, EnsembleArgs};
+use crate::args::{CombineArg, DataArgs, DistillArgs, EnsembleArgs};
 use crate::data::InputPlan;
 use crate::run_info::RunInfo;
 
@@ -62,14 +62,10 @@ fn common_card(paths: &[std::path::PathBuf], cards: &[ModelCard]) -> anyhow::Res
     Ok(first.clone())
 }
 
-/// The test split of the data named by `dataset`/`data_dir`, read as `card` describes.
-fn test_loader(
-    dataset: Option<&str>,
-    data_dir: Option<&Path>,
-    limit: Option<usize>,
-    card: &ModelCard,
-) -> anyhow::Result<(DataLoader, Vec<String>)> {
-    let mut data = crate::data::open_for_test(dataset, data_dir, ColorMode::for_channels(card.input.0), false)?;
+/// The test split of `data`, read as `card` describes.
+fn test_loader(data: &DataArgs, limit: Option<usize>, card: &ModelCard) -> anyhow::Result<(DataLoader, Vec<String>)> {
+    let color = ColorMode::for_channels(card.input.0);
+    let mut data = crate::data::open_for_test(data.dataset.as_deref(), data.data_dir.as_deref(), color, false)?;
     if let Some(n) = limit {
         data.limit_test(n)?;
     }
@@ -100,7 +96,7 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
         .unzip();
     let card = common_card(&args.checkpoints, &cards)?;
     let ensemble = Ensemble::new(members, combine_from(args.combine, &args.weights)?)?;
-    let (test, _) = test_loader(args.dataset.as_deref(), args.data_dir.as_deref(), args.test_limit, &card)?;
+    let (test, _) = test_loader(&args.data, args.test_limit, &card)?;
     let classes = card.classes();
     let report = evaluate_ensemble(&ensemble, &test, classes)?;
     for (path, m) in args.checkpoints.iter().zip(&report.members) {
@@ -115,7 +111,7 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
         report.ensemble.total(),
         report.best_member_accuracy() * 100.0
     );
-    if args.json {
+    if args.report.json {
         let members: Vec<_> = args
             .checkpoints
             .iter()
@@ -144,16 +140,11 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
         .unzip();
     let card = common_card(&args.teachers, &cards)?;
     let teacher = Ensemble::new(members, Combine::Mean)?;
-    let mut data = crate::data::open(
-        args.dataset.as_deref(),
-        args.data_dir.as_deref(),
-        ColorMode::for_channels(card.input.0),
-        false,
-    )?;
-    if let Some(n) = args.train_limit {
+    let mut data = args.data.open(ColorMode::for_channels(card.input.0), false)?;
+    if let Some(n) = args.limits.train_limit {
         data.limit_train(n)?;
     }
-    let (test, _) = test_loader(args.dataset.as_deref(), args.data_dir.as_deref(), args.test_limit, &card)?;
+    let (test, _) = test_loader(&args.data, args.limits.test_limit, &card)?;
     let classes = card.classes();
     let plan = InputPlan::new(&data, card.input.0, card.input.1, card.preprocessing)?;
     let n_train = data.train.len();
@@ -197,7 +188,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
         eval.confusion.total(),
         path.display()
     );
-    if args.json {
+    if args.report.json {
         println!(
             "{}",
             json!({"student": args.student, "teachers": args.teachers, "temperature": cfg.temperature, "alpha": cfg.alpha,

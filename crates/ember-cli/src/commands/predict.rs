@@ -86,7 +86,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     };
     let probe = FineTuneModel::scratch(&model_name, &options, 0)?;
     let head_bias = format!("{}.bias", probe.head.head);
-    let rename_rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename)?;
+    let rename_rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename.rename)?;
     if let Some((_, bias)) = tensors.iter().find(|(n, _)| ember_finetune::rename(&rename_rules, n) == head_bias) {
         options.classes = bias
             .dims1()
@@ -136,7 +136,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         }
         results.push(json!({"image": image, "top": list}));
     }
-    if args.json {
+    if args.report.json {
         println!("{}", json!({"model": model_name, "weights": args.weights, "predictions": results}));
     }
     Ok(())

@@ -6,10 +6,6 @@ use anyhow::Context;
 use candle_core::{DType, Device};
 use ember_data::ColorMode;
 use ember_layers::ParamStore;
-use ember_optim::schedule::{CosineAnnealing, StepDecay};
-use ember_optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, OneCycle, Optimizer, RmsProp, RmsPropConfig, Schedule, Sgd, SgdConfig,
-};
 use ember_train::callback::OnEpoch;
 use ember_train::{
     checkpoint, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger,
@@ -18,49 +14,11 @@ use ember_train::{
 use ember_zoo::ModelCard;
 use serde_json::json;
 
-use crate::args::{OptimizerArg, ScheduleArg, TrainArgs};
+use crate::args::TrainArgs;
 use crate::data::InputPlan;
 use crate::progress::EpochProgress;
 use crate::run_info::{RunInfo, SplitsInfo};
 use crate::train_config::TrainConfig;
-
-fn optimizer(config: &TrainConfig, store: &ParamStore) -> anyhow::Result<Box<dyn Optimizer>> {
-    let (lr, wd, params) = (config.lr, config.weight_decay, store.vars());
-    Ok(match config.optimizer {
-        OptimizerArg::Adam => {
-            Box::new(Adam::new(params, AdamConfig { lr, weight_decay: wd, ..AdamConfig::default() })?)
-        }
-        OptimizerArg::Adamw => Box::new(Adam::new(params, AdamConfig { lr, weight_decay: wd, ..AdamConfig::adamw() })?),
-        OptimizerArg::Sgd => Box::new(Sgd::new(
-            params,
-            SgdConfig {
-                lr,
-                momentum: config.momentum.unwrap_or(0.9),
-                // Nesterov needs momentum; --momentum 0 alone means plain gradient descent.
-                nesterov: config.nesterov.unwrap_or(true) && config.momentum.unwrap_or(0.9) > 0.0,
-                weight_decay: wd,
-                ..SgdConfig::default()
-            },
-        )?),
-        OptimizerArg::Rmsprop => {
-            Box::new(RmsProp::new(params, RmsPropConfig { lr, weight_decay: wd, ..RmsPropConfig::default() })?)
-        }
-        OptimizerArg::Adagrad => {
-            Box::new(Adagrad::new(params, AdagradConfig { lr, weight_decay: wd, ..AdagradConfig::default() })?)
-        }
-    })
-}
-
-fn schedule(config: &TrainConfig, total_steps: usize) -> Option<Box<dyn Schedule>> {
-    match config.scheduler {
-        ScheduleArg::OneCycle => Some(Box::new(OneCycle::new(config.lr, total_steps))),
-        ScheduleArg::Cosine => Some(Box::new(CosineAnnealing { base_lr: config.lr, t_max: total_steps, eta_min: 0.0 })),
-        ScheduleArg::Step => {
-            Some(Box::new(StepDecay { base_lr: config.lr, step_size: total_steps.div_ceil(3).max(1), gamma: 0.5 }))
-        }
-        ScheduleArg::Constant => None,
-    }
-}
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -112,8 +70,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ..ember_zoo::ModelOptions::new(input, classes)
     };
     let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))?;
-    let mut optimizer = optimizer(&config, &store)?;
-    let schedule = schedule(&config, config.epochs * train_loader.num_batches());
+    let mut optimizer = config.optimizer.build(store.vars())?;
+    let schedule = config.schedule.build(config.optimizer.lr(), config.epochs * train_loader.num_batches())?;
     let card = ModelCard {
         model: config.model.clone(),
         input,
@@ -163,7 +121,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             );
         }
         println!(
-            "training {} ({}x{}x{} input, {} classes, {} parameters) on {} data, {} epochs, batch {}, {:?} lr {} ({:?}), seed {}",
+            "training {} ({}x{}x{} input, {} classes, {} parameters) on {} data, {} epochs, batch {}, {:?} lr {} ({}), seed {}",
             config.model,
             input.0,
             input.1,
@@ -173,9 +131,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             data.kind,
             config.epochs,
             config.batch_size,
-            config.optimizer,
-            config.lr,
-            config.scheduler,
+            config.optimizer.kind(),
+            config.optimizer.lr(),
+            config.schedule.name(),
             config.seed
         );
         print_splits(&data);
@@ -241,7 +199,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             weights.display()
         ),
     }
-    if args.json {
+    if args.report.json {
         let epochs: Vec<_> = history
             .iter()
             .map(|r| json!({"epoch": r.epoch, "train_loss": r.train_loss, "train_accuracy": r.train_accuracy, "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "learning_rate": r.learning_rate, "seconds": r.seconds}))

@@ -61,8 +61,8 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
     anyhow::ensure!(args.lr > 0.0 && args.lr.is_finite(), "--lr must be a positive number, got {}", args.lr);
     anyhow::ensure!(args.beta >= 0.0 && args.beta.is_finite(), "--beta must be non-negative, got {}", args.beta);
-    let dataset: KnownDataset = args.dataset.parse()?;
-    let data_dir = args.data_dir.as_deref();
+    let dataset: KnownDataset = args.data.dataset.parse()?;
+    let data_dir = args.data.data_dir.as_deref();
     let mut train_set = crate::data::load_split(dataset, data_dir, Split::Train)?;
     if let Some(limit) = args.train_limit {
         let n = limit.min(train_set.len());
@@ -131,7 +131,7 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
         ember_version: env!("CARGO_PKG_VERSION").to_string(),
         model: args.model.clone(),
         dataset: dataset.to_string(),
-        data_dir: args.data_dir.clone(),
+        data_dir: args.data.data_dir.clone(),
         input: [input.0, input.1, input.2],
         latent: args.latent,
         beta: args.beta,
@@ -159,7 +159,7 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
         weights.display(),
         args.out.display()
     );
-    if args.json {
+    if args.report.json {
         println!(
             "{}",
             json!({"test_neg_elbo": recon + kl, "test_recon": recon, "test_kl": kl, "checkpoint": weights, "seconds": seconds, "epochs": history})

@@ -35,7 +35,7 @@ pub fn list(args: &ZooListArgs) -> anyhow::Result<()> {
     {
         println!("pretrained weights with these parameter names (not bundled):\n{notes}");
     }
-    if args.json {
+    if args.report.json {
         println!("{}", json!({ "models": rows }));
     }
     Ok(())
@@ -72,7 +72,7 @@ pub fn show(args: &ZooShowArgs) -> anyhow::Result<()> {
     println!("{rule}");
     println!("total parameters: {}", group_digits(summary.total_params));
     println!("buffers (batch-norm statistics, not trained): {}", group_digits(summary.buffer_elems));
-    if args.json {
+    if args.report.json {
         let layers: Vec<_> =
             summary.layers.iter().map(|l| json!({"name": l.name, "output": l.output, "params": l.params})).collect();
         println!(
