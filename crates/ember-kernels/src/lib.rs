@@ -34,6 +34,7 @@ mod cross_entropy;
 mod depthwise;
 mod element;
 mod finite;
+mod glob;
 pub mod gradcheck;
 pub mod init;
 mod linear;
@@ -54,6 +55,7 @@ pub use conv::{
 pub use conv_geometry::Conv2dParams;
 pub use cross_entropy::cross_entropy;
 pub use finite::all_finite;
+pub use glob::glob_match;
 pub use linear::linear;
 pub use max_pool::{max_pool2d, Pool2dParams};
 pub use no_grad::{grad_enabled, no_grad, NoGradGuard};

@@ -47,10 +47,12 @@ pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use config::{CosineConfig, OneCycleConfig, OptimizerConfig, OptimizerKind, ScheduleConfig, StepConfig};
+/// Shell-style name patterns, as parameter groups match them (the one copy lives in ember-kernels).
+pub use ember_kernels::glob_match;
 pub use error::{Error, Result};
 pub use fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 pub use optimizer::{GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Schedule};
-pub use param_groups::{glob_match, GroupOptions, ParamGroup, ParamGroups};
+pub use param_groups::{GroupOptions, ParamGroup, ParamGroups};
 pub use real::Real;
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use schedule::OneCycle;

@@ -1,7 +1,8 @@
-//! Shell-style patterns over model paths (`layer1.*`, `fc?.weight`), as freezing takes them.
+//! Shell-style patterns over parameter paths (`layer1.*`, `fc?.weight`), as freezing
+//! (ember-layers), parameter groups (ember-optim) and fine-tuning take them.
 //!
-//! The same rules as `ember_optim::glob_match` (parameter groups), which keeps its own copy so
-//! that ember-optim stands alone on candle; change both together.
+//! Not a kernel: it lives here because this is the one crate below every crate that matches
+//! parameter names, so there is a single copy of the rules without a new dependency edge.
 
 /// Whether `name` matches `pattern`, where `*` matches any (possibly empty) run of characters
 /// (dots included) and `?` exactly one.
