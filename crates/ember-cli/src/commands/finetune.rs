@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::Context;
 use ember_data::{per_class_subset, ColorMode, DataLoader, Subset};
 use ember_finetune::{
-    discriminative_rates, freeze_batch_norms, linear_probe, param_groups, recalibrate_batch_norms, FineTuneConfig,
-    FineTuneModel, LoraConfig, LoraModel, RenameRule,
+    discriminative_rates, freeze_batch_norms, linear_probe, param_groups, recalibrate_batch_norms, train_lora,
+    FineTuneConfig, FineTuneModel, LoraConfig, LoraModel, RenameRule,
 };
 use ember_optim::{Adam, AdamConfig, OneCycle, ParamGroup};
 use ember_train::callback::OnEpoch;
@@ -191,14 +191,7 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
             };
             let lora = LoraModel::new(model, lora_cfg)?;
             println!("LoRA on {} layers: {} trainable of {total} parameters", lora.num_targets(), lora.num_trainable());
-            let groups = vec![ParamGroup::all(lora.trainable())];
-            let mut opt = Adam::with_groups(
-                groups,
-                AdamConfig { lr: args.lr, weight_decay: args.weight_decay, ..AdamConfig::adamw() },
-            )?;
-            let schedule = OneCycle::new(args.lr, (args.epochs * train.num_batches()).max(1));
-            let fit = FitOptions { classes, ..FitOptions::new(args.epochs).with_schedule(&schedule) };
-            let history = ember_train::fit(&lora, &mut opt, &train, Some(&val), &fit, print_epoch)?;
+            let history = train_lora(&lora, &train, Some(&val), &cfg, &mut on_epoch)?;
             let path = out.join("adapter.safetensors");
             lora.save_adapters(&path)?;
             let test = match &data.test {

@@ -9,8 +9,9 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use ember_data::{DataLoader, KnownDataset, LabelledImages, Split};
 use ember_layers::ParamStore;
-use ember_optim::{Adam, AdamConfig, Optimizer};
-use ember_train::checkpoint;
+use ember_optim::{Adam, AdamConfig};
+use ember_train::callback::OnEpoch;
+use ember_train::{checkpoint, EpochReport, FitOptions, Learner, StepOutput};
 use ember_zoo::{elbo_loss, ModelOptions, Task, Vae};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -92,33 +93,41 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
         args.seed
     );
 
+    // The ELBO is the step's loss; the Learner runs the loop (shuffling, the divergence check).
+    // After every epoch the test split is scored for the printed curve only: nothing is chosen
+    // by it, and the run keeps its last weights.
+    let step = |batch: &ember_data::Batch, train: bool| {
+        let x = &batch.images;
+        let terms = elbo_loss(&vae.forward_vae(x, train)?, x, args.beta)?;
+        Ok(StepOutput { loss: terms.loss, logits: None })
+    };
     let mut history = Vec::new();
-    for epoch in 0..args.epochs {
-        let t0 = Instant::now();
-        let (mut loss_sum, mut seen) = (0f64, 0usize);
-        for (b, batch) in train_loader.epoch(epoch as u64, &Device::Cpu).enumerate() {
-            let x = batch?.images;
-            let terms = elbo_loss(&vae.forward_vae(&x, true)?, &x, args.beta)?;
-            let loss = terms.loss.to_scalar::<f32>()?;
-            anyhow::ensure!(loss.is_finite(), "epoch {}, batch {b}: loss is {loss}", epoch + 1);
-            adam.step(&terms.loss.backward()?)?;
-            let n = x.dim(0)?;
-            loss_sum += loss as f64 * n as f64;
-            seen += n;
+    let mut scoring_failed = None;
+    let on_epoch = |r: &EpochReport| match evaluate(&vae, &test_loader) {
+        Ok((recon, kl)) => {
+            println!(
+                "epoch {:>3}/{}  train_loss {:.2}  test -ELBO {:.2} (recon {:.2} + KL {:.2})  {:.1}s",
+                r.epoch,
+                r.epochs,
+                r.train_loss,
+                recon + kl,
+                recon,
+                kl,
+                r.seconds
+            );
+            history.push(json!({"epoch": r.epoch, "train_loss": r.train_loss, "test_neg_elbo": recon + kl, "test_recon": recon, "test_kl": kl}));
         }
-        let (recon, kl) = evaluate(&vae, &test_loader)?;
-        let train_loss = loss_sum / seen.max(1) as f64;
-        println!(
-            "epoch {:>3}/{}  train_loss {:.2}  test -ELBO {:.2} (recon {:.2} + KL {:.2})  {:.1}s",
-            epoch + 1,
-            args.epochs,
-            train_loss,
-            recon + kl,
-            recon,
-            kl,
-            t0.elapsed().as_secs_f64()
-        );
-        history.push(json!({"epoch": epoch + 1, "train_loss": train_loss, "test_neg_elbo": recon + kl, "test_recon": recon, "test_kl": kl}));
+        Err(e) => {
+            scoring_failed.get_or_insert(e);
+        }
+    };
+    Learner::with_step(step, &store, &mut adam).with_callback(OnEpoch(on_epoch)).fit(
+        &train_loader,
+        None,
+        &FitOptions::new(args.epochs),
+    )?;
+    if let Some(e) = scoring_failed {
+        return Err(e.context("scoring the test split after an epoch"));
     }
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating run directory {}", args.out.display()))?;
