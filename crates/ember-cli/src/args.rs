@@ -178,7 +178,7 @@ pub struct ContinualArgs {
     #[arg(long, default_value = "0-4,5-9")]
     pub tasks: String,
     /// Model from the zoo (one output per class of the data).
-    #[arg(long, default_value = "mnist-cnn")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_CLASSIFIER)]
     pub model: String,
     #[command(flatten)]
     pub data: DataArgs,
@@ -320,7 +320,7 @@ pub struct FineTuneArgs {
     #[serde(skip)]
     pub resume: Option<PathBuf>,
     /// Model from the zoo.
-    #[arg(long, default_value = "efficientnet-lite0")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_PRETRAINED)]
     pub model: String,
     /// Pretrained weights (safetensors or PyTorch); a head of another class count is replaced.
     #[arg(long)]
@@ -455,7 +455,7 @@ pub struct EnsembleArgs {
     #[arg(required = true)]
     pub checkpoints: Vec<PathBuf>,
     /// Model of members without a run.json.
-    #[arg(long, default_value = "mnist-cnn")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_CLASSIFIER)]
     pub model: String,
     /// How predictions are combined.
     #[arg(long, value_enum, default_value = "mean")]
@@ -478,10 +478,10 @@ pub struct DistillArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub teachers: Vec<PathBuf>,
     /// Model of teachers without a run.json.
-    #[arg(long, default_value = "mnist-cnn")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_CLASSIFIER)]
     pub teacher_model: String,
     /// Student model from the zoo (built for the teachers' input).
-    #[arg(long, default_value = "mlp")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_STUDENT)]
     pub student: String,
     /// Softmax temperature T.
     #[arg(long, value_parser = positive_f64, default_value_t = 4.0)]
@@ -767,7 +767,7 @@ pub struct EvalArgs {
 ))]
 pub struct BenchArgs {
     /// Model name (see `ember zoo list`).
-    #[arg(long, default_value = "mnist-cnn")]
+    #[arg(long, default_value = ember_zoo::DEFAULT_CLASSIFIER)]
     pub model: String,
     #[command(flatten)]
     pub data: DataArgs,

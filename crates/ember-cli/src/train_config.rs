@@ -68,7 +68,7 @@ impl TrainConfig {
         let schedule = given.scheduler.unwrap_or(ScheduleArg::OneCycle).config();
         let optimizer = optimizer(&given, &schedule)?;
         let config = Self {
-            model: given.model.unwrap_or_else(|| "mnist-cnn".into()),
+            model: given.model.unwrap_or_else(|| ember_zoo::DEFAULT_CLASSIFIER.into()),
             // With a data directory and no kind, the kind is detected from its files.
             dataset: given.dataset.unwrap_or_else(|| {
                 if given.data_dir.is_some() {

@@ -75,8 +75,8 @@ pub use network::{Layered, Network, Tap};
 pub use preprocessing::{Preprocessing, Resampling, IMAGENET_MEAN, IMAGENET_STD};
 pub use recurrent_classifier::{CellKind, RecurrentClassifier, RecurrentClassifierConfig};
 pub use registry::{
-    build, build_vae, build_with, info, Architecture, ModelInfo, ModelOptions, MAX_CLASSES, MAX_INPUT_CHANNELS,
-    MAX_INPUT_SIDE, MODELS,
+    build, build_vae, build_with, info, Architecture, ModelInfo, ModelOptions, DEFAULT_CLASSIFIER, DEFAULT_PRETRAINED,
+    DEFAULT_STUDENT, MAX_CLASSES, MAX_INPUT_CHANNELS, MAX_INPUT_SIDE, MODELS,
 };
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use summary::{count_parameters, state_shapes, summarize, LayerRow, Summary, MAX_SUMMARY_INPUT};

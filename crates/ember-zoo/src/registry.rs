@@ -81,6 +81,15 @@ const MNIST: (usize, usize, usize) = (1, 28, 28);
 const IMAGENET: (usize, usize, usize) = (3, 224, 224);
 const TORCHVISION: Option<&str> = Some("torchvision ImageNet-1k weights");
 
+/// The model a command builds when none is named: the classic MNIST CNN (entry 1 of [`MODELS`];
+/// names stand in the registry alone, so the defaults point into it).
+pub const DEFAULT_CLASSIFIER: &str = MODELS[1].name;
+/// The student of `ember distill` when none is named: the multi-layer perceptron (entry 0).
+pub const DEFAULT_STUDENT: &str = MODELS[0].name;
+/// The pretrained model `ember finetune` and `ember predict` use when none is named:
+/// EfficientNet-Lite0 (entry 7).
+pub const DEFAULT_PRETRAINED: &str = MODELS[7].name;
+
 /// Every model in the zoo.
 pub const MODELS: &[ModelInfo] = &[
     ModelInfo {

@@ -208,3 +208,16 @@ fn dropout_and_batch_norm_switches_are_refused_where_a_model_has_none() {
             .to_string();
     assert!(err.contains("dropout probability 1"), "{err}");
 }
+
+#[test]
+fn the_defaults_point_at_the_models_their_commands_need() {
+    use ember_zoo::{info, Architecture, Task, DEFAULT_CLASSIFIER, DEFAULT_PRETRAINED, DEFAULT_STUDENT};
+    let classifier = info(DEFAULT_CLASSIFIER).unwrap();
+    assert_eq!((classifier.input, classifier.task), ((1, 28, 28), Task::Classification));
+    assert_eq!(classifier.architecture, Architecture::MnistCnn);
+    let student = info(DEFAULT_STUDENT).unwrap();
+    assert_eq!((student.input, student.architecture), ((1, 28, 28), Architecture::Mlp));
+    let pretrained = info(DEFAULT_PRETRAINED).unwrap();
+    assert_eq!(pretrained.architecture, Architecture::EfficientNetLite(0));
+    assert!(pretrained.pretrained.is_some());
+}

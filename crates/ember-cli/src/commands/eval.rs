@@ -20,7 +20,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| card.as_ref().map(|c| c.model.clone()))
         .or_else(|| info.as_ref().map(|i| i.model.clone()))
-        .unwrap_or_else(|| "mnist-cnn".into());
+        .unwrap_or_else(|| ember_zoo::DEFAULT_CLASSIFIER.into());
     let zoo = ember_zoo::info(&model_name)?;
     // Without a card: the run.json's input and classes, else the MNIST defaults of old runs.
     let card = match card.filter(|c| c.model == model_name) {

@@ -70,7 +70,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .model
         .clone()
         .or_else(|| card.as_ref().map(|c| c.model.clone()))
-        .unwrap_or_else(|| "efficientnet-lite0".into());
+        .unwrap_or_else(|| ember_zoo::DEFAULT_PRETRAINED.into());
     let info = ember_zoo::info(&model_name)?;
     let card = card.filter(|c| c.model == model_name); // --model naming another model wins
     let (_, tensors) = read_checkpoint(&args.weights)?;
