@@ -118,10 +118,12 @@ impl BatchNorm {
     pub fn running_var(&self) -> Option<Tensor> {
         self.running_var.as_ref().map(Buffer::value)
     }
-}
 
-impl ModuleT for BatchNorm {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// The layer followed by `act`, fused into one op (see [`ember_kernels::batch_norm_train`]):
+    /// the activation is applied while each channel is in cache and its derivative is read off
+    /// the output in backward, so neither the normalised tensor nor its gradient is stored.
+    /// Equal to `forward_t` followed by the activation.
+    pub fn forward_t_with_activation(&self, xs: &Tensor, train: bool, act: FusedActivation) -> Result<Tensor> {
         let c = self.cfg.num_features;
         let dims = xs.dims().to_vec();
         if !(2..=4).contains(&dims.len()) || dims[1] != c {
@@ -134,7 +136,6 @@ impl ModuleT for BatchNorm {
         let weight = self.weight.as_ref().map(Param::value).transpose()?;
         let bias = self.bias.as_ref().map(Param::value).transpose()?;
         let (weight, bias, eps) = (weight.as_ref(), bias.as_ref(), self.cfg.eps);
-        let act = FusedActivation::Identity;
         let y = match (&self.running_mean, &self.running_var) {
             (Some(m), Some(v)) if self.frozen || !train => {
                 batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?
@@ -162,5 +163,11 @@ impl ModuleT for BatchNorm {
             }
         };
         Ok(y)
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t_with_activation(xs, train, FusedActivation::Identity)
     }
 }
