@@ -5,8 +5,8 @@
 //! [`cross_entropy`], ...) and never candle's ops directly. For f32/f64 CPU tensors they run on
 //! ember's own kernels — candle `CustomOp`s whose backward computes every gradient in one pass:
 //! a direct AVX-512 convolution (stride 1, chosen at run time) and im2col + GEMM for the rest, a
-//! direct depthwise kernel, convolution fused with its activation and max pool, fused linear
-//! and cross-entropy — and on candle's ops elsewhere.
+//! direct depthwise kernel, convolution fused with its activation and max pool, fused linear,
+//! batch norm and cross-entropy — and on candle's ops elsewhere.
 //! [`process::tune_for_training`] is the one call an application makes to get the measured
 //! speed (`docs/performance.md`).
 //!
@@ -26,6 +26,7 @@
 
 mod activation;
 mod avg_pool;
+mod batch_norm;
 mod conv;
 mod conv2d_direct;
 mod conv2d_gemm;
@@ -48,6 +49,7 @@ mod weighted_op;
 
 pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
+pub use batch_norm::{batch_norm_eval, batch_norm_train, candle_batch_norm_eval, candle_batch_norm_train, BatchStats};
 pub use conv::{
     candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_with_activation,
     conv_transpose2d, ConvTranspose2dParams,

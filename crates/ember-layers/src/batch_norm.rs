@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
+use ember_kernels::{batch_norm_eval, batch_norm_train, BatchStats, FusedActivation};
 
 use crate::weight_init::candle_init;
 use crate::{Buffer, ModuleTree, Param};
@@ -40,7 +41,9 @@ impl BatchNormConfig {
 /// statistics and leaves them untouched. PyTorch's `num_batches_tracked` is not kept (it only
 /// matters for `momentum=None`); loaders may skip that key.
 ///
-/// `BatchNorm1d` and `BatchNorm2d` are the same layer: the input rank decides.
+/// `BatchNorm1d` and `BatchNorm2d` are the same layer: the input rank decides. The arithmetic is
+/// [`ember_kernels::batch_norm_train`] and [`ember_kernels::batch_norm_eval`] (one op each, one
+/// backward pass; candle's ops for dtypes and devices without a kernel).
 ///
 /// # Shapes
 /// - input: `(b, c)`, `(b, c, l)` or `(b, c, h, w)`
@@ -115,10 +118,12 @@ impl BatchNorm {
     pub fn running_var(&self) -> Option<Tensor> {
         self.running_var.as_ref().map(Buffer::value)
     }
-}
 
-impl ModuleT for BatchNorm {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// The layer followed by `act`, fused into one op (see [`ember_kernels::batch_norm_train`]):
+    /// the activation is applied while each channel is in cache and its derivative is read off
+    /// the output in backward, so neither the normalised tensor nor its gradient is stored.
+    /// Equal to `forward_t` followed by the activation.
+    pub fn forward_t_with_activation(&self, xs: &Tensor, train: bool, act: FusedActivation) -> Result<Tensor> {
         let c = self.cfg.num_features;
         let dims = xs.dims().to_vec();
         if !(2..=4).contains(&dims.len()) || dims[1] != c {
@@ -128,14 +133,14 @@ impl ModuleT for BatchNorm {
             )
         }
         let (b, n) = (dims[0], dims[2..].iter().product::<usize>());
-        let x = xs.reshape((b, c, n))?;
-        let running = match (&self.running_mean, &self.running_var) {
-            (Some(m), Some(v)) if self.frozen || !train => Some((m.value(), v.value())),
-            _ => None,
-        };
-        let (mean, var) = match running {
-            Some((m, v)) => (m.reshape((1, c, 1))?, v.reshape((1, c, 1))?),
-            None => {
+        let weight = self.weight.as_ref().map(Param::value).transpose()?;
+        let bias = self.bias.as_ref().map(Param::value).transpose()?;
+        let (weight, bias, eps) = (weight.as_ref(), bias.as_ref(), self.cfg.eps);
+        let y = match (&self.running_mean, &self.running_var) {
+            (Some(m), Some(v)) if self.frozen || !train => {
+                batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?
+            }
+            _ => {
                 let count = b * n;
                 if count < 2 {
                     candle_core::bail!(
@@ -143,26 +148,26 @@ impl ModuleT for BatchNorm {
                         self.name
                     )
                 }
-                let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
-                let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
+                let (y, BatchStats { mean, var }) = batch_norm_train(xs, weight, bias, eps, act)?;
                 if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
                     if train {
                         let m = self.cfg.momentum;
-                        let unbiased = var.detach().affine(count as f64 / (count - 1) as f64, 0.0)?.flatten_all()?;
-                        let new_mean =
-                            (rm.value().affine(1.0 - m, 0.0)? + mean.detach().flatten_all()?.affine(m, 0.0)?)?;
+                        let unbiased = var.affine(count as f64 / (count - 1) as f64, 0.0)?;
+                        let new_mean = (rm.value().affine(1.0 - m, 0.0)? + mean.affine(m, 0.0)?)?;
                         let new_var = (rv.value().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
                         rm.set(&new_mean)?;
                         rv.set(&new_var)?;
                     }
                 }
-                (mean, var)
+                y
             }
         };
-        let mut y = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.cfg.eps)?.sqrt()?)?;
-        if let (Some(w), Some(bias)) = (&self.weight, &self.bias) {
-            y = y.broadcast_mul(&w.value()?.reshape((1, c, 1))?)?.broadcast_add(&bias.value()?.reshape((1, c, 1))?)?;
-        }
-        y.reshape(dims)
+        Ok(y)
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t_with_activation(xs, train, FusedActivation::Identity)
     }
 }

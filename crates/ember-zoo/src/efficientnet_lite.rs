@@ -2,10 +2,10 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, ModuleT, VarBuilder};
-use ember_kernels::Conv2dParams;
+use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
-    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut,
-    GlobalAvgPool2d, Linear, ModulePath, ModuleTree,
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut, GlobalAvgPool2d, Linear,
+    ModulePath, ModuleTree,
 };
 
 use crate::network::{tapped, Layered, Tap};
@@ -199,14 +199,16 @@ impl MbConv {
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let [expand_conv, bn0, depthwise_conv, bn1, project_conv, bn2, add] = &self.taps;
-        let relu6 = Activation::Relu6;
+        // Batch norm and ReLU6 run as one op (one pass forward and backward, no stored
+        // pre-activation).
+        let relu6 = FusedActivation::Relu6;
         let mut x = xs.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
             x = tapped(tap, expand_conv, x.apply(conv)?);
-            x = tapped(tap, bn0, x.apply_t(bn, train)?.apply(&relu6)?);
+            x = tapped(tap, bn0, bn.forward_t_with_activation(&x, train, relu6)?);
         }
         x = tapped(tap, depthwise_conv, x.apply(&self.depthwise_conv)?);
-        x = tapped(tap, bn1, x.apply_t(&self.bn1, train)?.apply(&relu6)?);
+        x = tapped(tap, bn1, self.bn1.forward_t_with_activation(&x, train, relu6)?);
         x = tapped(tap, project_conv, x.apply(&self.project_conv)?);
         x = tapped(tap, bn2, x.apply_t(&self.bn2, train)?);
         if self.skip {
@@ -287,14 +289,16 @@ impl EfficientNetLite {
 
 impl Layered for EfficientNetLite {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let relu6 = Activation::Relu6;
+        // Batch norm and ReLU6 run as one op (one pass forward and backward, no stored
+        // pre-activation).
+        let relu6 = FusedActivation::Relu6;
         let mut x = tapped(tap, "_conv_stem", xs.apply(&self.conv_stem)?);
-        x = tapped(tap, "_bn0", x.apply_t(&self.bn0, train)?.apply(&relu6)?);
+        x = tapped(tap, "_bn0", self.bn0.forward_t_with_activation(&x, train, relu6)?);
         for block in &self.blocks {
             x = block.forward(&x, train, tap)?;
         }
         x = tapped(tap, "_conv_head", x.apply(&self.conv_head)?);
-        x = tapped(tap, "_bn1", x.apply_t(&self.bn1, train)?.apply(&relu6)?);
+        x = tapped(tap, "_bn1", self.bn1.forward_t_with_activation(&x, train, relu6)?);
         x = tapped(tap, "_avg_pooling", x.apply(&GlobalAvgPool2d)?);
         x = tapped(tap, "_dropout", x.apply_t(&self.dropout, train)?);
         Ok(tapped(tap, "_fc", x.apply(&self.fc)?))

@@ -1,0 +1,513 @@
+//! Batch normalisation as one op per layer: statistics, normalisation, affine transform and an
+//! optional activation forward, and every gradient in one backward pass.
+//!
+//! On candle's ops a training-mode batch norm is two chained means for the mean, a broadcast
+//! subtraction, a square and two more means for the variance, then a subtraction, a division, a
+//! multiplication and an addition, each a full pass over the activation that allocates its
+//! output, and backward walks all of them again with broadcasts and reductions of its own. Here
+//! each channel is handled by one rayon task while its values are in cache: the mean, the
+//! variance (a second pass over the cached values, so no cancellation), and the normalised
+//! output. Backward reads the output gradient twice per channel (its two sums, then the input
+//! gradient) and yields the weight and bias gradients from the same sums.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::activation::FusedActivation;
+use crate::element::{contiguous_slice, Float};
+use crate::no_grad;
+use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
+
+/// The per-channel statistics a training-mode batch norm used, which the layer folds into its
+/// running averages.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    /// Mean of each channel over the batch and every position, `(c,)`, no gradient.
+    pub mean: Tensor,
+    /// Biased variance (divided by the number of values) of each channel, `(c,)`, no gradient.
+    pub var: Tensor,
+}
+
+/// Batch normalisation with the batch's own statistics (training mode), followed by `act`:
+/// `act((x - mean) / sqrt(var + eps) * weight + bias)` with `mean` and the biased `var` taken per
+/// channel over the batch and every position. Returns the output and the statistics used.
+/// Gradients flow to `xs` (through the statistics too), `weight` and `bias`.
+///
+/// # Shapes
+/// - `xs`: `(n, c, ...)` (e.g. `(n, c)`, `(n, c, l)`, `(n, c, h, w)`)
+/// - `weight`, `bias`: `(c,)`; absent means 1 and 0
+/// - output: the input's shape; statistics `(c,)`
+///
+/// f32/f64 CPU tensors run as one op (one rayon task per channel, statistics accumulated in
+/// f64); other dtypes and devices use [`candle_batch_norm_train`].
+pub fn batch_norm_train(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<(Tensor, BatchStats)> {
+    let (xs, weight, bias) = (no_grad::input(xs), weight.map(no_grad::input), bias.map(no_grad::input));
+    let c = check_shapes("batch_norm_train", &xs, &[weight.as_ref(), bias.as_ref()])?;
+    if !native(&xs) {
+        return candle_batch_norm_train(&xs, weight.as_ref(), bias.as_ref(), eps, act);
+    }
+    let stats = Arc::new(OnceLock::new());
+    let op = BatchNormOp { act, eps, batch: true, stats: stats.clone() };
+    let ys = apply(&xs, weight.as_ref(), bias.as_ref(), c, op)?;
+    let Some(s) = stats.get() else { candle_core::bail!("batch_norm_train: the forward pass left no statistics") };
+    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(xs.dtype());
+    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+}
+
+/// Batch normalisation with given statistics (evaluation mode, or a frozen layer in training),
+/// followed by `act`: `act((x - mean) / sqrt(var + eps) * weight + bias)`, a per-channel affine
+/// map. `mean` and `var` are constants (running statistics are buffers); gradients flow to
+/// `xs`, `weight` and `bias`.
+///
+/// # Shapes
+/// - `xs`: `(n, c, ...)`
+/// - `mean`, `var`: `(c,)`
+/// - `weight`, `bias`: `(c,)`; absent means 1 and 0
+/// - output: the input's shape
+///
+/// f32/f64 CPU tensors run as one op; other dtypes and devices use [`candle_batch_norm_eval`].
+pub fn batch_norm_eval(
+    xs: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let (xs, weight, bias) = (no_grad::input(xs), weight.map(no_grad::input), bias.map(no_grad::input));
+    let c = check_shapes("batch_norm_eval", &xs, &[weight.as_ref(), bias.as_ref(), Some(mean), Some(var)])?;
+    if !native(&xs) {
+        return candle_batch_norm_eval(&xs, mean, var, weight.as_ref(), bias.as_ref(), eps, act);
+    }
+    let mean = mean.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let var = var.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let stats = Arc::new(OnceLock::from(ChannelStats { mean, var, invstd }));
+    apply(&xs, weight.as_ref(), bias.as_ref(), c, BatchNormOp { act, eps, batch: false, stats })
+}
+
+/// [`batch_norm_train`] on candle's ops (the reference in tests and benchmarks, and the path
+/// for dtypes and devices without a kernel).
+pub fn candle_batch_norm_train(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<(Tensor, BatchStats)> {
+    let c = check_shapes("batch_norm_train", xs, &[weight, bias])?;
+    let x = as_ncl(xs, c)?;
+    let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
+    let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
+    let stats = BatchStats { mean: mean.detach().flatten_all()?, var: var.detach().flatten_all()? };
+    let ys = candle_normalise(&x, &mean, &var, weight, bias, eps, act)?;
+    Ok((ys.reshape(xs.shape())?, stats))
+}
+
+/// [`batch_norm_eval`] on candle's ops (the reference in tests and benchmarks, and the path for
+/// dtypes and devices without a kernel).
+pub fn candle_batch_norm_eval(
+    xs: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let c = check_shapes("batch_norm_eval", xs, &[weight, bias, Some(mean), Some(var)])?;
+    let x = as_ncl(xs, c)?;
+    let (mean, var) = (mean.detach().reshape((1, c, 1))?, var.detach().reshape((1, c, 1))?);
+    candle_normalise(&x, &mean, &var, weight, bias, eps, act)?.reshape(xs.shape())
+}
+
+/// `act((x - mean) / sqrt(var + eps) * weight + bias)` on `(n, c, l)` with `(1, c, 1)` statistics.
+fn candle_normalise(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let mut y = x.broadcast_sub(mean)?.broadcast_div(&(var + eps)?.sqrt()?)?;
+    if let Some(w) = weight {
+        y = y.broadcast_mul(&w.reshape((1, c, 1))?)?;
+    }
+    if let Some(b) = bias {
+        y = y.broadcast_add(&b.reshape((1, c, 1))?)?;
+    }
+    match act {
+        FusedActivation::Identity => Ok(y),
+        FusedActivation::Relu => y.relu(),
+        FusedActivation::Relu6 => y.relu()?.minimum(6.0),
+    }
+}
+
+/// `xs` as `(n, c, l)`, `l` the product of the dimensions after the channel one.
+fn as_ncl(xs: &Tensor, c: usize) -> Result<Tensor> {
+    xs.reshape((xs.dim(0)?, c, xs.elem_count() / (xs.dim(0)? * c).max(1)))
+}
+
+/// Checks that `xs` is `(n, c, ...)` and every per-channel tensor `(c,)`; returns `c`.
+fn check_shapes(op: &str, xs: &Tensor, per_channel: &[Option<&Tensor>]) -> Result<usize> {
+    if xs.rank() < 2 {
+        candle_core::bail!("{op}: expected an input (batch, channels, ...), got {:?}", xs.dims())
+    }
+    let c = xs.dim(1)?;
+    for t in per_channel.iter().flatten() {
+        if t.dims() != [c] {
+            candle_core::bail!(
+                "{op}: per-channel tensor of shape {:?} for input {:?}, expected ({c},)",
+                t.dims(),
+                xs.dims()
+            )
+        }
+    }
+    Ok(c)
+}
+
+/// Whether ember's kernel handles this input (f32/f64 on the CPU).
+fn native(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64)
+}
+
+/// Runs the op on contiguous operands; a missing weight becomes a constant 1 (which asks for no
+/// gradient) so the op always has one.
+fn apply(xs: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, c: usize, op: BatchNormOp) -> Result<Tensor> {
+    let xs = xs.contiguous()?;
+    let weight = match weight {
+        Some(w) => w.to_dtype(xs.dtype())?.contiguous()?,
+        None => Tensor::ones(c, xs.dtype(), xs.device())?,
+    };
+    match bias {
+        Some(b) => xs.apply_op3(&weight, &b.to_dtype(xs.dtype())?.contiguous()?, op),
+        None => xs.apply_op2(&weight, op),
+    }
+}
+
+/// Per-channel statistics in f64: given (evaluation) or computed by the forward pass (training).
+#[derive(Debug)]
+struct ChannelStats {
+    mean: Vec<f64>,
+    /// Biased variance.
+    var: Vec<f64>,
+    /// `1 / sqrt(var + eps)`.
+    invstd: Vec<f64>,
+}
+
+/// The batch norm op on `(x, weight[, bias])`.
+#[derive(Debug, Clone)]
+struct BatchNormOp {
+    act: FusedActivation,
+    eps: f64,
+    /// Whether the forward pass computes the statistics from the batch (training mode; the
+    /// backward pass then differentiates through them too) or reads them from `stats`.
+    batch: bool,
+    /// Shared with the caller, who reads the batch statistics after the forward pass; the
+    /// backward pass reads them as well.
+    stats: Arc<OnceLock<ChannelStats>>,
+}
+
+/// `(n, c, l)` of an input layout of rank 2 or more.
+fn ncl(layout: &Layout) -> (usize, usize, usize) {
+    let dims = layout.shape().dims();
+    (dims[0], dims[1], dims[2..].iter().product())
+}
+
+/// The `l`-element planes of an `(n, c, l)` buffer in channel-major order: entries
+/// `ch * n .. (ch + 1) * n` are channel `ch`'s planes in batch order, so one task can own all of
+/// a channel's output without unsafe code.
+fn channel_major_planes<T>(data: &mut [T], (n, c, l): (usize, usize, usize)) -> Vec<&mut [T]> {
+    let mut slots: Vec<Option<&mut [T]>> = Vec::with_capacity(n * c);
+    slots.resize_with(n * c, || None);
+    for (p, plane) in data.chunks_mut(l).enumerate() {
+        slots[(p % c) * n + p / c] = Some(plane);
+    }
+    slots.into_iter().flatten().collect()
+}
+
+/// Plane `i` of channel `ch` of a contiguous `(n, c, l)` slice.
+#[inline]
+fn plane<T>(data: &[T], i: usize, ch: usize, (_, c, l): (usize, usize, usize)) -> &[T] {
+    &data[(i * c + ch) * l..(i * c + ch + 1) * l]
+}
+
+/// Channels per rayon task at least, so that tasks over tiny channels (a `(batch, features)`
+/// input) are not dominated by scheduling.
+fn min_channels_per_task(values_per_channel: usize) -> usize {
+    (1 << 14) / values_per_channel.max(1) + 1
+}
+
+/// `Σ v` in f64, in 8 independent lanes (vectorises; one accumulator would be a serial chain).
+#[inline]
+fn sum_f64<T: Float>(v: &[T]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for ch in &mut chunks {
+        for (a, x) in lanes.iter_mut().zip(ch) {
+            *a += x.to_f64();
+        }
+    }
+    chunks.remainder().iter().map(|x| x.to_f64()).sum::<f64>() + lanes.iter().sum::<f64>()
+}
+
+/// `Σ (v - mean)²` in f64, in 8 lanes.
+#[inline]
+fn sum_sq_dev<T: Float>(v: &[T], mean: f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for ch in &mut chunks {
+        for (a, x) in lanes.iter_mut().zip(ch) {
+            let d = x.to_f64() - mean;
+            *a += d * d;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|x| (x.to_f64() - mean) * (x.to_f64() - mean)).sum();
+    tail + lanes.iter().sum::<f64>()
+}
+
+/// `(Σ g, Σ g·(x - mean))` in f64, in 8 lanes each.
+#[inline]
+fn sum_grad_dev<T: Float>(g: &[T], x: &[T], mean: f64) -> (f64, f64) {
+    let (mut s, mut sx) = ([0f64; 8], [0f64; 8]);
+    let (mut gc, mut xc) = (g.chunks_exact(8), x.chunks_exact(8));
+    for (gch, xch) in (&mut gc).zip(&mut xc) {
+        for k in 0..8 {
+            let gv = gch[k].to_f64();
+            s[k] += gv;
+            sx[k] += gv * (xch[k].to_f64() - mean);
+        }
+    }
+    let (mut ts, mut tsx) = (0.0, 0.0);
+    for (gv, xv) in gc.remainder().iter().zip(xc.remainder()) {
+        ts += gv.to_f64();
+        tsx += gv.to_f64() * (xv.to_f64() - mean);
+    }
+    (ts + s.iter().sum::<f64>(), tsx + sx.iter().sum::<f64>())
+}
+
+/// Forward pass: returns the output and, in training mode, each channel's `(mean, biased var)`.
+fn forward<T: Float>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    given: Option<&ChannelStats>,
+    act: FusedActivation,
+    eps: f64,
+    dims: (usize, usize, usize),
+) -> (Vec<T>, Vec<(f64, f64)>) {
+    let (n, c, l) = dims;
+    let count = (n * l) as f64;
+    let mut y = vec![T::ZERO; x.len()];
+    if y.is_empty() {
+        // No values: the statistics are 0/0 (NaN), as candle's means give.
+        return (y, vec![(f64::NAN, f64::NAN); c]);
+    }
+    let mut planes = channel_major_planes(&mut y, dims);
+    let stats = planes
+        .par_chunks_mut(n)
+        .enumerate()
+        .with_min_len(min_channels_per_task(n * l))
+        .map(|(ch, out)| {
+            let (mean, var, invstd) = match given {
+                Some(s) => (s.mean[ch], s.var[ch], s.invstd[ch]),
+                None => {
+                    // Two passes over the channel while it is in cache: Σx, then Σ(x - mean)²,
+                    // which (unlike Σx² - (Σx)²/n) loses nothing to cancellation.
+                    let mean = (0..n).map(|i| sum_f64(plane(x, i, ch, dims))).sum::<f64>() / count;
+                    let var = (0..n).map(|i| sum_sq_dev(plane(x, i, ch, dims), mean)).sum::<f64>() / count;
+                    (mean, var, 1.0 / (var + eps).sqrt())
+                }
+            };
+            // (x - m)·scale + shift with m the mean rounded to T and the rounding folded into
+            // the shift: x - m is exact for values near the mean (Sterbenz), so a mean that is
+            // large against the spread costs no digits (x·scale + (b - mean·scale) would).
+            let m = T::from_f64(mean);
+            let scale_f64 = w[ch].to_f64() * invstd;
+            let shift = T::from_f64(b.map_or(0.0, |b| b[ch].to_f64()) - (mean - m.to_f64()) * scale_f64);
+            let scale = T::from_f64(scale_f64);
+            for (i, out) in out.iter_mut().enumerate() {
+                for (o, v) in out.iter_mut().zip(plane(x, i, ch, dims)) {
+                    *o = (*v - m) * scale + shift;
+                }
+                act.apply(out);
+            }
+            (mean, var)
+        })
+        .collect();
+    (y, stats)
+}
+
+/// Backward pass: `[dx, dweight, dbias]`, each only when `needs` asks for it.
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Float>(
+    x: &[T],
+    w: &[T],
+    y: &[T],
+    dy: &[T],
+    stats: &ChannelStats,
+    batch: bool,
+    act: FusedActivation,
+    dims: (usize, usize, usize),
+    needs: [bool; 3],
+) -> [Option<Vec<T>>; 3] {
+    let (n, c, l) = dims;
+    let count = (n * l) as f64;
+    let mut dx = if needs[0] { vec![T::ZERO; x.len()] } else { Vec::new() };
+    // Each channel's (Σdz, Σdz·(x - mean)), dz the gradient before the activation.
+    let mut sums = vec![(0f64, 0f64); c];
+    if !x.is_empty() {
+        let mut dx_planes = if needs[0] { channel_major_planes(&mut dx, dims) } else { Vec::new() };
+        let sums_needed = batch || needs[1] || needs[2];
+        let identity = act == FusedActivation::Identity;
+        let channel = |ch: usize, dx: Option<&mut [&mut [T]]>, scratch: &mut Vec<T>| -> (f64, f64) {
+            if !identity {
+                // The activation's mask, applied once per channel into scratch space that the
+                // second pass reads again.
+                scratch.resize(n * l, T::ZERO);
+                for (i, dz) in scratch.chunks_mut(l).enumerate() {
+                    act.mask_gradient(plane(y, i, ch, dims), plane(dy, i, ch, dims), dz);
+                }
+            }
+            let scratch: &[T] = scratch;
+            let dz_plane = |i: usize| if identity { plane(dy, i, ch, dims) } else { &scratch[i * l..(i + 1) * l] };
+            let mean = stats.mean[ch];
+            let (sum, sum_dev) = if sums_needed {
+                (0..n).fold((0.0, 0.0), |(s, sd), i| {
+                    let (a, b) = sum_grad_dev(dz_plane(i), plane(x, i, ch, dims), mean);
+                    (s + a, sd + b)
+                })
+            } else {
+                (0.0, 0.0)
+            };
+            if let Some(dx) = dx {
+                let (invstd, wv) = (stats.invstd[ch], w[ch].to_f64());
+                // dx = w·invstd·(dz - Σdz/m - x̂·Σ(dz·x̂)/m) with x̂ = (x - mean)·invstd, as
+                // a·dz + k·(x - mean) + c0; with given statistics only a·dz remains.
+                let a = T::from_f64(wv * invstd);
+                let (k, c0) = if batch {
+                    (-wv * invstd * invstd * invstd * sum_dev / count, -wv * invstd * sum / count)
+                } else {
+                    (0.0, 0.0)
+                };
+                // As forward: x - m exact near the mean, m's rounding folded into the constant.
+                let m = T::from_f64(mean);
+                let (k, c0) = (T::from_f64(k), T::from_f64(c0 - k * (mean - m.to_f64())));
+                for (i, out) in dx.iter_mut().enumerate() {
+                    let (dz, xp) = (dz_plane(i), plane(x, i, ch, dims));
+                    if batch {
+                        for ((d, g), v) in out.iter_mut().zip(dz).zip(xp) {
+                            *d = a * *g + k * (*v - m) + c0;
+                        }
+                    } else {
+                        for (d, g) in out.iter_mut().zip(dz) {
+                            *d = a * *g;
+                        }
+                    }
+                }
+            }
+            (sum, sum_dev)
+        };
+        let min_len = min_channels_per_task(n * l);
+        if needs[0] {
+            dx_planes
+                .par_chunks_mut(n)
+                .zip(sums.par_iter_mut())
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each_init(Vec::new, |scratch, (ch, (dx, s))| *s = channel(ch, Some(dx), scratch));
+        } else if sums_needed {
+            sums.par_iter_mut()
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each_init(Vec::new, |scratch, (ch, s)| *s = channel(ch, None, scratch));
+        }
+    }
+    let dw = needs[1].then(|| sums.iter().zip(&stats.invstd).map(|((_, sd), is)| T::from_f64(sd * is)).collect());
+    let db = needs[2].then(|| sums.iter().map(|(s, _)| T::from_f64(*s)).collect());
+    [needs[0].then_some(dx), dw, db]
+}
+
+impl WeightedOp for BatchNormOp {
+    fn forward(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = ncl(x.1);
+        fn go<T: Float>(
+            op: &BatchNormOp,
+            x: (&CpuStorage, &Layout),
+            w: (&CpuStorage, &Layout),
+            b: Option<(&CpuStorage, &Layout)>,
+            dims: (usize, usize, usize),
+        ) -> Result<CpuStorage> {
+            let xs = contiguous_slice::<T>(x.0, x.1, "batch_norm", "input")?;
+            let ws = contiguous_slice::<T>(w.0, w.1, "batch_norm", "weight")?;
+            let bs = match b {
+                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "batch_norm", "bias")?),
+                None => None,
+            };
+            let given = if op.batch { None } else { op.stats.get() };
+            if !op.batch && given.is_none() {
+                candle_core::bail!("batch_norm: evaluation mode without statistics")
+            }
+            let (y, stats) = forward(xs, ws, bs, given, op.act, op.eps, dims);
+            if op.batch {
+                let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
+                let invstd = var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
+                if op.stats.set(ChannelStats { mean, var, invstd }).is_err() {
+                    candle_core::bail!("batch_norm: one op ran its forward pass twice")
+                }
+            }
+            Ok(T::wrap(y))
+        }
+        let out = match x.0 {
+            CpuStorage::F32(_) => go::<f32>(self, x, w, b, dims)?,
+            CpuStorage::F64(_) => go::<f64>(self, x, w, b, dims)?,
+            other => candle_core::bail!("batch_norm: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, x.1.shape().clone()))
+    }
+
+    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+        let dims = ncl(s[0].1);
+        let Some(stats) = self.stats.get() else {
+            candle_core::bail!("batch_norm backward: no statistics from the forward pass")
+        };
+        fn go<T: Float>(
+            op: &BatchNormOp,
+            stats: &ChannelStats,
+            s: [(&CpuStorage, &Layout); 4],
+            dims: (usize, usize, usize),
+            needs: [bool; 3],
+        ) -> Result<[Option<CpuStorage>; 3]> {
+            let what = ["input", "weight", "output", "output gradient"];
+            let [x, w, y, dy] =
+                [0, 1, 2, 3].map(|k| contiguous_slice::<T>(s[k].0, s[k].1, "batch_norm backward", what[k]));
+            let grads = backward(x?, w?, y?, dy?, stats, op.batch, op.act, dims, needs);
+            Ok(grads.map(|g| g.map(T::wrap)))
+        }
+        match s[0].0 {
+            CpuStorage::F32(_) => go::<f32>(self, stats, s, dims, needs),
+            CpuStorage::F64(_) => go::<f64>(self, stats, s, dims, needs),
+            other => candle_core::bail!("batch_norm backward: unsupported dtype {:?}", other.dtype()),
+        }
+    }
+}
+
+impl_weighted_custom_ops!(BatchNormOp, "ember-batch-norm", "ember-batch-norm-bias");

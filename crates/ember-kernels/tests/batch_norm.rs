@@ -1,0 +1,249 @@
+//! ember's batch norm kernels: equal to the candle-op reference (forward, statistics and every
+//! gradient; training and evaluation mode; with and without weight, bias and a fused
+//! activation; odd sizes, batch 1; f32 to 1e-5 relative, f64 tighter) and to finite
+//! differences.
+
+use candle_core::{DType, Device, Tensor, Var};
+use ember_kernels::gradcheck::check_gradients;
+use ember_kernels::{
+    batch_norm_eval, batch_norm_train, candle_batch_norm_eval, candle_batch_norm_train, FusedActivation,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const ACTS: [FusedActivation; 3] = [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6];
+
+fn random(shape: &[usize], rng: &mut StdRng, dtype: DType, lo: f64, hi: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs() / scale))
+}
+
+/// Shapes covering ranks 2 to 4, one channel and odd channel counts, batch 1 with positions,
+/// positions 1 with a batch, and a channel large enough to span several rayon tasks.
+fn shapes() -> Vec<Vec<usize>> {
+    vec![
+        vec![1, 3, 7],
+        vec![2, 3, 7],
+        vec![5, 4],
+        vec![1, 1, 9],
+        vec![3, 5, 3, 3],
+        vec![1, 6, 5, 7],
+        vec![4, 3, 1],
+        vec![2, 17, 11, 13],
+        vec![3, 2, 4096],
+    ]
+}
+
+struct Operands {
+    x: Var,
+    w: Var,
+    b: Var,
+    r: Tensor,
+}
+
+fn operands(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Operands {
+    let c = shape[1];
+    // An offset per tensor so the statistics are not near 0 and 1 already.
+    let x = random(shape, rng, dtype, -2.0, 2.0).affine(3.0, 1.5).unwrap();
+    Operands {
+        x: Var::from_tensor(&x).unwrap(),
+        w: Var::from_tensor(&(random(&[c], rng, dtype, -1.0, 1.0) * 3.0).unwrap()).unwrap(),
+        b: Var::from_tensor(&random(&[c], rng, dtype, -2.0, 2.0)).unwrap(),
+        r: random(shape, rng, dtype, -1.0, 1.0),
+    }
+}
+
+/// Compares two outputs and the gradients of `Σ output·r` with respect to the operands.
+fn assert_same(what: &str, ops: &Operands, ours: &Tensor, theirs: &Tensor, vars: &[&Var], tol: f64) {
+    let d = max_rel_diff(ours, theirs);
+    assert!(d < tol, "{what}: forward differs by {d}");
+    let g1 = (ours * &ops.r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (theirs * &ops.r).unwrap().sum_all().unwrap().backward().unwrap();
+    for (k, v) in vars.iter().enumerate() {
+        let (a, b) = (g1.get(v), g2.get(v));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{what}: gradient {k} missing: {:?} {:?}", a.is_some(), b.is_some())
+        };
+        let d = max_rel_diff(a, b);
+        assert!(d < tol, "{what}: gradient {k} differs by {d}");
+    }
+}
+
+#[test]
+fn training_kernel_matches_candle_ops_forward_statistics_and_gradients() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for (s, shape) in shapes().into_iter().enumerate() {
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-5)] {
+            for (case, act) in ACTS.into_iter().enumerate() {
+                let ops = operands(&shape, &mut rng, dtype);
+                // Every combination of weight and bias over the cases.
+                let (use_w, use_b) = [(true, true), (false, true), (true, false), (false, false)][(s + case) % 4];
+                let (w, b) = (use_w.then_some(ops.w.as_tensor()), use_b.then_some(ops.b.as_tensor()));
+                let eps = [1e-5, 1e-3][case % 2];
+                let (ours, stats) = batch_norm_train(&ops.x, w, b, eps, act).unwrap();
+                let (theirs, reference) = candle_batch_norm_train(&ops.x, w, b, eps, act).unwrap();
+                let what = format!("{shape:?} {dtype:?} {act:?} weight {use_w} bias {use_b}");
+                assert_eq!(stats.mean.dims(), [shape[1]]);
+                assert!(!stats.mean.track_op() && !stats.var.track_op(), "{what}: statistics carry a graph");
+                assert!(max_rel_diff(&stats.mean, &reference.mean) < tol, "{what}: mean");
+                assert!(max_rel_diff(&stats.var, &reference.var) < tol, "{what}: variance");
+                let mut vars = vec![&ops.x];
+                vars.extend(use_w.then_some(&ops.w));
+                vars.extend(use_b.then_some(&ops.b));
+                assert_same(&what, &ops, &ours, &theirs, &vars, tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn evaluation_kernel_matches_candle_ops_forward_and_gradients() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for (s, shape) in shapes().into_iter().enumerate() {
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            for (case, act) in ACTS.into_iter().enumerate() {
+                let ops = operands(&shape, &mut rng, dtype);
+                let c = shape[1];
+                let mean = random(&[c], &mut rng, dtype, -1.0, 3.0);
+                let var = random(&[c], &mut rng, dtype, 0.05, 4.0);
+                let (use_w, use_b) = [(true, true), (false, true), (true, false), (false, false)][(s + case) % 4];
+                let (w, b) = (use_w.then_some(ops.w.as_tensor()), use_b.then_some(ops.b.as_tensor()));
+                let ours = batch_norm_eval(&ops.x, &mean, &var, w, b, 1e-3, act).unwrap();
+                let theirs = candle_batch_norm_eval(&ops.x, &mean, &var, w, b, 1e-3, act).unwrap();
+                let mut vars = vec![&ops.x];
+                vars.extend(use_w.then_some(&ops.w));
+                vars.extend(use_b.then_some(&ops.b));
+                let what = format!("{shape:?} {dtype:?} {act:?} weight {use_w} bias {use_b}");
+                assert_same(&what, &ops, &ours, &theirs, &vars, tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn running_statistics_that_are_variables_get_no_gradient() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let ops = operands(&[2, 3, 7], &mut rng, DType::F32);
+    let mean = Var::from_tensor(&random(&[3], &mut rng, DType::F32, -1.0, 1.0)).unwrap();
+    let var = Var::from_tensor(&random(&[3], &mut rng, DType::F32, 0.5, 2.0)).unwrap();
+    let y = batch_norm_eval(&ops.x, &mean, &var, Some(&ops.w), Some(&ops.b), 1e-5, FusedActivation::Identity).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&ops.x).is_some() && grads.get(&ops.w).is_some() && grads.get(&ops.b).is_some());
+    assert!(grads.get(&mean).is_none() && grads.get(&var).is_none());
+}
+
+#[test]
+fn kernels_pass_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(14);
+    for shape in [vec![1, 3, 7], vec![2, 3, 5], vec![6, 2], vec![2, 2, 3, 3]] {
+        let c = shape[1];
+        let x = (random(&shape, &mut rng, DType::F64, -2.0, 2.0) + 0.7).unwrap();
+        let w = random(&[c], &mut rng, DType::F64, 0.5, 2.0);
+        let b = random(&[c], &mut rng, DType::F64, -0.5, 0.5);
+        let r = random(&shape, &mut rng, DType::F64, -1.0, 1.0);
+        let mean = random(&[c], &mut rng, DType::F64, -0.5, 0.5);
+        let var = random(&[c], &mut rng, DType::F64, 0.5, 2.0);
+        for act in ACTS {
+            let train = check_gradients(
+                |t| (batch_norm_train(&t[0], Some(&t[1]), Some(&t[2]), 1e-5, act)?.0 * &r)?.sum_all(),
+                &[x.clone(), w.clone(), b.clone()],
+                1e-6,
+            )
+            .unwrap();
+            assert!(train.max_rel_error < 1e-5, "{shape:?} {act:?} train: {train:?}");
+            let eval = check_gradients(
+                |t| (batch_norm_eval(&t[0], &mean, &var, Some(&t[1]), Some(&t[2]), 1e-5, act)? * &r)?.sum_all(),
+                &[x.clone(), w.clone(), b.clone()],
+                1e-6,
+            )
+            .unwrap();
+            assert!(eval.max_rel_error < 1e-6, "{shape:?} {act:?} eval: {eval:?}");
+        }
+        let plain = check_gradients(
+            |t| (batch_norm_train(&t[0], None, None, 1e-5, FusedActivation::Identity)?.0 * &r)?.sum_all(),
+            std::slice::from_ref(&x),
+            1e-6,
+        )
+        .unwrap();
+        assert!(plain.max_rel_error < 1e-5, "{shape:?} without weight and bias: {plain:?}");
+    }
+}
+
+#[test]
+fn f32_statistics_survive_a_large_mean() {
+    // One pass of Σx² - (Σx)²/n in f32 would lose every digit of this variance.
+    let mut rng = StdRng::seed_from_u64(15);
+    let x64 = random(&[4, 2, 999], &mut rng, DType::F64, -1.0, 1.0).affine(0.01, 1000.0).unwrap();
+    let x32 = x64.to_dtype(DType::F32).unwrap();
+    let exact =
+        candle_batch_norm_train(&x32.to_dtype(DType::F64).unwrap(), None, None, 1e-5, FusedActivation::Identity)
+            .unwrap();
+    let (y, stats) = batch_norm_train(&x32, None, None, 1e-5, FusedActivation::Identity).unwrap();
+    assert!(max_rel_diff(&stats.mean, &exact.1.mean) < 1e-7);
+    assert!(max_rel_diff(&stats.var, &exact.1.var) < 1e-5, "{}", max_rel_diff(&stats.var, &exact.1.var));
+    // The normalised output keeps f32's precision too: x - mean is not allowed to lose the
+    // digits the large mean takes.
+    let d = max_rel_diff(&y, &exact.0);
+    assert!(d < 1e-5, "output differs by {d}");
+}
+
+#[test]
+fn other_dtypes_take_candle_ops_and_agree() {
+    let mut rng = StdRng::seed_from_u64(16);
+    let x = random(&[2, 3, 4, 4], &mut rng, DType::F32, -2.0, 2.0);
+    let (y32, _) = batch_norm_train(&x, None, None, 1e-5, FusedActivation::Relu).unwrap();
+    let (y16, stats) =
+        batch_norm_train(&x.to_dtype(DType::BF16).unwrap(), None, None, 1e-5, FusedActivation::Relu).unwrap();
+    assert_eq!(y16.dtype(), DType::BF16);
+    assert_eq!(stats.mean.dtype(), DType::BF16);
+    assert!(max_rel_diff(&y16, &y32) < 2e-2);
+}
+
+#[test]
+fn non_contiguous_input_is_normalised_as_its_values() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let x = random(&[5, 3, 4], &mut rng, DType::F32, -2.0, 2.0);
+    let t = x.transpose(0, 2).unwrap(); // (4, 3, 5), strided
+    let (ours, _) = batch_norm_train(&t, None, None, 1e-5, FusedActivation::Identity).unwrap();
+    let (theirs, _) =
+        candle_batch_norm_train(&t.contiguous().unwrap(), None, None, 1e-5, FusedActivation::Identity).unwrap();
+    assert!(max_rel_diff(&ours, &theirs) < 1e-5);
+}
+
+#[test]
+fn no_grad_output_records_nothing() {
+    let mut rng = StdRng::seed_from_u64(18);
+    let ops = operands(&[2, 3, 4], &mut rng, DType::F32);
+    let (tracked, _) = batch_norm_train(&ops.x, Some(&ops.w), Some(&ops.b), 1e-5, FusedActivation::Identity).unwrap();
+    assert!(tracked.track_op());
+    let _guard = ember_kernels::no_grad();
+    let (y, _) = batch_norm_train(&ops.x, Some(&ops.w), Some(&ops.b), 1e-5, FusedActivation::Identity).unwrap();
+    assert!(!y.track_op());
+}
+
+#[test]
+fn shape_errors_name_the_shapes() {
+    let x = Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
+    let err = batch_norm_train(&x, Some(&w), None, 1e-5, FusedActivation::Identity).unwrap_err().to_string();
+    assert!(err.contains("[4]") && err.contains("[2, 3, 4]") && err.contains("(3,)"), "{err}");
+    let err = batch_norm_train(
+        &Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        None,
+        None,
+        1e-5,
+        FusedActivation::Identity,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("[3]"), "{err}");
+}
