@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
-use ember_kernels::Conv2dParams;
+use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
     Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     ModuleTree,
@@ -181,7 +181,7 @@ impl Block {
             x = tapped(tap, conv, x.apply(c)?);
             x = tapped(tap, bn, x.apply_t(b, train)?);
             if i + 1 < last {
-                x = tapped(tap, relu, x.relu()?);
+                x = tapped(tap, relu, ember_kernels::relu(&x)?);
             }
         }
         let shortcut = match &self.downsample {
@@ -191,7 +191,9 @@ impl Block {
             }
             None => xs.clone(),
         };
-        Ok(tapped(tap, &self.taps.out, (x + shortcut)?.relu()?))
+        // The sum and its ReLU in one op (one pass each way).
+        let out = ember_kernels::add_activate(&x, &shortcut, FusedActivation::Relu)?;
+        Ok(tapped(tap, &self.taps.out, out))
     }
 }
 
