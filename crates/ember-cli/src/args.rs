@@ -601,11 +601,14 @@ pub struct TrainArgs {
 }
 
 /// The settings of `ember train`, each optional: its flags, and what a `--config` TOML file
-/// holds (the same names, with underscores). [`crate::train_config::TrainConfig::resolve`] puts flags over the file
+/// holds (the same names, with underscores). `TrainConfig::resolve` (in `train_config.rs`) puts flags over the file
 /// over the defaults; values are checked there, so a bad value in either place gets the same
 /// error naming its flag.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+// The field docs are `--help` text, where `DIR/<class>/*` reads as meant; rustdoc would take
+// `<class>` for an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 pub struct TrainSettings {
     /// Model from the zoo [default: mnist-cnn].
     #[arg(long)]
