@@ -119,6 +119,35 @@ impl BatchNorm {
         self.running_var.as_ref().map(Buffer::value)
     }
 
+    /// Whether a forward pass in this mode normalises with the running statistics (evaluation,
+    /// or a frozen layer) rather than the batch's.
+    pub fn uses_running_statistics(&self, train: bool) -> bool {
+        self.running_mean.is_some() && self.running_var.is_some() && (self.frozen || !train)
+    }
+
+    /// The per-channel `(scale, shift)` with which this layer maps its input when it normalises
+    /// with its running statistics (`train = false`, or frozen): `y = x·scale + shift`, with
+    /// `scale = weight / sqrt(running_var + eps)` and `shift = bias - running_mean·scale`, as
+    /// differentiable functions of the weight and bias. `None` when it would use batch
+    /// statistics (training, or no running statistics kept).
+    pub fn running_affine(&self, train: bool) -> Result<Option<(Tensor, Tensor)>> {
+        let (Some(m), Some(v)) = (&self.running_mean, &self.running_var) else { return Ok(None) };
+        if !self.uses_running_statistics(train) {
+            return Ok(None);
+        }
+        let inv_std = (v.value() + self.cfg.eps)?.sqrt()?.recip()?;
+        let scale = match &self.weight {
+            Some(w) => (w.value()? * inv_std)?,
+            None => inv_std,
+        };
+        let shifted = (m.value() * &scale)?.neg()?;
+        let shift = match &self.bias {
+            Some(b) => (b.value()? + shifted)?,
+            None => shifted,
+        };
+        Ok(Some((scale, shift)))
+    }
+
     /// The layer followed by `act`, fused into one op (see [`ember_kernels::batch_norm_train`]):
     /// the activation is applied while each channel is in cache and its derivative is read off
     /// the output in backward, so neither the normalised tensor nor its gradient is stored.

@@ -112,8 +112,57 @@ impl Conv2d {
         pool: Option<&crate::MaxPool2d>,
         train: bool,
     ) -> Result<Tensor> {
-        let pool = pool.map(|p| p.params());
         let (weight, bias) = (self.weight.value()?, self.bias.as_ref().map(Param::value).transpose()?);
+        self.run(xs, &weight, bias.as_ref(), act, pool, train)
+    }
+
+    /// `act(bn(conv(xs)))`. Where `bn` normalises with its running statistics (evaluation, or a
+    /// frozen batch norm in training), it is an affine map per output channel and is folded into
+    /// this convolution: weight `w·scale`, bias `b·scale + shift`, recomputed from the current
+    /// parameters on every call (so nothing goes stale), and the whole is one op with the
+    /// activation fused. Otherwise (batch statistics) the two layers run in turn. Gradients
+    /// reach the convolution's and the batch norm's parameters either way.
+    pub fn forward_with_batch_norm_t(
+        &self,
+        xs: &Tensor,
+        bn: &crate::BatchNorm,
+        act: FusedActivation,
+        train: bool,
+    ) -> Result<Tensor> {
+        let Some((scale, shift)) = bn.running_affine(train)? else {
+            return bn.forward_t_with_activation(
+                &self.forward_fused_t(xs, FusedActivation::Identity, None, train)?,
+                train,
+                act,
+            );
+        };
+        if scale.dim(0)? != self.cfg.c_out {
+            candle_core::bail!(
+                "conv2d `{}`: {} output channels, but the batch norm after it has {}",
+                self.name,
+                self.cfg.c_out,
+                scale.dim(0)?
+            )
+        }
+        let weight = self.weight.value()?.broadcast_mul(&scale.reshape((self.cfg.c_out, 1, 1, 1))?)?;
+        let bias = match &self.bias {
+            Some(b) => ((b.value()? * &scale)? + &shift)?,
+            None => shift,
+        };
+        self.run(xs, &weight, Some(&bias), act, None, train)
+    }
+
+    /// The convolution with the given (possibly folded) weight and bias.
+    fn run(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        act: FusedActivation,
+        pool: Option<&crate::MaxPool2d>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let pool = pool.map(|p| p.params());
         match xs.dims() {
             [_, c, h, w] if *c == self.cfg.c_in => {
                 let p = self.cfg.params;
@@ -136,9 +185,9 @@ impl Conv2d {
             let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
             let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d_activation_max_pool_t(&xs, &weight, bias.as_ref(), params, act, pool, train);
+            return ember_kernels::conv2d_activation_max_pool_t(&xs, weight, bias, params, act, pool, train);
         }
-        ember_kernels::conv2d_activation_max_pool_t(xs, &weight, bias.as_ref(), self.cfg.params, act, pool, train)
+        ember_kernels::conv2d_activation_max_pool_t(xs, weight, bias, self.cfg.params, act, pool, train)
     }
 }
 

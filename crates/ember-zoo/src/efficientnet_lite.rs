@@ -131,14 +131,42 @@ impl ModuleTree for SameConv {
 
 impl Module for SameConv {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.padded(xs)?.apply(&self.conv)
+    }
+}
+
+impl SameConv {
+    /// The input with TensorFlow's "same" padding.
+    fn padded(&self, xs: &Tensor) -> Result<Tensor> {
         if self.kernel == 1 && self.stride == 1 {
-            return xs.apply(&self.conv);
+            return Ok(xs.clone());
         }
         let (_, _, h, w) = xs.dims4()?;
         let (top, bottom) = self.pads(h);
         let (left, right) = self.pads(w);
-        xs.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?.apply(&self.conv)
+        xs.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)
     }
+}
+
+/// `act(bn(conv(xs)))`, reporting the convolution's and the batch norm's outputs under `names`.
+/// Where the batch norm uses its running statistics (evaluation, frozen), it is folded into the
+/// convolution and the two run as one op; both names then report that op's output.
+fn conv_bn(
+    conv: &SameConv,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    act: FusedActivation,
+    train: bool,
+    names: (&str, &str),
+    tap: Tap<'_>,
+) -> Result<Tensor> {
+    if bn.uses_running_statistics(train) {
+        let y = conv.conv.forward_with_batch_norm_t(&conv.padded(xs)?, bn, act, train)?;
+        tap(names.0, &y);
+        return Ok(tapped(tap, names.1, y));
+    }
+    let y = tapped(tap, names.0, xs.apply(conv)?);
+    Ok(tapped(tap, names.1, bn.forward_t_with_activation(&y, train, act)?))
 }
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -204,13 +232,10 @@ impl MbConv {
         let relu6 = FusedActivation::Relu6;
         let mut x = xs.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = tapped(tap, expand_conv, x.apply(conv)?);
-            x = tapped(tap, bn0, bn.forward_t_with_activation(&x, train, relu6)?);
+            x = conv_bn(conv, bn, &x, relu6, train, (expand_conv, bn0), tap)?;
         }
-        x = tapped(tap, depthwise_conv, x.apply(&self.depthwise_conv)?);
-        x = tapped(tap, bn1, self.bn1.forward_t_with_activation(&x, train, relu6)?);
-        x = tapped(tap, project_conv, x.apply(&self.project_conv)?);
-        x = tapped(tap, bn2, x.apply_t(&self.bn2, train)?);
+        x = conv_bn(&self.depthwise_conv, &self.bn1, &x, relu6, train, (depthwise_conv, bn1), tap)?;
+        x = conv_bn(&self.project_conv, &self.bn2, &x, FusedActivation::Identity, train, (project_conv, bn2), tap)?;
         if self.skip {
             x = tapped(tap, add, (x + xs)?);
         }
@@ -290,15 +315,13 @@ impl EfficientNetLite {
 impl Layered for EfficientNetLite {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         // Batch norm and ReLU6 run as one op (one pass forward and backward, no stored
-        // pre-activation).
+        // pre-activation); on running statistics, the convolution joins them (`conv_bn`).
         let relu6 = FusedActivation::Relu6;
-        let mut x = tapped(tap, "_conv_stem", xs.apply(&self.conv_stem)?);
-        x = tapped(tap, "_bn0", self.bn0.forward_t_with_activation(&x, train, relu6)?);
+        let mut x = conv_bn(&self.conv_stem, &self.bn0, xs, relu6, train, ("_conv_stem", "_bn0"), tap)?;
         for block in &self.blocks {
             x = block.forward(&x, train, tap)?;
         }
-        x = tapped(tap, "_conv_head", x.apply(&self.conv_head)?);
-        x = tapped(tap, "_bn1", self.bn1.forward_t_with_activation(&x, train, relu6)?);
+        x = conv_bn(&self.conv_head, &self.bn1, &x, relu6, train, ("_conv_head", "_bn1"), tap)?;
         x = tapped(tap, "_avg_pooling", x.apply(&GlobalAvgPool2d)?);
         x = tapped(tap, "_dropout", x.apply_t(&self.dropout, train)?);
         Ok(tapped(tap, "_fc", x.apply(&self.fc)?))

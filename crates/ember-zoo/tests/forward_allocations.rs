@@ -69,9 +69,10 @@ fn forward_allocations(name: &str, input: (usize, usize, usize)) -> (usize, usiz
     let net = build_with(name, &options, store.var_builder(DType::F32)).unwrap();
     let (c, h, w) = input;
     let xs = Tensor::rand(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
-    // A first pass outside the window: lazily initialised state (thread pools, caches) is not
-    // the forward pass's doing.
+    // A first pass in each mode outside the window: lazily initialised state (thread pools,
+    // caches; candle reads the CPU list from /sys once) is not the forward pass's doing.
     net.forward_t(&xs, true).unwrap();
+    net.forward_t(&xs, false).unwrap();
     let train = byte_allocations(|| {
         net.forward_t(&xs, true).unwrap();
     });
