@@ -111,30 +111,33 @@ impl CustomOp1 for Activate {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let (ys, yl) = res.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(ys), Storage::Cpu(gs)) = (&*ys, &*gs) else {
-            candle_core::bail!("activation backward: expected CPU tensors")
-        };
-        fn go<T: Float>(
-            act: FusedActivation,
-            y: (&CpuStorage, &Layout),
-            g: (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let y = contiguous_slice::<T>(y.0, y.1, "activation backward", "output")?;
-            let dy = contiguous_slice::<T>(g.0, g.1, "activation backward", "gradient")?;
-            let mut dz = vec![T::ZERO; y.len()];
-            dz.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dz, (y, dy))| {
-                act.mask_gradient(y, dy, dz);
-            });
-            Ok(T::wrap(dz))
-        }
-        let out = match ys {
-            CpuStorage::F32(_) => go::<f32>(self.0, (ys, yl), (gs, gl))?,
-            CpuStorage::F64(_) => go::<f64>(self.0, (ys, yl), (gs, gl))?,
-            other => candle_core::bail!("activation backward: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok(Some(Tensor::from_storage(Storage::Cpu(out), res.shape().clone(), BackpropOp::none(), false)))
+        Ok(Some(masked_gradient(self.0, res, grad)?))
     }
+}
+
+/// `dy · act'(z)` for an activation whose output is `res` and whose output gradient is
+/// `grad`, in one parallel pass (the derivative read off the output): the backward pass of
+/// every op that ends in a fused activation and passes the gradient on unchanged otherwise.
+pub(crate) fn masked_gradient(act: FusedActivation, res: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    let grad = grad.contiguous()?;
+    let (ys, yl) = res.storage_and_layout();
+    let (gs, gl) = grad.storage_and_layout();
+    let (Storage::Cpu(ys), Storage::Cpu(gs)) = (&*ys, &*gs) else {
+        candle_core::bail!("activation backward: expected CPU tensors")
+    };
+    fn go<T: Float>(act: FusedActivation, y: (&CpuStorage, &Layout), g: (&CpuStorage, &Layout)) -> Result<CpuStorage> {
+        let y = contiguous_slice::<T>(y.0, y.1, "activation backward", "output")?;
+        let dy = contiguous_slice::<T>(g.0, g.1, "activation backward", "gradient")?;
+        let mut dz = vec![T::ZERO; y.len()];
+        dz.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dz, (y, dy))| {
+            act.mask_gradient(y, dy, dz);
+        });
+        Ok(T::wrap(dz))
+    }
+    let out = match ys {
+        CpuStorage::F32(_) => go::<f32>(act, (ys, yl), (gs, gl))?,
+        CpuStorage::F64(_) => go::<f64>(act, (ys, yl), (gs, gl))?,
+        other => candle_core::bail!("activation backward: unsupported dtype {:?}", other.dtype()),
+    };
+    Ok(Tensor::from_storage(Storage::Cpu(out), res.shape().clone(), BackpropOp::none(), false))
 }

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, Float};
 use crate::no_grad;
-use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
 /// running averages.
@@ -456,12 +456,7 @@ impl WeightedOp for BatchNormOp {
             b: Option<(&CpuStorage, &Layout)>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
-            let xs = contiguous_slice::<T>(x.0, x.1, "batch_norm", "input")?;
-            let ws = contiguous_slice::<T>(w.0, w.1, "batch_norm", "weight")?;
-            let bs = match b {
-                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "batch_norm", "bias")?),
-                None => None,
-            };
+            let (xs, ws, bs) = operand_slices::<T>("batch_norm", x, w, b)?;
             let given = if op.batch { None } else { op.stats.get() };
             if !op.batch && given.is_none() {
                 candle_core::bail!("batch_norm: evaluation mode without statistics")

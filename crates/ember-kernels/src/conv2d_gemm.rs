@@ -25,7 +25,7 @@ use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
-use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -453,12 +453,7 @@ impl WeightedOp for Conv2dOp {
             w: (&CpuStorage, &Layout),
             b: Option<(&CpuStorage, &Layout)>,
         ) -> Result<CpuStorage> {
-            let xs = contiguous_slice::<T>(x.0, x.1, "conv2d", "input")?;
-            let ws = contiguous_slice::<T>(w.0, w.1, "conv2d", "weight")?;
-            let bs = match b {
-                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "conv2d", "bias")?),
-                None => None,
-            };
+            let (xs, ws, bs) = operand_slices::<T>("conv2d", x, w, b)?;
             match op.pool_plane(g)? {
                 None => Ok(T::wrap(forward(xs, ws, bs, op.act, g))),
                 Some(pool) => {

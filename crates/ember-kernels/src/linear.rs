@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul_parallel_rows, Mat};
-use crate::weighted_op::{impl_weighted_custom_ops, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
 ///
@@ -96,12 +96,7 @@ impl WeightedOp for LinearOp {
             b: Option<(&CpuStorage, &Layout)>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
-            let xs = contiguous_slice::<T>(x.0, x.1, "linear", "input")?;
-            let ws = contiguous_slice::<T>(w.0, w.1, "linear", "weight")?;
-            let bs = match b {
-                Some((s, l)) => Some(contiguous_slice::<T>(s, l, "linear", "bias")?),
-                None => None,
-            };
+            let (xs, ws, bs) = operand_slices::<T>("linear", x, w, b)?;
             Ok(T::wrap(forward(xs, ws, bs, act, dims)))
         }
         let out = match x.0 {

@@ -6,8 +6,7 @@
 //! the same gradient to both operands, as the derivative of a sum says.
 
 use candle_core::backend::BackendStorage;
-use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
@@ -65,32 +64,8 @@ impl CustomOp2 for AddActivate {
         if !a.track_op() && !b.track_op() {
             return Ok((None, None));
         }
-        let grad = grad.contiguous()?;
-        let (ys, yl) = res.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(ys), Storage::Cpu(gs)) = (&*ys, &*gs) else {
-            candle_core::bail!("add_activate backward: expected CPU tensors")
-        };
-        fn go<T: Float>(
-            act: FusedActivation,
-            y: (&CpuStorage, &Layout),
-            g: (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let y = contiguous_slice::<T>(y.0, y.1, "add_activate backward", "output")?;
-            let dy = contiguous_slice::<T>(g.0, g.1, "add_activate backward", "gradient")?;
-            let mut dz = vec![T::ZERO; y.len()];
-            dz.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dz, (y, dy))| {
-                act.mask_gradient(y, dy, dz);
-            });
-            Ok(T::wrap(dz))
-        }
-        let dz = match ys {
-            CpuStorage::F32(_) => go::<f32>(self.0, (ys, yl), (gs, gl))?,
-            CpuStorage::F64(_) => go::<f64>(self.0, (ys, yl), (gs, gl))?,
-            other => candle_core::bail!("add_activate backward: unsupported dtype {:?}", other.dtype()),
-        };
+        let dz = crate::activation::masked_gradient(self.0, res, grad)?;
         // The sum's derivative is 1 for both operands: one gradient tensor serves both.
-        let dz = Tensor::from_storage(Storage::Cpu(dz), res.shape().clone(), BackpropOp::none(), false);
         Ok((a.track_op().then(|| dz.clone()), b.track_op().then_some(dz)))
     }
 }

@@ -5,6 +5,8 @@
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor};
 
+use crate::element::{contiguous_slice, Float};
+
 /// An op on `(x, weight[, bias])`.
 pub(crate) trait WeightedOp {
     /// Forward on CPU storages; `bias` is `None` for the two-operand form.
@@ -18,6 +20,23 @@ pub(crate) trait WeightedOp {
     /// Gradients of `x`, `w` and `bias` (each `None` unless `needs` asks for it), from the
     /// storages of `[x, w, output, output gradient]` (the gradient already contiguous).
     fn gradients(&self, storages: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]>;
+}
+
+/// The three operands of a [`WeightedOp`]'s forward as contiguous slices of `T`, each refused
+/// (naming `op` and the operand) when it is not contiguous or not of type `T`.
+pub(crate) type Operands<'a, T> = (&'a [T], &'a [T], Option<&'a [T]>);
+
+/// See [`Operands`].
+pub(crate) fn operand_slices<'a, T: Float>(
+    op: &str,
+    x: (&'a CpuStorage, &Layout),
+    w: (&'a CpuStorage, &Layout),
+    bias: Option<(&'a CpuStorage, &Layout)>,
+) -> Result<Operands<'a, T>> {
+    let xs = contiguous_slice::<T>(x.0, x.1, op, "input")?;
+    let ws = contiguous_slice::<T>(w.0, w.1, op, "weight")?;
+    let bs = bias.map(|(s, l)| contiguous_slice::<T>(s, l, op, "bias")).transpose()?;
+    Ok((xs, ws, bs))
 }
 
 /// The backward pass of a [`WeightedOp`]: which gradients are needed (`Tensor::track_op`), the

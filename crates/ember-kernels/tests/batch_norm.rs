@@ -9,23 +9,12 @@ use ember_kernels::{
     batch_norm_eval, batch_norm_train, candle_batch_norm_eval, candle_batch_norm_train, FusedActivation,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+
+mod common;
+use common::{max_rel_diff, uniform as random};
 
 const ACTS: [FusedActivation; 3] = [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6];
-
-fn random(shape: &[usize], rng: &mut StdRng, dtype: DType, lo: f64, hi: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
-
-fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
-    a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs() / scale))
-}
 
 /// Shapes covering ranks 2 to 4, one channel and odd channel counts, batch 1 with positions,
 /// positions 1 with a batch, and a channel large enough to span several rayon tasks.

@@ -11,10 +11,11 @@ use ember_kernels::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::max_rel_diff;
+
 fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    common::uniform(shape, rng, dtype, -1.0, 1.0)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,14 +73,6 @@ fn run(case: &Case, dtype: DType, ours: bool, act: FusedActivation, seed: u64) -
         out.push(grads.get(&b).unwrap().clone());
     }
     (y, out)
-}
-
-fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
-    a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs() / scale))
 }
 
 #[test]

@@ -7,18 +7,11 @@ use ember_kernels::{activate, cross_entropy, linear, FusedActivation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
+mod common;
+use common::max_rel_diff;
 
-fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
-    a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs() / scale))
+fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
+    common::uniform(shape, rng, dtype, -2.0, 2.0)
 }
 
 fn candle_activation(x: &Tensor, act: FusedActivation) -> Tensor {

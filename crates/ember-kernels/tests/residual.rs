@@ -5,12 +5,12 @@ use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
 use ember_kernels::{add_activate, FusedActivation};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+
+mod common;
 
 fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-3.0..3.0)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    common::uniform(shape, rng, dtype, -3.0, 3.0)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
