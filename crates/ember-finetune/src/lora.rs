@@ -78,28 +78,25 @@ impl LoraConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Target {
-    module: String,
-    mask: RankMask,
-}
-
 /// The adapters [`attach_lora`] put on a model: their variables (`{layer}.lora_A`,
 /// `{layer}.lora_B`, in a store of their own), and the rank-dropout masks.
 pub struct LoraAdapters {
     store: ParamStore,
-    targets: Vec<Target>,
+    /// The rank-dropout mask of each adapted layer.
+    masks: Vec<RankMask>,
     train_also: Vec<String>,
     rank: usize,
     alpha: f64,
     dropout: f64,
+    /// The adapted weights' dtype, which the dropout masks take.
+    dtype: candle_core::DType,
     target_patterns: Vec<String>,
     rng: Mutex<rand::rngs::StdRng>,
 }
 
 impl std::fmt::Debug for LoraAdapters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoraAdapters").field("targets", &self.targets.len()).field("rank", &self.rank).finish()
+        f.debug_struct("LoraAdapters").field("targets", &self.masks.len()).field("rank", &self.rank).finish()
     }
 }
 
@@ -141,7 +138,7 @@ pub fn attach_lora(model: &mut (impl ModuleTree + ?Sized), cfg: &LoraConfig) -> 
     let vb = store.var_builder(dtype);
     let scale = cfg.alpha / cfg.rank as f64;
     let mut updates = HashMap::new();
-    let mut targets = Vec::new();
+    let mut masks = Vec::new();
     for (module, shape, _, _) in &found {
         let fan_in: usize = shape[1..].iter().product();
         // PyTorch's kaiming_uniform_(a = sqrt(5)), as PEFT initialises A.
@@ -153,7 +150,7 @@ pub fn attach_lora(model: &mut (impl ModuleTree + ?Sized), cfg: &LoraConfig) -> 
         )?;
         let b = vb.get_with_hints((shape[0], cfg.rank), &format!("{module}.lora_B"), candle_nn::Init::Const(0.0))?;
         let update = LowRank::new(a, b, scale)?;
-        targets.push(Target { module: module.clone(), mask: update.mask() });
+        masks.push(update.mask());
         updates.insert(format!("{module}.weight"), update);
     }
     model.visit_mut(&mut |path, entry| {
@@ -176,11 +173,12 @@ pub fn attach_lora(model: &mut (impl ModuleTree + ?Sized), cfg: &LoraConfig) -> 
     }
     Ok(LoraAdapters {
         store,
-        targets,
+        masks,
         train_also: cfg.train_also.clone(),
         rank: cfg.rank,
         alpha: cfg.alpha,
         dropout: cfg.dropout,
+        dtype,
         target_patterns: cfg.targets.clone(),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x10ba)),
     })
@@ -194,7 +192,7 @@ impl LoraAdapters {
 
     /// Number of adapted layers.
     pub fn num_targets(&self) -> usize {
-        self.targets.len()
+        self.masks.len()
     }
 
     /// Draws new rank-dropout masks before a training forward pass (`train`), or clears them
@@ -205,16 +203,15 @@ impl LoraAdapters {
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         let keep = 1.0 / (1.0 - self.dropout);
-        for t in &self.targets {
+        for slot in &self.masks {
             let mask = if train {
                 let m: Vec<f64> =
                     (0..self.rank).map(|_| if rng.random::<f64>() < self.dropout { 0.0 } else { keep }).collect();
-                let dtype = self.store.get(&format!("{}.lora_B", t.module)).map(|v| v.dtype());
-                Some(Tensor::from_vec(m, (1, self.rank), device)?.to_dtype(dtype.unwrap_or(candle_core::DType::F32))?)
+                Some(Tensor::from_vec(m, (1, self.rank), device)?.to_dtype(self.dtype)?)
             } else {
                 None
             };
-            *t.mask.lock().unwrap_or_else(|e| e.into_inner()) = mask;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = mask;
         }
         Ok(())
     }

@@ -39,8 +39,8 @@ impl HeadInfo {
             return Self::from_tree(network);
         }
         let (c, h, w) = input;
-        let device = network_device(network);
-        let xs = Tensor::zeros((1, c, h, w), network_dtype(network), &device)?;
+        let (device, dtype) = network_placement(network);
+        let xs = Tensor::zeros((1, c, h, w), dtype, &device)?;
         let mut layers = Vec::new();
         network.forward_tapped(&xs, false, &mut |name, _| layers.push(name.to_string()))?;
         let n = layers.len();
@@ -109,26 +109,16 @@ impl std::fmt::Debug for FineTuneModel {
     }
 }
 
-/// The device of a network's first parameter (the CPU for one without parameters).
-fn network_device(network: &Network) -> Device {
-    let mut device = None;
+/// The device and dtype of a network's first parameter (CPU and f32 for one without
+/// parameters): where a probe input for it must live.
+fn network_placement(network: &Network) -> (Device, DType) {
+    let mut found = None;
     network.visit(&mut |_, entry| {
-        if let (None, Entry::Param(p)) = (&device, entry) {
-            device = Some(p.tensor().device().clone());
+        if let (None, Entry::Param(p)) = (&found, entry) {
+            found = Some((p.tensor().device().clone(), p.tensor().dtype()));
         }
     });
-    device.unwrap_or(Device::Cpu)
-}
-
-/// The dtype of a network's first parameter (f32 for one without parameters).
-fn network_dtype(network: &Network) -> DType {
-    let mut dtype = None;
-    network.visit(&mut |_, entry| {
-        if let (None, Entry::Param(p)) = (&dtype, entry) {
-            dtype = Some(p.tensor().dtype());
-        }
-    });
-    dtype.unwrap_or(DType::F32)
+    found.unwrap_or((Device::Cpu, DType::F32))
 }
 
 impl FineTuneModel {
