@@ -206,7 +206,7 @@ impl LowRank {
 mod tests {
     use candle_core::{DType, Device, Var};
 
-    use super::Param;
+    use super::{LowRank, Param};
 
     #[test]
     fn frozen_param_gets_no_gradient() -> candle_core::Result<()> {
@@ -218,6 +218,34 @@ mod tests {
         p.set_frozen(true);
         let grads = p.value()?.sqr()?.sum_all()?.backward()?;
         assert!(grads.get(var.as_tensor()).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_low_rank_update_that_does_not_fit_is_refused_and_nothing_changes() -> candle_core::Result<()> {
+        let w = Var::ones((4, 3, 2, 2), DType::F32, &Device::Cpu)?;
+        let mut p = Param::new(w.as_tensor().clone());
+        // A must be (rank, 3 * 2 * 2) and B (4, rank).
+        let bad = LowRank::new(
+            Var::zeros((2, 5), DType::F32, &Device::Cpu)?.as_tensor().clone(),
+            Var::zeros((4, 2), DType::F32, &Device::Cpu)?.as_tensor().clone(),
+            1.0,
+        )?;
+        let err = p.attach_low_rank(bad).unwrap_err().to_string();
+        assert!(err.contains("[2, 5]") && err.contains("(2, 12)"), "{err}");
+        assert!(p.low_rank().is_none());
+        let bad_rank = LowRank::new(
+            Var::zeros((2, 12), DType::F32, &Device::Cpu)?.as_tensor().clone(),
+            Var::zeros((4, 3), DType::F32, &Device::Cpu)?.as_tensor().clone(),
+            1.0,
+        );
+        assert!(bad_rank.is_err_and(|e| e.to_string().contains("rank 2") && e.to_string().contains("rank 3")));
+        // A fitting update changes the value by s·B·A.
+        let a = Var::ones((2, 12), DType::F32, &Device::Cpu)?;
+        let b = Var::ones((4, 2), DType::F32, &Device::Cpu)?;
+        p.attach_low_rank(LowRank::new(a.as_tensor().clone(), b.as_tensor().clone(), 0.5)?)?;
+        let v = p.value()?.flatten_all()?.to_vec1::<f32>()?;
+        assert!(v.iter().all(|x| *x == 2.0), "1 + 0.5 * 2: {v:?}");
         Ok(())
     }
 }
