@@ -2,7 +2,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::element::{contiguous_slice, Float};
@@ -74,7 +74,7 @@ pub fn activate(xs: &Tensor, act: FusedActivation) -> Result<Tensor> {
     if act == FusedActivation::Identity {
         return Ok(xs.clone());
     }
-    if !xs.device().is_cpu() || !matches!(xs.dtype(), DType::F32 | DType::F64) {
+    if !crate::portable::native(xs) {
         return match act {
             FusedActivation::Relu => xs.relu(),
             FusedActivation::Relu6 => xs.relu()?.minimum(6.0),

@@ -7,7 +7,7 @@
 //! window, accumulating where windows overlap.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::max_pool::Pool2dParams;
@@ -18,18 +18,15 @@ use crate::max_pool::Pool2dParams;
 /// - `xs`: `(b, c, h, w)`
 /// - output: `(b, c, oh, ow)` with `oh = (h + 2*ph - kh) / sh + 1`
 ///
-/// f32 and f64 CPU tensors use ember's kernel; other dtypes and devices fall back to candle's
-/// op when the geometry allows it (no padding).
+/// f32 and f64 CPU tensors use ember's kernel; other dtypes and devices gather the windows
+/// with candle's indexing ops (the same values and gradients, padding included).
 pub fn avg_pool2d(xs: &Tensor, params: Pool2dParams) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
     params.output_size(h, w)?;
-    if xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) {
+    if crate::portable::native(xs) {
         return xs.contiguous()?.apply_op1(AvgPool2d(params));
     }
-    if params.padding != (0, 0) {
-        candle_core::bail!("avg_pool2d: padding is only supported for f32/f64 CPU tensors")
-    }
-    xs.avg_pool2d_with_stride(params.kernel, params.stride)
+    crate::window_pool::window_pool2d(xs, params, crate::window_pool::WindowReduce::Mean)
 }
 
 /// Adaptive average pooling to an `(oh, ow)` output, PyTorch's window rule: output cell `i`

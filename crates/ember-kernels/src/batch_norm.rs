@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, Float};
 use crate::no_grad;
+use crate::portable::native;
 use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
@@ -179,10 +180,6 @@ fn check_shapes(op: &str, xs: &Tensor, per_channel: &[Option<&Tensor>]) -> Resul
     Ok(c)
 }
 
-/// Whether ember's kernel handles this input (f32/f64 on the CPU).
-fn native(xs: &Tensor) -> bool {
-    xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64)
-}
 
 /// Runs the op on contiguous operands; a missing weight becomes a constant 1 (which asks for no
 /// gradient) so the op always has one.

@@ -1,6 +1,6 @@
 //! 2-D and 1-D convolution and transposed convolution: the entry points ember-layers use.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::conv2d_gemm::Conv2dOp;
@@ -70,7 +70,7 @@ pub fn conv2d_activation_max_pool_t(
     let (xs, weight, bias) = (&no_grad::input(xs), &no_grad::input(weight), bias.map(no_grad::input));
     let bias = bias.as_ref();
     let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
-    let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
+    let native = crate::portable::native(xs);
     if !native || (pool.is_some() && crate::depthwise::applies(&g)) {
         let ys = if native {
             conv2d_activation_max_pool(xs, weight, bias, p, act, None)?

@@ -9,7 +9,9 @@ use crate::element::{contiguous_slice, Float};
 
 /// Mean cross-entropy between `logits` `(n, classes)` and integer class `targets` `(n,)` (u8,
 /// u32 or i64), skipping rows whose target equals `ignore_index` (the mean is over the rows
-/// kept; all rows ignored gives NaN, as in PyTorch). f32/f64 CPU logits only.
+/// kept; all rows ignored gives NaN, as in PyTorch). f32/f64 CPU logits run as one op; other
+/// dtypes and devices compute the same value with candle's ops (the targets are checked on the
+/// host first, so a bad label is an error naming its row on every device).
 ///
 /// # Errors
 /// Shapes that do not match, unsupported dtypes or devices, and targets outside `0..classes`
@@ -23,10 +25,34 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i64
             logits.dims()
         )
     }
-    if !logits.device().is_cpu() || !matches!(logits.dtype(), DType::F32 | DType::F64) {
-        candle_core::bail!("cross_entropy: fused kernel needs f32/f64 CPU logits, got {:?}", logits.dtype())
+    if !crate::portable::native(logits) {
+        return portable_cross_entropy(logits, targets, ignore_index);
     }
     logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy { ignore_index })
+}
+
+/// [`cross_entropy`] from candle's ops: a stable log-softmax, a `gather` of each kept row's
+/// target, and the mean over the kept rows.
+fn portable_cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i64>) -> Result<Tensor> {
+    let (n, classes) = logits.dims2()?;
+    let labels = match targets.dtype() {
+        DType::U8 | DType::U32 | DType::I64 => targets.to_dtype(DType::I64)?.to_vec1::<i64>()?,
+        other => candle_core::bail!("cross_entropy: targets must be u8, u32 or i64, got {other:?}"),
+    };
+    check_targets(&labels, classes, ignore_index)?;
+    let kept: Vec<bool> = labels.iter().map(|&t| Some(t) != ignore_index).collect();
+    // In range for kept rows (checked above); ignored rows pick class 0 and are masked out.
+    let picks: Vec<u32> = labels.iter().zip(&kept).map(|(&t, &k)| if k { t as u32 } else { 0 }).collect();
+    let mask: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
+    let device = logits.device();
+    let picks = Tensor::from_vec(picks, (n, 1), device)?;
+    let mask = Tensor::from_vec(mask, n, device)?.to_dtype(logits.dtype())?;
+    let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?;
+    let log_probs = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(1)?.log()?)?;
+    let picked = log_probs.gather(&picks, 1)?.squeeze(1)?;
+    let count = kept.iter().filter(|&&k| k).count();
+    // All rows ignored: 0/0, NaN, as in PyTorch.
+    (picked * mask)?.sum_all()?.neg()? / count as f64
 }
 
 fn target_values(storage: &CpuStorage, layout: &Layout) -> Result<Vec<i64>> {

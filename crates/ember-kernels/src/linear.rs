@@ -3,7 +3,7 @@
 //! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
 //! gradient tensors.
 
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
@@ -37,7 +37,7 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, act: FusedAct
     let mut out_dims = xs.dims().to_vec();
     *out_dims.last_mut().unwrap_or(&mut 0) = out_f;
     let rows = xs.elem_count() / in_f.max(1);
-    let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) && in_f > 0;
+    let native = crate::portable::native(xs) && in_f > 0;
     if !native {
         let ys = xs.reshape((rows, in_f))?.matmul(&weight.t()?)?;
         let ys = match bias {

@@ -8,7 +8,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::element::Float;
@@ -59,18 +59,15 @@ impl Pool2dParams {
 /// - output: `(b, c, oh, ow)` with `oh = (h + 2*ph - kh) / sh + 1`
 ///
 /// f32 and f64 CPU tensors use ember's kernel (forward and backward); other dtypes and
-/// devices fall back to candle's op when the geometry allows it.
+/// devices gather the windows with candle's indexing ops (the same values and gradients).
 pub fn max_pool2d(xs: &Tensor, params: Pool2dParams) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
     params.output_size(h, w)?;
-    let native = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
+    let native = crate::portable::native(xs);
     if native {
         return xs.contiguous()?.apply_op1(MaxPool2d(params));
     }
-    if params.padding != (0, 0) {
-        candle_core::bail!("max_pool2d: padding is only supported for f32/f64 CPU tensors")
-    }
-    xs.max_pool2d_with_stride(params.kernel, params.stride)
+    crate::window_pool::window_pool2d(xs, params, crate::window_pool::WindowReduce::Max)
 }
 
 /// Plane geometry shared by forward and backward.

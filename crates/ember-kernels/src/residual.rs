@@ -6,7 +6,7 @@
 //! the same gradient to both operands, as the derivative of a sum says.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
@@ -21,7 +21,7 @@ pub fn add_activate(a: &Tensor, b: &Tensor, act: FusedActivation) -> Result<Tens
     if a.shape() != b.shape() {
         candle_core::bail!("add_activate: shapes {:?} and {:?} differ", a.dims(), b.dims())
     }
-    let fast = a.device().is_cpu() && a.dtype() == b.dtype() && matches!(a.dtype(), DType::F32 | DType::F64);
+    let fast = crate::portable::native(a) && a.dtype() == b.dtype();
     if !fast {
         return crate::activate(&(a + b)?, act);
     }

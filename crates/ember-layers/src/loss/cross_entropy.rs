@@ -42,8 +42,6 @@ pub fn cross_entropy_with(logits: &Tensor, targets: &Tensor, cfg: &CrossEntropyC
         && cfg.nll.weight.is_none()
         && cfg.nll.reduction == Reduction::Mean
         && logits.rank() == 2
-        && logits.device().is_cpu()
-        && matches!(logits.dtype(), DType::F32 | DType::F64)
         && matches!(targets.dtype(), DType::U8 | DType::U32 | DType::I64);
     if fused {
         if targets.dims() != [logits.dim(0)?] {
@@ -53,7 +51,8 @@ pub fn cross_entropy_with(logits: &Tensor, targets: &Tensor, cfg: &CrossEntropyC
                 targets.dims()
             )
         }
-        // One pass forward and backward (ember-kernels); same value and gradient as below.
+        // One pass forward and backward on the CPU, candle's ops elsewhere (ember-kernels); the
+        // same value and gradient as below.
         return ember_kernels::cross_entropy(logits, targets, Some(cfg.nll.ignore_index));
     }
     let t = self::targets("cross_entropy", logits, targets, &cfg.nll)?;
