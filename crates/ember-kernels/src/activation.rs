@@ -75,13 +75,25 @@ pub fn activate(xs: &Tensor, act: FusedActivation) -> Result<Tensor> {
         return Ok(xs.clone());
     }
     if !crate::portable::native(xs) {
-        return match act {
-            FusedActivation::Relu => xs.relu(),
-            FusedActivation::Relu6 => xs.relu()?.minimum(6.0),
-            FusedActivation::Identity => Ok(xs.clone()),
-        };
+        return portable_activate(xs, act);
     }
     xs.contiguous()?.apply_op1(Activate(act))
+}
+
+/// [`activate`] from candle's ops, with PyTorch's gradient at the kinks: 0 where `x` is exactly
+/// 0 (and, for ReLU6, exactly 6). candle's `relu` passes the gradient at 0 and its `minimum`
+/// at 6, and exact zeros are common (a convolution over zero padding, a ReLU before it), so
+/// the activation is written as `x` times a 0/1 mask that the gradient sees as a constant.
+pub(crate) fn portable_activate(xs: &Tensor, act: FusedActivation) -> Result<Tensor> {
+    match act {
+        FusedActivation::Identity => Ok(xs.clone()),
+        FusedActivation::Relu => xs * xs.gt(0.0)?.to_dtype(xs.dtype())?,
+        FusedActivation::Relu6 => {
+            let inside = (xs.gt(0.0)? * xs.lt(6.0)?)?.to_dtype(xs.dtype())?;
+            let capped = (xs.ge(6.0)?.to_dtype(xs.dtype())? * 6.0)?;
+            (xs * inside)? + capped
+        }
+    }
 }
 
 /// ReLU, `max(x, 0)`, as a single-pass op with a single-pass backward.

@@ -150,11 +150,7 @@ fn candle_normalise(
     if let Some(b) = bias {
         y = y.broadcast_add(&b.reshape((1, c, 1))?)?;
     }
-    match act {
-        FusedActivation::Identity => Ok(y),
-        FusedActivation::Relu => y.relu(),
-        FusedActivation::Relu6 => y.relu()?.minimum(6.0),
-    }
+    crate::activation::portable_activate(&y, act)
 }
 
 /// `xs` as `(n, c, l)`, `l` the product of the dimensions after the channel one.

@@ -122,16 +122,30 @@ fn convolutions_agree_for_every_geometry() {
 #[test]
 fn fused_convolution_activation_and_pool_agree() {
     let mut rng = rng();
-    let inputs = [
-        uniform(&[2, 3, 12, 11], &mut rng, DType::F64, -1.0, 1.0),
-        uniform(&[5, 3, 3, 3], &mut rng, DType::F64, -0.5, 0.5),
-        uniform(&[5], &mut rng, DType::F64, -0.5, 0.5),
+    // A dense and a depthwise (stride 1 and 2) convolution, with bias, activation and pooling,
+    // in training and in inference (the kernels take other paths there).
+    let cases = [
+        ([2, 3, 12, 11], [5, 3, 3, 3], Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 1 }),
+        ([2, 4, 12, 11], [4, 1, 3, 3], Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 4 }),
+        ([2, 4, 13, 12], [4, 1, 5, 5], Conv2dParams { padding: 2, stride: 2, dilation: 1, groups: 4 }),
+        // Rows wider than a vector register, as in EfficientNet-Lite's first block.
+        ([2, 32, 22, 20], [32, 1, 3, 3], Conv2dParams { padding: 0, stride: 1, dilation: 1, groups: 32 }),
+        ([1, 16, 37, 35], [16, 1, 5, 5], Conv2dParams { padding: 2, stride: 2, dilation: 1, groups: 16 }),
     ];
-    let p = Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 1 };
-    for act in [FusedActivation::Relu, FusedActivation::Relu6] {
-        for pool in [None, Some(Pool2dParams::square(2))] {
-            let op = |t: &[Tensor]| conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, act, pool, true);
-            assert_paths_agree(&format!("conv2d+{act:?}+{pool:?}"), &op, &inputs);
+    for (x, w, p) in cases {
+        let inputs = [
+            uniform(&x, &mut rng, DType::F64, -3.0, 8.0),
+            uniform(&w, &mut rng, DType::F64, -0.5, 0.5),
+            uniform(&[w[0]], &mut rng, DType::F64, -0.5, 0.5),
+        ];
+        for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {
+            for pool in [None, Some(Pool2dParams::square(2))] {
+                for train in [true, false] {
+                    let op =
+                        |t: &[Tensor]| conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, act, pool, train);
+                    assert_paths_agree(&format!("conv2d {w:?} {p:?}+{act:?}+{pool:?} train={train}"), &op, &inputs);
+                }
+            }
         }
     }
 }
@@ -139,7 +153,8 @@ fn fused_convolution_activation_and_pool_agree() {
 #[test]
 fn linear_activations_and_the_residual_add_agree() {
     let mut rng = rng();
-    let x = uniform(&[1, 3, 7], &mut rng, DType::F64, -3.0, 8.0);
+    // Exact zeros and sixes: the kinks, where PyTorch's gradient (and the kernels') is 0.
+    let x = uniform(&[1, 3, 7], &mut rng, DType::F64, -3.0, 8.0).round().unwrap();
     let w = uniform(&[5, 7], &mut rng, DType::F64, -0.5, 0.5);
     let b = uniform(&[5], &mut rng, DType::F64, -0.5, 0.5);
     for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {

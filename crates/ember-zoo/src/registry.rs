@@ -68,6 +68,12 @@ impl Architecture {
     pub fn has_regularisation_switches(self) -> bool {
         self == Self::VggSmall
     }
+
+    /// Whether [`ModelOptions::dropout`] applies (VGG's, and EfficientNet-Lite's before its
+    /// classifier, timm's `drop_rate`).
+    pub fn has_dropout(self) -> bool {
+        self.has_regularisation_switches() || matches!(self, Self::EfficientNetLite(_))
+    }
 }
 
 impl ModelInfo {
@@ -298,7 +304,8 @@ pub struct ModelOptions {
     /// Seed of dropout masks and VAE noise.
     pub seed: u64,
     /// Drop probability for models with dropout layers (`vgg-small`: this before the output
-    /// layer and half of it after every block); `None` keeps the model's own.
+    /// layer and half of it after every block; EfficientNet-Lite: before the classifier, 0.2
+    /// by default); `None` keeps the model's own.
     pub dropout: Option<f64>,
     /// Batch normalisation after every convolution (`vgg-small` can be built without it, its
     /// convolutions then get biases); `true` for every other model.
@@ -372,28 +379,32 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
     }
     // Only some models have the switches; silently ignoring one would make a regularisation
     // experiment compare a model with itself.
-    let switchable = || {
-        MODELS
-            .iter()
-            .filter(|m| m.architecture.has_regularisation_switches())
-            .map(|m| m.name)
-            .collect::<Vec<_>>()
-            .join(", ")
+    let having = |has: fn(Architecture) -> bool| {
+        MODELS.iter().filter(|m| has(m.architecture)).map(|m| m.name).collect::<Vec<_>>().join(", ")
     };
     let switches = entry.architecture.has_regularisation_switches();
     if let Some(p) = options.dropout {
         if !(0.0..1.0).contains(&p) {
             return Err(bad(name, format!("dropout probability {p} is outside 0..1")));
         }
-        if !switches {
+        if !entry.architecture.has_dropout() {
             return Err(bad(
                 name,
-                format!("has no dropout probability to set (models that have one: {})", switchable()),
+                format!(
+                    "has no dropout probability to set (models that have one: {})",
+                    having(Architecture::has_dropout)
+                ),
             ));
         }
     }
     if !options.batch_norm && !switches {
-        return Err(bad(name, format!("cannot be built without batch norm (models that can: {})", switchable())));
+        return Err(bad(
+            name,
+            format!(
+                "cannot be built without batch norm (models that can: {})",
+                having(Architecture::has_regularisation_switches)
+            ),
+        ));
     }
     let classes = options.classes;
     let network = match entry.architecture {
@@ -438,7 +449,11 @@ pub fn build_with(name: &str, options: &ModelOptions, vb: VarBuilder) -> Result<
         Architecture::EfficientNetLite(variant) => {
             let cfg = EfficientNetLiteConfig::lite(variant as usize, c, classes)
                 .ok_or_else(|| bad(name, format!("no EfficientNet-Lite variant {variant}")))?;
-            Network::new(name, EfficientNetLite::new(&EfficientNetLiteConfig { seed: options.seed, ..cfg }, vb)?)
+            let dropout = options.dropout.unwrap_or(cfg.dropout);
+            Network::new(
+                name,
+                EfficientNetLite::new(&EfficientNetLiteConfig { seed: options.seed, dropout, ..cfg }, vb)?,
+            )
         }
         Architecture::Recurrent { cell, bidirectional } => {
             let cfg = RecurrentClassifierConfig::new(cell, c * w, classes, bidirectional);
