@@ -175,23 +175,29 @@ impl UpdatePath {
 }
 
 impl SlotState {
-    /// `k` slots of `init` for `var`, laid out for `path`.
-    fn new(path: UpdatePath, var: &Var, k: usize, init: f64) -> Option<candle_core::Result<Self>> {
+    /// `k` slots of `init` for parameter `name`, laid out for `path`.
+    fn new(path: UpdatePath, name: &str, var: &Var, k: usize, init: f64) -> Result<Self> {
         let n = var.elem_count() * k;
-        Some(match var.dtype() {
-            DType::F32 | DType::F64 if path.uses_tensor_ops(var.device()) => (0..k)
-                .map(|_| filled(init, var.shape(), var.dtype(), var.device()))
-                .collect::<candle_core::Result<_>>()
-                .map(Self::Tensors),
-            DType::F32 => Ok(Self::F32(vec![init as f32; n])),
-            DType::F64 => Ok(Self::F64(vec![init; n])),
-            _ => return None,
+        Ok(match var.dtype() {
+            DType::F32 | DType::F64 if path.uses_tensor_ops(var.device()) => Self::Tensors(
+                (0..k)
+                    .map(|_| filled(init, var.shape(), var.dtype(), var.device()))
+                    .collect::<candle_core::Result<_>>()?,
+            ),
+            DType::F32 => Self::F32(vec![init as f32; n]),
+            DType::F64 => Self::F64(vec![init; n]),
+            other => {
+                return Err(Error::UnsupportedParameter {
+                    name: name.to_string(),
+                    detail: format!("dtype {other:?} (f32 or f64 needed)"),
+                })
+            }
         })
     }
 
-    /// The state of `var` laid out for `path`, from one tensor per slot (any float type and
-    /// device; checked to be shaped like `var`). Values convert as the kernel's [`Real::of`]
-    /// does, so either layout of one state holds the same numbers.
+    /// The state of `var` laid out for `path`, from one tensor per slot (shaped like `var`, the
+    /// caller has checked; any float type and device). Values convert as the kernel's
+    /// [`Real::of`] does, so either layout of one state holds the same numbers.
     fn from_columns(path: UpdatePath, var: &Var, columns: &[Tensor]) -> candle_core::Result<Self> {
         if path.uses_tensor_ops(var.device()) {
             // Converted before moving, so a float type the device lacks never lands there; and
@@ -252,13 +258,8 @@ impl<R: UpdateRule> FusedOptimizer<R> {
                 if group.options.frozen {
                     continue;
                 }
-                let Some(state) = SlotState::new(path, var, k, rule.initial_state()) else {
-                    return Err(Error::UnsupportedParameter {
-                        name: name.clone(),
-                        detail: format!("dtype {:?} (f32 or f64 needed)", var.dtype()),
-                    });
-                };
-                slots.push(Slot { name: name.clone(), var: var.clone(), group: gi, state: state?, step: 0 });
+                let state = SlotState::new(path, name, var, k, rule.initial_state())?;
+                slots.push(Slot { name: name.clone(), var: var.clone(), group: gi, state, step: 0 });
             }
             records.push(GroupRecord {
                 name: group.name,

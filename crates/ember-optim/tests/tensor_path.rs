@@ -2,6 +2,8 @@
 //! every rule and variant, step by step, parameters and state; and state saved on one path
 //! resuming on the other.
 
+mod common;
+
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use ember_optim::{
@@ -362,5 +364,30 @@ fn tensor_path_keeps_no_graph_and_leaves_parameters_without_gradients_alone() {
     }
     for (key, t) in &state.buffers {
         assert!(!t.track_op(), "{key} holds a graph");
+    }
+}
+
+#[test]
+fn tensor_path_matches_pytorch_for_100_steps() {
+    // The PyTorch fixture of tests/optimizers.rs, on tensor ops, to the same 1e-9.
+    let f = common::fixture();
+    for (name, case) in f["cases"].as_object().unwrap() {
+        let p = common::problem(&f);
+        let kind = case["optimizer"].as_str().unwrap();
+        let mut opt = common::build_on(kind, &case["config"], &p, UpdatePath::TensorOps);
+        let mut step = 0;
+        for record in case["trajectory"].as_array().unwrap() {
+            while step < record["step"].as_u64().unwrap() {
+                p.step(opt.as_mut());
+                step += 1;
+            }
+            let (w, b) = p.values();
+            let rel = |ours: &[f64], theirs: &[f64]| {
+                ours.iter().zip(theirs).map(|(a, b)| (a - b).abs() / b.abs().max(1e-6)).fold(0.0, f64::max)
+            };
+            let err = rel(&w, &common::floats(&record["w"])).max(rel(&b, &common::floats(&record["b"])));
+            assert!(err < 1e-9, "{name}: step {step}: max relative error {err}");
+        }
+        assert_eq!(step, 100, "{name}");
     }
 }
