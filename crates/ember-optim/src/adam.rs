@@ -1,8 +1,10 @@
 //! Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter,
 //! 2019), step for step as PyTorch's `torch.optim.Adam` / `AdamW`.
 
+use candle_core::Tensor;
+
 use crate::check::{check, Range::*};
-use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{div_scalar, Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -120,6 +122,31 @@ impl UpdateRule for AdamConfig {
         };
         let denom = v_hat.sqrt() / c.bias_correction2_sqrt + c.eps;
         *p = p0 + (-c.step_size) * (m / denom);
+    }
+
+    fn apply_tensors(
+        c: &AdamCoefficients<f64>,
+        p: &Tensor,
+        g: &Tensor,
+        s: &[Tensor],
+    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        // Terms that would add 0 or multiply by 1 are left out: one kernel fewer each on a GPU.
+        let g = if c.l2 != 0.0 { (g + p.affine(c.l2, 0.0)?)? } else { g.clone() };
+        let p0 = if c.decay != 1.0 { p.affine(c.decay, 0.0)? } else { p.clone() };
+        let m = (&s[0] + (&g - &s[0])?.affine(c.one_minus_beta1, 0.0)?)?;
+        let v = (s[1].affine(c.beta2, 0.0)? + g.sqr()?.affine(c.one_minus_beta2, 0.0)?)?;
+        let mut state = vec![m.clone(), v.clone()];
+        let v_hat = if c.amsgrad {
+            // The new moment first: candle's `maximum` keeps its first operand when either is
+            // NaN, so a NaN moment still reaches the maximum, as `max_nan` has it.
+            let max = v.maximum(&s[2])?;
+            state.push(max.clone());
+            max
+        } else {
+            v
+        };
+        let denom = div_scalar(&v_hat.sqrt()?, c.bias_correction2_sqrt)?.affine(1.0, c.eps)?;
+        Ok(((p0 + (m / denom)?.affine(-c.step_size, 0.0)?)?, state))
     }
 }
 

@@ -11,7 +11,7 @@ pub enum Error {
         /// The parameter.
         name: String,
     },
-    /// A parameter cannot be optimized (dtype, device).
+    /// A parameter cannot be optimized (its dtype: f32 and f64 only).
     #[error("parameter `{name}`: {detail}")]
     UnsupportedParameter {
         /// The parameter.

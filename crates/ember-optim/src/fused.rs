@@ -1,16 +1,23 @@
 //! The engine every optimizer shares: parameter groups, per-parameter state, and one fused,
-//! in-place, allocation-free update pass per parameter.
+//! in-place, allocation-free update pass per CPU parameter, or the same update in candle tensor
+//! ops for a parameter on any other device.
 //!
 //! An [`UpdateRule`] says how one element moves (`p`, its gradient `g`, its state slots); the
 //! engine runs that rule over the parameter's storage in place (a candle `InplaceOp2`), in
 //! parallel for large tensors. State lives in plain vectors, interleaved per element
 //! (`[m0, v0, m1, v1, ...]`), so an update touches each cache line once.
+//!
+//! The in-place op has a CPU kernel only, so a parameter elsewhere (CUDA, Metal) takes the
+//! [`UpdatePath::TensorOps`] path: the rule's [`UpdateRule::apply_tensors`], the same update
+//! written with candle tensor ops, with the state as one device tensor per slot and the result
+//! written back with `Var::set`. Both paths read the same per-step coefficients, save the same
+//! buffers and load each other's state.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Shape, Tensor, Var, WithDType};
 use rayon::prelude::*;
 
 use crate::check::{check, Range::NonNegative};
@@ -82,13 +89,58 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn coefficients<T: Real>(&self, h: &Hyper, step: u64) -> Self::Coefficients<T>;
     /// Updates one element: parameter `p`, gradient `g`, state slots `s`.
     fn apply<T: Real>(c: &Self::Coefficients<T>, p: &mut T, g: T, s: &mut [T]);
+    /// [`UpdateRule::apply`] over whole tensors in candle ops, so it runs on any device:
+    /// parameter `p`, gradient `g` and state slots `s` (one tensor per slot, in
+    /// [`UpdateRule::slot_names`] order, each shaped like `p`), all of one float type; returns
+    /// the new parameter and the new slots, in the same order.
+    ///
+    /// The coefficients are the f64 ones; candle converts each scalar to the tensors' type as
+    /// [`Real::of`] does, so written in the same order of operations the result equals
+    /// [`UpdateRule::apply`]'s (`tests/tensor_path.rs` holds the two to it).
+    fn apply_tensors(
+        c: &Self::Coefficients<f64>,
+        p: &Tensor,
+        g: &Tensor,
+        s: &[Tensor],
+    ) -> candle_core::Result<(Tensor, Vec<Tensor>)>;
 }
 
-/// Per-parameter state, interleaved by element.
+/// How a [`FusedOptimizer`] updates its parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpdatePath {
+    /// The fused in-place kernel for CPU parameters, [`UpdatePath::TensorOps`] for parameters
+    /// on any other device (the kernel runs on the CPU only).
+    #[default]
+    Auto,
+    /// [`UpdateRule::apply_tensors`] for every parameter, the CPU's included: what a parameter
+    /// on a GPU always gets, chosen on the CPU to check it against the fused kernel.
+    TensorOps,
+}
+
+/// `t / x` for a scalar `x`, as a true division: candle's `t / x` multiplies by `1 / x`, which
+/// can differ from the fused kernel's division in the last bit. The divisor is a one-element
+/// tensor filled on the device (no copy from the host) and broadcast.
+pub(crate) fn div_scalar(t: &Tensor, x: f64) -> candle_core::Result<Tensor> {
+    t.broadcast_div(&filled(x, (), t.dtype(), t.device())?)
+}
+
+/// A tensor of `shape` holding `value` in `dtype`, converted as [`Real::of`] converts.
+fn filled(value: f64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    match dtype {
+        DType::F32 => Tensor::full(value as f32, shape, device),
+        DType::F64 => Tensor::full(value, shape, device),
+        other => Tensor::full(value as f32, shape, device)?.to_dtype(other),
+    }
+}
+
+/// Per-parameter state: interleaved by element for the fused kernel, one tensor per slot (on
+/// the parameter's device) for the tensor-op path.
 #[derive(Debug, Clone)]
 enum SlotState {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// Never updated in place (each step makes new tensors), so a saved state may share them.
+    Tensors(Vec<Tensor>),
 }
 
 #[derive(Debug)]
@@ -112,6 +164,70 @@ pub struct FusedOptimizer<R: UpdateRule> {
     initial_lr: f64,
     groups: Vec<GroupRecord>,
     slots: Vec<Slot>,
+    path: UpdatePath,
+}
+
+impl UpdatePath {
+    /// Whether a parameter on `device` is updated with tensor ops.
+    fn uses_tensor_ops(self, device: &Device) -> bool {
+        self == Self::TensorOps || !device.is_cpu()
+    }
+}
+
+impl SlotState {
+    /// `k` slots of `init` for parameter `name`, laid out for `path`.
+    fn new(path: UpdatePath, name: &str, var: &Var, k: usize, init: f64) -> Result<Self> {
+        let n = var.elem_count() * k;
+        Ok(match var.dtype() {
+            DType::F32 | DType::F64 if path.uses_tensor_ops(var.device()) => Self::Tensors(
+                (0..k)
+                    .map(|_| filled(init, var.shape(), var.dtype(), var.device()))
+                    .collect::<candle_core::Result<_>>()?,
+            ),
+            DType::F32 => Self::F32(vec![init as f32; n]),
+            DType::F64 => Self::F64(vec![init; n]),
+            other => {
+                return Err(Error::UnsupportedParameter {
+                    name: name.to_string(),
+                    detail: format!("dtype {other:?} (f32 or f64 needed)"),
+                })
+            }
+        })
+    }
+
+    /// The state of `var` laid out for `path`, from one tensor per slot (shaped like `var`, the
+    /// caller has checked; any float type and device). Values convert as the kernel's
+    /// [`Real::of`] does, so either layout of one state holds the same numbers.
+    fn from_columns(path: UpdatePath, var: &Var, columns: &[Tensor]) -> candle_core::Result<Self> {
+        if path.uses_tensor_ops(var.device()) {
+            // Converted before moving, so a float type the device lacks never lands there; and
+            // detached, so a restored tensor never drags a graph into the updates.
+            let on_device = |t: &Tensor| t.detach().to_dtype(var.dtype())?.to_device(var.device());
+            return columns.iter().map(on_device).collect::<candle_core::Result<_>>().map(Self::Tensors);
+        }
+        let columns = columns
+            .iter()
+            .map(|t| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let (n, k) = (var.elem_count(), columns.len());
+        let interleaved: Vec<f64> = (0..n * k).map(|i| columns[i % k][i / k]).collect();
+        Ok(match var.dtype() {
+            DType::F32 => Self::F32(interleaved.into_iter().map(|v| v as f32).collect()),
+            _ => Self::F64(interleaved),
+        })
+    }
+
+    /// One tensor per slot of `var`'s `k`, shaped like it and on its device.
+    fn columns(&self, var: &Var, k: usize) -> candle_core::Result<Vec<Tensor>> {
+        fn column<T: WithDType>(v: &[T], j: usize, k: usize, var: &Var) -> candle_core::Result<Tensor> {
+            Tensor::from_vec(v.iter().skip(j).step_by(k).copied().collect::<Vec<_>>(), var.shape(), var.device())
+        }
+        match self {
+            Self::F32(v) => (0..k).map(|j| column(v, j, k, var)).collect(),
+            Self::F64(v) => (0..k).map(|j| column(v, j, k, var)).collect(),
+            Self::Tensors(t) => Ok(t.clone()),
+        }
+    }
 }
 
 impl<R: UpdateRule> FusedOptimizer<R> {
@@ -121,8 +237,14 @@ impl<R: UpdateRule> FusedOptimizer<R> {
     }
 
     /// Parameters in `groups`, each group overriding `rule`'s learning rate, weight decay or
-    /// momentum, frozen groups left out of every update and holding no state.
+    /// momentum, frozen groups left out of every update and holding no state. CPU parameters
+    /// take the fused kernel, others tensor ops ([`UpdatePath::Auto`]).
     pub fn with_groups(groups: Vec<ParamGroup>, rule: R) -> Result<Self> {
+        Self::with_update_path(groups, rule, UpdatePath::Auto)
+    }
+
+    /// As [`FusedOptimizer::with_groups`], updating along `path`.
+    pub fn with_update_path(groups: Vec<ParamGroup>, rule: R, path: UpdatePath) -> Result<Self> {
         rule.validate()?;
         let k = rule.slot_names().len();
         let mut seen = std::collections::BTreeSet::new();
@@ -136,24 +258,7 @@ impl<R: UpdateRule> FusedOptimizer<R> {
                 if group.options.frozen {
                     continue;
                 }
-                if !var.device().is_cpu() {
-                    return Err(Error::UnsupportedParameter {
-                        name: name.clone(),
-                        detail: "ember's fused optimizers run on CPU tensors only".into(),
-                    });
-                }
-                let n = var.elem_count() * k;
-                let init = rule.initial_state();
-                let state = match var.dtype() {
-                    DType::F32 => SlotState::F32(vec![init as f32; n]),
-                    DType::F64 => SlotState::F64(vec![init; n]),
-                    other => {
-                        return Err(Error::UnsupportedParameter {
-                            name: name.clone(),
-                            detail: format!("dtype {other:?} (f32 or f64 needed)"),
-                        })
-                    }
-                };
+                let state = SlotState::new(path, name, var, k, rule.initial_state())?;
                 slots.push(Slot { name: name.clone(), var: var.clone(), group: gi, state, step: 0 });
             }
             records.push(GroupRecord {
@@ -163,7 +268,36 @@ impl<R: UpdateRule> FusedOptimizer<R> {
             });
         }
         let current = rule.defaults();
-        Ok(Self { initial_lr: current.lr, current, rule, groups: records, slots })
+        Ok(Self { initial_lr: current.lr, current, rule, groups: records, slots, path })
+    }
+
+    /// The path chosen at construction or by [`FusedOptimizer::set_update_path`] (parameters
+    /// off the CPU take tensor ops whatever it says).
+    pub fn update_path(&self) -> UpdatePath {
+        self.path
+    }
+
+    /// Switches to `path`, moving every parameter's state into that path's layout (same
+    /// values), so a run continues exactly as it would have on the new path from the start.
+    pub fn set_update_path(&mut self, path: UpdatePath) -> Result<()> {
+        let k = self.rule.slot_names().len();
+        let mut moved = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let is_tensors = matches!(s.state, SlotState::Tensors(_));
+            moved.push(if is_tensors == path.uses_tensor_ops(s.var.device()) {
+                None
+            } else {
+                Some(SlotState::from_columns(path, &s.var, &s.state.columns(&s.var, k)?)?)
+            });
+        }
+        // Everything converted: commit.
+        for (s, state) in self.slots.iter_mut().zip(moved) {
+            if let Some(state) = state {
+                s.state = state;
+            }
+        }
+        self.path = path;
+        Ok(())
     }
 
     /// The rule as configured (the learning rate in force is [`Optimizer::learning_rate`]).
@@ -174,6 +308,12 @@ impl<R: UpdateRule> FusedOptimizer<R> {
     /// Names of the parameters this optimizer updates (frozen ones excluded).
     pub fn trainable(&self) -> Vec<&str> {
         self.slots.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Names of the parameters updated with tensor ops ([`UpdatePath::TensorOps`], or off the
+    /// CPU); the others take the fused kernel.
+    pub fn tensor_op_params(&self) -> Vec<&str> {
+        self.slots.iter().filter(|s| matches!(s.state, SlotState::Tensors(_))).map(|s| s.name.as_str()).collect()
     }
 
     fn hyper(&self, group: usize) -> Hyper {
@@ -210,12 +350,25 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
         let k = self.rule.slot_names().len();
         for i in 0..self.slots.len() {
             let Some(grad) = grads.get(&self.slots[i].var) else { continue };
-            let grad = grad.contiguous()?;
             let hyper = self.hyper(self.slots[i].group);
             let slot = &mut self.slots[i];
-            slot.step += 1;
-            let op = FusedStep { rule: &self.rule, hyper, step: slot.step, k, state: RefCell::new(&mut slot.state) };
-            slot.var.as_tensor().inplace_op2(&grad, &op)?;
+            let step = slot.step + 1;
+            if let SlotState::Tensors(state) = &mut slot.state {
+                let c = self.rule.coefficients::<f64>(&hyper, step);
+                // Detached, so the update records no graph: each step's state would otherwise
+                // keep every earlier step's tensors alive.
+                let p = slot.var.as_tensor().detach();
+                let (p, new_state) = R::apply_tensors(&c, &p, &grad.detach(), state)?;
+                if new_state.len() != k {
+                    candle_core::bail!("{}: the tensor update made {} state slots, not {k}", R::NAME, new_state.len())
+                }
+                slot.var.set(&p)?;
+                *state = new_state;
+            } else {
+                let op = FusedStep { rule: &self.rule, hyper, step, k, state: RefCell::new(&mut slot.state) };
+                slot.var.as_tensor().inplace_op2(&grad.contiguous()?, &op)?;
+            }
+            slot.step = step;
         }
         Ok(())
     }
@@ -242,20 +395,7 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
         let k = names.len();
         let mut buffers = BTreeMap::new();
         for s in &self.slots {
-            let shape = s.var.shape().clone();
-            for (j, slot_name) in names.iter().enumerate() {
-                let t = match &s.state {
-                    SlotState::F32(v) => Tensor::from_vec(
-                        v.iter().skip(j).step_by(k).copied().collect::<Vec<_>>(),
-                        shape.clone(),
-                        s.var.device(),
-                    )?,
-                    SlotState::F64(v) => Tensor::from_vec(
-                        v.iter().skip(j).step_by(k).copied().collect::<Vec<_>>(),
-                        shape.clone(),
-                        s.var.device(),
-                    )?,
-                };
+            for (slot_name, t) in names.iter().zip(s.state.columns(&s.var, k)?) {
                 buffers.insert(format!("{}.{slot_name}", s.name), t);
             }
             buffers.insert(format!("{}.step", s.name), Tensor::new(s.step as f64, s.var.device())?);
@@ -303,19 +443,14 @@ impl<R: UpdateRule> Optimizer for FusedOptimizer<R> {
             };
             let mut columns = Vec::with_capacity(k);
             for slot_name in names {
-                columns.push(take(slot_name, s.var.dims())?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
+                columns.push(take(slot_name, s.var.dims())?);
             }
             let step = take("step", &[])?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if step < 0.0 || step.fract() != 0.0 {
                 return Err(Error::StateMismatch { detail: format!("`{}.step` is {step}, not a step count", s.name) });
             }
-            let n = s.var.elem_count();
-            let interleaved: Vec<f64> = (0..n * k).map(|i| columns[i % k][i / k]).collect();
-            let state = match s.state {
-                SlotState::F32(_) => SlotState::F32(interleaved.into_iter().map(|v| v as f32).collect()),
-                SlotState::F64(_) => SlotState::F64(interleaved),
-            };
-            restored.push((state, step as u64));
+            // Whichever path saved it: the buffers are the same on both.
+            restored.push((SlotState::from_columns(self.path, &s.var, &columns)?, step as u64));
         }
         if let Some(buffer) = state.buffers.keys().next() {
             return Err(Error::UnknownBuffer { buffer: buffer.clone() });

@@ -3,9 +3,10 @@
 //! Every optimizer — [`Sgd`] (momentum, dampening, Nesterov), [`Adam`] (AMSGrad, AdamW),
 //! [`RmsProp`] (centred, momentum), [`Adagrad`] — reproduces PyTorch's `torch.optim` step for
 //! step, works on named parameters split into [`ParamGroup`]s (own learning rate, weight decay,
-//! momentum; frozen groups untouched and stateless), updates each parameter in one fused,
-//! in-place, allocation-free pass, and saves its state as named tensors ([`OptimizerState`],
-//! safetensors + JSON) so training resumes bit for bit. Schedules ([`schedule`]) reproduce
+//! momentum; frozen groups untouched and stateless), updates each CPU parameter in one fused,
+//! in-place, allocation-free pass (a parameter on a GPU takes the same update in candle tensor
+//! ops, [`UpdatePath`]), and saves its state as named tensors ([`OptimizerState`],
+//! safetensors + JSON, the same on either path) so training resumes bit for bit. Schedules ([`schedule`]) reproduce
 //! `torch.optim.lr_scheduler`. A run names its rule and schedule with [`OptimizerConfig`] and
 //! [`ScheduleConfig`]: serde values (a TOML file, a saved run, flags) that validate themselves
 //! and build the optimizer and schedule, with ember's recipe defaults.
@@ -50,7 +51,7 @@ pub use config::{CosineConfig, OneCycleConfig, OptimizerConfig, OptimizerKind, S
 /// Shell-style name patterns, as parameter groups match them (the one copy lives in ember-kernels).
 pub use ember_kernels::glob_match;
 pub use error::{Error, Result};
-pub use fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+pub use fused::{Defaults, FusedOptimizer, Hyper, UpdatePath, UpdateRule};
 pub use optimizer::{GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 pub use param_groups::{GroupOptions, ParamGroup, ParamGroups};
 pub use real::Real;

@@ -1,6 +1,8 @@
 //! RMSprop (Hinton, 2012), with the centred variant (Graves, 2013) and momentum, as PyTorch's
 //! `torch.optim.RMSprop`.
 
+use candle_core::Tensor;
+
 use crate::check::{check, Range::*};
 use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
@@ -99,6 +101,38 @@ impl UpdateRule for RmsPropConfig {
         } else {
             *p = *p + (-c.lr) * (g / avg);
         }
+    }
+
+    fn apply_tensors(
+        c: &RmsPropCoefficients<f64>,
+        p: &Tensor,
+        g: &Tensor,
+        s: &[Tensor],
+    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        // No penalty term when there is no penalty: one kernel fewer per step on a GPU.
+        let g = if c.weight_decay != 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+        let mut state = s.to_vec();
+        let sq = (s[0].affine(c.alpha, 0.0)? + g.sqr()?.affine(c.one_minus_alpha, 0.0)?)?;
+        let avg = if c.centered {
+            let i = c.grad_avg;
+            let ga = (&s[i] + (&g - &s[i])?.affine(c.one_minus_alpha, 0.0)?)?;
+            let avg = (&sq - ga.sqr()?)?.sqrt()?.affine(1.0, c.eps)?;
+            state[i] = ga;
+            avg
+        } else {
+            sq.sqrt()?.affine(1.0, c.eps)?
+        };
+        state[0] = sq;
+        let step = (g / avg)?;
+        let p = if c.has_momentum {
+            let b = (s[1].affine(c.momentum, 0.0)? + step)?;
+            let p = (p + b.affine(-c.lr, 0.0)?)?;
+            state[1] = b;
+            p
+        } else {
+            (p + step.affine(-c.lr, 0.0)?)?
+        };
+        Ok((p, state))
     }
 }
 

@@ -2,6 +2,8 @@
 //! `torch.optim.SGD`. Batch, mini-batch and online gradient descent are the same rule; only the
 //! data fed to each step differs.
 
+use candle_core::Tensor;
+
 use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
@@ -93,6 +95,23 @@ impl UpdateRule for SgdConfig {
             d = if c.nesterov { d + c.momentum * b } else { b };
         }
         *p = *p - c.lr * d;
+    }
+
+    fn apply_tensors(
+        c: &SgdCoefficients<f64>,
+        p: &Tensor,
+        g: &Tensor,
+        s: &[Tensor],
+    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        // No penalty term when there is no penalty: one kernel fewer per step on a GPU.
+        let mut d = if c.weight_decay != 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+        let mut state = Vec::with_capacity(s.len());
+        if c.has_momentum {
+            let b = (s[0].affine(c.keep, 0.0)? + d.affine(c.add, 0.0)?)?;
+            d = if c.nesterov { (d + b.affine(c.momentum, 0.0)?)? } else { b.clone() };
+            state.push(b);
+        }
+        Ok(((p - d.affine(c.lr, 0.0)?)?, state))
     }
 }
 

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use candle_core::{Device, Tensor, Var};
-use ember_optim::{AdagradConfig, AdamConfig, GroupOptions, Optimizer, ParamGroup, RmsPropConfig, SgdConfig};
+use ember_optim::{
+    AdagradConfig, AdamConfig, GroupOptions, Optimizer, ParamGroup, RmsPropConfig, SgdConfig, UpdatePath,
+};
 use serde_json::Value;
 
 pub fn fixture() -> Value {
@@ -77,6 +79,11 @@ fn flag(cfg: &Value, key: &str) -> bool {
 
 /// Builds the optimizer a fixture case names, over `p`'s parameters.
 pub fn build(kind: &str, cfg: &Value, p: &Problem) -> Box<dyn Optimizer> {
+    build_on(kind, cfg, p, UpdatePath::Auto)
+}
+
+/// [`build`], updating along `path`.
+pub fn build_on(kind: &str, cfg: &Value, p: &Problem, path: UpdatePath) -> Box<dyn Optimizer> {
     let groups = p.groups(cfg);
     match kind {
         "sgd" => {
@@ -88,7 +95,7 @@ pub fn build(kind: &str, cfg: &Value, p: &Problem) -> Box<dyn Optimizer> {
                 weight_decay: get(cfg, "weight_decay").unwrap_or(d.weight_decay),
                 nesterov: flag(cfg, "nesterov"),
             };
-            Box::new(ember_optim::Sgd::with_groups(groups, c).unwrap())
+            Box::new(ember_optim::Sgd::with_update_path(groups, c, path).unwrap())
         }
         "adam" => {
             let d = AdamConfig::default();
@@ -101,7 +108,7 @@ pub fn build(kind: &str, cfg: &Value, p: &Problem) -> Box<dyn Optimizer> {
                 amsgrad: flag(cfg, "amsgrad"),
                 decoupled_weight_decay: flag(cfg, "decoupled_weight_decay"),
             };
-            Box::new(ember_optim::Adam::with_groups(groups, c).unwrap())
+            Box::new(ember_optim::Adam::with_update_path(groups, c, path).unwrap())
         }
         "rmsprop" => {
             let d = RmsPropConfig::default();
@@ -113,7 +120,7 @@ pub fn build(kind: &str, cfg: &Value, p: &Problem) -> Box<dyn Optimizer> {
                 momentum: get(cfg, "momentum").unwrap_or(d.momentum),
                 centered: flag(cfg, "centered"),
             };
-            Box::new(ember_optim::RmsProp::with_groups(groups, c).unwrap())
+            Box::new(ember_optim::RmsProp::with_update_path(groups, c, path).unwrap())
         }
         "adagrad" => {
             let d = AdagradConfig::default();
@@ -124,7 +131,7 @@ pub fn build(kind: &str, cfg: &Value, p: &Problem) -> Box<dyn Optimizer> {
                 initial_accumulator_value: get(cfg, "initial_accumulator_value").unwrap_or(d.initial_accumulator_value),
                 eps: get(cfg, "eps").unwrap_or(d.eps),
             };
-            Box::new(ember_optim::Adagrad::with_groups(groups, c).unwrap())
+            Box::new(ember_optim::Adagrad::with_update_path(groups, c, path).unwrap())
         }
         other => panic!("unknown optimizer {other}"),
     }
