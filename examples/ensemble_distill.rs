@@ -80,7 +80,7 @@ fn main() -> Result<()> {
 
     // Their ensemble: the mean of the members' probabilities. One pass scores all of them.
     let ensemble = Ensemble::new(members, Combine::Mean)?;
-    let report = evaluate_ensemble(&ensemble, &test, classes)?;
+    let report = evaluate_ensemble(&ensemble, &test, classes, &Device::Cpu)?;
     for (i, m) in report.members.iter().enumerate() {
         println!("member {}: test accuracy {:.2} %", i + 1, m.accuracy() * 100.0);
     }

@@ -1,7 +1,7 @@
 //! Command-line arguments.
 //!
 //! Flags that several commands share are one `#[derive(Args)]` group each ([`JsonArg`],
-//! [`DataArgs`], [`IdxDataArgs`], [`RenameArgs`], [`LimitArgs`]), flattened into the commands
+//! [`DataArgs`], [`IdxDataArgs`], [`RenameArgs`], [`LimitArgs`], [`DeviceArg`]), flattened into the commands
 //! that take them, so a flag is parsed, validated and applied the same way everywhere. A
 //! command whose wording of a shared flag differs (what `--dataset` defaults to, say) keeps
 //! its own help text with `#[command(mut_arg(ID, help(...)))]`.
@@ -68,6 +68,23 @@ pub struct JsonArg {
     /// End with one JSON line of results.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--device`, which every command that computes takes. It is not a setting of the run (not in
+/// `--config` files or a run's saved settings): a run started on a GPU can be resumed on a CPU.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct DeviceArg {
+    /// Where to compute: cpu, cuda (the first GPU) or cuda:N; CUDA needs an ember built with
+    /// `--features cuda` [default: cpu].
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::device::DeviceName,
+}
+
+impl DeviceArg {
+    /// Opens the device (see [`crate::device::DeviceName::open`]).
+    pub fn open(&self) -> anyhow::Result<candle_core::Device> {
+        self.device.open()
+    }
 }
 
 /// `--dataset` and `--data-dir`: which data a command reads ([`crate::data::open`] says how
@@ -212,6 +229,8 @@ pub struct ContinualArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub report: JsonArg,
 }
 
@@ -279,6 +298,8 @@ pub struct PredictArgs {
     /// Image files (PNG, JPEG, BMP, WebP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub report: JsonArg,
 }
@@ -428,6 +449,9 @@ pub struct FineTuneArgs {
     pub out: PathBuf,
     #[command(flatten)]
     #[serde(skip)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    #[serde(skip)]
     pub report: JsonArg,
 }
 
@@ -468,6 +492,8 @@ pub struct EnsembleArgs {
     /// Test on only the first N test images.
     #[arg(long, value_parser = at_least_one)]
     pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub report: JsonArg,
 }
@@ -511,6 +537,8 @@ pub struct DistillArgs {
     /// Directory for the student's model.safetensors.
     #[arg(long, default_value = "runs/distill")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub report: JsonArg,
 }
@@ -596,6 +624,8 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub settings: TrainSettings,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub report: JsonArg,
 }
@@ -750,6 +780,8 @@ pub struct EvalArgs {
     #[arg(long, value_parser = at_least_one)]
     pub batch_size: Option<usize>,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub report: JsonArg,
 }
 
@@ -786,6 +818,8 @@ pub struct BenchArgs {
     /// Timed training steps.
     #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub batches: usize,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub report: JsonArg,
 }
@@ -859,6 +893,8 @@ pub struct VaeTrainArgs {
     #[arg(long, default_value = "runs/vae")]
     pub out: PathBuf,
     #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
     pub report: JsonArg,
 }
 
@@ -885,6 +921,8 @@ pub struct VaeSampleArgs {
     /// Directory holding the test IDX files (default: the training run's dataset).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Debug, Args)]

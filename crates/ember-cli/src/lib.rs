@@ -19,6 +19,7 @@
 mod args;
 mod commands;
 mod data;
+mod device;
 mod progress;
 mod quick;
 mod run_info;

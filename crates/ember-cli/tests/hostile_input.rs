@@ -130,3 +130,26 @@ fn checkpoint_errors_say_what_the_file_is_and_name_it_once() {
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("missing.safetensors").count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_device_this_build_cannot_use_is_one_line_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out =
+        ember(&["train", "--epochs", "1", "--train-limit", "64", "--device", "gpu", "--out", run.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use cpu, cuda or cuda:N"), "{out:?}");
+    assert!(!out.status.success());
+    if candle_core::utils::cuda_is_available() {
+        println!("skipped the no-CUDA half: this ember is built with CUDA");
+        return;
+    }
+    for command in [
+        vec!["train", "--epochs", "1", "--train-limit", "64", "--device", "cuda", "--out", run.to_str().unwrap()],
+        vec!["bench", "--device", "cuda:1", "--batches", "1", "--warmup", "0"],
+        vec!["eval", "--checkpoint", "missing.safetensors", "--device", "cuda"],
+    ] {
+        let out = ember(&command);
+        assert_refused(&out, &["--device cuda", "built without CUDA support", "--features cuda"]);
+    }
+    assert!(!run.join("model.safetensors").exists());
+}

@@ -133,11 +133,17 @@ impl EnsembleReport {
     }
 }
 
-/// Runs the ensemble over `data` once, scoring each member and the ensemble.
-pub fn evaluate_ensemble(ensemble: &Ensemble, data: &DataLoader, classes: usize) -> Result<EnsembleReport> {
+/// Runs the ensemble over `data` once, scoring each member and the ensemble; batches are built
+/// on `device`, the members' device.
+pub fn evaluate_ensemble(
+    ensemble: &Ensemble,
+    data: &DataLoader,
+    classes: usize,
+    device: &Device,
+) -> Result<EnsembleReport> {
     let mut members = vec![ConfusionMatrix::new(classes); ensemble.len()];
     let mut combined = ConfusionMatrix::new(classes);
-    for batch in data.epoch(0, &Device::Cpu) {
+    for batch in data.epoch(0, device) {
         let batch = batch?;
         let labels = batch.labels.to_vec1::<u32>()?;
         let (probs, mixed) = ensemble.probabilities(&batch.images)?;

@@ -80,7 +80,7 @@ fn ensemble_reports_every_member_and_outvotes_a_bad_one() {
     let members: Vec<Box<dyn ModuleT + Send + Sync>> = vec![Box::new(Oracle), Box::new(Stubborn), Box::new(Oracle)];
     let ensemble = Ensemble::new(members, Combine::Vote).unwrap();
     let data = DataLoader::new(three_class_data(), 7);
-    let report = evaluate_ensemble(&ensemble, &data, 3).unwrap();
+    let report = evaluate_ensemble(&ensemble, &data, 3, &Device::Cpu).unwrap();
     let accs: Vec<f64> = report.members.iter().map(|m| m.accuracy()).collect();
     assert_eq!(accs, vec![1.0, 1.0 / 3.0, 1.0]);
     assert_eq!(report.ensemble.accuracy(), 1.0);

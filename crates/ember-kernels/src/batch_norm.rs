@@ -176,7 +176,6 @@ fn check_shapes(op: &str, xs: &Tensor, per_channel: &[Option<&Tensor>]) -> Resul
     Ok(c)
 }
 
-
 /// Runs the op on contiguous operands; a missing weight becomes a constant 1 (which asks for no
 /// gradient) so the op always has one.
 fn apply(xs: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, c: usize, op: BatchNormOp) -> Result<Tensor> {

@@ -9,8 +9,8 @@ use candle_core::{DType, Result, Tensor, Var};
 use common::{max_rel_diff, uniform};
 use ember_kernels::{
     activate, adaptive_avg_pool2d, add_activate, avg_pool2d, batch_norm_eval, batch_norm_train, conv1d, conv2d,
-    conv2d_activation_max_pool_t, cross_entropy, linear, max_pool2d, with_portable_ops, Conv2dParams,
-    FusedActivation, Pool2dParams,
+    conv2d_activation_max_pool_t, cross_entropy, linear, max_pool2d, with_portable_ops, Conv2dParams, FusedActivation,
+    Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -23,10 +23,7 @@ fn forward_backward(op: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor])
     let out = op(&tensors)?;
     let weights = uniform(out.dims(), &mut StdRng::seed_from_u64(99), out.dtype(), -1.0, 1.0);
     let grads = (&out * weights)?.sum_all()?.backward()?;
-    let grads = tensors
-        .iter()
-        .map(|t| grads.get(t).cloned().unwrap_or_else(|| t.zeros_like().unwrap()))
-        .collect();
+    let grads = tensors.iter().map(|t| grads.get(t).cloned().unwrap_or_else(|| t.zeros_like().unwrap())).collect();
     Ok((out, grads))
 }
 
@@ -111,10 +108,8 @@ fn convolutions_agree_for_every_geometry() {
         ];
         assert_paths_agree(&format!("conv2d #{i}"), &|t| conv2d(&t[0], &t[1], Some(&t[2]), p), &inputs);
     }
-    let inputs = [
-        uniform(&[2, 3, 11], &mut rng, DType::F64, -1.0, 1.0),
-        uniform(&[4, 3, 3], &mut rng, DType::F64, -0.5, 0.5),
-    ];
+    let inputs =
+        [uniform(&[2, 3, 11], &mut rng, DType::F64, -1.0, 1.0), uniform(&[4, 3, 3], &mut rng, DType::F64, -0.5, 0.5)];
     let p = Conv2dParams { padding: 1, stride: 2, dilation: 1, groups: 1 };
     assert_paths_agree("conv1d", &|t| conv1d(&t[0], &t[1], None, p), &inputs);
 }

@@ -17,6 +17,7 @@ fn batches(
     input: (usize, usize, usize),
     classes: usize,
     count: usize,
+    device: &Device,
 ) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
     let b = args.batch_size;
     if args.data.given() {
@@ -25,7 +26,7 @@ fn batches(
         let plan = crate::data::InputPlan::new(&data, input.0, input.1, info.preprocessing)?;
         let loader = plan.eval_loader(data.train.clone(), b, crate::data::workers())?.with_drop_last(true);
         let mut out = Vec::with_capacity(count);
-        for batch in loader.epoch(0, &Device::Cpu).take(count) {
+        for batch in loader.epoch(0, device).take(count) {
             let batch = batch?;
             out.push((batch.images, batch.labels));
         }
@@ -35,8 +36,8 @@ fn batches(
     let (c, h, w) = input;
     (0..count.min(8))
         .map(|i| {
-            let x = Tensor::rand(0f32, 1f32, (b, c, h, w), &Device::Cpu)?;
-            let y = Tensor::from_vec((0..b).map(|j| ((i * b + j) % classes.max(1)) as u32).collect(), b, &Device::Cpu)?;
+            let x = Tensor::rand(0f32, 1f32, (b, c, h, w), device)?;
+            let y = Tensor::from_vec((0..b).map(|j| ((i * b + j) % classes.max(1)) as u32).collect(), b, device)?;
             Ok((x, y))
         })
         .collect()
@@ -68,15 +69,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         (info.input, info.classes)
     };
     let options = ember_zoo::ModelOptions::new(input, classes);
-    let store = ParamStore::new(0, &Device::Cpu);
+    let device = args.device.open()?;
+    let store = ParamStore::new(0, &device);
     let model = ember_zoo::build_with(&args.model, &options, store.var_builder(DType::F32))?;
     let mut adam = Adam::new(store.vars(), AdamConfig { lr: 1e-3, eps: 1e-7, ..AdamConfig::default() })?;
     let cfg = ThroughputConfig { warmup_batches: args.warmup, timed_batches: args.batches, inference_passes: 3 };
-    let data = batches(args, input, classes, args.warmup + args.batches)?;
+    let data = batches(args, input, classes, args.warmup + args.batches, &device)?;
     let threads = rayon::current_num_threads();
     eprintln!(
-        "bench {}: input {}x{}x{}, {classes} classes, batch {}, {threads} threads, {} warm-up + {} timed batches ({})",
+        "bench {} on {}: input {}x{}x{}, {classes} classes, batch {}, {threads} threads, {} warm-up + {} timed batches ({})",
         args.model,
+        args.device.device,
         input.0,
         input.1,
         input.2,
@@ -87,17 +90,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let train = training_images_per_s(&data, &cfg, |x, y| -> candle_core::Result<()> {
         let loss = loss::cross_entropy(&model.forward_t(x, true)?, y)?;
-        adam.step(&loss.backward()?)
+        adam.step(&loss.backward()?)?;
+        // A GPU runs ahead of the host: time the work, not its queueing.
+        device.synchronize()
     })?;
     let images: Vec<Tensor> = data.iter().map(|(x, _)| x.clone()).collect();
-    let infer = inference_images_per_s(&images, &cfg, |x| model.forward_t(x, false))?;
+    let infer = inference_images_per_s(&images, &cfg, |x| -> candle_core::Result<Tensor> {
+        let y = model.forward_t(x, false)?;
+        device.synchronize()?;
+        Ok(y)
+    })?;
     println!("train {train:>10.1} images/s");
     println!("infer {infer:>10.1} images/s");
     if args.report.json {
         println!(
             "{}",
             json!({
-                "model": args.model, "batch_size": args.batch_size, "threads": threads,
+                "model": args.model, "device": args.device.device.to_string(), "batch_size": args.batch_size, "threads": threads,
                 "input": [input.0, input.1, input.2], "data": args.data.name().unwrap_or("random"),
                 "train_images_per_s": train, "infer_images_per_s": infer,
             })

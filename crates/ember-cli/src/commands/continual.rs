@@ -43,7 +43,8 @@ pub fn run(args: &ContinualArgs) -> anyhow::Result<()> {
     let tasks = TaskSequence::parse(&args.tasks, classes)?;
     let input = ember_zoo::info(&args.model)?.input;
     let options = ModelOptions { seed: args.seed, ..ModelOptions::new(input, classes) };
-    let model = FineTuneModel::scratch(&args.model, &options, args.seed)?;
+    let device = args.device.open()?;
+    let model = FineTuneModel::scratch_on(&args.model, &options, args.seed, &device, candle_core::DType::F32)?;
     println!(
         "continual learning, {}, {}: {} tasks {:?} of {} ({} training, {} test images); {}, {} epochs per task, \
          batch {}, lr {}",

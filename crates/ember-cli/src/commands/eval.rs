@@ -1,10 +1,10 @@
 //! `ember eval`: score a checkpoint on the test split of its data, rebuilding the model, its
 //! input and preprocessing from the checkpoint's model card (or the run.json beside it).
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use ember_data::ColorMode;
 use ember_layers::ParamStore;
-use ember_train::{checkpoint, evaluate};
+use ember_train::{checkpoint, evaluate_on};
 use ember_zoo::ModelCard;
 use serde_json::json;
 
@@ -39,7 +39,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     };
 
     // The checkpoint first: a bad file fails before any data is read.
-    let store = ParamStore::new(0, &Device::Cpu);
+    let device = args.device.open()?;
+    let store = ParamStore::new(0, &device);
     let model_options = card.options();
     let model = ember_zoo::build_with(&model_name, &model_options, store.var_builder(DType::F32))?;
     checkpoint::load(&store, &args.checkpoint)?;
@@ -83,7 +84,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let batch = args.batch_size.unwrap_or_else(|| crate::data::eval_batch(card.input));
     let loader = plan.eval_loader(test, batch, crate::data::workers())?;
     let classes = card.classes();
-    let eval = evaluate(&model, &loader, classes)?;
+    let eval = evaluate_on(&model, &loader, classes, &device)?;
     let m = &eval.confusion;
     let names = if numbered(&data.class_names) { &card.class_names } else { &data.class_names };
 

@@ -16,7 +16,7 @@ use ember_finetune::{
 use ember_optim::{Adam, AdamConfig, OneCycle, ParamGroup};
 use ember_train::callback::OnEpoch;
 use ember_train::{
-    checkpoint, evaluate, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint,
+    checkpoint, evaluate_on, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint,
     PlotLogger, TensorBoardLogger,
 };
 use ember_zoo::{ModelCard, ModelOptions};
@@ -105,11 +105,13 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
     let val = plan.eval_loader(val_data.clone(), args.eval_batch_size, workers)?;
 
     let options = ModelOptions { seed: args.seed, ..ModelOptions::new(plan.input, classes) };
+    let device = args.device.open()?;
+    let fresh = || FineTuneModel::scratch_on(&args.model, &options, args.seed, &device, candle_core::DType::F32);
     let mut model = match (&args.weights, args.mode) {
-        (_, FineTuneMode::Scratch) => FineTuneModel::scratch(&args.model, &options, args.seed)?,
+        (_, FineTuneMode::Scratch) => fresh()?,
         (Some(w), _) => {
             let rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename.rename)?;
-            FineTuneModel::pretrained(&args.model, &options, w, &rules, args.seed)?
+            fresh()?.with_weights(w, &rules)?
         }
         (None, _) => anyhow::bail!("--weights is needed for --mode {:?} (only scratch trains without)", args.mode),
     };
@@ -195,9 +197,12 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
             let path = out.join("adapter.safetensors");
             lora.save_adapters(&path)?;
             let test = match &data.test {
-                Some(t) => {
-                    Some(evaluate(&lora, &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?, classes)?)
-                }
+                Some(t) => Some(evaluate_on(
+                    &lora,
+                    &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?,
+                    classes,
+                    &device,
+                )?),
                 None => None,
             };
             return finish(&args, &data, &plan, started, lora.num_trainable(), total, &history, test, path, &train);
@@ -209,7 +214,9 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
     }
     // The test split is scored once, on the model the run keeps.
     let test = match &data.test {
-        Some(t) => Some(evaluate(&model, &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?, classes)?),
+        Some(t) => {
+            Some(evaluate_on(&model, &plan.eval_loader(t.clone(), args.eval_batch_size, workers)?, classes, &device)?)
+        }
         None => None,
     };
     finish(&args, &data, &plan, started, trainable, total, &history, test, saved, &train)
@@ -264,6 +271,7 @@ impl RunDir<'_> {
             schedule: Some(&schedule),
             clip_grad_norm: self.args.clip_grad_norm,
             classes: self.classes,
+            device: model.device().clone(),
             ..FitOptions::new(epochs)
         };
         let history = learner.fit(train, Some(val), &options)?;

@@ -21,7 +21,11 @@ use crate::run_info::RunInfo;
 
 /// A member checkpoint rebuilt from its model card (or the run.json beside it, else `model` on
 /// 1x28x28 with 10 classes) and loaded strictly, with the card that describes its input.
-fn load_member(model: &str, path: &Path) -> anyhow::Result<(Box<dyn ModuleT + Send + Sync>, ModelCard)> {
+fn load_member(
+    model: &str,
+    path: &Path,
+    device: &Device,
+) -> anyhow::Result<(Box<dyn ModuleT + Send + Sync>, ModelCard)> {
     let card = match super::predict::card_of(path)? {
         Some(card) => card,
         None => {
@@ -38,7 +42,7 @@ fn load_member(model: &str, path: &Path) -> anyhow::Result<(Box<dyn ModuleT + Se
             }
         }
     };
-    let store = ParamStore::new(0, &Device::Cpu);
+    let store = ParamStore::new(0, device);
     let net = ember_zoo::build_with(&card.model, &card.options(), store.var_builder(DType::F32))?;
     checkpoint::load(&store, path).with_context(|| format!("loading member {}", path.display()))?;
     Ok((Box::new(net), card))
@@ -87,10 +91,11 @@ fn combine_from(arg: CombineArg, weights: &Option<String>) -> anyhow::Result<Com
 }
 
 pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
+    let device = args.device.open()?;
     let (members, cards): (Vec<_>, Vec<_>) = args
         .checkpoints
         .iter()
-        .map(|p| load_member(&args.model, p))
+        .map(|p| load_member(&args.model, p, &device))
         .collect::<anyhow::Result<Vec<_>>>()?
         .into_iter()
         .unzip();
@@ -98,7 +103,7 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
     let ensemble = Ensemble::new(members, combine_from(args.combine, &args.weights)?)?;
     let (test, _) = test_loader(&args.data, args.test_limit, &card)?;
     let classes = card.classes();
-    let report = evaluate_ensemble(&ensemble, &test, classes)?;
+    let report = evaluate_ensemble(&ensemble, &test, classes, &device)?;
     for (path, m) in args.checkpoints.iter().zip(&report.members) {
         println!("member {}: accuracy {:.2} %", path.display(), m.accuracy() * 100.0);
     }
@@ -131,10 +136,11 @@ pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
 pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     DistillConfig { temperature: args.temperature, alpha: args.alpha }.validate()?;
     let started = Instant::now();
+    let device = args.device.open()?;
     let (members, cards): (Vec<_>, Vec<_>) = args
         .teachers
         .iter()
-        .map(|p| load_member(&args.teacher_model, p))
+        .map(|p| load_member(&args.teacher_model, p, &device))
         .collect::<anyhow::Result<Vec<_>>>()?
         .into_iter()
         .unzip();
@@ -151,7 +157,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     let ops = plan.train_ops(Some(args.ops.as_str()), "none");
     let loader = plan.train_loader(data.train.clone(), args.batch_size, args.seed, &ops, crate::data::workers())?;
 
-    let store = ParamStore::new(args.seed, &Device::Cpu);
+    let store = ParamStore::new(args.seed, &device);
     // The student reads the teachers' input.
     let options = ModelOptions { seed: args.seed, ..ModelOptions::new(card.input, classes) };
     let student = ember_zoo::build_with(&args.student, &options, store.var_builder(DType::F32))?;
@@ -167,7 +173,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     );
     let mut opt = Adam::new(store.vars(), AdamConfig { lr: args.lr, ..AdamConfig::default() })?;
     let schedule = OneCycle::new(args.lr, (args.epochs * loader.num_batches()).max(1));
-    let fit = FitOptions { classes, ..FitOptions::new(args.epochs).with_schedule(&schedule) };
+    let fit = FitOptions { classes, device: device.clone(), ..FitOptions::new(args.epochs).with_schedule(&schedule) };
     let step = Distill { student: &student, teacher: &teacher, cfg };
     let mut learner = Learner::with_step(step, &store, &mut opt);
     for r in learner.fit(&loader, None, &fit)? {
@@ -176,7 +182,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
             r.epoch, r.epochs, r.train_loss, r.train_accuracy, r.seconds
         );
     }
-    let eval = ember_train::evaluate(&student, &test, classes)?;
+    let eval = ember_train::evaluate_on(&student, &test, classes, &device)?;
     let acc = eval.confusion.accuracy();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("model.safetensors");

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::ModuleT;
 use ember_finetune::{load_state, read_checkpoint, FineTuneModel, LoadOptions, RenameRule};
 use ember_zoo::{ModelCard, ModelOptions, Preprocessing};
@@ -84,7 +84,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         batch_norm: card.as_ref().is_none_or(|c| c.batch_norm),
         ..ModelOptions::new(input, card.as_ref().map_or(info.classes.max(1), |c| c.classes()))
     };
-    let probe = FineTuneModel::scratch(&model_name, &options, 0)?;
+    let device = args.device.open()?;
+    let probe = FineTuneModel::scratch_on(&model_name, &options, 0, &device, DType::F32)?;
     let head_bias = format!("{}.bias", probe.head.head);
     let rename_rules: Vec<RenameRule> = ember_finetune::parse_rules(&args.rename.rename)?;
     if let Some((_, bias)) = tensors.iter().find(|(n, _)| ember_finetune::rename(&rename_rules, n) == head_bias) {
@@ -95,7 +96,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let model = if options.classes == probe.options.classes {
         probe
     } else {
-        FineTuneModel::scratch(&model_name, &options, 0)?
+        FineTuneModel::scratch_on(&model_name, &options, 0, &device, DType::F32)?
     };
     let load = LoadOptions { rename: rename_rules, ..LoadOptions::strict() };
     load_state(&model.store, tensors, &load, &args.weights.display().to_string())?;
@@ -123,7 +124,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     }
     let loader = plan.eval_loader(Arc::new(ImageFiles(args.images.clone())), 1, 0)?;
     let mut results = Vec::new();
-    for (image, batch) in args.images.iter().zip(loader.epoch(0, &Device::Cpu)) {
+    for (image, batch) in args.images.iter().zip(loader.epoch(0, &device)) {
         let x = batch?.images;
         let probs = candle_nn::ops::softmax(&model.network.forward_t(&x, false)?, 1)?.squeeze(0)?;
         let top = top_k(&probs, args.top)?;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::DType;
 use ember_data::ColorMode;
 use ember_layers::ParamStore;
 use ember_train::callback::OnEpoch;
@@ -61,7 +61,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let train_loader = plan.train_loader(train_data.clone(), config.batch_size, config.seed, &ops, workers)?;
     let val_loader = plan.eval_loader(val_data.clone(), crate::data::eval_batch(input), workers)?;
 
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let store = ParamStore::new(config.seed, &device);
     let model_options = ember_zoo::ModelOptions {
         seed: config.seed,
@@ -142,6 +142,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         schedule: schedule.as_deref(),
         clip_grad_norm: config.clip_grad_norm,
         classes,
+        device: device.clone(),
         ..FitOptions::new(config.epochs)
     };
     let history = learner.fit(&train_loader, Some(&val_loader), &options)?;
@@ -164,7 +165,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let test = match &data.test {
         Some(test) => {
             let loader = plan.eval_loader(test.clone(), crate::data::eval_batch(input), workers)?;
-            Some(ember_train::evaluate(&model, &loader, classes)?)
+            Some(ember_train::evaluate_on(&model, &loader, classes, &device)?)
         }
         None => None,
     };

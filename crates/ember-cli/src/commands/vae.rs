@@ -41,9 +41,9 @@ struct VaeRunInfo {
 }
 
 /// Mean reconstruction and KL terms per image over `data` (β = 1, one noise draw per image).
-fn evaluate(vae: &Vae, data: &DataLoader) -> anyhow::Result<(f64, f64)> {
+fn evaluate(vae: &Vae, data: &DataLoader, device: &Device) -> anyhow::Result<(f64, f64)> {
     let (mut recon, mut kl, mut seen) = (0f64, 0f64, 0usize);
-    for batch in data.epoch(0, &Device::Cpu) {
+    for batch in data.epoch(0, device) {
         let x = batch?.images;
         let n = x.dim(0)?;
         let eps = vae.noise((n, vae.config().latent), DType::F32)?;
@@ -73,7 +73,8 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     let input = (1, train_set.height(), train_set.width());
     let n_train = train_set.len();
 
-    let store = ParamStore::new(args.seed, &Device::Cpu);
+    let device = args.device.open()?;
+    let store = ParamStore::new(args.seed, &device);
     let options = ModelOptions { latent: args.latent, seed: args.seed, ..ModelOptions::new(input, 1) };
     let vae = ember_zoo::build_vae(&args.model, &options, store.var_builder(DType::F32))?;
     let mut adam = Adam::new(store.vars(), AdamConfig { lr: args.lr, ..AdamConfig::default() })?;
@@ -103,7 +104,7 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     };
     let mut history = Vec::new();
     let mut scoring_failed = None;
-    let on_epoch = |r: &EpochReport| match evaluate(&vae, &test_loader) {
+    let on_epoch = |r: &EpochReport| match evaluate(&vae, &test_loader, &device) {
         Ok((recon, kl)) => {
             println!(
                 "epoch {:>3}/{}  train_loss {:.2}  test -ELBO {:.2} (recon {:.2} + KL {:.2})  {:.1}s",
@@ -124,7 +125,7 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     Learner::with_step(step, &store, &mut adam).with_callback(OnEpoch(on_epoch)).fit(
         &train_loader,
         None,
-        &FitOptions::new(args.epochs),
+        &FitOptions { device: device.clone(), ..FitOptions::new(args.epochs) },
     )?;
     if let Some(e) = scoring_failed {
         return Err(e.context("scoring the test split after an epoch"));
@@ -133,8 +134,8 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating run directory {}", args.out.display()))?;
     let weights = args.out.join("model.safetensors");
     checkpoint::save(&store, &weights)?;
-    let (recon, kl) = evaluate(&vae, &test_loader)?;
-    write_grids(&vae, &test_images, &args.out)?;
+    let (recon, kl) = evaluate(&vae, &test_loader, &device)?;
+    write_grids(&vae, &test_images, &args.out, &device)?;
     let seconds = started.elapsed().as_secs_f64();
     let run = VaeRunInfo {
         ember_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -178,26 +179,26 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
 }
 
 /// `samples.png`, `reconstructions.png` and `interpolation.png` in `dir`.
-fn write_grids(vae: &Vae, test: &LabelledImages, dir: &Path) -> anyhow::Result<()> {
+fn write_grids(vae: &Vae, test: &LabelledImages, dir: &Path, device: &Device) -> anyhow::Result<()> {
     write_grid(&vae.sample(64)?, 8, &dir.join("samples.png"))?;
-    write_grid(&reconstruction_rows(vae, test, 32)?, 8, &dir.join("reconstructions.png"))?;
-    write_grid(&interpolation_rows(vae, test, 8, 10)?, 10, &dir.join("interpolation.png"))?;
+    write_grid(&reconstruction_rows(vae, test, 32, device)?, 8, &dir.join("reconstructions.png"))?;
+    write_grid(&interpolation_rows(vae, test, 8, 10, device)?, 10, &dir.join("interpolation.png"))?;
     Ok(())
 }
 
 /// The first `n` test images, `(n, 1, h, w)` in `[0, 1]`.
-fn first_images(test: &LabelledImages, n: usize) -> anyhow::Result<Tensor> {
+fn first_images(test: &LabelledImages, n: usize, device: &Device) -> anyhow::Result<Tensor> {
     let n = n.min(test.len());
     let batch = DataLoader::new(Arc::new(test.select(&(0..n).collect::<Vec<_>>())?), n)
-        .epoch(0, &Device::Cpu)
+        .epoch(0, device)
         .next()
         .context("the test split is empty")??;
     Ok(batch.images)
 }
 
 /// Rows of 8 originals, each followed by a row of their reconstructions.
-fn reconstruction_rows(vae: &Vae, test: &LabelledImages, n: usize) -> anyhow::Result<Tensor> {
-    let x = first_images(test, n)?;
+fn reconstruction_rows(vae: &Vae, test: &LabelledImages, n: usize, device: &Device) -> anyhow::Result<Tensor> {
+    let x = first_images(test, n, device)?;
     let r = vae.reconstruct(&x)?;
     let mut rows = Vec::new();
     for start in (0..x.dim(0)?).step_by(8) {
@@ -209,8 +210,14 @@ fn reconstruction_rows(vae: &Vae, test: &LabelledImages, n: usize) -> anyhow::Re
 }
 
 /// `pairs` rows, each `steps` decodings from one test image's code to the next one's.
-fn interpolation_rows(vae: &Vae, test: &LabelledImages, pairs: usize, steps: usize) -> anyhow::Result<Tensor> {
-    let x = first_images(test, 2 * pairs)?;
+fn interpolation_rows(
+    vae: &Vae,
+    test: &LabelledImages,
+    pairs: usize,
+    steps: usize,
+    device: &Device,
+) -> anyhow::Result<Tensor> {
+    let x = first_images(test, 2 * pairs, device)?;
     let mut rows = Vec::new();
     for p in 0..x.dim(0)? / 2 {
         rows.push(vae.interpolate(&x.narrow(0, 2 * p, 1)?, &x.narrow(0, 2 * p + 1, 1)?, steps)?);
@@ -250,7 +257,8 @@ pub fn sample(args: &VaeSampleArgs) -> anyhow::Result<()> {
         serde_json::from_str(&text).with_context(|| format!("{}: not a valid vae.json", run_path.display()))?;
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
 
-    let store = ParamStore::new(0, &Device::Cpu);
+    let device = args.device.open()?;
+    let store = ParamStore::new(0, &device);
     let input = (run.input[0], run.input[1], run.input[2]);
     let options = ModelOptions { latent: run.latent, seed: args.seed, ..ModelOptions::new(input, 1) };
     let vae = ember_zoo::build_vae(&run.model, &options, store.var_builder(DType::F32))?;
@@ -264,11 +272,11 @@ pub fn sample(args: &VaeSampleArgs) -> anyhow::Result<()> {
         let data_dir = args.data_dir.as_deref().or(run.data_dir.as_deref());
         let test = crate::data::load_split(dataset, data_dir, Split::Test)?;
         if let Some(path) = &args.reconstructions {
-            write_grid(&reconstruction_rows(&vae, &test, 32)?, 8, path)?;
+            write_grid(&reconstruction_rows(&vae, &test, 32, &device)?, 8, path)?;
             println!("test images and reconstructions in {}", path.display());
         }
         if let Some(path) = &args.interpolate {
-            write_grid(&interpolation_rows(&vae, &test, 8, 10)?, 10, path)?;
+            write_grid(&interpolation_rows(&vae, &test, 8, 10, &device)?, 10, path)?;
             println!("latent interpolations in {}", path.display());
         }
     }

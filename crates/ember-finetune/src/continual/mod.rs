@@ -168,7 +168,9 @@ fn loader(model: &FineTuneModel, data: Arc<dyn Dataset>, batch_size: usize, work
 
 /// A copy of `model` with its current weights (LwF's teacher), built as the same zoo model.
 fn snapshot(model: &FineTuneModel) -> Result<FineTuneModel> {
-    let copy = FineTuneModel::scratch(model.network.name(), &model.options, model.options.seed)?;
+    let dtype = model.store.vars().first().map_or(candle_core::DType::F32, |(_, v)| v.dtype());
+    let copy =
+        FineTuneModel::scratch_on(model.network.name(), &model.options, model.options.seed, model.device(), dtype)?;
     for (name, t) in model.store.state() {
         copy.store.assign(&name, &t)?;
     }
