@@ -10,7 +10,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::max_pool::Pool2dParams;
+use crate::pool_geometry::Pool2dParams;
 
 /// Average pooling over the last two dimensions; padded cells count as zeros in the divisor.
 ///

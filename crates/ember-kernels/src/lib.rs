@@ -42,6 +42,7 @@ mod linear;
 mod matmul;
 mod max_pool;
 mod no_grad;
+mod pool_geometry;
 mod portable;
 pub mod process;
 mod residual;

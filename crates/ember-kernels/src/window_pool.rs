@@ -13,7 +13,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::max_pool::Pool2dParams;
+use crate::pool_geometry::Pool2dParams;
 
 /// What a window reduces to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

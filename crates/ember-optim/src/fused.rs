@@ -109,7 +109,8 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UpdatePath {
     /// The fused in-place kernel for CPU parameters, [`UpdatePath::TensorOps`] for parameters
-    /// on any other device (the kernel runs on the CPU only).
+    /// on any other device (the kernel runs on the CPU only), and for every parameter of an
+    /// optimizer built under [`ember_kernels::with_portable_ops`] (the GPU's path, on the CPU).
     #[default]
     Auto,
     /// [`UpdateRule::apply_tensors`] for every parameter, the CPU's included: what a parameter
@@ -170,7 +171,7 @@ pub struct FusedOptimizer<R: UpdateRule> {
 impl UpdatePath {
     /// Whether a parameter on `device` is updated with tensor ops.
     fn uses_tensor_ops(self, device: &Device) -> bool {
-        self == Self::TensorOps || !device.is_cpu()
+        self == Self::TensorOps || !device.is_cpu() || ember_kernels::portable_ops_forced()
     }
 }
 
