@@ -37,6 +37,8 @@
 
 pub mod callback;
 pub mod checkpoint;
+pub mod collective;
+mod data_parallel;
 mod error;
 mod learner;
 pub mod metrics;
@@ -52,6 +54,8 @@ pub use callback::PlotLogger;
 #[cfg(feature = "tensorboard")]
 pub use callback::TensorBoardLogger;
 pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
+pub use collective::{Collective, InProcessGroup, InProcessMember};
+pub use data_parallel::{fit_replicated, run_replicated, Replica, ReplicaOutcome};
 pub use error::{Error, Result};
 pub use learner::{
     evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,
