@@ -126,14 +126,7 @@ impl InProcessGroup {
         if world == 0 {
             return Err(Error::Collective("a group needs at least one rank".into()));
         }
-        let round = Round {
-            generation: 0,
-            op: None,
-            slots: vec![None; world],
-            arrived: 0,
-            result: None,
-            failed: None,
-        };
+        let round = Round { generation: 0, op: None, slots: vec![None; world], arrived: 0, result: None, failed: None };
         let shared = Arc::new(Shared { world, state: Mutex::new(round), changed: Condvar::new() });
         Ok((0..world).map(|rank| InProcessMember { rank, shared: shared.clone() }).collect())
     }

@@ -166,7 +166,11 @@ where
         let replica = &replica;
         let handles: Vec<_> = members
             .into_iter()
-            .map(|member| std::thread::Builder::new().name(format!("replica-{}", member.rank())).spawn_scoped(scope, move || replica(member)))
+            .map(|member| {
+                std::thread::Builder::new()
+                    .name(format!("replica-{}", member.rank()))
+                    .spawn_scoped(scope, move || replica(member))
+            })
             .collect();
         handles
             .into_iter()
