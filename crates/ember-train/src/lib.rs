@@ -6,6 +6,11 @@
 //! precision/recall/F1 follow. Checkpoints are safetensors files written atomically (through
 //! `ember-io`).
 //!
+//! Data-parallel training (PyTorch's DDP) runs the same loop on every replica:
+//! [`Learner::with_collective`] joins a group through a [`Collective`] (the in-process
+//! [`InProcessGroup`] for CPU replicas on threads, driven by [`fit_replicated`]; an NCCL member
+//! for GPUs implements the same trait).
+//!
 //! Features (both default): `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
 //! confusion matrices, drawn with `plotters`) and `tensorboard` (`TensorBoardLogger` and the
 //! `tensorboard` module: event files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
