@@ -58,7 +58,7 @@ pub use image_decode::{decode_image, read_image, MAX_DECODE_ALLOC, MAX_IMAGE_PIX
 pub use image_folder::{ColorMode, ImageFolder, ImageFolderOptions, IMAGE_EXTENSIONS};
 pub use known::{KnownDataset, RemoteFile, DATA_DIR_ENV, HOME_ENV};
 pub use labelled_images::LabelledImages;
-pub use loader::{Batch, Batches, DataLoader};
+pub use loader::{Batch, Batches, DataLoader, Shard, ShardTail};
 #[cfg(feature = "mnist-sample")]
 pub use mnist_family::mnist_sample;
 pub use mnist_family::{load_mnist_family, Split};

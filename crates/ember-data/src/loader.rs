@@ -40,6 +40,59 @@ pub struct DataLoader {
     normalization: Option<Arc<Normalization>>,
     eval_gray: Option<Arc<dyn Transform<GrayImage>>>,
     eval_rgb: Option<Arc<dyn Transform<RgbImage>>>,
+    shard: Option<Shard>,
+}
+
+/// What a shard does with the examples left over when the dataset's size is not a multiple of
+/// the number of ranks (see [`DataLoader::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShardTail {
+    /// Repeats the head of the epoch's permutation until its length is a multiple of `world`
+    /// (PyTorch's `DistributedSampler` with `drop_last=False`): every rank serves
+    /// `ceil(n / world)` examples, a few of them twice in the epoch as a whole.
+    Pad,
+    /// Drops the last `n % world` positions of the permutation (`DistributedSampler` with
+    /// `drop_last=True`): every rank serves `floor(n / world)` examples.
+    Drop,
+    /// Neither: rank `r` serves positions `r, r + world, ...` below `n`, so the first `n % world`
+    /// ranks serve one example more. Every example is seen exactly once, which is what a sharded
+    /// *evaluation* needs; training ranks would disagree on their number of batches.
+    Uneven,
+}
+
+/// One rank's share of every epoch (see [`DataLoader::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// This rank, `0..world`.
+    pub rank: usize,
+    /// Number of ranks.
+    pub world: usize,
+    /// What happens to the permutation's tail.
+    pub tail: ShardTail,
+}
+
+impl Shard {
+    /// Number of examples this rank serves from a dataset of `n` examples.
+    pub fn len(&self, n: usize) -> usize {
+        match self.tail {
+            ShardTail::Pad => n.div_ceil(self.world),
+            ShardTail::Drop => n / self.world,
+            ShardTail::Uneven => n.saturating_sub(self.rank).div_ceil(self.world),
+        }
+    }
+
+    /// Whether this rank serves nothing from a dataset of `n` examples.
+    pub fn is_empty(&self, n: usize) -> bool {
+        self.len(n) == 0
+    }
+
+    /// This rank's examples, in serving order, from an epoch's full permutation: positions
+    /// `rank, rank + world, rank + 2·world, ...` of the permutation, padded by wrapping around
+    /// to its head ([`ShardTail::Pad`]).
+    pub fn take(&self, permutation: &[usize]) -> Vec<usize> {
+        let n = permutation.len();
+        (0..self.len(n)).map(|k| permutation[(self.rank + k * self.world) % n]).collect()
+    }
 }
 
 /// `(x - mean[c]) / std[c]` per channel of `[0, 1]` pixels, as `(x - mean) * inv_std`.
@@ -58,6 +111,7 @@ impl std::fmt::Debug for DataLoader {
             .field("drop_last", &self.drop_last)
             .field("workers", &self.workers)
             .field("prefetch", &self.prefetch)
+            .field("shard", &self.shard)
             .finish()
     }
 }
@@ -80,6 +134,7 @@ impl DataLoader {
             normalization: None,
             eval_gray: None,
             eval_rgb: None,
+            shard: None,
         }
     }
 
@@ -93,6 +148,53 @@ impl DataLoader {
     pub fn with_drop_last(mut self, drop_last: bool) -> Self {
         self.drop_last = drop_last;
         self
+    }
+
+    /// Rank `rank`'s share of every epoch out of `world` ranks, the way PyTorch's
+    /// `DistributedSampler` shares it: every rank draws the same seeded permutation of epoch `e`,
+    /// pads it by repeating its head to a multiple of `world`, and takes positions
+    /// `rank, rank + world, rank + 2·world, ...`. The shards of one epoch are disjoint apart from
+    /// the padding, equal in size (`ceil(n / world)` examples) and together the whole
+    /// permutation; batching (`batch_size`, `drop_last`) then applies to the shard. See
+    /// [`DataLoader::shard_with`] to truncate instead of padding.
+    ///
+    /// Fails when `world` is 0, `rank >= world`, or the loader is already sharded.
+    pub fn shard(&self, rank: usize, world: usize) -> Result<Self> {
+        self.shard_with(rank, world, ShardTail::Pad)
+    }
+
+    /// [`DataLoader::shard`] with a chosen treatment of the permutation's tail.
+    pub fn shard_with(&self, rank: usize, world: usize, tail: ShardTail) -> Result<Self> {
+        let invalid = |detail: String| Err(Error::Invalid { what: "data loader shard".into(), detail });
+        if world == 0 {
+            return invalid("a world of 0 ranks has no shards".into());
+        }
+        if rank >= world {
+            return invalid(format!("rank {rank} is outside a world of {world} ranks (0..{world})"));
+        }
+        if let Some(s) = self.shard {
+            return invalid(format!(
+                "the loader is already rank {} of {}; shard the unsharded loader",
+                s.rank, s.world
+            ));
+        }
+        Ok(Self { shard: Some(Shard { rank, world, tail }), ..self.clone() })
+    }
+
+    /// The shard this loader serves, if any.
+    pub fn sharding(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// Examples served per epoch: the dataset's size, or the shard's.
+    pub fn len(&self) -> usize {
+        let n = self.data.len();
+        self.shard.map_or(n, |s| s.len(n))
+    }
+
+    /// Whether an epoch serves no example.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Builds batches on `workers` background threads (0: on the calling thread).
@@ -192,19 +294,27 @@ impl DataLoader {
         if self.data.is_empty() {
             return invalid("the dataset holds no examples".into());
         }
+        if let Some(s) = self.shard.filter(|s| s.is_empty(self.data.len())) {
+            return invalid(format!(
+                "rank {} of {} gets no example of the {} in the dataset",
+                s.rank,
+                s.world,
+                self.data.len()
+            ));
+        }
         if self.num_batches() == 0 {
             return invalid(format!(
                 "{} examples make no full batch of {} (the last, partial batch is dropped)",
-                self.data.len(),
+                self.len(),
                 self.batch_size
             ));
         }
         Ok(())
     }
 
-    /// Number of batches per epoch (0 for a batch size of 0).
+    /// Number of batches per epoch (0 for a batch size of 0); a shard's when sharded.
     pub fn num_batches(&self) -> usize {
-        let n = self.data.len();
+        let n = self.len();
         if self.batch_size == 0 {
             0
         } else if self.drop_last {
@@ -214,14 +324,19 @@ impl DataLoader {
         }
     }
 
-    /// Sample indices of `epoch`, in serving order.
+    /// Sample indices of `epoch`, in serving order (a sharded loader's: its share of the full
+    /// permutation, see [`DataLoader::shard`]).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.data.len()).collect();
         if let Some(seed) = self.shuffle_seed {
             // u64::MAX as the "index" keeps the shuffle stream apart from every sample's stream.
             order.shuffle(&mut sample_rng(seed, epoch, u64::MAX));
         }
-        order
+        match self.shard {
+            // The permutation depends on (seed, epoch) only, so every rank cuts the same one.
+            Some(shard) if !order.is_empty() => shard.take(&order),
+            _ => order,
+        }
     }
 
     /// The batches of `epoch`, built on `device`. Dropping the iterator stops the workers.

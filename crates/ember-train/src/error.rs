@@ -125,6 +125,19 @@ pub enum Error {
         /// The learning rate of the last step.
         learning_rate: f64,
     },
+    /// Data-parallel replicas disagree (on the collective called, on tensor shapes, on the
+    /// number of batches or epochs), or a collective operation failed.
+    #[error("data-parallel: {0}")]
+    Collective(String),
+    /// Another data-parallel replica failed (or left the group), so this one stopped rather
+    /// than wait for it forever.
+    #[error("data-parallel: replica {rank} failed: {reason}")]
+    ReplicaFailed {
+        /// The rank that failed first.
+        rank: usize,
+        /// Its error.
+        reason: String,
+    },
     /// A misuse of the training API or an invalid setting.
     #[error("{0}")]
     Invalid(String),

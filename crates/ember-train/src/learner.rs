@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::ModuleT;
-use ember_data::DataLoader;
+use ember_data::{DataLoader, ShardTail};
 use ember_layers::loss::cross_entropy;
 use ember_layers::ParamStore;
 use ember_optim::{clip_grad_norm, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::callback::{Callback, CallbackContext, Control, StepReport};
+use crate::collective::Collective;
 use crate::report::EpochReport;
 use crate::{ConfusionMatrix, Error, Result};
 
@@ -192,6 +194,9 @@ pub const RESUME_FILE: &str = "resume.safetensors";
 /// Trains a classifier (any `candle_nn::ModuleT` producing logits) with cross-entropy,
 /// validates each epoch, runs callbacks, and — given a run directory — saves everything needed
 /// to resume exactly after every epoch.
+///
+/// With [`Learner::with_collective`] the same loop trains one replica of a data-parallel group
+/// (PyTorch's DDP); see there.
 pub struct Learner<'a> {
     model: Box<dyn TrainStep + 'a>,
     store: &'a ParamStore,
@@ -201,6 +206,7 @@ pub struct Learner<'a> {
     history: Vec<EpochReport>,
     global_step: u64,
     failures: Vec<CallbackFailure>,
+    collective: Option<Box<dyn Collective + 'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,7 +236,56 @@ impl<'a> Learner<'a> {
             history: Vec::new(),
             global_step: 0,
             failures: Vec::new(),
+            collective: None,
         }
+    }
+
+    /// Makes this learner rank `member.rank()` of a data-parallel group of
+    /// `member.world_size()` replicas, each with its own copy of the model and optimizer (built
+    /// the same way), each driven by its own thread or process. [`Learner::fit`] then:
+    ///
+    /// - starts from rank 0's parameters and buffers (broadcast), after checking that every rank
+    ///   has the same number of batches, epochs and completed epochs;
+    /// - iterates this rank's shard of the training data ([`DataLoader::shard`]: the same seeded
+    ///   permutation on every rank, padded to a multiple of the world size) with the loader's
+    ///   batch size *per rank*;
+    /// - after every backward pass replaces each trainable parameter's gradient by its mean over
+    ///   the ranks (parameters without a gradient on any rank keep none), so that `N` replicas
+    ///   with batch `b` step like one process with batch `N·b` when the loss is a mean over the
+    ///   batch and no layer depends on the batch; gradient clipping sees the averaged gradients,
+    ///   and every rank steps its own optimizer with them;
+    /// - reports the training loss and accuracy over all ranks' examples, and the batch loss
+    ///   callbacks see is the mean over the ranks;
+    /// - validates every rank on its share of the validation data (each example once,
+    ///   [`ShardTail::Uneven`]) and sums the losses and confusion matrices over the ranks, so
+    ///   every rank reports the numbers one process would;
+    /// - runs the callbacks, and writes the resume file, on rank 0 only; its decision to stop
+    ///   is broadcast so that every rank stops after the same epoch, and at the end every rank
+    ///   takes rank 0's parameters (a callback may have restored the best ones).
+    ///
+    /// Batch normalisation normalises with each replica's own batch statistics (not
+    /// synchronised across ranks, unlike PyTorch's `SyncBatchNorm`); the running statistics of
+    /// rank 0 are broadcast to every rank after each epoch's training, so validation, the
+    /// checkpoints and a resume all use rank 0's.
+    ///
+    /// An error on one rank ([`Collective::abort`]) ends every other rank with
+    /// [`Error::ReplicaFailed`]; a non-finite loss is seen by every rank at the same step (the
+    /// loss is averaged with the gradients) and ends each with [`Error::NonFiniteLoss`].
+    /// To resume, every rank calls [`Learner::resume`] on the run directory rank 0 wrote.
+    pub fn with_collective(mut self, member: impl Collective + 'a) -> Self {
+        self.collective = Some(Box::new(member));
+        self
+    }
+
+    /// This learner's `(rank, world size)` when it is a data-parallel replica.
+    pub fn replica(&self) -> Option<(usize, usize)> {
+        self.collective.as_ref().map(|c| (c.rank(), c.world_size()))
+    }
+
+    /// Whether this learner runs callbacks and writes files: always, unless it is a
+    /// data-parallel replica other than rank 0.
+    fn leads(&self) -> bool {
+        self.collective.as_ref().is_none_or(|c| c.rank() == 0)
     }
 
     /// Adds a callback; callbacks run in the order added.
@@ -320,17 +375,42 @@ impl<'a> Learner<'a> {
 
     /// Trains until `options.epochs` epochs are complete (continuing after a resume), or a
     /// callback stops it. Returns the reports of every epoch, earlier runs' included.
+    ///
+    /// A data-parallel replica ([`Learner::with_collective`]) takes the whole training and
+    /// validation loaders (or its own shards of them) and shards them itself.
     pub fn fit(
         &mut self,
         train: &DataLoader,
         val: Option<&DataLoader>,
         options: &FitOptions,
     ) -> Result<Vec<EpochReport>> {
+        let result = self.fit_inner(train, val, options);
+        if let (Err(error), Some(collective)) = (&result, self.collective.as_mut()) {
+            // The other ranks would otherwise wait for this one in their next collective.
+            collective.abort(&error.to_string());
+        }
+        result
+    }
+
+    fn fit_inner(
+        &mut self,
+        train: &DataLoader,
+        val: Option<&DataLoader>,
+        options: &FitOptions,
+    ) -> Result<Vec<EpochReport>> {
         options.validate()?;
-        train.check("training data")?;
         if let Some(val) = val {
             val.check("validation data")?;
         }
+        let (train, val) = match self.replica() {
+            Some((rank, world)) => (
+                shard_of(train, rank, world, ShardTail::Pad, "training data")?,
+                val.map(|v| shard_of(v, rank, world, ShardTail::Uneven, "validation data")).transpose()?,
+            ),
+            None => (train.clone(), val.cloned()),
+        };
+        let (train, val) = (&train, val.as_ref());
+        train.check("training data")?;
         let data_classes = train.dataset().classes();
         let classes = match options.classes {
             0 => data_classes,
@@ -349,6 +429,12 @@ impl<'a> Learner<'a> {
         let batches = train.num_batches();
         let start = self.history.len();
         let params: Vec<_> = self.store.vars().into_iter().map(|(_, v)| v).collect();
+        if let Some(collective) = self.collective.as_deref_mut() {
+            let plan = [batches, options.epochs, start, self.global_step as usize, params.len()];
+            agree_on_plan(collective, &plan, device)?;
+            broadcast_state(collective, self.store, self.store.state())?;
+        }
+        let leads = self.leads();
         for epoch in start..options.epochs {
             let started = Instant::now();
             if let (Some(s), SchedulePer::Epoch) = (options.schedule, options.schedule_per) {
@@ -361,37 +447,64 @@ impl<'a> Learner<'a> {
                     s.apply(self.global_step as usize, self.optimizer);
                 }
                 let StepOutput { loss, logits } = self.model.step(&batch, true)?;
-                let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                if !loss_value.is_finite() {
-                    return Err(Error::NonFiniteLoss {
-                        epoch: epoch + 1,
-                        batch: Some(b),
-                        loss: loss_value,
-                        learning_rate: self.optimizer.learning_rate(),
-                    });
+                let local_loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let diverged = |loss: f64| Error::NonFiniteLoss {
+                    epoch: epoch + 1,
+                    batch: Some(b),
+                    loss,
+                    learning_rate: self.optimizer.learning_rate(),
+                };
+                // A replica checks the loss averaged over the ranks, after the all-reduce, so
+                // that every rank sees a divergence at the same step.
+                if self.collective.is_none() && !local_loss.is_finite() {
+                    return Err(diverged(local_loss));
                 }
                 let mut grads = loss.backward()?;
+                let loss_value = match self.collective.as_deref_mut() {
+                    Some(collective) => all_reduce_gradients(collective, &mut grads, &params, &loss)?,
+                    None => local_loss,
+                };
+                if !loss_value.is_finite() {
+                    return Err(diverged(loss_value));
+                }
                 if let Some(max_norm) = options.clip_grad_norm {
                     clip_grad_norm(&mut grads, &params, max_norm)?;
                 }
                 self.optimizer.step(&grads)?;
                 self.global_step += 1;
                 let n = batch.labels.dims1()?;
-                loss_sum += loss_value * n as f64;
+                loss_sum += local_loss * n as f64;
                 seen += n;
                 if let Some(logits) = &logits {
                     correct += count_correct(logits, &batch.labels)?;
                 }
-                let step =
-                    StepReport { epoch: epoch + 1, batch: b, batches, global_step: self.global_step, loss: loss_value };
-                let ctx = callback_context!(self);
-                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
-                    cb.on_batch_end(&ctx, &step).map(|()| Control::Continue)
-                })?;
+                if leads {
+                    let step = StepReport {
+                        epoch: epoch + 1,
+                        batch: b,
+                        batches,
+                        global_step: self.global_step,
+                        loss: loss_value,
+                    };
+                    let ctx = callback_context!(self);
+                    each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
+                        cb.on_batch_end(&ctx, &step).map(|()| Control::Continue)
+                    })?;
+                }
             }
-            let evaluation = match val {
-                Some(v) => Some(evaluate_step(self.model.as_ref(), v, classes, device)?),
-                None => None,
+            if let Some(collective) = self.collective.as_deref_mut() {
+                let totals = Tensor::new(&[loss_sum, seen as f64, correct as f64], device)?;
+                let totals = collective.all_reduce_sum(&[totals])?[0].to_vec1::<f64>()?;
+                (loss_sum, seen, correct) = (totals[0], totals[1] as usize, totals[2] as u64);
+                // Running statistics (batch norm) are rank 0's from here on: see `with_collective`.
+                broadcast_state(collective, self.store, self.store.buffers())?;
+            }
+            let evaluation = match (val, self.collective.as_deref_mut()) {
+                (Some(v), Some(collective)) => {
+                    Some(evaluate_replicated(self.model.as_ref(), v, classes, device, collective)?)
+                }
+                (Some(v), None) => Some(evaluate_step(self.model.as_ref(), v, classes, device)?),
+                (None, _) => None,
             };
             // The divergence guard's second half: the last step's update is seen only by the
             // validation loss, or, without validation data, by the parameters themselves.
@@ -408,24 +521,38 @@ impl<'a> Learner<'a> {
                 val_confusion: evaluation.map(|e| e.confusion),
             };
             self.history.push(report.clone());
-            let ctx = callback_context!(self);
-            let stop =
-                each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| cb.on_epoch_end(&ctx, &report))?
-                    == Control::Stop;
-            // Committed last, so everything the callbacks wrote for this epoch (best/last
-            // weights, logs) is in place before the resume file says the epoch is done.
-            if let Some(dir) = &self.run_dir {
-                self.save_resume(dir)?;
+            let mut stop = false;
+            if leads {
+                let ctx = callback_context!(self);
+                stop = each_callback(&mut self.callbacks, &mut self.failures, epoch + 1, |cb| {
+                    cb.on_epoch_end(&ctx, &report)
+                })? == Control::Stop;
+                // Committed last, so everything the callbacks wrote for this epoch (best/last
+                // weights, logs) is in place before the resume file says the epoch is done.
+                if let Some(dir) = &self.run_dir {
+                    self.save_resume(dir)?;
+                }
+            }
+            if let Some(collective) = self.collective.as_deref_mut() {
+                // Every rank stops after the epoch rank 0's callbacks chose.
+                let flag = Tensor::new(&[u32::from(stop)], device)?;
+                stop = collective.broadcast(&[flag])?[0].to_vec1::<u32>()?[0] != 0;
             }
             if stop {
                 break;
             }
         }
-        let ctx = callback_context!(self);
-        let last = self.history.len();
-        each_callback(&mut self.callbacks, &mut self.failures, last, |cb| {
-            cb.on_train_end(&ctx).map(|()| Control::Continue)
-        })?;
+        if leads {
+            let ctx = callback_context!(self);
+            let last = self.history.len();
+            each_callback(&mut self.callbacks, &mut self.failures, last, |cb| {
+                cb.on_train_end(&ctx).map(|()| Control::Continue)
+            })?;
+        }
+        if let Some(collective) = self.collective.as_deref_mut() {
+            // A callback of rank 0 may have changed its weights (restoring the best epoch's).
+            broadcast_state(collective, self.store, self.store.state())?;
+        }
         Ok(self.history.clone())
     }
 
@@ -486,6 +613,111 @@ pub fn fit(
     learner.fit(train, val, options)
 }
 
+/// `loader` as rank `rank`'s shard out of `world`: sharded here with `tail`, or as given when
+/// the caller sharded it for this very rank.
+fn shard_of(loader: &DataLoader, rank: usize, world: usize, tail: ShardTail, what: &str) -> Result<DataLoader> {
+    match loader.sharding() {
+        None => Ok(loader.shard_with(rank, world, tail)?),
+        Some(s) if (s.rank, s.world) == (rank, world) => Ok(loader.clone()),
+        Some(s) => Err(Error::Invalid(format!(
+            "fit: the {what} is rank {} of {}'s shard, but this learner is rank {rank} of {world}",
+            s.rank, s.world
+        ))),
+    }
+}
+
+/// Fails on every rank unless all ranks agree with rank 0 on `plan` (batches per epoch, epochs,
+/// completed epochs, steps, parameters): ranks that disagree would wait for each other forever.
+fn agree_on_plan(collective: &mut dyn Collective, plan: &[usize], device: &Device) -> Result<()> {
+    let mine: Vec<f64> = plan.iter().map(|&v| v as f64).collect();
+    let leader = collective.broadcast(&[Tensor::new(mine.as_slice(), device)?])?[0].to_vec1::<f64>()?;
+    let differs = Tensor::new(&[f64::from(u8::from(leader != mine))], device)?;
+    let disagreeing = collective.all_reduce_sum(&[differs])?[0].to_vec1::<f64>()?[0];
+    if disagreeing > 0.0 {
+        return Err(Error::Collective(format!(
+            "{disagreeing} rank(s) disagree with rank 0 on [batches per epoch, epochs, completed epochs, steps, \
+             parameters]: rank 0 has {leader:?}, rank {} has {mine:?}",
+            collective.rank()
+        )));
+    }
+    Ok(())
+}
+
+/// Overwrites this rank's `tensors` (named entries of `store`) with rank 0's.
+fn broadcast_state(collective: &mut dyn Collective, store: &ParamStore, tensors: Vec<(String, Tensor)>) -> Result<()> {
+    if tensors.is_empty() {
+        return Ok(());
+    }
+    let (names, values): (Vec<String>, Vec<Tensor>) = tensors.into_iter().unzip();
+    let leader = collective.broadcast(&values)?;
+    if collective.rank() != 0 {
+        for (name, value) in names.iter().zip(&leader) {
+            store.assign(name, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every gradient of `params` in `grads` by its mean over the ranks, and returns the
+/// mean of the ranks' `loss`. One collective call carries the gradients, the loss and which
+/// parameters have a gradient at all; a parameter with none on any rank keeps none, so the
+/// optimizer leaves it alone as it would in one process.
+fn all_reduce_gradients(
+    collective: &mut dyn Collective,
+    grads: &mut GradStore,
+    params: &[Var],
+    loss: &Tensor,
+) -> Result<f64> {
+    let device = loss.device();
+    let mut tensors = Vec::with_capacity(params.len() + 2);
+    let mut present = Vec::with_capacity(params.len());
+    for p in params {
+        match grads.get(p.as_tensor()) {
+            Some(g) => {
+                tensors.push(g.clone());
+                present.push(1f64);
+            }
+            None => {
+                tensors.push(p.as_tensor().zeros_like()?);
+                present.push(0f64);
+            }
+        }
+    }
+    tensors.push(loss.detach().to_dtype(DType::F64)?.reshape(1)?);
+    tensors.push(Tensor::new(present.as_slice(), device)?);
+    let mut sums = collective.all_reduce_sum(&tensors)?;
+    let world = collective.world_size() as f64;
+    let present = sums.pop().map(|t| t.to_vec1::<f64>()).transpose()?.unwrap_or_default();
+    let loss_sum = sums.pop().map(|t| t.to_vec1::<f64>()).transpose()?.unwrap_or_default();
+    for ((p, sum), present) in params.iter().zip(sums).zip(present) {
+        if present > 0.0 {
+            grads.insert(p.as_tensor(), (sum / world)?);
+        }
+    }
+    Ok(loss_sum.first().copied().unwrap_or(f64::NAN) / world)
+}
+
+/// A replica's share of a validation pass (`data` is its shard), summed over the ranks: every
+/// rank gets the loss and confusion matrix of the whole validation set.
+fn evaluate_replicated(
+    model: &dyn TrainStep,
+    data: &DataLoader,
+    classes: usize,
+    device: &Device,
+    collective: &mut dyn Collective,
+) -> Result<Evaluation> {
+    let (loss_sum, seen, confusion) = if data.is_empty() {
+        (0.0, 0, ConfusionMatrix::new(classes))
+    } else {
+        evaluation_sums(model, data, classes, device)?
+    };
+    let mut totals = vec![loss_sum, seen as f64];
+    totals.extend(confusion.counts().iter().map(|&c| c as f64));
+    let totals = collective.all_reduce_sum(&[Tensor::new(totals.as_slice(), device)?])?[0].to_vec1::<f64>()?;
+    let confusion = ConfusionMatrix::from_counts(classes, totals[2..].iter().map(|&c| c as u64).collect())?;
+    Ok(Evaluation { loss: totals[0] / totals[1].max(1.0), confusion })
+}
+
 fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<u64> {
     let predicted = logits.argmax(1)?;
     Ok(predicted.eq(labels)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as u64)
@@ -506,6 +738,17 @@ pub fn evaluate_on(model: &dyn ModuleT, data: &DataLoader, classes: usize, devic
 /// matrix.
 pub fn evaluate_step(model: &dyn TrainStep, data: &DataLoader, classes: usize, device: &Device) -> Result<Evaluation> {
     data.check("evaluation data")?;
+    let (loss_sum, seen, confusion) = evaluation_sums(model, data, classes, device)?;
+    Ok(Evaluation { loss: loss_sum / seen.max(1) as f64, confusion })
+}
+
+/// The summed loss, the number of examples and the confusion matrix of a pass over `data`.
+fn evaluation_sums(
+    model: &dyn TrainStep,
+    data: &DataLoader,
+    classes: usize,
+    device: &Device,
+) -> Result<(f64, usize, ConfusionMatrix)> {
     // No gradient graph: each activation is freed once the next layer has read it.
     let _no_grad = ember_kernels::no_grad();
     let mut confusion = ConfusionMatrix::new(classes);
@@ -524,7 +767,7 @@ pub fn evaluate_step(model: &dyn TrainStep, data: &DataLoader, classes: usize, d
             }
         }
     }
-    Ok(Evaluation { loss: loss_sum / seen.max(1) as f64, confusion })
+    Ok((loss_sum, seen, confusion))
 }
 
 /// The logits `(n, classes)` of `model` (eval mode) for every example of `data`, in order.

@@ -6,6 +6,11 @@
 //! precision/recall/F1 follow. Checkpoints are safetensors files written atomically (through
 //! `ember-io`).
 //!
+//! Data-parallel training (PyTorch's DDP) runs the same loop on every replica:
+//! [`Learner::with_collective`] joins a group through a [`Collective`] (the in-process
+//! [`InProcessGroup`] for CPU replicas on threads, driven by [`fit_replicated`]; an NCCL member
+//! for GPUs implements the same trait).
+//!
 //! Features (both default): `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
 //! confusion matrices, drawn with `plotters`) and `tensorboard` (`TensorBoardLogger` and the
 //! `tensorboard` module: event files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
@@ -37,6 +42,8 @@
 
 pub mod callback;
 pub mod checkpoint;
+pub mod collective;
+mod data_parallel;
 mod error;
 mod learner;
 pub mod metrics;
@@ -52,6 +59,8 @@ pub use callback::PlotLogger;
 #[cfg(feature = "tensorboard")]
 pub use callback::TensorBoardLogger;
 pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
+pub use collective::{Collective, InProcessGroup, InProcessMember};
+pub use data_parallel::{fit_replicated, run_replicated, Replica, ReplicaOutcome};
 pub use error::{Error, Result};
 pub use learner::{
     evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,

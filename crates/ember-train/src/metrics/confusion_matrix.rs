@@ -13,6 +13,24 @@ impl ConfusionMatrix {
         Self { classes, counts: vec![0; classes * classes] }
     }
 
+    /// A matrix from its counts, row `truth`, column `predicted`, row-major (what
+    /// [`ConfusionMatrix::counts`] returns). Fails unless there are `classes²` counts.
+    pub fn from_counts(classes: usize, counts: Vec<u64>) -> crate::Result<Self> {
+        if counts.len() != classes * classes {
+            return Err(crate::Error::Invalid(format!(
+                "a confusion matrix of {classes} classes has {} counts, not {}",
+                classes * classes,
+                counts.len()
+            )));
+        }
+        Ok(Self { classes, counts })
+    }
+
+    /// Every count, row `truth`, column `predicted`, row-major.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.classes
