@@ -10,11 +10,14 @@
 //!   to `target/guide/<lang>/` (`guide.rs`; `--strict` also refuses pending results markers).
 //! - `fuzz`: every parser's fuzz target (`ember-fuzz`) for `--minutes N` each (default 1).
 //! - `image-folder`: an MNIST-family IDX directory as an `ImageFolder` tree of PNG/JPEG files.
+//! - `gpu-build`: ember with `--features cuda` on a machine without a GPU or a CUDA install
+//!   (`gpu_build.rs`); `--bundle` stages the binaries `scripts/gpu-check.sh` runs.
 
 mod bench;
 mod ci;
 mod docs;
 mod fuzz;
+mod gpu_build;
 mod guide;
 mod image_folder;
 mod module_cycles;
@@ -32,11 +35,12 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("image-folder") => image_folder::run(&args[1..]),
+        Some("gpu-build") => gpu_build::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | bench [criterion args | e2e | zoo] | docs [--open] [--strict] [--guide-only] | tidy \
                  | fuzz [--minutes N] [--target NAME]... [--seed S] [--release] \
-                 | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] ...>"
+                 | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] | gpu-build [--bundle] ...>"
             );
             return ExitCode::from(2);
         }

@@ -626,6 +626,12 @@ pub struct TrainArgs {
     pub settings: TrainSettings,
     #[command(flatten)]
     pub device: DeviceArg,
+    /// Train data-parallel, one replica per device, e.g. `0,1` (GPUs) or `cpu,cpu`: every epoch
+    /// is sharded over the replicas (each takes --batch-size images a step), gradients are
+    /// averaged after every backward pass, and the first replica alone writes the run
+    /// directory. The replicas run as threads of this process.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<crate::device::DeviceName>,
     #[command(flatten)]
     pub report: JsonArg,
 }

@@ -23,9 +23,10 @@ impl FromStr for DeviceName {
         match s {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
-            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(ordinal)) => Ok(Self::Cuda(ordinal)),
-                _ => Err(format!("`{s}` is not a device: use cpu, cuda or cuda:N (N the GPU's index)")),
+            // A bare index is a GPU, as in PyTorch (`--devices 0,1`).
+            _ => match s.strip_prefix("cuda:").unwrap_or(s).parse::<usize>() {
+                Ok(ordinal) => Ok(Self::Cuda(ordinal)),
+                Err(_) => Err(format!("`{s}` is not a device: use cpu, cuda, cuda:N or N (N the GPU's index)")),
             },
         }
     }
@@ -69,14 +70,19 @@ mod tests {
 
     #[test]
     fn names_parse_and_print_back() {
-        for (text, device) in [("cpu", DeviceName::Cpu), ("cuda", DeviceName::Cuda(0)), ("cuda:3", DeviceName::Cuda(3))]
-        {
+        let names = [
+            ("cpu", DeviceName::Cpu),
+            ("cuda", DeviceName::Cuda(0)),
+            ("cuda:3", DeviceName::Cuda(3)),
+            ("2", DeviceName::Cuda(2)),
+        ];
+        for (text, device) in names {
             assert_eq!(text.parse::<DeviceName>(), Ok(device));
         }
         assert_eq!(DeviceName::Cuda(0).to_string(), "cuda:0");
-        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""] {
+        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", "", "-1"] {
             let err = bad.parse::<DeviceName>().unwrap_err();
-            assert!(err.contains("use cpu, cuda or cuda:N"), "{bad}: {err}");
+            assert!(err.contains("use cpu, cuda, cuda:N or N"), "{bad}: {err}");
         }
     }
 

@@ -79,6 +79,38 @@ fn train_then_eval_agree_on_the_bundled_sample() {
 }
 
 #[test]
+fn data_parallel_training_on_cpu_replicas_writes_one_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let args =
+        ["train", "--epochs", "2", "--train-limit", "512", "--test-limit", "200", "--optimizer", "sgd", "--out", run_s];
+    let out = ember(&[&args[..], &["--devices", "cpu,cpu", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("data parallel on 2 replicas (cpu,cpu), 128 images a step in all"), "{stdout}");
+    let report = last_json(&out);
+    assert_eq!(report["epochs"].as_array().unwrap().len(), 2);
+    // One writer: one metrics row per epoch (a header, then epochs 1 and 2), and the weights.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    assert!(run.join("model.safetensors").is_file() && run.join("resume.safetensors").is_file());
+    // The same run on one process with the replicas' batches together learns the same: the
+    // library's tests hold the two equal step by step in f64; in f32 they agree closely.
+    let single = dir.path().join("single");
+    let args = ["train", "--epochs", "2", "--train-limit", "512", "--test-limit", "200", "--optimizer", "sgd"];
+    let out = ember(&[&args[..], &["--batch-size", "128", "--out", single.to_str().unwrap(), "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let one = last_json(&out);
+    let loss = |r: &Value| r["epochs"][1]["train_loss"].as_f64().unwrap();
+    assert!((loss(&report) - loss(&one)).abs() < 1e-3 * loss(&one), "{} vs {}", loss(&report), loss(&one));
+    // --device and --devices do not go together.
+    let out = ember(&["train", "--device", "cpu", "--devices", "cpu,cpu", "--out", run_s]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--devices"));
+}
+
+#[test]
 fn truncated_idx_file_is_a_one_line_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     raw_copy(dir.path());

@@ -114,6 +114,48 @@ pub trait Optimizer {
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
 }
 
+/// A boxed optimizer (what [`crate::OptimizerConfig::build`] returns) is an optimizer.
+impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        (**self).step(grads)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        (**self).learning_rate()
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        (**self).set_learning_rate(lr)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        (**self).set_momentum(momentum)
+    }
+
+    fn state(&self) -> Result<OptimizerState> {
+        (**self).state()
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        (**self).load_state(state)
+    }
+}
+
+/// A boxed schedule (what [`crate::ScheduleConfig::build`] returns) is a schedule.
+impl<S: Schedule + ?Sized> Schedule for Box<S> {
+    fn learning_rate(&self, step: usize) -> f64 {
+        (**self).learning_rate(step)
+    }
+
+    fn momentum(&self, step: usize) -> Option<f64> {
+        (**self).momentum(step)
+    }
+
+    fn apply(&self, step: usize, optimizer: &mut dyn Optimizer) {
+        (**self).apply(step, optimizer)
+    }
+}
+
 /// A learning-rate (and optionally momentum) schedule indexed by optimizer step.
 pub trait Schedule {
     /// Learning rate for step `step` (0-based).

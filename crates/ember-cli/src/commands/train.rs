@@ -6,9 +6,9 @@ use anyhow::Context;
 use candle_core::DType;
 use ember_data::ColorMode;
 use ember_layers::ParamStore;
-use ember_train::callback::OnEpoch;
+use ember_train::callback::{Callback, OnEpoch};
 use ember_train::{
-    checkpoint, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger,
+    checkpoint, CsvLogger, EarlyStopping, EpochReport, FitOptions, Learner, Mode, ModelCheckpoint, PlotLogger, Replica,
     TensorBoardLogger,
 };
 use ember_zoo::ModelCard;
@@ -61,7 +61,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let train_loader = plan.train_loader(train_data.clone(), config.batch_size, config.seed, &ops, workers)?;
     let val_loader = plan.eval_loader(val_data.clone(), crate::data::eval_batch(input), workers)?;
 
-    let device = args.device.open()?;
+    let devices = args.devices.iter().map(|d| d.open()).collect::<anyhow::Result<Vec<_>>>()?;
+    let device = match devices.first() {
+        Some(first) => first.clone(),
+        None => args.device.open()?,
+    };
     let store = ParamStore::new(config.seed, &device);
     let model_options = ember_zoo::ModelOptions {
         seed: config.seed,
@@ -89,20 +93,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     config.save(out)?;
     let names = data.class_names.clone();
     let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
-    let mut learner = Learner::new(&model, &store, optimizer.as_mut())
-        .with_run_dir(out)
-        .with_callback(EpochProgress::new())
-        .with_callback(OnEpoch(print_epoch))
-        .with_callback(ModelCheckpoint::new(out, "val_accuracy", Mode::Max).with_metadata(card.to_metadata()))
-        .with_callback(CsvLogger::new(out.join("metrics.csv")))
-        .with_callback(PlotLogger::new(out, names.clone()))
-        .with_callback(TensorBoardLogger::new(&logdir, 10).with_class_names(names));
-    if let Some(patience) = config.early_stopping {
-        learner =
-            learner.with_callback(EarlyStopping::new("val_accuracy", Mode::Max, patience).with_restore_best(true));
+    // What the run directory gets, built again for the first replica of a data-parallel run.
+    let callbacks = || -> Vec<Box<dyn Callback>> {
+        let mut callbacks: Vec<Box<dyn Callback>> = vec![
+            Box::new(EpochProgress::new()),
+            Box::new(OnEpoch(print_epoch)),
+            Box::new(ModelCheckpoint::new(out, "val_accuracy", Mode::Max).with_metadata(card.to_metadata())),
+            Box::new(CsvLogger::new(out.join("metrics.csv"))),
+            Box::new(PlotLogger::new(out, names.clone())),
+            Box::new(TensorBoardLogger::new(&logdir, 10).with_class_names(names.clone())),
+        ];
+        if let Some(patience) = config.early_stopping {
+            callbacks.push(Box::new(EarlyStopping::new("val_accuracy", Mode::Max, patience).with_restore_best(true)));
+        }
+        callbacks
+    };
+    let mut learner = Learner::new(&model, &store, optimizer.as_mut()).with_run_dir(out);
+    for callback in callbacks() {
+        learner = learner.with_callback(callback);
     }
     let committed = out.join(ember_train::RESUME_FILE).is_file();
-    if args.resume.is_some() && committed {
+    let resuming = args.resume.is_some() && committed;
+    if resuming {
         learner.resume(out)?;
         println!("resuming {} after epoch {} of {}", out.display(), learner.history().len(), config.epochs);
     } else {
@@ -145,10 +157,57 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         device: device.clone(),
         ..FitOptions::new(config.epochs)
     };
-    let history = learner.fit(&train_loader, Some(&val_loader), &options)?;
-    for failure in learner.failures() {
-        eprintln!("warning: {failure}");
-    }
+    let history = if devices.len() > 1 {
+        drop(learner);
+        println!(
+            "data parallel on {} replicas ({}), {} images a step in all",
+            devices.len(),
+            device_list(&args.devices),
+            devices.len() * config.batch_size
+        );
+        let total_steps = config.epochs * train_loader.shard(0, devices.len())?.num_batches();
+        let outcomes = ember_train::fit_replicated(devices.len(), &train_loader, Some(&val_loader), |rank| {
+            let device = &devices[rank];
+            let invalid = |e: &dyn std::fmt::Display| ember_train::Error::Invalid(format!("replica {rank}: {e}"));
+            let store = ParamStore::new(config.seed, device);
+            let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))
+                .map_err(|e| invalid(&e))?;
+            let optimizer = config.optimizer.build(store.vars()).map_err(|e| invalid(&e))?;
+            let schedule = config.schedule.build(config.optimizer.lr(), total_steps).map_err(|e| invalid(&e))?;
+            let options = FitOptions {
+                clip_grad_norm: config.clip_grad_norm,
+                classes,
+                device: device.clone(),
+                ..FitOptions::new(config.epochs)
+            };
+            let mut replica =
+                Replica::classifier(Box::new(model), store, optimizer, options).with_run_dir(out).resuming(resuming);
+            if let Some(schedule) = schedule {
+                replica = replica.with_schedule(schedule);
+            }
+            if rank == 0 {
+                for callback in callbacks() {
+                    replica = replica.with_callback(callback);
+                }
+            }
+            Ok(replica)
+        })?;
+        let first = outcomes.into_iter().next().context("no replica ran")?;
+        for failure in &first.callback_failures {
+            eprintln!("warning: {failure}");
+        }
+        // Every replica ends with the same weights: the first's become the run's.
+        for (name, tensor) in &first.state {
+            store.assign(name, tensor)?;
+        }
+        first.history
+    } else {
+        let history = learner.fit(&train_loader, Some(&val_loader), &options)?;
+        for failure in learner.failures() {
+            eprintln!("warning: {failure}");
+        }
+        history
+    };
 
     // The run keeps its best epoch on validation accuracy (the last when none was better).
     let best = out.join("best.safetensors");
@@ -283,4 +342,9 @@ fn print_epoch(r: &EpochReport) {
         r.learning_rate,
         r.seconds
     );
+}
+
+/// `cpu,cuda:0` as typed (for the report).
+fn device_list(devices: &[crate::device::DeviceName]) -> String {
+    devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }

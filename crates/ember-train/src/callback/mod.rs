@@ -102,6 +102,38 @@ pub trait Callback {
     }
 }
 
+/// A boxed callback is a callback, so a list of them (`Vec<Box<dyn Callback>>`, built once and
+/// given to a learner or a data-parallel replica) needs no wrapper.
+impl<C: Callback + ?Sized> Callback for Box<C> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn on_batch_end(&mut self, ctx: &CallbackContext, step: &StepReport) -> Result<()> {
+        (**self).on_batch_end(ctx, step)
+    }
+
+    fn on_epoch_end(&mut self, ctx: &CallbackContext, report: &EpochReport) -> Result<Control> {
+        (**self).on_epoch_end(ctx, report)
+    }
+
+    fn on_train_end(&mut self, ctx: &CallbackContext) -> Result<()> {
+        (**self).on_train_end(ctx)
+    }
+
+    fn essential(&self) -> bool {
+        (**self).essential()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        (**self).state()
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        (**self).load_state(state)
+    }
+}
+
 /// A closure called with every epoch report.
 pub struct OnEpoch<F>(pub F);
 
