@@ -18,7 +18,7 @@ use rand::SeedableRng;
 /// The output of `op` on `inputs` and the gradients of a weighted sum of it (random weights, so
 /// every output element's gradient matters) with respect to every input.
 fn forward_backward(op: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)> {
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t)).collect::<Result<_>>()?;
+    let vars: Vec<Var> = inputs.iter().map(Var::from_tensor).collect::<Result<_>>()?;
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let out = op(&tensors)?;
     let weights = uniform(out.dims(), &mut StdRng::seed_from_u64(99), out.dtype(), -1.0, 1.0);
@@ -155,7 +155,7 @@ fn linear_activations_and_the_residual_add_agree() {
     for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {
         let inputs = [x.clone(), w.clone(), b.clone()];
         assert_paths_agree(&format!("linear+{act:?}"), &|t| linear(&t[0], &t[1], Some(&t[2]), act), &inputs);
-        assert_paths_agree(&format!("{act:?}"), &|t| activate(&t[0], act), &[x.clone()]);
+        assert_paths_agree(&format!("{act:?}"), &|t| activate(&t[0], act), std::slice::from_ref(&x));
         let y = uniform(&[1, 3, 7], &mut rng, DType::F64, -3.0, 3.0);
         assert_paths_agree(&format!("add+{act:?}"), &|t| add_activate(&t[0], &t[1], act), &[x.clone(), y]);
     }
@@ -195,7 +195,7 @@ fn cross_entropy_agrees_and_checks_targets_on_both_paths() {
     for (targets, ignore) in [(vec![0u32, 3, 1, 1, 2], None), (vec![0u32, 3, 1, 1, 2], Some(1))] {
         let targets = Tensor::new(targets, logits.device()).unwrap();
         let op = |t: &[Tensor]| cross_entropy(&t[0], &targets, ignore);
-        assert_paths_agree(&format!("cross_entropy ignore={ignore:?}"), &op, &[logits.clone()]);
+        assert_paths_agree(&format!("cross_entropy ignore={ignore:?}"), &op, std::slice::from_ref(&logits));
     }
     let bad = Tensor::new(&[0u32, 4, 1, 1, 2], logits.device()).unwrap();
     let first_line = |e: candle_core::Error| e.to_string().lines().next().unwrap_or_default().to_string();

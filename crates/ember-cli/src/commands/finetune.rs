@@ -106,7 +106,9 @@ pub fn run(given: &FineTuneArgs) -> anyhow::Result<()> {
 
     let options = ModelOptions { seed: args.seed, ..ModelOptions::new(plan.input, classes) };
     let device = args.device.open()?;
-    let fresh = || FineTuneModel::scratch_on(&args.model, &options, args.seed, &device, candle_core::DType::F32);
+    let fresh = || -> anyhow::Result<FineTuneModel> {
+        Ok(FineTuneModel::scratch_on(&args.model, &options, args.seed, &device, candle_core::DType::F32)?)
+    };
     let mut model = match (&args.weights, args.mode) {
         (_, FineTuneMode::Scratch) => fresh()?,
         (Some(w), _) => {
