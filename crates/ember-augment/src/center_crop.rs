@@ -1,9 +1,8 @@
 //! Centre crop (torchvision's `CenterCrop`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::sample::{Image, Sample};
+use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
 use crate::{Error, Result, Transform};
 
@@ -42,11 +41,7 @@ fn centred_offset(size: u32, crop: u32) -> i64 {
     }
 }
 
-impl<P> Transform<Image<P>> for CenterCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for CenterCrop {
     fn apply(&self, image: Image<P>, _rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         let (left, top) = (centred_offset(w, self.width), centred_offset(h, self.height));

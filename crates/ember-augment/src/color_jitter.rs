@@ -1,6 +1,5 @@
 //! Colour jitter (torchvision's `ColorJitter`) and grayscale.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -8,7 +7,7 @@ use rand::Rng;
 use crate::adjust;
 use crate::error::check_probability;
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// Random brightness, contrast, saturation and hue changes, in a random order, as torchvision's
@@ -38,11 +37,7 @@ impl ColorJitter {
     }
 }
 
-impl<P> Transform<Image<P>> for ColorJitter
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for ColorJitter {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let c = channels::<P>();
         let mut order = [0usize, 1, 2, 3];
@@ -81,11 +76,7 @@ impl RandomGrayscale {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomGrayscale
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomGrayscale {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         if rng.random::<f64>() < self.p {
             adjust::grayscale(&mut image, channels::<P>());

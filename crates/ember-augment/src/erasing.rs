@@ -1,13 +1,12 @@
 //! Occlusion: random erasing (torchvision's `RandomErasing`) and cutout (DeVries & Taylor,
 //! 2017, "Improved Regularization of Convolutional Neural Networks with Cutout").
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::error::{check_probability, check_range};
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// With probability `p`, fills a random rectangle with `value`: area a fraction in `scale`
@@ -47,11 +46,7 @@ impl RandomErasing {
 }
 
 /// Fills the rectangle `[left, left + w) x [top, top + h)` (clipped) with `value`.
-fn fill_rect<P>(image: &mut Image<P>, left: u32, top: u32, w: u32, h: u32, value: f32)
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+fn fill_rect<P: SamplePixel>(image: &mut Image<P>, left: u32, top: u32, w: u32, h: u32, value: f32) {
     let c = channels::<P>();
     let (iw, ih) = image.dimensions();
     let (right, bottom) = ((left + w).min(iw) as usize, (top + h).min(ih) as usize);
@@ -63,11 +58,7 @@ where
     }
 }
 
-impl<P> Transform<Image<P>> for RandomErasing
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomErasing {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         if rng.random::<f64>() >= self.p {
             return Ok(image);
@@ -109,11 +100,7 @@ impl Cutout {
     }
 }
 
-impl<P> Transform<Image<P>> for Cutout
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Cutout {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (iw, ih) = image.dimensions();
         if iw == 0 || ih == 0 {

@@ -1,11 +1,10 @@
 //! Gaussian blur (torchvision's `GaussianBlur(kernel_size, sigma)`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 
 use crate::error::check_range;
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::window::PaddingMode;
 use crate::{Error, Result, Transform};
 
@@ -41,11 +40,7 @@ fn kernel(size: u32, sigma: f64) -> Vec<f32> {
     raw.iter().map(|v| (v / total) as f32).collect()
 }
 
-impl<P> Transform<Image<P>> for GaussianBlur
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for GaussianBlur {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let sigma = uniform(rng, self.sigma.0, self.sigma.1);
         let (w, h) = (image.width() as usize, image.height() as usize);

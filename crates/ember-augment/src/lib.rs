@@ -78,7 +78,7 @@ pub use random_crop::RandomCrop;
 pub use random_resized_crop::RandomResizedCrop;
 pub use resize::{Interpolation, Resize, ResizeShorter, MAX_RESIZED_PIXELS};
 pub use rng::sample_rng;
-pub use sample::{Image, Sample};
+pub use sample::{Image, Sample, SamplePixel};
 pub use to_tensor::ToTensor;
 pub use transform::Transform;
 pub use trivial_augment::TrivialAugmentWide;

@@ -1,11 +1,10 @@
 //! Noise injection: additive Gaussian (torchvision v2's `GaussianNoise`) and salt-and-pepper.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::rng::normal_pair;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// Adds `mean + std * N(0, 1)` to every value, `mean` and `std` in units of white (0.1 is 25.5
@@ -40,11 +39,7 @@ impl GaussianNoise {
     }
 }
 
-impl<P> Transform<Image<P>> for GaussianNoise
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for GaussianNoise {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let max = <P::Subpixel as Sample>::MAX;
         let (mean, std) = (self.mean * max, self.std * max);
@@ -83,11 +78,7 @@ impl SaltAndPepper {
     }
 }
 
-impl<P> Transform<Image<P>> for SaltAndPepper
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for SaltAndPepper {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let c = channels::<P>();
         let (pepper, salt) = (self.amount * 0.5, self.amount);

@@ -1,10 +1,9 @@
 //! Random crop with padding (torchvision's `RandomCrop(size, padding, padding_mode=...)`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::sample::{Image, Sample};
+use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
 use crate::{Error, Result, Transform};
 
@@ -38,11 +37,7 @@ impl RandomCrop {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomCrop {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         let (padded_w, padded_h) = (w + 2 * self.padding, h + 2 * self.padding);

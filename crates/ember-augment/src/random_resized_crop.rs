@@ -1,14 +1,13 @@
 //! Random resized crop (torchvision's `RandomResizedCrop`): a random area and aspect ratio,
 //! resized to a fixed size, in one resampling pass.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::error::check_range;
 use crate::resize::{resize_window, Interpolation, Window};
 use crate::rng::uniform;
-use crate::sample::{Image, Sample};
+use crate::sample::{Image, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// Crops a window covering a random fraction of the area (`scale`, default `(0.08, 1.0)`) with a
@@ -86,11 +85,7 @@ impl RandomResizedCrop {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomResizedCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomResizedCrop {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         if w == 0 || h == 0 {

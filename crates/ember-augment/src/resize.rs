@@ -4,7 +4,7 @@
 use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// How a resampling transform computes a pixel from its neighbours.
@@ -56,11 +56,7 @@ impl Resize {
     }
 }
 
-impl<P> Transform<Image<P>> for Resize
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Resize {
     fn apply(&self, image: Image<P>, _rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         if (w, h) == (self.width, self.height) {
@@ -131,11 +127,7 @@ impl ResizeShorter {
     }
 }
 
-impl<P> Transform<Image<P>> for ResizeShorter
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for ResizeShorter {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = self.output_size(image.width(), image.height())?;
         Resize::new(w, h)?.with_interpolation(self.interpolation).apply(image, rng)
@@ -153,18 +145,14 @@ pub(crate) struct Window {
 
 /// Resamples `window` of `image` (which must lie inside it and be non-empty) to
 /// `out_w x out_h`: crop and resize in one pass.
-pub(crate) fn resize_window<P>(
+pub(crate) fn resize_window<P: SamplePixel>(
     image: &Image<P>,
     window: Window,
     out_w: u32,
     out_h: u32,
     interpolation: Interpolation,
     antialias: bool,
-) -> Image<P>
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+) -> Image<P> {
     match interpolation {
         Interpolation::Nearest => resize_nearest(image, window, out_w, out_h),
         _ => {
@@ -271,11 +259,12 @@ fn cubic(x: f64, a: f64) -> f64 {
 
 /// Horizontal pass into an `f32` buffer (rounded to the sample type), then vertical pass into
 /// the output.
-fn resize_separable<P, const C: usize>(image: &Image<P>, window: Window, tx: &Taps, ty: &Taps) -> Image<P>
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+fn resize_separable<P: SamplePixel, const C: usize>(
+    image: &Image<P>,
+    window: Window,
+    tx: &Taps,
+    ty: &Taps,
+) -> Image<P> {
     let (out_w, out_h) = (tx.first.len(), ty.first.len());
     let src: &[P::Subpixel] = image.as_raw();
     let stride = image.width() as usize * C;
