@@ -4,7 +4,8 @@
 
 use rand::rngs::StdRng;
 
-use crate::error::check_range;
+use crate::error::{check_non_negative, check_range};
+use crate::field_setters::field_setters;
 use crate::resize::Interpolation;
 use crate::rng::uniform;
 use crate::sample::{channels, Image, Sample, SamplePixel};
@@ -53,16 +54,11 @@ impl Affine {
         }
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 
     /// The fixed point in pixel coordinates (default the image centre).
@@ -207,16 +203,11 @@ impl RandomAffine {
         Ok(self)
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 
     /// Draws the parameters for an image of `width x height`.
@@ -260,22 +251,15 @@ pub struct RandomRotation {
 impl RandomRotation {
     /// Up to `degrees` (>= 0) either way.
     pub fn new(degrees: f64) -> Result<Self> {
-        if !(degrees >= 0.0 && degrees.is_finite()) {
-            return Err(Error::invalid("random rotation", "degrees", degrees, "a finite number >= 0"));
-        }
+        check_non_negative("random rotation", "degrees", degrees)?;
         Ok(Self { degrees, interpolation: Interpolation::Nearest, fill: 0.0 })
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 }
 

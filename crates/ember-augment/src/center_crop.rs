@@ -2,9 +2,10 @@
 
 use rand::rngs::StdRng;
 
+use crate::error::check_size;
 use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
-use crate::{Error, Result, Transform};
+use crate::{Result, Transform};
 
 /// Cuts the central `width x height` window. Where the image is smaller than the crop, it is
 /// zero-padded around, as torchvision does; offsets round as torchvision's
@@ -18,9 +19,7 @@ pub struct CenterCrop {
 impl CenterCrop {
     /// A `width x height` centre crop; both must be positive.
     pub fn new(width: u32, height: u32) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid("center crop", "size", format!("{width}x{height}"), "a positive size"));
-        }
+        check_size("center crop", width, height)?;
         Ok(Self { width, height })
     }
 }

@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::adjust;
-use crate::error::check_probability;
+use crate::error::{check_non_negative, check_probability};
 use crate::rng::uniform;
 use crate::sample::{channels, Image, SamplePixel};
 use crate::{Error, Result, Transform};
@@ -26,9 +26,7 @@ impl ColorJitter {
     /// Strengths `>= 0`; `hue` at most 0.5.
     pub fn new(brightness: f64, contrast: f64, saturation: f64, hue: f64) -> Result<Self> {
         for (name, v) in [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return Err(Error::invalid("color jitter", name, v, "a finite number >= 0"));
-            }
+            check_non_negative("color jitter", name, v)?;
         }
         if !(0.0..=0.5).contains(&hue) {
             return Err(Error::invalid("color jitter", "hue", hue, "a number in [0, 0.5]"));

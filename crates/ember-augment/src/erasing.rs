@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::error::{check_probability, check_range};
+use crate::field_setters::field_setters;
 use crate::rng::uniform;
 use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
@@ -38,10 +39,9 @@ impl RandomErasing {
         Ok(self)
     }
 
-    /// The fill value, in the image's units.
-    pub fn with_value(mut self, value: f32) -> Self {
-        self.value = value;
-        self
+    field_setters! {
+        /// The fill value, in the image's units.
+        with_value(value: f32);
     }
 }
 

@@ -3,6 +3,8 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use crate::error::check_non_negative;
+use crate::field_setters::field_setters;
 use crate::rng::normal_pair;
 use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
@@ -20,16 +22,13 @@ pub struct GaussianNoise {
 impl GaussianNoise {
     /// Zero-mean noise of standard deviation `std >= 0`.
     pub fn new(std: f32) -> Result<Self> {
-        if !(std >= 0.0 && std.is_finite()) {
-            return Err(Error::invalid("gaussian noise", "std", std, "a finite number >= 0"));
-        }
+        check_non_negative("gaussian noise", "std", std)?;
         Ok(Self { mean: 0.0, std, clip: true })
     }
 
-    /// Adds `mean` as well (in units of white).
-    pub fn with_mean(mut self, mean: f32) -> Self {
-        self.mean = mean;
-        self
+    field_setters! {
+        /// Adds `mean` as well (in units of white).
+        with_mean(mean: f32);
     }
 
     /// Leaves `f32` values outside `[0, 1]` as they are.

@@ -3,6 +3,7 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use crate::field_setters::field_setters;
 use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
 use crate::{Error, Result, Transform};
@@ -24,16 +25,11 @@ impl RandomCrop {
         Self { width, height, padding: 0, mode: PaddingMode::Zero }
     }
 
-    /// Adds `padding` pixels on every side before cropping.
-    pub fn with_padding(mut self, padding: u32) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// How the padding pixels are made (default [`PaddingMode::Zero`]).
-    pub fn with_padding_mode(mut self, mode: PaddingMode) -> Self {
-        self.mode = mode;
-        self
+    field_setters! {
+        /// Adds `padding` pixels on every side before cropping.
+        with_padding(padding: u32);
+        /// How the padding pixels are made (default [`PaddingMode::Zero`]).
+        with_padding_mode(mode: PaddingMode);
     }
 }
 

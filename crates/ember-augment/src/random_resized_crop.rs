@@ -4,11 +4,12 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::error::check_range;
+use crate::error::{check_non_empty, check_range, check_size};
+use crate::field_setters::field_setters;
 use crate::resize::{resize_window, Interpolation, Window};
 use crate::rng::uniform;
 use crate::sample::{Image, SamplePixel};
-use crate::{Error, Result, Transform};
+use crate::{Result, Transform};
 
 /// Crops a window covering a random fraction of the area (`scale`, default `(0.08, 1.0)`) with a
 /// random aspect ratio (`ratio`, log-uniform, default `(3/4, 4/3)`), then resizes it to
@@ -27,9 +28,7 @@ pub struct RandomResizedCrop {
 impl RandomResizedCrop {
     /// Output `width x height`, torchvision's default scale and ratio ranges.
     pub fn new(width: u32, height: u32) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid("random resized crop", "size", format!("{width}x{height}"), "a positive size"));
-        }
+        check_size("random resized crop", width, height)?;
         Ok(Self {
             width,
             height,
@@ -52,10 +51,9 @@ impl RandomResizedCrop {
         Ok(self)
     }
 
-    /// The interpolation of the resize (default bilinear).
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
+    field_setters! {
+        /// The interpolation of the resize (default bilinear).
+        with_interpolation(interpolation: Interpolation);
     }
 
     /// The crop window for an image of `width x height` (torchvision's `get_params`).
@@ -88,14 +86,7 @@ impl RandomResizedCrop {
 impl<P: SamplePixel> Transform<Image<P>> for RandomResizedCrop {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
-        if w == 0 || h == 0 {
-            return Err(Error::ImageTooSmall {
-                transform: "random resized crop",
-                width: w,
-                height: h,
-                needs: "a non-empty image",
-            });
-        }
+        check_non_empty("random resized crop", w, h)?;
         let window = self.window(w, h, rng);
         Ok(resize_window(&image, window, self.width, self.height, self.interpolation, self.antialias))
     }
