@@ -6,13 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ember_io::IoError),
     /// The file is not a readable safetensors checkpoint.
     #[error("{path}: not a readable safetensors checkpoint: {reason}")]
     UnreadableCheckpoint {
@@ -145,7 +140,7 @@ pub enum Error {
 impl From<ember_io::Error> for Error {
     fn from(e: ember_io::Error) -> Self {
         match e {
-            ember_io::Error::Io { path, source } => Error::Io { path, source },
+            ember_io::Error::Io(e) => Error::Io(e),
             ember_io::Error::UnreadableCheckpoint { path, reason } => Error::UnreadableCheckpoint { path, reason },
             ember_io::Error::WriteCheckpoint { path, reason } => Error::WriteCheckpoint { path, reason },
             ember_io::Error::Tensor(e) => Error::Tensor(e),

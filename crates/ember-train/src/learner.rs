@@ -262,7 +262,8 @@ impl<'a> Learner<'a> {
     /// the epoch after the last completed one.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join(RESUME_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let bytes =
+            std::fs::read(&path).map_err(|source| Error::Io(ember_io::IoError { path: path.clone(), source }))?;
         let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.clone(), reason };
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(e.to_string()))?;
         let text = meta

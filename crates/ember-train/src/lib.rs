@@ -52,6 +52,7 @@ pub use callback::PlotLogger;
 #[cfg(feature = "tensorboard")]
 pub use callback::TensorBoardLogger;
 pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
+pub use ember_io::IoError;
 pub use error::{Error, Result};
 pub use learner::{
     evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,

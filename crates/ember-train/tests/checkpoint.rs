@@ -83,7 +83,7 @@ fn failed_checkpoint_write_leaves_the_previous_file_intact() {
     let good = std::fs::read(&path).unwrap();
     let err = checkpoint::write_atomically(&path, |tmp| {
         std::fs::write(tmp, b"half a checkpoint").unwrap();
-        Err(Error::Io { path: tmp.to_path_buf(), source: std::io::Error::other("disk full") })
+        Err(Error::Io(ember_io::IoError { path: tmp.to_path_buf(), source: std::io::Error::other("disk full") }))
     })
     .unwrap_err();
     // The OS's reason is the error's source (printed once, by whoever prints the chain).
