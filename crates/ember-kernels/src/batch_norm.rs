@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, Float};
 use crate::no_grad;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
 /// running averages.
@@ -442,18 +442,13 @@ fn backward<T: Float>(
 }
 
 impl WeightedOp for BatchNormOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let dims = ncl(x.1);
         fn go<T: Float>(
             op: &BatchNormOp,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
+            x: Operand<'_>,
+            w: Operand<'_>,
+            b: Option<Operand<'_>>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
             let (xs, ws, bs) = operand_slices::<T>("batch_norm", x, w, b)?;
@@ -479,7 +474,7 @@ impl WeightedOp for BatchNormOp {
         Ok((out, x.1.shape().clone()))
     }
 
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let dims = ncl(s[0].1);
         let Some(stats) = self.stats.get() else {
             candle_core::bail!("batch_norm backward: no statistics from the forward pass")
@@ -487,7 +482,7 @@ impl WeightedOp for BatchNormOp {
         fn go<T: Float>(
             op: &BatchNormOp,
             stats: &ChannelStats,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
             dims: (usize, usize, usize),
             needs: [bool; 3],
         ) -> Result<[Option<CpuStorage>; 3]> {

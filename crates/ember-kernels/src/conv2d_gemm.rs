@@ -25,7 +25,7 @@ use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -434,12 +434,7 @@ impl Conv2dOp {
 }
 
 impl WeightedOp for Conv2dOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
         if let Some((_, lb)) = b {
             if lb.shape().dims() != [g.o] {
@@ -449,9 +444,9 @@ impl WeightedOp for Conv2dOp {
         fn go<T: Float>(
             op: &Conv2dOp,
             g: &ConvGeometry,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
+            x: Operand<'_>,
+            w: Operand<'_>,
+            b: Option<Operand<'_>>,
         ) -> Result<CpuStorage> {
             let (xs, ws, bs) = operand_slices::<T>("conv2d", x, w, b)?;
             match op.pool_plane(g)? {
@@ -480,14 +475,14 @@ impl WeightedOp for Conv2dOp {
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let g = ConvGeometry::new(s[0].1.shape(), s[1].1.shape(), self.params)?;
         let needs = Needs { x: needs[0], weight: needs[1], bias: needs[2] };
         fn go<T: Float>(
             op: &Conv2dOp,
             g: &ConvGeometry,
             needs: Needs,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
         ) -> Result<[Option<CpuStorage>; 3]> {
             let what = ["input", "weight", "output", "output gradient"];
             let [x, w, y, dy] = [0, 1, 2, 3].map(|i| contiguous_slice::<T>(s[i].0, s[i].1, "conv2d backward", what[i]));

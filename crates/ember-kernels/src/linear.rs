@@ -3,12 +3,12 @@
 //! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
 //! gradient tensors.
 
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, DType, Result, Shape, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul_parallel_rows, Mat};
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
 ///
@@ -78,12 +78,7 @@ fn forward<T: Float>(
 }
 
 impl WeightedOp for LinearOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let (n, i) = x.1.shape().dims2()?;
         let (o, wi) = w.1.shape().dims2()?;
         if wi != i {
@@ -91,9 +86,9 @@ impl WeightedOp for LinearOp {
         }
         fn go<T: Float>(
             act: FusedActivation,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
+            x: Operand<'_>,
+            w: Operand<'_>,
+            b: Option<Operand<'_>>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
             let (xs, ws, bs) = operand_slices::<T>("linear", x, w, b)?;
@@ -107,12 +102,12 @@ impl WeightedOp for LinearOp {
         Ok((out, Shape::from((n, o))))
     }
 
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let (n, i) = s[0].1.shape().dims2()?;
         let o = s[1].1.shape().dims2()?.0;
         fn go<T: Float>(
             act: FusedActivation,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
             (n, i, o): (usize, usize, usize),
             needs: [bool; 3],
         ) -> Result<[Option<CpuStorage>; 3]> {
