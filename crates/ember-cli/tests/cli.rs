@@ -2,6 +2,10 @@
 //! ending in a one-line error that names the file.
 
 mod common;
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
+
+use test_env::shared_dir;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -189,14 +193,6 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
 
 /// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
 /// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
-    if dir.is_none() {
-        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
-    }
-    dir
-}
-
 #[test]
 fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
     let Some(shared) = shared_dir() else { return };
