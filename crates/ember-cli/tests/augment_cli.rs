@@ -1,14 +1,11 @@
 //! `ember augment` end to end: the grid PNG has the right size, its top row is the dataset's
 //! images, its other rows are augmented and replay from the seed; a bad op is a one-line error.
 
-use std::process::{Command, Output};
+mod common;
 
+use common::ember;
 use ember_data::{mnist_sample, Split};
 use image::GrayImage;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
 
 fn cell(grid: &GrayImage, row: u32, col: u32) -> GrayImage {
     image::imageops::crop_imm(grid, 2 + col * 30, 2 + row * 30, 28, 28).to_image()

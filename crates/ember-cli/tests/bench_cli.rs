@@ -1,12 +1,9 @@
 //! `ember bench`: throughput of zoo classifiers, human lines and a final JSON line.
 
-use std::process::{Command, Output};
+mod common;
 
+use common::ember;
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
 
 #[test]
 fn bench_reports_training_and_inference_throughput_as_json() {

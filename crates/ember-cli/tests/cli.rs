@@ -8,18 +8,13 @@ mod test_env;
 use test_env::shared_dir;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, ok_json};
 use serde_json::Value;
 
 fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-data/assets/mnist-sample")
-}
-
-fn last_json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
 /// A data directory with copies of the bundled sample's four files, gunzipped so they can be
@@ -44,7 +39,7 @@ fn train_then_eval_agree_on_the_bundled_sample() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("epoch  1/1"), "{stdout}");
-    let trained = last_json(&out);
+    let trained = ok_json(&out);
     let accuracy = trained["accuracy"].as_f64().unwrap();
     // 1,500 digits, one epoch: far above chance (0.1), far from perfect.
     assert!(accuracy > 0.75, "accuracy {accuracy}");
@@ -71,7 +66,7 @@ fn train_then_eval_agree_on_the_bundled_sample() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let evaluated = last_json(&out);
+    let evaluated = ok_json(&out);
     assert_eq!(evaluated["accuracy"], trained["accuracy"]);
     let matrix = evaluated["confusion_matrix"].as_array().unwrap();
     assert_eq!(matrix.len(), 10);
@@ -160,7 +155,7 @@ fn unknown_dataset_and_missing_directory_are_one_line_errors() {
 fn data_info_counts_splits_and_classes() {
     let out = ember(&["data", "info", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info = last_json(&out);
+    let info = ok_json(&out);
     assert_eq!(info["dataset"], "mnist-sample");
     let splits = info["splits"].as_array().unwrap();
     assert_eq!((splits[0]["examples"].as_u64(), splits[1]["examples"].as_u64()), (Some(6000), Some(2000)));
@@ -178,9 +173,9 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
     let converted =
         ember(&["convert", fixtures.join("legacy_state_dict.pth").to_str().unwrap(), out.to_str().unwrap(), "--json"]);
     assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
-    assert_eq!(last_json(&converted)["tensors"], 9);
+    assert_eq!(ok_json(&converted)["tensors"], 9);
     let inspected = ember(&["inspect", out.to_str().unwrap(), "--json"]);
-    let info = last_json(&inspected);
+    let info = ok_json(&inspected);
     assert_eq!(info["format"], "Safetensors");
     let names: Vec<&str> = info["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"fc.weight") && names.contains(&"bn.num_batches_tracked"), "{names:?}");
@@ -204,7 +199,7 @@ fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let result = last_json(&out);
+    let result = ok_json(&out);
     let top = result["predictions"][0]["top"].as_array().unwrap();
     let labels: Vec<&str> = top.iter().map(|t| t["label"].as_str().unwrap()).collect();
     assert_eq!(labels, ["espresso", "cup", "consomme", "chocolate sauce, chocolate syrup", "coffee mug"]);
@@ -273,7 +268,7 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(["--out", lora_dir.to_str().unwrap()]);
     let out = ember(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lora = last_json(&out);
+    let lora = ok_json(&out);
     assert_eq!(lora["mode"], "lora");
     // 10 per class, of which 10 % (one per class) validate.
     assert_eq!((lora["train_images"].as_u64(), lora["test_images"].as_u64()), (Some(90), Some(300)));
@@ -288,7 +283,7 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(["--out", scratch_dir.to_str().unwrap()]);
     let out = ember(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(last_json(&out)["trainable_fraction"], 1.0);
+    assert_eq!(ok_json(&out)["trainable_fraction"], 1.0);
     assert!(scratch_dir.join("model.safetensors").exists());
 
     let out = ember(&["finetune", "--mode", "probe", "--model", "mlp", "--dataset", "mnist-sample"]);
@@ -310,7 +305,7 @@ fn ensemble_and_distill_report_members_and_student() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let result = last_json(&out);
+    let result = ok_json(&out);
     assert_eq!(result["members"].as_array().unwrap().len(), 2);
     assert_eq!(result["test_images"], 400);
     let best = result["best_member_accuracy"].as_f64().unwrap();
@@ -343,7 +338,7 @@ fn ensemble_and_distill_report_members_and_student() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let student = last_json(&out);
+    let student = ok_json(&out);
     assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));
     assert!(student["accuracy"].as_f64().unwrap() > 0.5, "{student}");
     assert!(student_dir.join("model.safetensors").exists());

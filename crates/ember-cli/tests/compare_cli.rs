@@ -6,19 +6,13 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, ok_json};
 use serde_json::Value;
-
-fn last_json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn train(out: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["train", "--json", "--train-limit", "300", "--epochs", "2", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    last_json(&ember(&args))
+    ok_json(&ember(&args))
 }
 
 #[test]
@@ -42,7 +36,7 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
         png.to_str().unwrap(),
         "--json",
     ]);
-    let json = last_json(&out);
+    let json = ok_json(&out);
     let runs = json["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[0]["run"].as_str(), runs[1]["run"].as_str()), (Some("gd"), Some("adam")));
@@ -58,7 +52,7 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
     let img = image::open(&png).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (900, 560));
 
-    let gap = last_json(&ember(&["compare", gd.to_str().unwrap(), "--metric", "gap", "--json"]));
+    let gap = ok_json(&ember(&["compare", gd.to_str().unwrap(), "--metric", "gap", "--json"]));
     let train_acc: f64 = last_row[2].parse().unwrap();
     let val_acc: f64 = last_row[4].parse().unwrap();
     assert_eq!(gap["runs"][0]["final"].as_f64().unwrap(), train_acc - val_acc);
@@ -82,8 +76,7 @@ fn vgg_small_without_batch_norm_and_dropout_trains_and_evaluates_as_saved() {
     assert!(tensors.contains_key("features.0.bias") && !tensors.contains_key("features.1.running_mean"));
     // The checkpoint's card says "no batch norm", so eval rebuilds the same network and scores
     // the same test images the same way.
-    let eval =
-        last_json(&ember(&["eval", "--checkpoint", plain.join("model.safetensors").to_str().unwrap(), "--json"]));
+    let eval = ok_json(&ember(&["eval", "--checkpoint", plain.join("model.safetensors").to_str().unwrap(), "--json"]));
     assert_eq!(eval["accuracy"], run["accuracy"]);
 }
 

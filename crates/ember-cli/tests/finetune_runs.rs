@@ -3,17 +3,8 @@
 
 mod common;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, last_json, ok};
 use serde_json::Value;
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(text: &str) -> Value {
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
-}
 
 #[test]
 fn finetune_run_directory_eval_and_resume() {

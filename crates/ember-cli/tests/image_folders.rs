@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, last_json};
 use image::{DynamicImage, GrayImage};
 
 /// The digit classes' folder names, deliberately not in label order of the IDX files' digits:
@@ -70,10 +70,6 @@ fn folder(root: &Path) -> PathBuf {
 fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
 }
 
 #[test]

@@ -1,21 +1,14 @@
 //! `ember train` as a process: kill and resume, kill during checkpoint writes, run-directory
 //! contents, settings from flags and TOML.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ember, ok_json};
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
-
-fn last_json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
     let mut v: Vec<_> = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
@@ -39,7 +32,7 @@ fn run_killed_after_epoch_two_resumes_to_the_same_weights_and_metrics() {
     let straight = root.path().join("straight");
     let mut args = vec!["train", "--json", "--out", straight.to_str().unwrap()];
     args.extend_from_slice(SMALL);
-    let reference = last_json(&ember(&args));
+    let reference = ok_json(&ember(&args));
 
     let killed = root.path().join("killed");
     let mut args = vec!["train", "--out", killed.to_str().unwrap()];
@@ -60,7 +53,7 @@ fn run_killed_after_epoch_two_resumes_to_the_same_weights_and_metrics() {
     child.wait().unwrap();
     assert!(completed_epochs(&killed) < 4, "killed too late to test anything");
 
-    let resumed = last_json(&ember(&["train", "--json", "--resume", killed.to_str().unwrap()]));
+    let resumed = ok_json(&ember(&["train", "--json", "--resume", killed.to_str().unwrap()]));
     assert_eq!(resumed["epochs"].as_array().unwrap().len(), 4);
     for key in ["accuracy", "test_loss"] {
         assert_eq!(resumed[key], reference[key], "{key}");
@@ -162,7 +155,7 @@ fn run_directory_holds_weights_logs_plots_and_settings() {
         dir.to_str().unwrap(),
         "--json",
     ]);
-    let result = last_json(&out);
+    let result = ok_json(&out);
     assert_eq!(result["epochs"].as_array().unwrap().len(), 2);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The header names where each split comes from: 25 % of the first 256 training digits,

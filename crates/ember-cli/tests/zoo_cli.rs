@@ -1,22 +1,11 @@
 //! `ember zoo`, `ember train --model` for the zoo's classifiers, and `ember vae` end to end.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{ember, last_json, ok};
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(stdout: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();

@@ -5,7 +5,6 @@ mod test_env;
 
 use test_env::shared_dir;
 
-
 use ember_data::{load_mnist_family, mnist_sample, KnownDataset, Split};
 
 #[test]

@@ -6,7 +6,6 @@ mod test_env;
 
 use test_env::shared_dir;
 
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ModuleT;
 use ember_finetune::{convert_to_safetensors, load_state, FineTuneModel, ImagePreprocess, LoadOptions, RenameRule};
