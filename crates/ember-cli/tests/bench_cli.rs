@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::ember;
-use serde_json::Value;
+use common::{ember, last_json, ok, ok_json};
 
 #[test]
 fn bench_reports_training_and_inference_throughput_as_json() {
@@ -21,9 +20,8 @@ fn bench_reports_training_and_inference_throughput_as_json() {
         "1",
         "--json",
     ]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let stdout = ok(&out);
+    let last = last_json(&stdout);
     assert_eq!(last["model"], "lenet5");
     assert_eq!(last["threads"], 1);
     assert_eq!(last["batch_size"], 8);
@@ -50,9 +48,7 @@ fn bench_uses_real_images_of_a_dataset_and_refuses_generative_models() {
         "2",
         "--json",
     ]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let last = ok_json(&out);
     assert_eq!(last["data"], "mnist-sample");
     assert_eq!(last["input"], serde_json::json!([1, 28, 28]));
 

@@ -77,40 +77,48 @@ fn train_then_eval_agree_on_the_bundled_sample() {
     assert!(stdout.contains("precision") && stdout.contains("confusion matrix"), "{stdout}");
 }
 
-#[test]
-fn truncated_idx_file_is_a_one_line_error_naming_it() {
+/// Trains on a raw copy of the sample whose `file` `damage` has rewritten, and asserts the
+/// one-line error that names every `needle`.
+#[track_caller]
+fn assert_training_on_damaged_file_fails(file: &str, damage: impl FnOnce(Vec<u8>) -> Vec<u8>, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     raw_copy(dir.path());
-    let images = dir.path().join("train-images-idx3-ubyte");
-    let bytes = std::fs::read(&images).unwrap();
-    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    let path = dir.path().join(file);
+    std::fs::write(&path, damage(std::fs::read(&path).unwrap())).unwrap();
     let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["train-images-idx3-ubyte", "truncated"]);
+    assert_one_line_error(&out, needles);
+}
+
+#[test]
+fn truncated_idx_file_is_a_one_line_error_naming_it() {
+    assert_training_on_damaged_file_fails(
+        "train-images-idx3-ubyte",
+        |bytes| bytes[..bytes.len() - 100].to_vec(),
+        &["train-images-idx3-ubyte", "truncated"],
+    );
 }
 
 #[test]
 fn wrong_magic_number_is_a_one_line_error_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    raw_copy(dir.path());
-    let labels = dir.path().join("t10k-labels-idx1-ubyte");
-    let mut bytes = std::fs::read(&labels).unwrap();
-    bytes[2] = 0x0d; // 0x0801 -> 0x0d01
-    std::fs::write(&labels, &bytes).unwrap();
-    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["t10k-labels-idx1-ubyte", "magic"]);
+    let damage = |mut bytes: Vec<u8>| {
+        bytes[2] = 0x0d; // 0x0801 -> 0x0d01
+        bytes
+    };
+    assert_training_on_damaged_file_fails("t10k-labels-idx1-ubyte", damage, &["t10k-labels-idx1-ubyte", "magic"]);
 }
 
 #[test]
 fn image_and_label_counts_that_differ_are_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    raw_copy(dir.path());
-    let labels = dir.path().join("train-labels-idx1-ubyte");
-    let bytes = std::fs::read(&labels).unwrap();
-    let mut short = bytes[..8 + 5999].to_vec();
-    short[4..8].copy_from_slice(&5999u32.to_be_bytes());
-    std::fs::write(&labels, short).unwrap();
-    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "6000 images", "5999 labels"]);
+    let damage = |bytes: Vec<u8>| {
+        let mut short = bytes[..8 + 5999].to_vec();
+        short[4..8].copy_from_slice(&5999u32.to_be_bytes());
+        short
+    };
+    assert_training_on_damaged_file_fails(
+        "train-labels-idx1-ubyte",
+        damage,
+        &["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "6000 images", "5999 labels"],
+    );
 }
 
 #[test]
