@@ -77,6 +77,7 @@ mod flatten;
 mod freeze;
 mod group_norm;
 mod gru;
+mod image_batch;
 mod layer_norm;
 mod linear;
 pub mod loss;
