@@ -161,21 +161,9 @@ fn check_fixture(name: &str) -> Vec<(String, f32)> {
 }
 
 #[test]
-fn transforms_match_torchvision_on_rgb_u8() {
-    assert_eq!(check_fixture("rgb_u8").len(), 26);
-}
-
-#[test]
-fn transforms_match_torchvision_on_grey_u8() {
-    assert_eq!(check_fixture("grey_u8").len(), 26);
-}
-
-#[test]
-fn transforms_match_torchvision_on_rgb_f32() {
-    assert_eq!(check_fixture("rgb_f32").len(), 27);
-}
-
-#[test]
-fn transforms_match_torchvision_on_grey_f32() {
-    assert_eq!(check_fixture("grey_f32").len(), 27);
+fn transforms_match_torchvision_on_grey_and_rgb_u8_and_f32() {
+    // Every fixture's cases are checked (an f32 image also takes `normalize`).
+    for (fixture, cases) in [("rgb_u8", 26), ("grey_u8", 26), ("rgb_f32", 27), ("grey_f32", 27)] {
+        assert_eq!(check_fixture(fixture).len(), cases, "{fixture}");
+    }
 }
