@@ -123,5 +123,5 @@ pub use recurrent::{RecurrentConfig, RecurrentOutput};
 pub use rnn::{Rnn, RnnNonlinearity};
 pub use sequential::{Sequential, SequentialBuilder, SequentialLayer};
 pub use state_split::{split_state, trainable_vars, StateSplit};
-pub use tree_summary::{tree_summary, ChildRow, ModuleRow, TensorRow, TreeSummary};
+pub use tree_summary::{tree_summary, with_commas, ChildRow, ModuleRow, TensorRow, TreeSummary};
 pub use weight_init::WeightInit;
