@@ -10,7 +10,7 @@ use test_env::shared_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_one_line_error, ember, ok_json};
+use common::{assert_one_line_error, ember, ember_into, ok_json};
 use serde_json::Value;
 
 fn sample_dir() -> PathBuf {
@@ -326,25 +326,25 @@ fn ensemble_and_distill_report_members_and_student() {
     assert_one_line_error(&out, &["1 weights", "2 members"]);
 
     let student_dir = dir.path().join("student");
-    let out = ember(&[
-        "distill",
-        "--teachers",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--student",
-        "mlp",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "25",
-        "--train-limit",
-        "500",
-        "--test-limit",
-        "300",
-        "--out",
-        student_dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = ember_into(
+        &student_dir,
+        &[
+            "distill",
+            "--teachers",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--student",
+            "mlp",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "25",
+            "--train-limit",
+            "500",
+            "--test-limit",
+            "300",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let student = ok_json(&out);
     assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_one_line_error, ember, ok_json};
+use common::{assert_one_line_error, ember, ember_into, ok_json};
 use serde_json::Value;
 
 fn train(out: &Path, extra: &[&str]) -> Value {
@@ -26,16 +26,7 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
     train(&adam, &["--scheduler", "constant"]);
 
     let png = root.path().join("optimizers.png");
-    let out = ember(&[
-        "compare",
-        gd.to_str().unwrap(),
-        adam.to_str().unwrap(),
-        "--metric",
-        "val_loss",
-        "--out",
-        png.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = ember_into(&png, &["compare", gd.to_str().unwrap(), adam.to_str().unwrap(), "--metric", "val_loss"]);
     let json = ok_json(&out);
     let runs = json["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_line_error, ember, last_json};
+use common::{assert_one_line_error, ember, ember_into, last_json};
 use image::{DynamicImage, GrayImage};
 
 /// The digit classes' folder names, deliberately not in label order of the IDX files' digits:
@@ -162,18 +162,10 @@ fn cifar_binary_batches_train_like_any_data() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
     let out = tmp.path().join("run");
-    let trained = stdout(&ember(&[
-        "train",
-        "--data-dir",
-        tmp.path().to_str().unwrap(),
-        "--model",
-        "vgg-small",
-        "--epochs",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]));
+    let trained = stdout(&ember_into(
+        &out,
+        &["train", "--data-dir", tmp.path().to_str().unwrap(), "--model", "vgg-small", "--epochs", "1"],
+    ));
     assert!(trained.contains("training vgg-small (3x32x32 input, 10 classes"), "{trained}");
     assert!(trained.contains("on cifar10 data"), "{trained}");
     assert_eq!(last_json(&trained)["test_images"], 40);

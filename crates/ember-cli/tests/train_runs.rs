@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ember, ok_json};
+use common::{ember, ember_into, ok_json};
 use serde_json::Value;
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
@@ -145,16 +145,7 @@ fn run_directory_holds_weights_logs_plots_and_settings() {
     )
     .unwrap();
     // The flag wins over the file.
-    let out = ember(&[
-        "train",
-        "--config",
-        toml.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = ember_into(&dir, &["train", "--config", toml.to_str().unwrap(), "--batch-size", "16"]);
     let result = ok_json(&out);
     assert_eq!(result["epochs"].as_array().unwrap().len(), 2);
     let stdout = String::from_utf8_lossy(&out.stdout);

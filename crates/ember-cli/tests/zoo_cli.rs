@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ember, last_json, ok};
+use common::{ember, ember_into, last_json, ok};
 use serde_json::Value;
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -79,22 +79,22 @@ fn zoo_show_names_the_known_models_for_an_unknown_one() {
 fn resnet18_trains_on_mnist_digits() {
     let run = tempfile::tempdir().unwrap();
     let out_dir = run.path().join("run");
-    let out = ember(&[
-        "train",
-        "--model",
-        "resnet18",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "32",
-        "--test-limit",
-        "32",
-        "--batch-size",
-        "16",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = ember_into(
+        &out_dir,
+        &[
+            "train",
+            "--model",
+            "resnet18",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "32",
+            "--test-limit",
+            "32",
+            "--batch-size",
+            "16",
+        ],
+    );
     let stdout = ok(&out);
     // CIFAR stem (3x3, 1 channel) and a 10-class head: 11,689,512 - 9,408 + 576 - 513,000 + 5,130.
     assert!(stdout.contains("11172810 parameters"), "{stdout}");
@@ -108,18 +108,10 @@ fn resnet18_trains_on_mnist_digits() {
 fn eval_rebuilds_a_batch_norm_model_from_run_json() {
     let run = tempfile::tempdir().unwrap();
     let out_dir = run.path().join("run");
-    let trained = last_json(&ok(&ember(&[
-        "train",
-        "--model",
-        "vgg-small",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "64",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ])));
+    let trained = last_json(&ok(&ember_into(
+        &out_dir,
+        &["train", "--model", "vgg-small", "--epochs", "1", "--train-limit", "64"],
+    )));
     let ckpt = out_dir.join("model.safetensors");
     let evaluated = last_json(&ok(&ember(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--json"])));
     // Same weights and running statistics, eval mode both times: the same accuracy.
@@ -138,17 +130,7 @@ fn train_refuses_a_vae_and_names_the_vae_command() {
 fn vae_train_then_sample_write_png_grids() {
     let run = tempfile::tempdir().unwrap();
     let out_dir = run.path().join("vae");
-    let stdout = ok(&ember(&[
-        "vae",
-        "train",
-        "--epochs",
-        "2",
-        "--train-limit",
-        "1024",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]));
+    let stdout = ok(&ember_into(&out_dir, &["vae", "train", "--epochs", "2", "--train-limit", "1024"]));
     let result = last_json(&stdout);
     let elbo = result["test_neg_elbo"].as_f64().unwrap();
     // An untrained decoder scores ~543 nats (784 ln 2); two short epochs already do far better.

@@ -3,6 +3,7 @@
 // Each test binary includes this module and uses only what it needs.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -10,6 +11,14 @@ use serde_json::Value;
 /// Runs the `ember` binary built for these tests with `args`.
 pub fn ember(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+/// Runs the `ember` binary with `args` then `--out out --json`: a command that writes `out` (a
+/// run directory or a file) and prints its result as JSON on its last line.
+pub fn ember_into(out: &Path, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--out", out.to_str().unwrap(), "--json"]);
+    ember(&all)
 }
 
 /// The stdout of a run, after asserting that it succeeded (showing its stderr when not).
