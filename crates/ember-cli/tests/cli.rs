@@ -65,7 +65,6 @@ fn train_then_eval_agree_on_the_bundled_sample() {
         test_only.path().to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evaluated = ok_json(&out);
     assert_eq!(evaluated["accuracy"], trained["accuracy"]);
     let matrix = evaluated["confusion_matrix"].as_array().unwrap();
@@ -162,7 +161,6 @@ fn unknown_dataset_and_missing_directory_are_one_line_errors() {
 #[test]
 fn data_info_counts_splits_and_classes() {
     let out = ember(&["data", "info", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info = ok_json(&out);
     assert_eq!(info["dataset"], "mnist-sample");
     let splits = info["splits"].as_array().unwrap();
@@ -180,7 +178,6 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
     let out = dir.path().join("converted.safetensors");
     let converted =
         ember(&["convert", fixtures.join("legacy_state_dict.pth").to_str().unwrap(), out.to_str().unwrap(), "--json"]);
-    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
     assert_eq!(ok_json(&converted)["tensors"], 9);
     let inspected = ember(&["inspect", out.to_str().unwrap(), "--json"]);
     let info = ok_json(&inspected);
@@ -206,7 +203,6 @@ fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
         .env("EMBER_LABELS", shared.join("data/imagenet_classes.txt"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result = ok_json(&out);
     let top = result["predictions"][0]["top"].as_array().unwrap();
     let labels: Vec<&str> = top.iter().map(|t| t["label"].as_str().unwrap()).collect();
@@ -275,7 +271,6 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(common);
     args.extend(["--out", lora_dir.to_str().unwrap()]);
     let out = ember(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lora = ok_json(&out);
     assert_eq!(lora["mode"], "lora");
     // 10 per class, of which 10 % (one per class) validate.
@@ -290,7 +285,6 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(common);
     args.extend(["--out", scratch_dir.to_str().unwrap()]);
     let out = ember(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ok_json(&out)["trainable_fraction"], 1.0);
     assert!(scratch_dir.join("model.safetensors").exists());
 
@@ -312,7 +306,6 @@ fn ensemble_and_distill_report_members_and_student() {
         "400",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result = ok_json(&out);
     assert_eq!(result["members"].as_array().unwrap().len(), 2);
     assert_eq!(result["test_images"], 400);
@@ -345,7 +338,6 @@ fn ensemble_and_distill_report_members_and_student() {
             "300",
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let student = ok_json(&out);
     assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));
     assert!(student["accuracy"].as_f64().unwrap() > 0.5, "{student}");
