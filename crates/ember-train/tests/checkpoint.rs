@@ -74,7 +74,7 @@ fn checkpoint_that_is_not_safetensors_is_a_clear_error() {
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "hello").unwrap();
     let err = checkpoint::load(&model(0, 3), &path).unwrap_err();
-    assert!(matches!(err, Error::UnreadableCheckpoint { .. }), "{err}");
+    assert!(matches!(err, Error::Checkpoint(ember_io::Error::UnreadableCheckpoint { .. })), "{err}");
     assert!(err.to_string().contains("notes.txt"), "{err}");
     let err = checkpoint::load(&model(0, 3), &dir.path().join("absent.safetensors")).unwrap_err();
     assert!(err.to_string().contains("absent.safetensors"), "{err}");
