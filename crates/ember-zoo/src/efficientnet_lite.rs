@@ -1,13 +1,14 @@
 //! EfficientNet-Lite0..4 with the parameter names of the EfficientNet-Lite PyTorch checkpoints.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, ModuleT, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut, GlobalAvgPool2d, Linear,
     ModulePath, ModuleTree,
 };
 
+use crate::network::module_t_untapped;
 use crate::network::{tapped, Layered, Tap};
 
 /// One stage of the base network: kernel, stride, expand ratio, output channels, repeats.
@@ -328,8 +329,4 @@ impl Layered for EfficientNetLite {
     }
 }
 
-impl ModuleT for EfficientNetLite {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_tapped(xs, train, &mut |_, _| {})
-    }
-}
+module_t_untapped!(EfficientNetLite);

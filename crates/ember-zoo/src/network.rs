@@ -26,6 +26,19 @@ pub trait Layered: ModuleTree + Send + Sync {
     }
 }
 
+/// Implements candle's `ModuleT` for [`Layered`] models that are used on their own too (not
+/// only inside a [`Network`]): the tapped forward pass with nothing listening.
+macro_rules! module_t_untapped {
+    ($model:ty) => {
+        impl candle_nn::ModuleT for $model {
+            fn forward_t(&self, xs: &candle_core::Tensor, train: bool) -> candle_core::Result<candle_core::Tensor> {
+                $crate::Layered::forward_tapped(self, xs, train, &mut |_, _| {})
+            }
+        }
+    };
+}
+pub(crate) use module_t_untapped;
+
 /// Reports `xs` as the output of `name` and hands it back (for chaining).
 pub(crate) fn tapped(tap: Tap<'_>, name: &str, xs: Tensor) -> Tensor {
     tap(name, &xs);
