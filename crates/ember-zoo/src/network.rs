@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::{BatchNorm, Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
+use ember_layers::{BatchNorm, EntryMut, LayerKind, ModuleTree};
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -45,9 +45,13 @@ pub(crate) fn tapped(tap: Tap<'_>, name: &str, xs: Tensor) -> Tensor {
     xs
 }
 
-/// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`.
+/// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`. Its tree
+/// is the wrapped model's (the network adds nothing to it).
+#[derive(ModuleTree)]
 pub struct Network {
+    #[module(skip)]
     name: String,
+    #[module(transparent)]
     inner: Box<dyn Layered>,
 }
 
@@ -104,17 +108,6 @@ impl Network {
     }
 }
 
-/// The wrapped model's tree (the network adds nothing to it).
-impl ModuleTree for Network {
-    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
-        self.inner.visit_at(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
-        self.inner.visit_mut_at(path, f);
-    }
-}
-
 impl ModuleT for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.inner.forward_tapped(xs, train, &mut |_, _| {})
@@ -122,17 +115,8 @@ impl ModuleT for Network {
 }
 
 /// A user's model as a [`Layered`] network: its output is the only thing it reports.
-struct Untapped<M>(M);
-
-impl<M: ModuleTree> ModuleTree for Untapped<M> {
-    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
-        self.0.visit_at(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
-        self.0.visit_mut_at(path, f);
-    }
-}
+#[derive(ModuleTree)]
+struct Untapped<M>(#[module(transparent)] M);
 
 impl<M: ModuleT + ModuleTree + Send + Sync> Layered for Untapped<M> {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
