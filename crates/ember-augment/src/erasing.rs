@@ -4,9 +4,9 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::error::{check_probability, check_range};
-use crate::field_setters::field_setters;
-use crate::rng::uniform;
+use crate::error::check_probability;
+use crate::field_setters::{field_setters, positive_range_setters};
+use crate::rng::random_box_sides;
 use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
@@ -27,16 +27,12 @@ impl RandomErasing {
         Ok(Self { p: check_probability("random erasing", p)?, scale: (0.02, 0.33), ratio: (0.3, 3.3), value: 0.0 })
     }
 
-    /// Area fraction range, `0 < low <= high <= 1`.
-    pub fn with_scale(mut self, low: f64, high: f64) -> Result<Self> {
-        self.scale = check_range("random erasing", "scale", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
-    }
-
-    /// Aspect-ratio range, `0 < low <= high`.
-    pub fn with_ratio(mut self, low: f64, high: f64) -> Result<Self> {
-        self.ratio = check_range("random erasing", "ratio", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "random erasing";
+        /// Area fraction range, `0 < low <= high <= 1`.
+        with_scale(scale);
+        /// Aspect-ratio range, `0 < low <= high`.
+        with_ratio(ratio);
     }
 
     field_setters! {
@@ -65,12 +61,8 @@ impl<P: SamplePixel> Transform<Image<P>> for RandomErasing {
         }
         let (iw, ih) = image.dimensions();
         let area = iw as f64 * ih as f64;
-        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
         for _ in 0..10 {
-            let erase_area = area * uniform(rng, self.scale.0, self.scale.1);
-            let aspect = uniform(rng, log_lo, log_hi).exp();
-            let h = (erase_area * aspect).sqrt().round_ties_even() as u32;
-            let w = (erase_area / aspect).sqrt().round_ties_even() as u32;
+            let (h, w) = random_box_sides(rng, area, self.scale, self.ratio);
             if !(h < ih && w < iw) {
                 continue;
             }

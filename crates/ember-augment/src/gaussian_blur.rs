@@ -2,7 +2,7 @@
 
 use rand::rngs::StdRng;
 
-use crate::error::check_range;
+use crate::field_setters::positive_range_setters;
 use crate::rng::uniform;
 use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::window::PaddingMode;
@@ -26,10 +26,10 @@ impl GaussianBlur {
         Ok(Self { kernel_size, sigma: (0.1, 2.0) })
     }
 
-    /// Sigma uniform in `[low, high]`, `0 < low`.
-    pub fn with_sigma(mut self, low: f64, high: f64) -> Result<Self> {
-        self.sigma = check_range("gaussian blur", "sigma", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "gaussian blur";
+        /// Sigma uniform in `[low, high]`, `0 < low`.
+        with_sigma(sigma);
     }
 }
 

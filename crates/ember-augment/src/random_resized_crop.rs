@@ -4,10 +4,10 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::error::{check_non_empty, check_range, check_size};
-use crate::field_setters::field_setters;
+use crate::error::{check_non_empty, check_size};
+use crate::field_setters::{field_setters, positive_range_setters};
 use crate::resize::{resize_window, Interpolation, Window};
-use crate::rng::uniform;
+use crate::rng::random_box_sides;
 use crate::sample::{Image, SamplePixel};
 use crate::{Result, Transform};
 
@@ -39,16 +39,12 @@ impl RandomResizedCrop {
         })
     }
 
-    /// The range of the crop's area as a fraction of the image's; `0 < low <= high`.
-    pub fn with_scale(mut self, low: f64, high: f64) -> Result<Self> {
-        self.scale = check_range("random resized crop", "scale", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
-    }
-
-    /// The range of the crop's aspect ratio (width / height); `0 < low <= high`.
-    pub fn with_ratio(mut self, low: f64, high: f64) -> Result<Self> {
-        self.ratio = check_range("random resized crop", "ratio", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "random resized crop";
+        /// The range of the crop's area as a fraction of the image's; `0 < low <= high`.
+        with_scale(scale);
+        /// The range of the crop's aspect ratio (width / height); `0 < low <= high`.
+        with_ratio(ratio);
     }
 
     field_setters! {
@@ -59,12 +55,8 @@ impl RandomResizedCrop {
     /// The crop window for an image of `width x height` (torchvision's `get_params`).
     fn window(&self, width: u32, height: u32, rng: &mut StdRng) -> Window {
         let area = (width as f64) * (height as f64);
-        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
         for _ in 0..10 {
-            let target_area = area * uniform(rng, self.scale.0, self.scale.1);
-            let aspect = uniform(rng, log_lo, log_hi).exp();
-            let w = (target_area * aspect).sqrt().round_ties_even() as u32;
-            let h = (target_area / aspect).sqrt().round_ties_even() as u32;
+            let (w, h) = random_box_sides(rng, area, self.scale, self.ratio);
             if 0 < w && w <= width && 0 < h && h <= height {
                 let top = rng.random_range(0..=height - h);
                 let left = rng.random_range(0..=width - w);
