@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, Float};
 use crate::no_grad;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
 /// running averages.
@@ -446,12 +446,9 @@ impl WeightedOp for BatchNormOp {
         let dims = ncl(x.1);
         fn go<T: Float>(
             op: &BatchNormOp,
-            x: Operand<'_>,
-            w: Operand<'_>,
-            b: Option<Operand<'_>>,
+            (xs, ws, bs): Operands<'_, T>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("batch_norm", x, w, b)?;
             let given = if op.batch { None } else { op.stats.get() };
             if !op.batch && given.is_none() {
                 candle_core::bail!("batch_norm: evaluation mode without statistics")
@@ -467,8 +464,8 @@ impl WeightedOp for BatchNormOp {
             Ok(T::wrap(y))
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self, x, w, b, dims)?,
-            CpuStorage::F64(_) => go::<f64>(self, x, w, b, dims)?,
+            CpuStorage::F32(_) => go::<f32>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
+            CpuStorage::F64(_) => go::<f64>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
             other => candle_core::bail!("batch_norm: unsupported dtype {:?}", other.dtype()),
         };
         Ok((out, x.1.shape().clone()))

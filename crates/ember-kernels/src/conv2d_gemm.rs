@@ -26,7 +26,7 @@ use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -416,14 +416,7 @@ impl WeightedOp for Conv2dOp {
                 candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", lb.shape(), g.o)
             }
         }
-        fn go<T: Float>(
-            op: &Conv2dOp,
-            g: &ConvGeometry,
-            x: Operand<'_>,
-            w: Operand<'_>,
-            b: Option<Operand<'_>>,
-        ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("conv2d", x, w, b)?;
+        fn go<T: Float>(op: &Conv2dOp, g: &ConvGeometry, (xs, ws, bs): Operands<'_, T>) -> Result<CpuStorage> {
             let conv = ConvSpec { weight: ws, bias: bs, act: op.act, g };
             match op.pool_plane(g)? {
                 None => Ok(T::wrap(forward(xs, conv))),
@@ -439,8 +432,8 @@ impl WeightedOp for Conv2dOp {
             }
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self, &g, x, w, b)?,
-            CpuStorage::F64(_) => go::<f64>(self, &g, x, w, b)?,
+            CpuStorage::F32(_) => go::<f32>(self, &g, operand_slices("conv2d", x, w, b)?)?,
+            CpuStorage::F64(_) => go::<f64>(self, &g, operand_slices("conv2d", x, w, b)?)?,
             other => candle_core::bail!("conv2d: unsupported dtype {:?}", other.dtype()),
         };
         let shape = match self.pool_plane(&g)? {

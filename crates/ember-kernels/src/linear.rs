@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, DType, Result, Shape, Tensor};
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul_parallel_rows, Mat};
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
 ///
@@ -86,17 +86,14 @@ impl WeightedOp for LinearOp {
         }
         fn go<T: Float>(
             act: FusedActivation,
-            x: Operand<'_>,
-            w: Operand<'_>,
-            b: Option<Operand<'_>>,
+            (xs, ws, bs): Operands<'_, T>,
             dims: (usize, usize, usize),
-        ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("linear", x, w, b)?;
-            Ok(T::wrap(forward(xs, ws, bs, act, dims)))
+        ) -> CpuStorage {
+            T::wrap(forward(xs, ws, bs, act, dims))
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self.0, x, w, b, (n, i, o))?,
-            CpuStorage::F64(_) => go::<f64>(self.0, x, w, b, (n, i, o))?,
+            CpuStorage::F32(_) => go::<f32>(self.0, operand_slices("linear", x, w, b)?, (n, i, o)),
+            CpuStorage::F64(_) => go::<f64>(self.0, operand_slices("linear", x, w, b)?, (n, i, o)),
             _ => candle_core::bail!("linear: unsupported dtype"),
         };
         Ok((out, Shape::from((n, o))))
