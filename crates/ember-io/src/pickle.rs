@@ -551,25 +551,18 @@ impl Machine<'_> {
                     let (items, deepest) = self.pop_mark()?;
                     self.set_items(items, deepest)?;
                 }
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    self.memo_put(k)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k)?;
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k)?;
-                }
-                b'h' => {
-                    let k = self.u8()? as u32;
-                    self.memo_get(k)?;
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    self.memo_get(k)?;
+                // BINPUT, LONG_BINPUT, MEMOIZE (the next free key); BINGET, LONG_BINGET.
+                b'q' | b'r' | 0x94 | b'h' | b'j' => {
+                    let k = match op {
+                        b'q' | b'h' => self.u8()? as u32,
+                        b'r' | b'j' => self.u32()?,
+                        _ => self.memo.len() as u32,
+                    };
+                    if matches!(op, b'h' | b'j') {
+                        self.memo_get(k)?;
+                    } else {
+                        self.memo_put(k)?;
+                    }
                 }
                 b'c' => {
                     let module = self.line()?;
