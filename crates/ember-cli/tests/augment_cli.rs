@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::ember;
+use common::{ember, path_in_tempdir};
 use ember_data::{mnist_sample, Split};
 use image::GrayImage;
 
@@ -13,8 +13,7 @@ fn cell(grid: &GrayImage, row: u32, col: u32) -> GrayImage {
 
 #[test]
 fn augment_grid_shows_originals_then_augmented_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("grid.png");
+    let (_dir, png) = path_in_tempdir("grid.png");
     let args = [
         "augment",
         "--dataset",
@@ -52,8 +51,7 @@ fn augment_grid_shows_originals_then_augmented_rows() {
 
 #[test]
 fn augment_with_a_bad_op_is_a_one_line_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("grid.png");
+    let (_dir, png) = path_in_tempdir("grid.png");
     let out = ember(&["augment", "--ops", "pad-crop:4,wobble", "--grid", png.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -10,7 +10,7 @@ use test_env::shared_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_one_line_error, ember, ember_into, ok_json};
+use common::{assert_one_line_error, ember, ember_into, ok_json, path_in_tempdir};
 use serde_json::Value;
 
 fn sample_dir() -> PathBuf {
@@ -33,8 +33,7 @@ fn raw_copy(dir: &Path) {
 
 #[test]
 fn train_then_eval_agree_on_the_bundled_sample() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let out = ember(&["train", "--epochs", "1", "--train-limit", "1500", "--out", out_dir.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -122,8 +121,7 @@ fn image_and_label_counts_that_differ_are_a_one_line_error() {
 
 #[test]
 fn checkpoint_that_does_not_fit_the_model_is_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("wrong.safetensors");
+    let (_dir, ckpt) = path_in_tempdir("wrong.safetensors");
     // The classic CNN's tensors, but fc2 with 12 classes instead of 10.
     let dev = candle_core::Device::Cpu;
     let z = |shape: &[usize]| candle_core::Tensor::zeros(shape, candle_core::DType::F32, &dev).unwrap();
@@ -174,8 +172,7 @@ fn data_info_counts_splits_and_classes() {
 #[test]
 fn convert_and_inspect_a_pytorch_checkpoint() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-io/tests/fixtures");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("converted.safetensors");
+    let (_dir, out) = path_in_tempdir("converted.safetensors");
     let converted =
         ember(&["convert", fixtures.join("legacy_state_dict.pth").to_str().unwrap(), out.to_str().unwrap(), "--json"]);
     assert_eq!(ok_json(&converted)["tensors"], 9);

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_one_line_error, ember, ember_into, ok_json};
+use common::{assert_one_line_error, ember, ember_into, ok_json, path_in_tempdir};
 use serde_json::Value;
 
 fn train(out: &Path, extra: &[&str]) -> Value {
@@ -17,8 +17,7 @@ fn train(out: &Path, extra: &[&str]) -> Value {
 
 #[test]
 fn optimizer_runs_compare_in_one_table_and_one_plot() {
-    let root = tempfile::tempdir().unwrap();
-    let gd = root.path().join("gd");
+    let (root, gd) = path_in_tempdir("gd");
     let adam = root.path().join("adam");
     let gd_run = train(&gd, &["--optimizer", "sgd", "--momentum", "0", "--scheduler", "constant", "--lr", "0.05"]);
     let config: Value = serde_json::from_str(&std::fs::read_to_string(gd.join("config.json")).unwrap()).unwrap();
@@ -60,8 +59,7 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
 
 #[test]
 fn vgg_small_without_batch_norm_and_dropout_trains_and_evaluates_as_saved() {
-    let root = tempfile::tempdir().unwrap();
-    let plain = root.path().join("plain");
+    let (_root, plain) = path_in_tempdir("plain");
     let run = train(&plain, &["--model", "vgg-small", "--dropout", "0", "--batch-norm", "false"]);
     let tensors = candle_core::safetensors::load(plain.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
     assert!(tensors.contains_key("features.0.bias") && !tensors.contains_key("features.1.running_mean"));

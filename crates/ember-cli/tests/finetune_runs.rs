@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{assert_one_line_error, ember, last_json, ok};
+use common::{assert_one_line_error, ember, last_json, ok, path_in_tempdir};
 use serde_json::Value;
 
 #[test]
 fn finetune_run_directory_eval_and_resume() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ft");
+    let (tmp, dir) = path_in_tempdir("ft");
     let d = dir.to_str().unwrap();
     let first = ok(&ember(&[
         "finetune",

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_line_error, ember, ember_into, last_json};
+use common::{assert_one_line_error, ember, ember_into, last_json, path_in_tempdir};
 use image::{DynamicImage, GrayImage};
 
 /// The digit classes' folder names, deliberately not in label order of the IDX files' digits:
@@ -137,8 +137,7 @@ fn train_eval_predict_on_an_image_folder() {
 
 #[test]
 fn cifar_binary_batches_train_like_any_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cifar-10-batches-bin");
+    let (tmp, dir) = path_in_tempdir("cifar-10-batches-bin");
     std::fs::create_dir_all(&dir).unwrap();
     // 40 records per file in CIFAR-10's format: label byte, then R, G and B planes of 32x32.
     let record = |i: usize| {

@@ -6,7 +6,7 @@ mod common;
 #[path = "../../ember-io/tests/support/test_env.rs"]
 mod test_env;
 
-use common::ember;
+use common::{ember, path_in_tempdir};
 
 #[test]
 fn finetuned_resnet18_loads_strictly_into_torchvision_with_the_same_probabilities() {
@@ -14,8 +14,7 @@ fn finetuned_resnet18_loads_strictly_into_torchvision_with_the_same_probabilitie
     else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
+    let (tmp, run) = path_in_tempdir("run");
     // 64 px: the ImageNet stem, as torchvision builds it (32 px and less would take the CIFAR stem).
     let out = ember(&[
         "finetune",

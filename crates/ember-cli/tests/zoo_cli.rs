@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ember, ember_into, last_json, ok};
+use common::{ember, ember_into, last_json, ok, path_in_tempdir};
 use serde_json::Value;
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -77,8 +77,7 @@ fn zoo_show_names_the_known_models_for_an_unknown_one() {
 
 #[test]
 fn resnet18_trains_on_mnist_digits() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let out = ember_into(
         &out_dir,
         &[
@@ -106,8 +105,7 @@ fn resnet18_trains_on_mnist_digits() {
 
 #[test]
 fn eval_rebuilds_a_batch_norm_model_from_run_json() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let trained = last_json(&ok(&ember_into(
         &out_dir,
         &["train", "--model", "vgg-small", "--epochs", "1", "--train-limit", "64"],
@@ -128,8 +126,7 @@ fn train_refuses_a_vae_and_names_the_vae_command() {
 
 #[test]
 fn vae_train_then_sample_write_png_grids() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("vae");
+    let (run, out_dir) = path_in_tempdir("vae");
     let stdout = ok(&ember_into(&out_dir, &["vae", "train", "--epochs", "2", "--train-limit", "1024"]));
     let result = last_json(&stdout);
     let elbo = result["test_neg_elbo"].as_f64().unwrap();

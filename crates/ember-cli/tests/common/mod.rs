@@ -3,7 +3,7 @@
 // Each test binary includes this module and uses only what it needs.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -11,6 +11,14 @@ use serde_json::Value;
 /// Runs the `ember` binary built for these tests with `args`.
 pub fn ember(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+/// A fresh temporary directory (removed when dropped) and the path `name` in it, not created:
+/// where a command under test writes its run directory or output file.
+pub fn path_in_tempdir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 /// Runs the `ember` binary with `args` then `--out out --json`: a command that writes `out` (a
