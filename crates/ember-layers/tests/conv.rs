@@ -28,22 +28,19 @@ fn conv_params(case: &Value) -> Conv2dParams {
     }
 }
 
+/// A case's input channels, output channels and kernel size.
+fn sizes(case: &Value) -> (usize, usize, usize) {
+    (meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
+}
+
 fn conv2d_config(case: &Value, same: bool) -> Conv2dConfig {
-    let params = conv_params(case);
-    Conv2dConfig {
-        params,
-        same_padding: same,
-        ..Conv2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
-    }
+    let (c_in, c_out, kernel) = sizes(case);
+    Conv2dConfig { params: conv_params(case), same_padding: same, ..Conv2dConfig::new(c_in, c_out, kernel) }
 }
 
 fn conv1d_config(case: &Value, same: bool) -> Conv1dConfig {
-    let params = conv_params(case);
-    Conv1dConfig {
-        params,
-        same_padding: same,
-        ..Conv1dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
-    }
+    let (c_in, c_out, kernel) = sizes(case);
+    Conv1dConfig { params: conv_params(case), same_padding: same, ..Conv1dConfig::new(c_in, c_out, kernel) }
 }
 
 fn transpose_config(case: &Value) -> ConvTranspose2dConfig {
@@ -53,10 +50,8 @@ fn transpose_config(case: &Value) -> ConvTranspose2dConfig {
         output_padding: meta(case, "output_padding"),
         dilation: meta(case, "dilation"),
     };
-    ConvTranspose2dConfig {
-        params,
-        ..ConvTranspose2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
-    }
+    let (c_in, c_out, kernel) = sizes(case);
+    ConvTranspose2dConfig { params, ..ConvTranspose2dConfig::new(c_in, c_out, kernel) }
 }
 
 const WB: &[&str] = &["weight", "bias"];
