@@ -44,6 +44,7 @@ mod known;
 mod labelled_images;
 mod loader;
 mod mnist_family;
+mod named_enum;
 mod source;
 mod splits;
 
