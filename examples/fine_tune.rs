@@ -43,7 +43,7 @@ use ember::train::evaluate;
 use ember::zoo::Preprocessing;
 
 mod common;
-use common::{digits, pretrain, print_epoch};
+use common::{digits, flag_values, pretrain, print_epoch};
 
 /// `--weights FILE --model NAME --data-dir DIR`, all three or none.
 struct Args {
@@ -53,20 +53,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let (mut weights, mut model, mut data_dir) = (None, None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--weights" => weights = Some(PathBuf::from(value)),
-            "--model" => model = Some(value),
-            "--data-dir" => data_dir = Some(PathBuf::from(value)),
-            other => bail!("unknown argument {other} (expected --weights FILE --model NAME --data-dir DIR)"),
-        }
-    }
+    let mut given = flag_values(&["--weights", "--model", "--data-dir"], "--weights FILE --model NAME --data-dir DIR")?;
+    let (weights, model, data_dir) = (given.remove("--weights"), given.remove("--model"), given.remove("--data-dir"));
     match (weights, model, data_dir) {
         (None, None, None) => Ok(None),
-        (Some(weights), Some(model), Some(data_dir)) => Ok(Some(Args { weights, model, data_dir })),
+        (Some(weights), Some(model), Some(data_dir)) => {
+            Ok(Some(Args { weights: PathBuf::from(weights), model, data_dir: PathBuf::from(data_dir) }))
+        }
         _ => bail!("give all of --weights FILE --model NAME --data-dir DIR, or none"),
     }
 }

@@ -37,23 +37,15 @@ use ember::prelude::*;
 use ember::train::evaluate;
 
 mod common;
-use common::{digits, pretrain, print_epoch};
+use common::{digits, flag_values, pretrain, print_epoch};
 
 /// `--weights FILE --model NAME`, both or neither.
 fn parse_args() -> Result<Option<(PathBuf, String)>> {
-    let (mut weights, mut model) = (None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--weights" => weights = Some(PathBuf::from(value)),
-            "--model" => model = Some(value),
-            other => bail!("unknown argument {other} (expected --weights FILE --model NAME)"),
-        }
-    }
+    let mut given = flag_values(&["--weights", "--model"], "--weights FILE --model NAME")?;
+    let (weights, model) = (given.remove("--weights"), given.remove("--model"));
     match (weights, model) {
         (None, None) => Ok(None),
-        (Some(w), Some(m)) => Ok(Some((w, m))),
+        (Some(w), Some(m)) => Ok(Some((PathBuf::from(w), m))),
         _ => bail!("give both --weights FILE and --model NAME, or neither"),
     }
 }

@@ -1,15 +1,32 @@
-//! What the fine-tuning examples (`fine_tune`, `lora`) share: the digit tasks cut from the
-//! bundled MNIST sample, and the stand-in for weights downloaded from a model hub.
+//! What the fine-tuning examples (`fine_tune`, `lora`) share: their `--flag value` arguments,
+//! the digit tasks cut from the bundled MNIST sample, and the stand-in for weights downloaded
+//! from a model hub.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use ember::data::{mnist_sample, LabelledImages, Split};
 use ember::prelude::*;
 use ember::train::callback::OnEpoch;
 use ember::train::{checkpoint, evaluate, EpochReport};
+
+/// The command line's `--flag value` pairs, each flag one of `flags` (`usage` shows them in
+/// the error for any other); a repeated flag keeps its last value.
+pub fn flag_values(flags: &[&str], usage: &str) -> Result<HashMap<String, String>> {
+    let mut values = HashMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        if !flags.contains(&flag.as_str()) {
+            bail!("unknown argument {flag} (expected {usage})");
+        }
+        values.insert(flag, value);
+    }
+    Ok(values)
+}
 
 /// The digits of `keep` from `set`; with `relabel`, labelled from 0 (`5..10` becomes 0-4, a
 /// 5-class dataset), else with their own labels among 10 classes.

@@ -33,7 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ember-io", &[]),
     ("ember-optim", &["ember-kernels", "ember-io"]),
     ("ember-augment", &[]),
-    ("ember-data", &["ember-augment"]),
+    ("ember-data", &["ember-augment", "ember-io"]),
     ("ember-zoo", &["ember-kernels", "ember-layers"]),
     (
         "ember-finetune",

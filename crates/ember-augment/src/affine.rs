@@ -2,13 +2,13 @@
 //! `RandomRotation`): rotation, translation, scale and shear about the centre, with a fill value
 //! for what comes from outside the image.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::error::check_range;
+use crate::error::{check_non_negative, check_range};
+use crate::field_setters::field_setters;
 use crate::resize::Interpolation;
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// One affine warp with fixed parameters, defined as torchvision's `F.affine`: `angle` in
@@ -54,16 +54,11 @@ impl Affine {
         }
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 
     /// The fixed point in pixel coordinates (default the image centre).
@@ -94,11 +89,7 @@ impl Affine {
     }
 }
 
-impl<P> Transform<Image<P>> for Affine
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Affine {
     fn apply(&self, image: Image<P>, _rng: &mut StdRng) -> Result<Image<P>> {
         let m = self.inverse_matrix(image.width(), image.height());
         Ok(warp(&image, m, self.interpolation, self.fill))
@@ -107,11 +98,7 @@ where
 
 /// Output pixel `(x, y)` samples the source at `M (x - w/2 + 1/2, y - h/2 + 1/2) + (w/2 - 1/2,
 /// h/2 - 1/2)`, `M` the centred inverse matrix: `grid_sample` with `align_corners=False`.
-fn warp<P>(image: &Image<P>, m: [f64; 6], interpolation: Interpolation, fill: f32) -> Image<P>
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+fn warp<P: SamplePixel>(image: &Image<P>, m: [f64; 6], interpolation: Interpolation, fill: f32) -> Image<P> {
     let c = channels::<P>();
     let (w, h) = image.dimensions();
     let (wf, hf) = (w as f64, h as f64);
@@ -216,16 +203,11 @@ impl RandomAffine {
         Ok(self)
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 
     /// Draws the parameters for an image of `width x height`.
@@ -250,11 +232,7 @@ impl RandomAffine {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomAffine
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomAffine {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let affine = self.sample(image.width(), image.height(), rng);
         affine.apply(image, rng)
@@ -273,30 +251,19 @@ pub struct RandomRotation {
 impl RandomRotation {
     /// Up to `degrees` (>= 0) either way.
     pub fn new(degrees: f64) -> Result<Self> {
-        if !(degrees >= 0.0 && degrees.is_finite()) {
-            return Err(Error::invalid("random rotation", "degrees", degrees, "a finite number >= 0"));
-        }
+        check_non_negative("random rotation", "degrees", degrees)?;
         Ok(Self { degrees, interpolation: Interpolation::Nearest, fill: 0.0 })
     }
 
-    /// Nearest (default) or bilinear.
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// The value of pixels mapped from outside the image (default 0).
-    pub fn with_fill(mut self, fill: f32) -> Self {
-        self.fill = fill;
-        self
+    field_setters! {
+        /// Nearest (default) or bilinear.
+        with_interpolation(interpolation: Interpolation);
+        /// The value of pixels mapped from outside the image (default 0).
+        with_fill(fill: f32);
     }
 }
 
-impl<P> Transform<Image<P>> for RandomRotation
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomRotation {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let angle = uniform(rng, -self.degrees, self.degrees);
         Affine::rotation(angle).with_interpolation(self.interpolation).with_fill(self.fill).apply(image, rng)

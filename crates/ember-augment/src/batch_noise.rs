@@ -4,8 +4,9 @@
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 
+use crate::error::check_non_negative;
 use crate::rng::fill_standard_normal;
-use crate::{Error, Result};
+use crate::Result;
 
 /// `images + std * N(0, 1)`, element-wise, with no clamping.
 ///
@@ -13,9 +14,7 @@ use crate::{Error, Result};
 /// - images: any shape, float
 /// - output: the same shape and dtype
 pub fn add_gaussian_noise(images: &Tensor, std: f64, rng: &mut StdRng) -> Result<Tensor> {
-    if !(std >= 0.0 && std.is_finite()) {
-        return Err(Error::invalid("batch gaussian noise", "std", std, "a finite number >= 0"));
-    }
+    check_non_negative("batch gaussian noise", "std", std)?;
     let mut noise = vec![0f32; images.elem_count()];
     fill_standard_normal(rng, &mut noise);
     let noise = Tensor::from_vec(noise, images.shape(), images.device())?.to_dtype(images.dtype())?;

@@ -1,11 +1,11 @@
 //! Centre crop (torchvision's `CenterCrop`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::sample::{Image, Sample};
+use crate::error::check_size;
+use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
-use crate::{Error, Result, Transform};
+use crate::{Result, Transform};
 
 /// Cuts the central `width x height` window. Where the image is smaller than the crop, it is
 /// zero-padded around, as torchvision does; offsets round as torchvision's
@@ -19,9 +19,7 @@ pub struct CenterCrop {
 impl CenterCrop {
     /// A `width x height` centre crop; both must be positive.
     pub fn new(width: u32, height: u32) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid("center crop", "size", format!("{width}x{height}"), "a positive size"));
-        }
+        check_size("center crop", width, height)?;
         Ok(Self { width, height })
     }
 }
@@ -42,11 +40,7 @@ fn centred_offset(size: u32, crop: u32) -> i64 {
     }
 }
 
-impl<P> Transform<Image<P>> for CenterCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for CenterCrop {
     fn apply(&self, image: Image<P>, _rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         let (left, top) = (centred_offset(w, self.width), centred_offset(h, self.height));

@@ -1,14 +1,13 @@
 //! Colour jitter (torchvision's `ColorJitter`) and grayscale.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::adjust;
-use crate::error::check_probability;
+use crate::error::{check_non_negative, check_probability};
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// Random brightness, contrast, saturation and hue changes, in a random order, as torchvision's
@@ -27,9 +26,7 @@ impl ColorJitter {
     /// Strengths `>= 0`; `hue` at most 0.5.
     pub fn new(brightness: f64, contrast: f64, saturation: f64, hue: f64) -> Result<Self> {
         for (name, v) in [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return Err(Error::invalid("color jitter", name, v, "a finite number >= 0"));
-            }
+            check_non_negative("color jitter", name, v)?;
         }
         if !(0.0..=0.5).contains(&hue) {
             return Err(Error::invalid("color jitter", "hue", hue, "a number in [0, 0.5]"));
@@ -38,11 +35,7 @@ impl ColorJitter {
     }
 }
 
-impl<P> Transform<Image<P>> for ColorJitter
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for ColorJitter {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let c = channels::<P>();
         let mut order = [0usize, 1, 2, 3];
@@ -81,11 +74,7 @@ impl RandomGrayscale {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomGrayscale
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomGrayscale {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         if rng.random::<f64>() < self.p {
             adjust::grayscale(&mut image, channels::<P>());

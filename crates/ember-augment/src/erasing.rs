@@ -1,13 +1,13 @@
 //! Occlusion: random erasing (torchvision's `RandomErasing`) and cutout (DeVries & Taylor,
 //! 2017, "Improved Regularization of Convolutional Neural Networks with Cutout").
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::error::{check_probability, check_range};
-use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::error::check_probability;
+use crate::field_setters::{field_setters, positive_range_setters};
+use crate::rng::random_box_sides;
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// With probability `p`, fills a random rectangle with `value`: area a fraction in `scale`
@@ -27,31 +27,22 @@ impl RandomErasing {
         Ok(Self { p: check_probability("random erasing", p)?, scale: (0.02, 0.33), ratio: (0.3, 3.3), value: 0.0 })
     }
 
-    /// Area fraction range, `0 < low <= high <= 1`.
-    pub fn with_scale(mut self, low: f64, high: f64) -> Result<Self> {
-        self.scale = check_range("random erasing", "scale", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "random erasing";
+        /// Area fraction range, `0 < low <= high <= 1`.
+        with_scale(scale);
+        /// Aspect-ratio range, `0 < low <= high`.
+        with_ratio(ratio);
     }
 
-    /// Aspect-ratio range, `0 < low <= high`.
-    pub fn with_ratio(mut self, low: f64, high: f64) -> Result<Self> {
-        self.ratio = check_range("random erasing", "ratio", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
-    }
-
-    /// The fill value, in the image's units.
-    pub fn with_value(mut self, value: f32) -> Self {
-        self.value = value;
-        self
+    field_setters! {
+        /// The fill value, in the image's units.
+        with_value(value: f32);
     }
 }
 
 /// Fills the rectangle `[left, left + w) x [top, top + h)` (clipped) with `value`.
-fn fill_rect<P>(image: &mut Image<P>, left: u32, top: u32, w: u32, h: u32, value: f32)
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+fn fill_rect<P: SamplePixel>(image: &mut Image<P>, left: u32, top: u32, w: u32, h: u32, value: f32) {
     let c = channels::<P>();
     let (iw, ih) = image.dimensions();
     let (right, bottom) = ((left + w).min(iw) as usize, (top + h).min(ih) as usize);
@@ -63,23 +54,15 @@ where
     }
 }
 
-impl<P> Transform<Image<P>> for RandomErasing
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomErasing {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         if rng.random::<f64>() >= self.p {
             return Ok(image);
         }
         let (iw, ih) = image.dimensions();
         let area = iw as f64 * ih as f64;
-        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
         for _ in 0..10 {
-            let erase_area = area * uniform(rng, self.scale.0, self.scale.1);
-            let aspect = uniform(rng, log_lo, log_hi).exp();
-            let h = (erase_area * aspect).sqrt().round_ties_even() as u32;
-            let w = (erase_area / aspect).sqrt().round_ties_even() as u32;
+            let (h, w) = random_box_sides(rng, area, self.scale, self.ratio);
             if !(h < ih && w < iw) {
                 continue;
             }
@@ -109,11 +92,7 @@ impl Cutout {
     }
 }
 
-impl<P> Transform<Image<P>> for Cutout
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Cutout {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (iw, ih) = image.dimensions();
         if iw == 0 || ih == 0 {

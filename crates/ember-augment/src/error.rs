@@ -76,6 +76,36 @@ pub(crate) fn check_probability(transform: &'static str, p: f64) -> Result<f64> 
     }
 }
 
+/// `Ok(value)` when `value` is finite and at least 0.
+pub(crate) fn check_non_negative<T: Into<f64> + Copy + std::fmt::Display>(
+    transform: &'static str,
+    parameter: &'static str,
+    value: T,
+) -> Result<T> {
+    let v: f64 = value.into();
+    if v >= 0.0 && v.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::invalid(transform, parameter, value, "a finite number >= 0"))
+    }
+}
+
+/// `Ok(())` when an output size of `width x height` has both sides positive.
+pub(crate) fn check_size(transform: &'static str, width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::invalid(transform, "size", format!("{width}x{height}"), "a positive size"));
+    }
+    Ok(())
+}
+
+/// `Ok(())` when a `width x height` input image has pixels.
+pub(crate) fn check_non_empty(transform: &'static str, width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::ImageTooSmall { transform, width, height, needs: "a non-empty image" });
+    }
+    Ok(())
+}
+
 /// `Ok(range)` when `low <= high` and both are finite and at least `min`.
 pub(crate) fn check_range(
     transform: &'static str,

@@ -1,11 +1,10 @@
 //! Gaussian blur (torchvision's `GaussianBlur(kernel_size, sigma)`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::error::check_range;
+use crate::field_setters::positive_range_setters;
 use crate::rng::uniform;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::window::PaddingMode;
 use crate::{Error, Result, Transform};
 
@@ -27,10 +26,10 @@ impl GaussianBlur {
         Ok(Self { kernel_size, sigma: (0.1, 2.0) })
     }
 
-    /// Sigma uniform in `[low, high]`, `0 < low`.
-    pub fn with_sigma(mut self, low: f64, high: f64) -> Result<Self> {
-        self.sigma = check_range("gaussian blur", "sigma", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "gaussian blur";
+        /// Sigma uniform in `[low, high]`, `0 < low`.
+        with_sigma(sigma);
     }
 }
 
@@ -41,11 +40,7 @@ fn kernel(size: u32, sigma: f64) -> Vec<f32> {
     raw.iter().map(|v| (v / total) as f32).collect()
 }
 
-impl<P> Transform<Image<P>> for GaussianBlur
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for GaussianBlur {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let sigma = uniform(rng, self.sigma.0, self.sigma.1);
         let (w, h) = (image.width() as usize, image.height() as usize);

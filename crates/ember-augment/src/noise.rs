@@ -1,11 +1,12 @@
 //! Noise injection: additive Gaussian (torchvision v2's `GaussianNoise`) and salt-and-pepper.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use crate::error::check_non_negative;
+use crate::field_setters::field_setters;
 use crate::rng::normal_pair;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// Adds `mean + std * N(0, 1)` to every value, `mean` and `std` in units of white (0.1 is 25.5
@@ -21,16 +22,13 @@ pub struct GaussianNoise {
 impl GaussianNoise {
     /// Zero-mean noise of standard deviation `std >= 0`.
     pub fn new(std: f32) -> Result<Self> {
-        if !(std >= 0.0 && std.is_finite()) {
-            return Err(Error::invalid("gaussian noise", "std", std, "a finite number >= 0"));
-        }
+        check_non_negative("gaussian noise", "std", std)?;
         Ok(Self { mean: 0.0, std, clip: true })
     }
 
-    /// Adds `mean` as well (in units of white).
-    pub fn with_mean(mut self, mean: f32) -> Self {
-        self.mean = mean;
-        self
+    field_setters! {
+        /// Adds `mean` as well (in units of white).
+        with_mean(mean: f32);
     }
 
     /// Leaves `f32` values outside `[0, 1]` as they are.
@@ -40,11 +38,7 @@ impl GaussianNoise {
     }
 }
 
-impl<P> Transform<Image<P>> for GaussianNoise
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for GaussianNoise {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let max = <P::Subpixel as Sample>::MAX;
         let (mean, std) = (self.mean * max, self.std * max);
@@ -83,11 +77,7 @@ impl SaltAndPepper {
     }
 }
 
-impl<P> Transform<Image<P>> for SaltAndPepper
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for SaltAndPepper {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let c = channels::<P>();
         let (pepper, salt) = (self.amount * 0.5, self.amount);

@@ -2,11 +2,10 @@
 //! `Pipeline::parse("pad-crop:4,hflip,noise:0.1")`.
 //! See [`Pipeline`] for the vocabulary.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::sample::{Image, Sample};
+use crate::sample::{Image, SamplePixel};
 use crate::{
     CenterCrop, ColorJitter, Cutout, Error, GaussianBlur, GaussianNoise, Interpolation, PaddingMode, RandomAffine,
     RandomCrop, RandomErasing, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
@@ -60,11 +59,7 @@ enum Op {
 }
 
 impl Op {
-    fn apply<P>(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>>
-    where
-        P: Pixel,
-        P::Subpixel: Sample,
-    {
+    fn apply<P: SamplePixel>(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         match self {
             Op::Identity => Ok(image),
             Op::PadCrop { padding, mode } => {
@@ -167,11 +162,7 @@ impl Pipeline {
     }
 }
 
-impl<P> Transform<Image<P>> for Pipeline
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Pipeline {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         for step in &self.steps {
             let gated = if step.len() == 1 { &step[0] } else { &step[rng.random_range(0..step.len())] };

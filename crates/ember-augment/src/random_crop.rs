@@ -1,10 +1,10 @@
 //! Random crop with padding (torchvision's `RandomCrop(size, padding, padding_mode=...)`).
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::sample::{Image, Sample};
+use crate::field_setters::field_setters;
+use crate::sample::{Image, SamplePixel};
 use crate::window::{copy_window, PaddingMode};
 use crate::{Error, Result, Transform};
 
@@ -25,24 +25,15 @@ impl RandomCrop {
         Self { width, height, padding: 0, mode: PaddingMode::Zero }
     }
 
-    /// Adds `padding` pixels on every side before cropping.
-    pub fn with_padding(mut self, padding: u32) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// How the padding pixels are made (default [`PaddingMode::Zero`]).
-    pub fn with_padding_mode(mut self, mode: PaddingMode) -> Self {
-        self.mode = mode;
-        self
+    field_setters! {
+        /// Adds `padding` pixels on every side before cropping.
+        with_padding(padding: u32);
+        /// How the padding pixels are made (default [`PaddingMode::Zero`]).
+        with_padding_mode(mode: PaddingMode);
     }
 }
 
-impl<P> Transform<Image<P>> for RandomCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomCrop {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         let (padded_w, padded_h) = (w + 2 * self.padding, h + 2 * self.padding);

@@ -1,15 +1,15 @@
 //! Random resized crop (torchvision's `RandomResizedCrop`): a random area and aspect ratio,
 //! resized to a fixed size, in one resampling pass.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::error::check_range;
+use crate::error::{check_non_empty, check_size};
+use crate::field_setters::{field_setters, positive_range_setters};
 use crate::resize::{resize_window, Interpolation, Window};
-use crate::rng::uniform;
-use crate::sample::{Image, Sample};
-use crate::{Error, Result, Transform};
+use crate::rng::random_box_sides;
+use crate::sample::{Image, SamplePixel};
+use crate::{Result, Transform};
 
 /// Crops a window covering a random fraction of the area (`scale`, default `(0.08, 1.0)`) with a
 /// random aspect ratio (`ratio`, log-uniform, default `(3/4, 4/3)`), then resizes it to
@@ -28,9 +28,7 @@ pub struct RandomResizedCrop {
 impl RandomResizedCrop {
     /// Output `width x height`, torchvision's default scale and ratio ranges.
     pub fn new(width: u32, height: u32) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid("random resized crop", "size", format!("{width}x{height}"), "a positive size"));
-        }
+        check_size("random resized crop", width, height)?;
         Ok(Self {
             width,
             height,
@@ -41,33 +39,24 @@ impl RandomResizedCrop {
         })
     }
 
-    /// The range of the crop's area as a fraction of the image's; `0 < low <= high`.
-    pub fn with_scale(mut self, low: f64, high: f64) -> Result<Self> {
-        self.scale = check_range("random resized crop", "scale", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
+    positive_range_setters! {
+        "random resized crop";
+        /// The range of the crop's area as a fraction of the image's; `0 < low <= high`.
+        with_scale(scale);
+        /// The range of the crop's aspect ratio (width / height); `0 < low <= high`.
+        with_ratio(ratio);
     }
 
-    /// The range of the crop's aspect ratio (width / height); `0 < low <= high`.
-    pub fn with_ratio(mut self, low: f64, high: f64) -> Result<Self> {
-        self.ratio = check_range("random resized crop", "ratio", (low, high), f64::MIN_POSITIVE)?;
-        Ok(self)
-    }
-
-    /// The interpolation of the resize (default bilinear).
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
+    field_setters! {
+        /// The interpolation of the resize (default bilinear).
+        with_interpolation(interpolation: Interpolation);
     }
 
     /// The crop window for an image of `width x height` (torchvision's `get_params`).
     fn window(&self, width: u32, height: u32, rng: &mut StdRng) -> Window {
         let area = (width as f64) * (height as f64);
-        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
         for _ in 0..10 {
-            let target_area = area * uniform(rng, self.scale.0, self.scale.1);
-            let aspect = uniform(rng, log_lo, log_hi).exp();
-            let w = (target_area * aspect).sqrt().round_ties_even() as u32;
-            let h = (target_area / aspect).sqrt().round_ties_even() as u32;
+            let (w, h) = random_box_sides(rng, area, self.scale, self.ratio);
             if 0 < w && w <= width && 0 < h && h <= height {
                 let top = rng.random_range(0..=height - h);
                 let left = rng.random_range(0..=width - w);
@@ -86,21 +75,10 @@ impl RandomResizedCrop {
     }
 }
 
-impl<P> Transform<Image<P>> for RandomResizedCrop
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for RandomResizedCrop {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
-        if w == 0 || h == 0 {
-            return Err(Error::ImageTooSmall {
-                transform: "random resized crop",
-                width: w,
-                height: h,
-                needs: "a non-empty image",
-            });
-        }
+        check_non_empty("random resized crop", w, h)?;
         let window = self.window(w, h, rng);
         Ok(resize_window(&image, window, self.width, self.height, self.interpolation, self.antialias))
     }

@@ -4,7 +4,9 @@
 use image::Pixel;
 use rand::rngs::StdRng;
 
-use crate::sample::{channels, Image, Sample};
+use crate::error::{check_non_empty, check_size};
+use crate::field_setters::field_setters;
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Error, Result, Transform};
 
 /// How a resampling transform computes a pixel from its neighbours.
@@ -37,38 +39,25 @@ pub struct Resize {
 impl Resize {
     /// Bilinear, antialiased resize to `width x height`; both must be positive.
     pub fn new(width: u32, height: u32) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid("resize", "size", format!("{width}x{height}"), "a positive size"));
-        }
+        check_size("resize", width, height)?;
         Ok(Self { width, height, interpolation: Interpolation::Bilinear, antialias: true })
     }
 
-    /// The interpolation (default bilinear).
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// Whether downscaling low-pass filters first (default true; ignored by nearest).
-    pub fn with_antialias(mut self, antialias: bool) -> Self {
-        self.antialias = antialias;
-        self
+    field_setters! {
+        /// The interpolation (default bilinear).
+        with_interpolation(interpolation: Interpolation);
+        /// Whether downscaling low-pass filters first (default true; ignored by nearest).
+        with_antialias(antialias: bool);
     }
 }
 
-impl<P> Transform<Image<P>> for Resize
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for Resize {
     fn apply(&self, image: Image<P>, _rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = image.dimensions();
         if (w, h) == (self.width, self.height) {
             return Ok(image);
         }
-        if w == 0 || h == 0 {
-            return Err(Error::ImageTooSmall { transform: "resize", width: w, height: h, needs: "a non-empty image" });
-        }
+        check_non_empty("resize", w, h)?;
         let window = Window { left: 0, top: 0, width: w, height: h };
         Ok(resize_window(&image, window, self.width, self.height, self.interpolation, self.antialias))
     }
@@ -95,29 +84,16 @@ impl ResizeShorter {
         Ok(Self { side, interpolation: Interpolation::Bilinear })
     }
 
-    /// The interpolation (default bilinear).
-    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
+    field_setters! {
+        /// The interpolation (default bilinear).
+        with_interpolation(interpolation: Interpolation);
     }
 
     /// The `(width, height)` a `w x h` image becomes; fails on an empty image or one so
     /// elongated that the result would exceed [`MAX_RESIZED_PIXELS`].
     pub fn output_size(&self, w: u32, h: u32) -> Result<(u32, u32)> {
-        if w == 0 || h == 0 {
-            return Err(Error::ImageTooSmall {
-                transform: "resize-short",
-                width: w,
-                height: h,
-                needs: "a non-empty image",
-            });
-        }
-        let side = u64::from(self.side);
-        let (nw, nh) = if w <= h {
-            (side, side * u64::from(h) / u64::from(w))
-        } else {
-            (side * u64::from(w) / u64::from(h), side)
-        };
+        check_non_empty("resize-short", w, h)?;
+        let (nw, nh) = shorter_side_resized(w, h, self.side);
         if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
             return Err(Error::invalid(
                 "resize-short",
@@ -131,11 +107,19 @@ impl ResizeShorter {
     }
 }
 
-impl<P> Transform<Image<P>> for ResizeShorter
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+/// torchvision's `Resize(int)` rule: the size a `w x h` image (both positive) becomes when its
+/// shorter side becomes `side` and the longer one is scaled in proportion, truncated. In `u64`,
+/// so an elongated image's size can be checked against [`MAX_RESIZED_PIXELS`] before use.
+pub fn shorter_side_resized(w: u32, h: u32, side: u32) -> (u64, u64) {
+    let side = u64::from(side);
+    if w <= h {
+        (side, side * u64::from(h) / u64::from(w))
+    } else {
+        (side * u64::from(w) / u64::from(h), side)
+    }
+}
+
+impl<P: SamplePixel> Transform<Image<P>> for ResizeShorter {
     fn apply(&self, image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (w, h) = self.output_size(image.width(), image.height())?;
         Resize::new(w, h)?.with_interpolation(self.interpolation).apply(image, rng)
@@ -153,18 +137,14 @@ pub(crate) struct Window {
 
 /// Resamples `window` of `image` (which must lie inside it and be non-empty) to
 /// `out_w x out_h`: crop and resize in one pass.
-pub(crate) fn resize_window<P>(
+pub(crate) fn resize_window<P: SamplePixel>(
     image: &Image<P>,
     window: Window,
     out_w: u32,
     out_h: u32,
     interpolation: Interpolation,
     antialias: bool,
-) -> Image<P>
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+) -> Image<P> {
     match interpolation {
         Interpolation::Nearest => resize_nearest(image, window, out_w, out_h),
         _ => {
@@ -271,11 +251,12 @@ fn cubic(x: f64, a: f64) -> f64 {
 
 /// Horizontal pass into an `f32` buffer (rounded to the sample type), then vertical pass into
 /// the output.
-fn resize_separable<P, const C: usize>(image: &Image<P>, window: Window, tx: &Taps, ty: &Taps) -> Image<P>
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+fn resize_separable<P: SamplePixel, const C: usize>(
+    image: &Image<P>,
+    window: Window,
+    tx: &Taps,
+    ty: &Taps,
+) -> Image<P> {
     let (out_w, out_h) = (tx.first.len(), ty.first.len());
     let src: &[P::Subpixel] = image.as_raw();
     let stride = image.width() as usize * C;

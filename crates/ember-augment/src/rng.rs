@@ -83,3 +83,13 @@ pub(crate) fn beta(rng: &mut StdRng, a: f64, b: f64) -> f64 {
         x / (x + y)
     }
 }
+
+/// The sides of torchvision's random box (random erasing, random resized crop): an area of
+/// `area * U(scale)` and an aspect ratio `exp(U(ln ratio.0, ln ratio.1))`, as
+/// `(sqrt(area * aspect), sqrt(area / aspect))` rounded half to even (which side is the width
+/// is the caller's convention). Draws the area, then the aspect ratio.
+pub(crate) fn random_box_sides(rng: &mut StdRng, area: f64, scale: (f64, f64), ratio: (f64, f64)) -> (u32, u32) {
+    let box_area = area * uniform(rng, scale.0, scale.1);
+    let aspect = uniform(rng, ratio.0.ln(), ratio.1.ln()).exp();
+    ((box_area * aspect).sqrt().round_ties_even() as u32, (box_area / aspect).sqrt().round_ties_even() as u32)
+}

@@ -2,6 +2,13 @@
 
 use image::{ImageBuffer, Pixel, Primitive};
 
+/// A pixel whose values are a [`Sample`] (`Luma<u8>`, `Rgb<f32>`, ...): the pixels every transform
+/// works on. Implemented for every such `image` pixel; it names the bound pair
+/// `P: Pixel, P::Subpixel: Sample` once.
+pub trait SamplePixel: Pixel<Subpixel: Sample> {}
+
+impl<P: Pixel<Subpixel: Sample>> SamplePixel for P {}
+
 /// A pixel value type: `u8` (0..=255) or `f32` (0.0..=1.0 by convention, as torchvision).
 ///
 /// Arithmetic transforms compute in `f32` and convert back with [`Sample::from_f32`], which

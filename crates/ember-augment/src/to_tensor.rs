@@ -2,9 +2,8 @@
 //! optional normalisation in the same pass.
 
 use candle_core::{Device, Tensor};
-use image::Pixel;
 
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Normalize, Result};
 
 /// Converts an image to channel-major `f32` values scaled to `[0, 1]` (`u8` divided by 255),
@@ -28,11 +27,7 @@ impl ToTensor {
 
     /// Appends the image's values to `out` in `(c, h, w)` order: the loader's path, which
     /// reuses one batch buffer.
-    pub fn extend_chw<P>(&self, image: &Image<P>, out: &mut Vec<f32>) -> Result<()>
-    where
-        P: Pixel,
-        P::Subpixel: Sample,
-    {
+    pub fn extend_chw<P: SamplePixel>(&self, image: &Image<P>, out: &mut Vec<f32>) -> Result<()> {
         let c = channels::<P>();
         let max = <P::Subpixel as Sample>::MAX;
         let (mean, inv_std) = match &self.normalize {
@@ -62,11 +57,7 @@ impl ToTensor {
     }
 
     /// The image as `(c, h, w)` values.
-    pub fn chw<P>(&self, image: &Image<P>) -> Result<Vec<f32>>
-    where
-        P: Pixel,
-        P::Subpixel: Sample,
-    {
+    pub fn chw<P: SamplePixel>(&self, image: &Image<P>) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(image.as_raw().len());
         self.extend_chw(image, &mut out)?;
         Ok(out)
@@ -76,11 +67,7 @@ impl ToTensor {
     ///
     /// # Shapes
     /// - output: `(c, h, w)`, `f32`
-    pub fn tensor<P>(&self, image: &Image<P>, device: &Device) -> Result<Tensor>
-    where
-        P: Pixel,
-        P::Subpixel: Sample,
-    {
+    pub fn tensor<P: SamplePixel>(&self, image: &Image<P>, device: &Device) -> Result<Tensor> {
         let (w, h) = image.dimensions();
         let values = self.chw(image)?;
         Ok(Tensor::from_vec(values, (channels::<P>(), h as usize, w as usize), device)?)

@@ -1,13 +1,12 @@
 //! TrivialAugment (Müller & Hutter, 2021, "TrivialAugment: Tuning-free Yet State-of-the-Art
 //! Data Augmentation"), as torchvision's `TrivialAugmentWide`: one op, one strength, per image.
 
-use image::Pixel;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::adjust;
 use crate::resize::Interpolation;
-use crate::sample::{channels, Image, Sample};
+use crate::sample::{channels, Image, Sample, SamplePixel};
 use crate::{Affine, Result, Transform};
 
 /// The ops TrivialAugmentWide draws from, with their magnitude at the strongest of 31 bins and
@@ -69,11 +68,7 @@ impl TrivialAugmentWide {
     }
 }
 
-impl<P> Transform<Image<P>> for TrivialAugmentWide
-where
-    P: Pixel,
-    P::Subpixel: Sample,
-{
+impl<P: SamplePixel> Transform<Image<P>> for TrivialAugmentWide {
     fn apply(&self, mut image: Image<P>, rng: &mut StdRng) -> Result<Image<P>> {
         let (op, top, signed) = OPS[rng.random_range(0..OPS.len())];
         let bin = if op.has_magnitude() { rng.random_range(0..BINS) } else { 0 };

@@ -3,7 +3,7 @@
 
 use ember_augment::{
     sample_rng, Affine, CenterCrop, GaussianBlur, Image, Interpolation, Normalize, PaddingMode, RandomCrop,
-    RandomHorizontalFlip, RandomVerticalFlip, Resize, Sample, Transform,
+    RandomHorizontalFlip, RandomVerticalFlip, Resize, Sample, SamplePixel, Transform,
 };
 use image::{Luma, Pixel, Rgb};
 use serde_json::Value;
@@ -45,10 +45,7 @@ fn decode(v: &Value, float: bool) -> (u32, u32, usize, Vec<f32>) {
     )
 }
 
-fn image<P: Pixel>(w: u32, h: u32, values: &[f32]) -> Image<P>
-where
-    P::Subpixel: Sample,
-{
+fn image<P: SamplePixel>(w: u32, h: u32, values: &[f32]) -> Image<P> {
     Image::<P>::from_raw(w, h, values.iter().map(|&v| <P::Subpixel as Sample>::from_f32(v)).collect()).unwrap()
 }
 
@@ -66,10 +63,7 @@ fn f(v: &Value) -> f64 {
 }
 
 /// Runs one fixture case through ember; `None` for cases this image type does not take.
-fn run<P: Pixel>(input: Image<P>, op: &str, p: &Value) -> Option<Vec<f32>>
-where
-    P::Subpixel: Sample,
-{
+fn run<P: SamplePixel>(input: Image<P>, op: &str, p: &Value) -> Option<Vec<f32>> {
     let rng = &mut sample_rng(0, 0, 0);
     let (w, h) = input.dimensions();
     let out: Image<P> = match op {
@@ -167,21 +161,9 @@ fn check_fixture(name: &str) -> Vec<(String, f32)> {
 }
 
 #[test]
-fn transforms_match_torchvision_on_rgb_u8() {
-    assert_eq!(check_fixture("rgb_u8").len(), 26);
-}
-
-#[test]
-fn transforms_match_torchvision_on_grey_u8() {
-    assert_eq!(check_fixture("grey_u8").len(), 26);
-}
-
-#[test]
-fn transforms_match_torchvision_on_rgb_f32() {
-    assert_eq!(check_fixture("rgb_f32").len(), 27);
-}
-
-#[test]
-fn transforms_match_torchvision_on_grey_f32() {
-    assert_eq!(check_fixture("grey_f32").len(), 27);
+fn transforms_match_torchvision_on_grey_and_rgb_u8_and_f32() {
+    // Every fixture's cases are checked (an f32 image also takes `normalize`).
+    for (fixture, cases) in [("rgb_u8", 26), ("grey_u8", 26), ("rgb_f32", 27), ("grey_f32", 27)] {
+        assert_eq!(check_fixture(fixture).len(), cases, "{fixture}");
+    }
 }

@@ -57,7 +57,8 @@ impl RunInfo {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         ember_train::checkpoint::write_atomically(path, |tmp| {
-            std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
+            std::fs::write(tmp, &text)
+                .map_err(|source| ember_train::Error::Io(ember_train::IoError { path: tmp.to_path_buf(), source }))
         })?;
         Ok(())
     }

@@ -1,14 +1,11 @@
 //! `ember augment` end to end: the grid PNG has the right size, its top row is the dataset's
 //! images, its other rows are augmented and replay from the seed; a bad op is a one-line error.
 
-use std::process::{Command, Output};
+mod common;
 
+use common::{ember, path_in_tempdir};
 use ember_data::{mnist_sample, Split};
 use image::GrayImage;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
 
 fn cell(grid: &GrayImage, row: u32, col: u32) -> GrayImage {
     image::imageops::crop_imm(grid, 2 + col * 30, 2 + row * 30, 28, 28).to_image()
@@ -16,8 +13,7 @@ fn cell(grid: &GrayImage, row: u32, col: u32) -> GrayImage {
 
 #[test]
 fn augment_grid_shows_originals_then_augmented_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("grid.png");
+    let (_dir, png) = path_in_tempdir("grid.png");
     let args = [
         "augment",
         "--dataset",
@@ -55,8 +51,7 @@ fn augment_grid_shows_originals_then_augmented_rows() {
 
 #[test]
 fn augment_with_a_bad_op_is_a_one_line_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("grid.png");
+    let (_dir, png) = path_in_tempdir("grid.png");
     let out = ember(&["augment", "--ops", "pad-crop:4,wobble", "--grid", png.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,12 +1,8 @@
 //! `ember bench`: throughput of zoo classifiers, human lines and a final JSON line.
 
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
+use common::{ember, last_json, ok, ok_json};
 
 #[test]
 fn bench_reports_training_and_inference_throughput_as_json() {
@@ -24,9 +20,8 @@ fn bench_reports_training_and_inference_throughput_as_json() {
         "1",
         "--json",
     ]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let stdout = ok(&out);
+    let last = last_json(&stdout);
     assert_eq!(last["model"], "lenet5");
     assert_eq!(last["threads"], 1);
     assert_eq!(last["batch_size"], 8);
@@ -53,9 +48,7 @@ fn bench_uses_real_images_of_a_dataset_and_refuses_generative_models() {
         "2",
         "--json",
     ]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let last = ok_json(&out);
     assert_eq!(last["data"], "mnist-sample");
     assert_eq!(last["input"], serde_json::json!([1, 28, 28]));
 

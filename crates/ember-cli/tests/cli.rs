@@ -2,20 +2,19 @@
 //! ending in a one-line error that names the file.
 
 mod common;
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
+
+use test_env::shared_dir;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, ember_into, last_json, ok, ok_json, path_in_tempdir};
 use serde_json::Value;
 
 fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-data/assets/mnist-sample")
-}
-
-fn last_json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
 /// A data directory with copies of the bundled sample's four files, gunzipped so they can be
@@ -34,13 +33,12 @@ fn raw_copy(dir: &Path) {
 
 #[test]
 fn train_then_eval_agree_on_the_bundled_sample() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let out = ember(&["train", "--epochs", "1", "--train-limit", "1500", "--out", out_dir.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("epoch  1/1"), "{stdout}");
-    let trained = last_json(&out);
+    let trained = ok_json(&out);
     let accuracy = trained["accuracy"].as_f64().unwrap();
     // 1,500 digits, one epoch: far above chance (0.1), far from perfect.
     assert!(accuracy > 0.75, "accuracy {accuracy}");
@@ -66,8 +64,7 @@ fn train_then_eval_agree_on_the_bundled_sample() {
         test_only.path().to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let evaluated = last_json(&out);
+    let evaluated = ok_json(&out);
     assert_eq!(evaluated["accuracy"], trained["accuracy"]);
     let matrix = evaluated["confusion_matrix"].as_array().unwrap();
     assert_eq!(matrix.len(), 10);
@@ -85,11 +82,9 @@ fn data_parallel_training_on_cpu_replicas_writes_one_run_directory() {
     let run_s = run.to_str().unwrap();
     let args =
         ["train", "--epochs", "2", "--train-limit", "512", "--test-limit", "200", "--optimizer", "sgd", "--out", run_s];
-    let out = ember(&[&args[..], &["--devices", "cpu,cpu", "--json"]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = ok(&ember(&[&args[..], &["--devices", "cpu,cpu", "--json"]].concat()));
     assert!(stdout.contains("data parallel on 2 replicas (cpu,cpu), 128 images a step in all"), "{stdout}");
-    let report = last_json(&out);
+    let report = last_json(&stdout);
     assert_eq!(report["epochs"].as_array().unwrap().len(), 2);
     // One writer: one metrics row per epoch (a header, then epochs 1 and 2), and the weights.
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
@@ -99,9 +94,8 @@ fn data_parallel_training_on_cpu_replicas_writes_one_run_directory() {
     // library's tests hold the two equal step by step in f64; in f32 they agree closely.
     let single = dir.path().join("single");
     let args = ["train", "--epochs", "2", "--train-limit", "512", "--test-limit", "200", "--optimizer", "sgd"];
-    let out = ember(&[&args[..], &["--batch-size", "128", "--out", single.to_str().unwrap(), "--json"]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let one = last_json(&out);
+    let one =
+        ok_json(&ember(&[&args[..], &["--batch-size", "128", "--out", single.to_str().unwrap(), "--json"]].concat()));
     let loss = |r: &Value| r["epochs"][1]["train_loss"].as_f64().unwrap();
     assert!((loss(&report) - loss(&one)).abs() < 1e-3 * loss(&one), "{} vs {}", loss(&report), loss(&one));
     // --device and --devices do not go together.
@@ -110,46 +104,53 @@ fn data_parallel_training_on_cpu_replicas_writes_one_run_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--devices"));
 }
 
-#[test]
-fn truncated_idx_file_is_a_one_line_error_naming_it() {
+/// Trains on a raw copy of the sample whose `file` `damage` has rewritten, and asserts the
+/// one-line error that names every `needle`.
+#[track_caller]
+fn assert_training_on_damaged_file_fails(file: &str, damage: impl FnOnce(Vec<u8>) -> Vec<u8>, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     raw_copy(dir.path());
-    let images = dir.path().join("train-images-idx3-ubyte");
-    let bytes = std::fs::read(&images).unwrap();
-    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    let path = dir.path().join(file);
+    std::fs::write(&path, damage(std::fs::read(&path).unwrap())).unwrap();
     let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["train-images-idx3-ubyte", "truncated"]);
+    assert_one_line_error(&out, needles);
+}
+
+#[test]
+fn truncated_idx_file_is_a_one_line_error_naming_it() {
+    assert_training_on_damaged_file_fails(
+        "train-images-idx3-ubyte",
+        |bytes| bytes[..bytes.len() - 100].to_vec(),
+        &["train-images-idx3-ubyte", "truncated"],
+    );
 }
 
 #[test]
 fn wrong_magic_number_is_a_one_line_error_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    raw_copy(dir.path());
-    let labels = dir.path().join("t10k-labels-idx1-ubyte");
-    let mut bytes = std::fs::read(&labels).unwrap();
-    bytes[2] = 0x0d; // 0x0801 -> 0x0d01
-    std::fs::write(&labels, &bytes).unwrap();
-    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["t10k-labels-idx1-ubyte", "magic"]);
+    let damage = |mut bytes: Vec<u8>| {
+        bytes[2] = 0x0d; // 0x0801 -> 0x0d01
+        bytes
+    };
+    assert_training_on_damaged_file_fails("t10k-labels-idx1-ubyte", damage, &["t10k-labels-idx1-ubyte", "magic"]);
 }
 
 #[test]
 fn image_and_label_counts_that_differ_are_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    raw_copy(dir.path());
-    let labels = dir.path().join("train-labels-idx1-ubyte");
-    let bytes = std::fs::read(&labels).unwrap();
-    let mut short = bytes[..8 + 5999].to_vec();
-    short[4..8].copy_from_slice(&5999u32.to_be_bytes());
-    std::fs::write(&labels, short).unwrap();
-    let out = ember(&["train", "--data-dir", dir.path().to_str().unwrap(), "--epochs", "1"]);
-    assert_one_line_error(&out, &["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "6000 images", "5999 labels"]);
+    let damage = |bytes: Vec<u8>| {
+        let mut short = bytes[..8 + 5999].to_vec();
+        short[4..8].copy_from_slice(&5999u32.to_be_bytes());
+        short
+    };
+    assert_training_on_damaged_file_fails(
+        "train-labels-idx1-ubyte",
+        damage,
+        &["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "6000 images", "5999 labels"],
+    );
 }
 
 #[test]
 fn checkpoint_that_does_not_fit_the_model_is_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("wrong.safetensors");
+    let (_dir, ckpt) = path_in_tempdir("wrong.safetensors");
     // The classic CNN's tensors, but fc2 with 12 classes instead of 10.
     let dev = candle_core::Device::Cpu;
     let z = |shape: &[usize]| candle_core::Tensor::zeros(shape, candle_core::DType::F32, &dev).unwrap();
@@ -187,8 +188,7 @@ fn unknown_dataset_and_missing_directory_are_one_line_errors() {
 #[test]
 fn data_info_counts_splits_and_classes() {
     let out = ember(&["data", "info", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info = last_json(&out);
+    let info = ok_json(&out);
     assert_eq!(info["dataset"], "mnist-sample");
     let splits = info["splits"].as_array().unwrap();
     assert_eq!((splits[0]["examples"].as_u64(), splits[1]["examples"].as_u64()), (Some(6000), Some(2000)));
@@ -201,14 +201,12 @@ fn data_info_counts_splits_and_classes() {
 #[test]
 fn convert_and_inspect_a_pytorch_checkpoint() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ember-io/tests/fixtures");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("converted.safetensors");
+    let (_dir, out) = path_in_tempdir("converted.safetensors");
     let converted =
         ember(&["convert", fixtures.join("legacy_state_dict.pth").to_str().unwrap(), out.to_str().unwrap(), "--json"]);
-    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
-    assert_eq!(last_json(&converted)["tensors"], 9);
+    assert_eq!(ok_json(&converted)["tensors"], 9);
     let inspected = ember(&["inspect", out.to_str().unwrap(), "--json"]);
-    let info = last_json(&inspected);
+    let info = ok_json(&inspected);
     assert_eq!(info["format"], "Safetensors");
     let names: Vec<&str> = info["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"fc.weight") && names.contains(&"bn.num_batches_tracked"), "{names:?}");
@@ -221,14 +219,6 @@ fn convert_and_inspect_a_pytorch_checkpoint() {
 
 /// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
 /// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
-    if dir.is_none() {
-        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
-    }
-    dir
-}
-
 #[test]
 fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
     let Some(shared) = shared_dir() else { return };
@@ -239,8 +229,7 @@ fn shared_predict_ranks_espresso_first_for_the_coffee_photo() {
         .env("EMBER_LABELS", shared.join("data/imagenet_classes.txt"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let result = last_json(&out);
+    let result = ok_json(&out);
     let top = result["predictions"][0]["top"].as_array().unwrap();
     let labels: Vec<&str> = top.iter().map(|t| t["label"].as_str().unwrap()).collect();
     assert_eq!(labels, ["espresso", "cup", "consomme", "chocolate sauce, chocolate syrup", "coffee mug"]);
@@ -308,8 +297,7 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(common);
     args.extend(["--out", lora_dir.to_str().unwrap()]);
     let out = ember(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lora = last_json(&out);
+    let lora = ok_json(&out);
     assert_eq!(lora["mode"], "lora");
     // 10 per class, of which 10 % (one per class) validate.
     assert_eq!((lora["train_images"].as_u64(), lora["test_images"].as_u64()), (Some(90), Some(300)));
@@ -323,8 +311,7 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
     args.extend(common);
     args.extend(["--out", scratch_dir.to_str().unwrap()]);
     let out = ember(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(last_json(&out)["trainable_fraction"], 1.0);
+    assert_eq!(ok_json(&out)["trainable_fraction"], 1.0);
     assert!(scratch_dir.join("model.safetensors").exists());
 
     let out = ember(&["finetune", "--mode", "probe", "--model", "mlp", "--dataset", "mnist-sample"]);
@@ -345,8 +332,7 @@ fn ensemble_and_distill_report_members_and_student() {
         "400",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let result = last_json(&out);
+    let result = ok_json(&out);
     assert_eq!(result["members"].as_array().unwrap().len(), 2);
     assert_eq!(result["test_images"], 400);
     let best = result["best_member_accuracy"].as_f64().unwrap();
@@ -359,27 +345,26 @@ fn ensemble_and_distill_report_members_and_student() {
     assert_one_line_error(&out, &["1 weights", "2 members"]);
 
     let student_dir = dir.path().join("student");
-    let out = ember(&[
-        "distill",
-        "--teachers",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--student",
-        "mlp",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "25",
-        "--train-limit",
-        "500",
-        "--test-limit",
-        "300",
-        "--out",
-        student_dir.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let student = last_json(&out);
+    let out = ember_into(
+        &student_dir,
+        &[
+            "distill",
+            "--teachers",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--student",
+            "mlp",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "25",
+            "--train-limit",
+            "500",
+            "--test-limit",
+            "300",
+        ],
+    );
+    let student = ok_json(&out);
     assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));
     assert!(student["accuracy"].as_f64().unwrap() > 0.5, "{student}");
     assert!(student_dir.join("model.safetensors").exists());

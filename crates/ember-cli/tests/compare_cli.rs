@@ -6,25 +6,18 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, ember_into, ok_json, path_in_tempdir};
 use serde_json::Value;
-
-fn last_json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn train(out: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["train", "--json", "--train-limit", "300", "--epochs", "2", "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    last_json(&ember(&args))
+    ok_json(&ember(&args))
 }
 
 #[test]
 fn optimizer_runs_compare_in_one_table_and_one_plot() {
-    let root = tempfile::tempdir().unwrap();
-    let gd = root.path().join("gd");
+    let (root, gd) = path_in_tempdir("gd");
     let adam = root.path().join("adam");
     let gd_run = train(&gd, &["--optimizer", "sgd", "--momentum", "0", "--scheduler", "constant", "--lr", "0.05"]);
     let config: Value = serde_json::from_str(&std::fs::read_to_string(gd.join("config.json")).unwrap()).unwrap();
@@ -32,17 +25,8 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
     train(&adam, &["--scheduler", "constant"]);
 
     let png = root.path().join("optimizers.png");
-    let out = ember(&[
-        "compare",
-        gd.to_str().unwrap(),
-        adam.to_str().unwrap(),
-        "--metric",
-        "val_loss",
-        "--out",
-        png.to_str().unwrap(),
-        "--json",
-    ]);
-    let json = last_json(&out);
+    let out = ember_into(&png, &["compare", gd.to_str().unwrap(), adam.to_str().unwrap(), "--metric", "val_loss"]);
+    let json = ok_json(&out);
     let runs = json["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[0]["run"].as_str(), runs[1]["run"].as_str()), (Some("gd"), Some("adam")));
@@ -58,7 +42,7 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
     let img = image::open(&png).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (900, 560));
 
-    let gap = last_json(&ember(&["compare", gd.to_str().unwrap(), "--metric", "gap", "--json"]));
+    let gap = ok_json(&ember(&["compare", gd.to_str().unwrap(), "--metric", "gap", "--json"]));
     let train_acc: f64 = last_row[2].parse().unwrap();
     let val_acc: f64 = last_row[4].parse().unwrap();
     assert_eq!(gap["runs"][0]["final"].as_f64().unwrap(), train_acc - val_acc);
@@ -75,15 +59,13 @@ fn optimizer_runs_compare_in_one_table_and_one_plot() {
 
 #[test]
 fn vgg_small_without_batch_norm_and_dropout_trains_and_evaluates_as_saved() {
-    let root = tempfile::tempdir().unwrap();
-    let plain = root.path().join("plain");
+    let (_root, plain) = path_in_tempdir("plain");
     let run = train(&plain, &["--model", "vgg-small", "--dropout", "0", "--batch-norm", "false"]);
     let tensors = candle_core::safetensors::load(plain.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
     assert!(tensors.contains_key("features.0.bias") && !tensors.contains_key("features.1.running_mean"));
     // The checkpoint's card says "no batch norm", so eval rebuilds the same network and scores
     // the same test images the same way.
-    let eval =
-        last_json(&ember(&["eval", "--checkpoint", plain.join("model.safetensors").to_str().unwrap(), "--json"]));
+    let eval = ok_json(&ember(&["eval", "--checkpoint", plain.join("model.safetensors").to_str().unwrap(), "--json"]));
     assert_eq!(eval["accuracy"], run["accuracy"]);
 }
 

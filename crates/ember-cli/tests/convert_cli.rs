@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, path_in_tempdir};
 
 /// ember-io's checkpoint fixtures (PyTorch files written by its `gen_checkpoints.py`).
 fn io_fixtures() -> PathBuf {
@@ -31,8 +31,7 @@ fn listed_names(path: &Path) -> Vec<String> {
 
 #[test]
 fn rules_rename_a_pytorch_checkpoint_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("renamed.safetensors");
+    let (_dir, out) = path_in_tempdir("renamed.safetensors");
     let pth = io_fixtures().join("legacy_state_dict.pth");
     let run = ember(&[
         "convert",
@@ -54,8 +53,7 @@ fn rules_rename_a_pytorch_checkpoint_in_order() {
 
 #[test]
 fn timm_preset_gives_ember_efficientnet_lite_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let timm_file = dir.path().join("timm_lite0.safetensors");
+    let (dir, timm_file) = path_in_tempdir("timm_lite0.safetensors");
     let timm_names = listed_names(&fixtures().join("timm_efficientnet_lite0_names.txt"));
     // One value per tensor: the names are what this test is about (tests/timm_preset.rs in
     // ember-finetune checks the shapes).
@@ -80,8 +78,7 @@ fn timm_preset_gives_ember_efficientnet_lite_names() {
 
 #[test]
 fn bad_rules_unknown_presets_and_collisions_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("never.safetensors");
+    let (dir, out) = path_in_tempdir("never.safetensors");
     let pth = io_fixtures().join("legacy_state_dict.pth");
     let convert = |rule: &str| ember(&["convert", pth.to_str().unwrap(), out.to_str().unwrap(), "--rename", rule]);
     assert_one_line_error(&convert("keras"), &["keras", "timm"]);

@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, last_json, ok, path_in_tempdir};
 use serde_json::Value;
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(text: &str) -> Value {
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
-}
 
 #[test]
 fn finetune_run_directory_eval_and_resume() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ft");
+    let (tmp, dir) = path_in_tempdir("ft");
     let d = dir.to_str().unwrap();
     let first = ok(&ember(&[
         "finetune",

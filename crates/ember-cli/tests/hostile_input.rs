@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_one_line_error as assert_refused, ember};
+use common::{assert_one_line_error as assert_refused, ember, path_in_tempdir};
 
 /// An MNIST-format directory whose four files are well-formed IDX files holding no examples.
 fn empty_idx_dir(dir: &Path) {
@@ -40,8 +40,7 @@ fn empty_datasets_are_errors_naming_the_file() {
 
 #[test]
 fn limits_and_splits_that_leave_no_data_are_refused() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let out = out_dir.to_str().unwrap();
     assert_refused(&ember(&["train", "--train-limit", "0", "--out", out]), &["--train-limit"]);
     assert_refused(&ember(&["train", "--test-limit", "0", "--out", out]), &["--test-limit"]);
@@ -82,8 +81,7 @@ fn flags_whose_values_cannot_work_are_refused() {
 
 #[test]
 fn a_diverging_run_stops_with_the_cause_and_saves_no_checkpoint() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
+    let (_run, out_dir) = path_in_tempdir("run");
     let out = ember(&[
         "train",
         "--lr",

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_line_error, ember};
+use common::{assert_one_line_error, ember, ember_into, last_json, path_in_tempdir};
 use image::{DynamicImage, GrayImage};
 
 /// The digit classes' folder names, deliberately not in label order of the IDX files' digits:
@@ -70,10 +70,6 @@ fn folder(root: &Path) -> PathBuf {
 fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
 }
 
 #[test]
@@ -141,8 +137,7 @@ fn train_eval_predict_on_an_image_folder() {
 
 #[test]
 fn cifar_binary_batches_train_like_any_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cifar-10-batches-bin");
+    let (tmp, dir) = path_in_tempdir("cifar-10-batches-bin");
     std::fs::create_dir_all(&dir).unwrap();
     // 40 records per file in CIFAR-10's format: label byte, then R, G and B planes of 32x32.
     let record = |i: usize| {
@@ -166,18 +161,10 @@ fn cifar_binary_batches_train_like_any_data() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
     let out = tmp.path().join("run");
-    let trained = stdout(&ember(&[
-        "train",
-        "--data-dir",
-        tmp.path().to_str().unwrap(),
-        "--model",
-        "vgg-small",
-        "--epochs",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]));
+    let trained = stdout(&ember_into(
+        &out,
+        &["train", "--data-dir", tmp.path().to_str().unwrap(), "--model", "vgg-small", "--epochs", "1"],
+    ));
     assert!(trained.contains("training vgg-small (3x32x32 input, 10 classes"), "{trained}");
     assert!(trained.contains("on cifar10 data"), "{trained}");
     assert_eq!(last_json(&trained)["test_images"], 40);

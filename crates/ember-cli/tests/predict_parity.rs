@@ -12,9 +12,7 @@ use common::ember;
 #[test]
 fn predict_resnet18_matches_pytorch_top5() {
     let reference = hashed_weights::reference();
-    let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("resnet18.safetensors");
-    candle_core::safetensors::save(&hashed_weights::hashed_state(&reference), &weights).unwrap();
+    let (_dir, weights) = hashed_weights::saved_hashed_state(&reference);
 
     let out = ember(&[
         "predict",

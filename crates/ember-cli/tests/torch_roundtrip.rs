@@ -3,17 +3,18 @@
 //! `EMBER_TORCH_PYTHON` names a Python with torch, torchvision and safetensors.
 
 mod common;
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
 
-use common::ember;
+use common::{ember, path_in_tempdir};
 
 #[test]
 fn finetuned_resnet18_loads_strictly_into_torchvision_with_the_same_probabilities() {
-    let Ok(python) = std::env::var("EMBER_TORCH_PYTHON") else {
-        eprintln!("SKIPPED: EMBER_TORCH_PYTHON is not set (a python with torch, torchvision and safetensors)");
+    let Some(python) = test_env::python("EMBER_TORCH_PYTHON", "a python with torch, torchvision and safetensors")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
+    let (tmp, run) = path_in_tempdir("run");
     // 64 px: the ImageNet stem, as torchvision builds it (32 px and less would take the CIFAR stem).
     let out = ember(&[
         "finetune",

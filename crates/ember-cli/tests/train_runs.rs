@@ -1,21 +1,14 @@
 //! `ember train` as a process: kill and resume, kill during checkpoint writes, run-directory
 //! contents, settings from flags and TOML.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ember, ember_into, ok_json, path_in_tempdir};
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
-
-fn last_json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
     let mut v: Vec<_> = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
@@ -35,11 +28,10 @@ fn completed_epochs(dir: &Path) -> usize {
 
 #[test]
 fn run_killed_after_epoch_two_resumes_to_the_same_weights_and_metrics() {
-    let root = tempfile::tempdir().unwrap();
-    let straight = root.path().join("straight");
+    let (root, straight) = path_in_tempdir("straight");
     let mut args = vec!["train", "--json", "--out", straight.to_str().unwrap()];
     args.extend_from_slice(SMALL);
-    let reference = last_json(&ember(&args));
+    let reference = ok_json(&ember(&args));
 
     let killed = root.path().join("killed");
     let mut args = vec!["train", "--out", killed.to_str().unwrap()];
@@ -60,7 +52,7 @@ fn run_killed_after_epoch_two_resumes_to_the_same_weights_and_metrics() {
     child.wait().unwrap();
     assert!(completed_epochs(&killed) < 4, "killed too late to test anything");
 
-    let resumed = last_json(&ember(&["train", "--json", "--resume", killed.to_str().unwrap()]));
+    let resumed = ok_json(&ember(&["train", "--json", "--resume", killed.to_str().unwrap()]));
     assert_eq!(resumed["epochs"].as_array().unwrap().len(), 4);
     for key in ["accuracy", "test_loss"] {
         assert_eq!(resumed[key], reference[key], "{key}");
@@ -75,8 +67,7 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 
 #[test]
 fn killing_the_process_never_leaves_a_corrupt_checkpoint() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("run");
+    let (_root, dir) = path_in_tempdir("run");
     // Tiny epochs (64 train, 64 validation images): the end-of-epoch writes (last, best, CSV,
     // plots, TensorBoard, resume state) come every fraction of a second.
     let args = [
@@ -143,8 +134,7 @@ fn killing_the_process_never_leaves_a_corrupt_checkpoint() {
 
 #[test]
 fn run_directory_holds_weights_logs_plots_and_settings() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("run");
+    let (root, dir) = path_in_tempdir("run");
     let toml = root.path().join("run.toml");
     std::fs::write(
         &toml,
@@ -152,17 +142,8 @@ fn run_directory_holds_weights_logs_plots_and_settings() {
     )
     .unwrap();
     // The flag wins over the file.
-    let out = ember(&[
-        "train",
-        "--config",
-        toml.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
-    let result = last_json(&out);
+    let out = ember_into(&dir, &["train", "--config", toml.to_str().unwrap(), "--batch-size", "16"]);
+    let result = ok_json(&out);
     assert_eq!(result["epochs"].as_array().unwrap().len(), 2);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The header names where each split comes from: 25 % of the first 256 training digits,
@@ -253,8 +234,7 @@ fn event_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn resuming_a_copied_run_continues_the_copy_and_never_touches_the_original() {
-    let root = tempfile::tempdir().unwrap();
-    let original = root.path().join("original");
+    let (root, original) = path_in_tempdir("original");
     ok(ember(&tiny(&original, &["--scheduler", "constant"])));
     let copy = root.path().join("copy");
     copy_dir(&original, &copy);
@@ -294,8 +274,7 @@ fn resuming_a_moved_run_continues_where_it_is_now() {
 
 #[test]
 fn resume_refuses_flags_that_conflict_with_the_saved_run() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("run");
+    let (root, dir) = path_in_tempdir("run");
     ok(ember(&tiny(&dir, &[])));
     let resume = dir.to_str().unwrap();
     let other = root.path().join("other");
@@ -321,8 +300,7 @@ fn resume_refuses_flags_that_conflict_with_the_saved_run() {
 
 #[test]
 fn run_killed_before_its_first_commit_restarts_from_epoch_one() {
-    let root = tempfile::tempdir().unwrap();
-    let fresh = root.path().join("fresh");
+    let (root, fresh) = path_in_tempdir("fresh");
     ok(ember(&tiny(&fresh, &[])));
     // What a kill during epoch 1 leaves: the settings, TensorBoard events of the uncommitted
     // epoch, and a complete resume file that was never renamed to its final name.
@@ -346,8 +324,7 @@ fn run_killed_before_its_first_commit_restarts_from_epoch_one() {
 
 #[test]
 fn tensorboard_failure_is_a_warning_and_the_run_is_committed() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("run");
+    let (root, dir) = path_in_tempdir("run");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".last.safetensors.123456.tmp"), b"left by a killed run").unwrap();
     let not_a_dir = root.path().join("tb");

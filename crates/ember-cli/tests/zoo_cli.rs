@@ -1,22 +1,11 @@
 //! `ember zoo`, `ember train --model` for the zoo's classifiers, and `ember vae` end to end.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{ember, ember_into, last_json, ok, path_in_tempdir};
 use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn last_json(stdout: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
@@ -88,24 +77,23 @@ fn zoo_show_names_the_known_models_for_an_unknown_one() {
 
 #[test]
 fn resnet18_trains_on_mnist_digits() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
-    let out = ember(&[
-        "train",
-        "--model",
-        "resnet18",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "32",
-        "--test-limit",
-        "32",
-        "--batch-size",
-        "16",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let (_run, out_dir) = path_in_tempdir("run");
+    let out = ember_into(
+        &out_dir,
+        &[
+            "train",
+            "--model",
+            "resnet18",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "32",
+            "--test-limit",
+            "32",
+            "--batch-size",
+            "16",
+        ],
+    );
     let stdout = ok(&out);
     // CIFAR stem (3x3, 1 channel) and a 10-class head: 11,689,512 - 9,408 + 576 - 513,000 + 5,130.
     assert!(stdout.contains("11172810 parameters"), "{stdout}");
@@ -117,20 +105,11 @@ fn resnet18_trains_on_mnist_digits() {
 
 #[test]
 fn eval_rebuilds_a_batch_norm_model_from_run_json() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("run");
-    let trained = last_json(&ok(&ember(&[
-        "train",
-        "--model",
-        "vgg-small",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "64",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ])));
+    let (_run, out_dir) = path_in_tempdir("run");
+    let trained = last_json(&ok(&ember_into(
+        &out_dir,
+        &["train", "--model", "vgg-small", "--epochs", "1", "--train-limit", "64"],
+    )));
     let ckpt = out_dir.join("model.safetensors");
     let evaluated = last_json(&ok(&ember(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--json"])));
     // Same weights and running statistics, eval mode both times: the same accuracy.
@@ -147,19 +126,8 @@ fn train_refuses_a_vae_and_names_the_vae_command() {
 
 #[test]
 fn vae_train_then_sample_write_png_grids() {
-    let run = tempfile::tempdir().unwrap();
-    let out_dir = run.path().join("vae");
-    let stdout = ok(&ember(&[
-        "vae",
-        "train",
-        "--epochs",
-        "2",
-        "--train-limit",
-        "1024",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]));
+    let (run, out_dir) = path_in_tempdir("vae");
+    let stdout = ok(&ember_into(&out_dir, &["vae", "train", "--epochs", "2", "--train-limit", "1024"]));
     let result = last_json(&stdout);
     let elbo = result["test_neg_elbo"].as_f64().unwrap();
     // An untrained decoder scores ~543 nats (784 ln 2); two short epochs already do far better.

@@ -84,7 +84,8 @@ impl Cifar {
     /// Reads one batch file and appends its records.
     pub fn append_file(&mut self, path: &Path) -> Result<()> {
         let record = self.kind.label_bytes() + PIXELS;
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
         if bytes.is_empty() || bytes.len() % record != 0 {
             let expected = (bytes.len() / record + 1) * record;
             return Err(Error::Truncated {

@@ -50,7 +50,8 @@ pub struct CsvDataset {
 impl CsvDataset {
     /// Parses `path`; errors name the file and line.
     pub fn load(path: &Path, options: &CsvOptions) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
         Self::parse(&text, path, options)
     }
 

@@ -21,7 +21,8 @@ pub fn download(url: &str, dest: &Path, sha256: &str, progress: Progress) -> Res
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "download".into());
     let tmp = dest.with_file_name(format!(".{name}.{}.part", std::process::id()));
     if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| Error::Io(ember_io::IoError { path: dir.to_path_buf(), source }))?;
     }
     let mut last_error = None;
     for attempt in 1..=ATTEMPTS {
@@ -31,7 +32,8 @@ pub fn download(url: &str, dest: &Path, sha256: &str, progress: Progress) -> Res
                     let _ = std::fs::remove_file(&tmp);
                     return Err(Error::ChecksumMismatch { url: url.to_string(), expected: sha256.to_string(), found });
                 }
-                std::fs::rename(&tmp, dest).map_err(|source| Error::Io { path: dest.to_path_buf(), source })?;
+                std::fs::rename(&tmp, dest)
+                    .map_err(|source| Error::Io(ember_io::IoError { path: dest.to_path_buf(), source }))?;
                 return Ok(attempt);
             }
             Err(e) => {
@@ -64,7 +66,8 @@ fn fetch(url: &str, tmp: &PathBuf, progress: Progress) -> Result<String> {
     let total =
         response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut reader = response.body_mut().as_reader();
-    let mut file = std::fs::File::create(tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    let mut file =
+        std::fs::File::create(tmp).map_err(|source| Error::Io(ember_io::IoError { path: tmp.clone(), source }))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0u64;
@@ -76,7 +79,7 @@ fn fetch(url: &str, tmp: &PathBuf, progress: Progress) -> Result<String> {
             Err(e) => return Err(fail(format!("transfer interrupted after {done} bytes: {e}"))),
         };
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        file.write_all(&buf[..n]).map_err(|source| Error::Io(ember_io::IoError { path: tmp.clone(), source }))?;
         done += n as u64;
         progress(done, total);
     }
@@ -85,14 +88,16 @@ fn fetch(url: &str, tmp: &PathBuf, progress: Progress) -> Result<String> {
             return Err(fail(format!("transfer interrupted: {done} of {total} bytes")));
         }
     }
-    file.sync_all().map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    file.sync_all().map_err(|source| Error::Io(ember_io::IoError { path: tmp.clone(), source }))?;
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// SHA-256 of a file on disk, lower-case hex.
 pub fn sha256_of(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut file = std::fs::File::open(path)
+        .map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

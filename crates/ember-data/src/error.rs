@@ -6,13 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the file failed (including a corrupt gzip stream).
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ember_io::IoError),
     /// Neither the raw nor the gzip-compressed file exists.
     #[error("{dir}: no {file} (or {file}.gz) in this directory")]
     MissingFile {

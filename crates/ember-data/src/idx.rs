@@ -31,7 +31,7 @@ pub const MAX_IDX_BYTES: u64 = 1 << 30;
 /// Reads an IDX file of unsigned bytes with `rank` dimensions. `what` ("images", "labels")
 /// appears in error messages. Gzip compression is detected from the content, not the name.
 pub fn read_idx(path: &Path, rank: usize, what: &'static str) -> Result<IdxArray> {
-    let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+    let io_err = |source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source });
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut reader = BufReader::new(file);
@@ -62,7 +62,7 @@ fn parse<R: Read>(
     stream_len: Option<u64>,
 ) -> Result<IdxArray> {
     let path_buf = || PathBuf::from(path);
-    let io_err = |source| Error::Io { path: path_buf(), source };
+    let io_err = |source| Error::Io(ember_io::IoError { path: path_buf(), source });
     let header_len = 4 + 4 * rank;
     let mut header = vec![0u8; header_len];
     let got = read_fully(&mut reader, &mut header).map_err(io_err)?;

@@ -73,7 +73,8 @@ pub fn decode_image(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
 
 /// Reads `path` and decodes it with [`decode_image`].
 pub fn read_image(path: &Path) -> Result<DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
     decode_image(&bytes, path)
 }
 

@@ -64,7 +64,7 @@ pub struct ImageFolder {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::Io { path, source }
+    move |source| Error::Io(ember_io::IoError { path, source })
 }
 
 /// The visible sub-folders of `dir`, sorted by name.

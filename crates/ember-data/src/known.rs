@@ -1,9 +1,9 @@
 //! Datasets ember knows by name, where it looks for them, and where it downloads them from.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use crate::mnist_family::has_split;
+use crate::named_enum::named_enum;
 use crate::{load_mnist_family, Error, LabelledImages, Result, Split};
 
 /// Environment variable naming a directory that holds one sub-directory per dataset
@@ -225,19 +225,4 @@ impl KnownDataset {
     }
 }
 
-impl FromStr for KnownDataset {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| Error::UnknownDataset { name: s.to_string(), known: Self::ALL.map(|d| d.name()).join(", ") })
-    }
-}
-
-impl std::fmt::Display for KnownDataset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+named_enum!(KnownDataset);

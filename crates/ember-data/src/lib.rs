@@ -44,6 +44,7 @@ mod known;
 mod labelled_images;
 mod loader;
 mod mnist_family;
+mod named_enum;
 mod source;
 mod splits;
 
@@ -52,6 +53,7 @@ pub use csv_table::{CsvDataset, CsvOptions, LabelColumn, MAX_CLASSES};
 pub use dataset::{Dataset, Example, Features, Subset};
 #[cfg(feature = "download")]
 pub use download::{download, sha256_of, Progress, ATTEMPTS};
+pub use ember_io::IoError;
 pub use error::{Error, Result};
 pub use idx::{parse_idx, read_idx, IdxArray, MAX_IDX_BYTES};
 pub use image_decode::{decode_image, read_image, MAX_DECODE_ALLOC, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};

@@ -3,11 +3,11 @@
 //! command).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::image_folder::sub_folders;
 use crate::mnist_family::has_split;
+use crate::named_enum::named_enum;
 use crate::{
     load_mnist_family, stratified_split, Cifar, CifarKind, ColorMode, CsvDataset, CsvOptions, Dataset, Error,
     ImageFolder, ImageFolderOptions, KnownDataset, LabelledImages, Result, Split, Subset,
@@ -108,22 +108,7 @@ impl SourceKind {
     }
 }
 
-impl FromStr for SourceKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| Error::UnknownDataset { name: s.to_string(), known: Self::ALL.map(|k| k.name()).join(", ") })
-    }
-}
-
-impl std::fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+named_enum!(SourceKind);
 
 /// How [`DataSplits::open`] reads a source.
 #[derive(Debug, Clone, PartialEq, Eq)]

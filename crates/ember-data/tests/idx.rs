@@ -139,25 +139,26 @@ fn idx_reader_reports_corrupt_gzip_as_io_error_naming_the_file() {
     assert!(err.to_string().contains("labels.gz"), "{err}");
 }
 
+/// The error of loading a training split of `n_images` images whose labels file holds `labels`.
+fn train_split_error_with_labels(n_images: u32, labels: &[u8]) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    write_split(dir.path(), "train", n_images, false);
+    let mut file = header(0x0801, &[labels.len() as u32]);
+    file.extend(labels);
+    write(dir.path(), "train-labels-idx1-ubyte", &file);
+    load_mnist_family(dir.path(), Split::Train).unwrap_err()
+}
+
 #[test]
 fn split_rejects_image_and_label_counts_that_differ() {
-    let dir = tempfile::tempdir().unwrap();
-    write_split(dir.path(), "train", 20, false);
-    let mut labels = header(0x0801, &[19]);
-    labels.extend((0..19).map(|i| (i % 10) as u8));
-    write(dir.path(), "train-labels-idx1-ubyte", &labels);
-    let err = load_mnist_family(dir.path(), Split::Train).unwrap_err();
+    let labels: Vec<u8> = (0..19).map(|i| (i % 10) as u8).collect();
+    let err = train_split_error_with_labels(20, &labels);
     assert!(matches!(err, Error::CountMismatch { n_images: 20, n_labels: 19, .. }), "{err}");
 }
 
 #[test]
 fn split_rejects_labels_outside_the_ten_classes() {
-    let dir = tempfile::tempdir().unwrap();
-    write_split(dir.path(), "train", 5, false);
-    let mut labels = header(0x0801, &[5]);
-    labels.extend([0, 1, 2, 12, 4]);
-    write(dir.path(), "train-labels-idx1-ubyte", &labels);
-    let err = load_mnist_family(dir.path(), Split::Train).unwrap_err();
+    let err = train_split_error_with_labels(5, &[0, 1, 2, 12, 4]);
     assert!(matches!(err, Error::LabelOutOfRange { index: 3, label: 12, .. }), "{err}");
 }
 

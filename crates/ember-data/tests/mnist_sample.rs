@@ -1,6 +1,9 @@
 //! The bundled MNIST sample and, when the shared assets are available, the full files.
 
-use std::path::PathBuf;
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
+
+use test_env::shared_dir;
 
 use ember_data::{load_mnist_family, mnist_sample, KnownDataset, Split};
 
@@ -30,14 +33,6 @@ fn known_dataset_names_parse_and_unknown_names_are_listed() {
 
 /// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
 /// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
-    if dir.is_none() {
-        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
-    }
-    dir
-}
-
 #[test]
 fn shared_bundled_sample_equals_the_shared_copy() {
     let Some(shared) = shared_dir() else { return };

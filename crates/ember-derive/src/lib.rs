@@ -10,7 +10,10 @@
 //! - `#[module(rename = "0")]` on a field whose PyTorch name is not a Rust identifier, as
 //!   torchvision's `downsample.0` / `downsample.1`;
 //! - `#[module(kind = Linear)]` on the struct reports it as that `LayerKind` instead of
-//!   `LayerKind::Module("TypeName")` (what ember's own layers use).
+//!   `LayerKind::Module("TypeName")` (what ember's own layers use);
+//! - `#[module(transparent)]` on the one field whose tree is the struct's own, under the same
+//!   path (a wrapper that adds no layer: computed padding, a boxed network); the struct then
+//!   reports no entry of its own, and its other fields must be skipped.
 //!
 //! ```
 //! use ember_layers::{BatchNorm, Conv2d, ModuleTree};
@@ -42,6 +45,7 @@ pub fn derive_module_tree(input: TokenStream) -> TokenStream {
 struct FieldAttrs {
     skip: bool,
     rename: Option<String>,
+    transparent: bool,
 }
 
 fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
@@ -51,6 +55,9 @@ fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
             if meta.path.is_ident("skip") {
                 out.skip = true;
                 Ok(())
+            } else if meta.path.is_ident("transparent") {
+                out.transparent = true;
+                Ok(())
             } else if meta.path.is_ident("rename") {
                 let name: LitStr = meta.value()?.parse()?;
                 if name.value().is_empty() || name.value().contains('.') {
@@ -59,7 +66,7 @@ fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
                 out.rename = Some(name.value());
                 Ok(())
             } else {
-                Err(meta.error("expected `skip` or `rename = \"...\"`"))
+                Err(meta.error("expected `skip`, `transparent` or `rename = \"...\"`"))
             }
         })?;
     }
@@ -120,6 +127,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
     let mut children = Vec::new();
     let mut child_types = Vec::new();
+    let mut transparent = None;
     let fields: Vec<_> = match &data.fields {
         Fields::Named(named) => named.named.iter().collect(),
         Fields::Unnamed(unnamed) => unnamed.unnamed.iter().collect(),
@@ -128,8 +136,8 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     for (index, field) in fields.into_iter().enumerate() {
         let attrs = field_attrs(&field.attrs)?;
         if attrs.skip {
-            if attrs.rename.is_some() {
-                return Err(syn::Error::new_spanned(field, "a skipped field cannot be renamed"));
+            if attrs.rename.is_some() || attrs.transparent {
+                return Err(syn::Error::new_spanned(field, "a skipped field cannot be renamed or transparent"));
             }
             continue;
         }
@@ -137,8 +145,25 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             Some(ident) => (Member::Named(ident.clone()), ident.unraw().to_string()),
             None => (Member::Unnamed(index.into()), index.to_string()),
         };
+        if attrs.transparent {
+            if attrs.rename.is_some() || transparent.is_some() {
+                return Err(syn::Error::new_spanned(field, "one transparent field, not renamed"));
+            }
+            transparent = Some((member, &field.ty));
+            continue;
+        }
         children.push((member, attrs.rename.unwrap_or(default_name)));
         child_types.push(&field.ty);
+    }
+
+    if let Some((member, ty)) = transparent {
+        if !children.is_empty() || struct_kind(&input.attrs)?.is_some() {
+            return Err(syn::Error::new_spanned(
+                &input.ident,
+                "a struct with a transparent field has no kind and no other (unskipped) fields",
+            ));
+        }
+        return Ok(transparent_impl(input, &layers, &member, ty));
     }
 
     // Bounds only for generic structs: naming a private field type in a public impl's bounds
@@ -180,4 +205,34 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
     })
+}
+
+/// The tree of the transparent field `member` (of type `ty`) as the struct's own.
+fn transparent_impl(input: &DeriveInput, layers: &TokenStream2, member: &Member, ty: &syn::Type) -> TokenStream2 {
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let mut where_clause = where_clause.cloned();
+    if !input.generics.params.is_empty() {
+        let clause = where_clause.get_or_insert_with(|| syn::parse_quote!(where));
+        clause.predicates.push(syn::parse_quote!(#ty: #layers::ModuleTree));
+    }
+    quote! {
+        impl #impl_generics #layers::ModuleTree for #name #ty_generics #where_clause {
+            fn visit_at<'ember_a>(
+                &'ember_a self,
+                path: &mut #layers::ModulePath,
+                f: &mut dyn FnMut(&str, #layers::Entry<'ember_a>),
+            ) {
+                #layers::ModuleTree::visit_at(&self.#member, path, f);
+            }
+
+            fn visit_mut_at(
+                &mut self,
+                path: &mut #layers::ModulePath,
+                f: &mut dyn FnMut(&str, #layers::EntryMut<'_>),
+            ) {
+                #layers::ModuleTree::visit_mut_at(&mut self.#member, path, f);
+            }
+        }
+    }
 }

@@ -6,13 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ember_io::IoError),
     /// A tensor references storage the file does not hold, or more of it than there is.
     #[error("{path}: tensor `{tensor}`: {detail}")]
     BadTensor {

@@ -82,6 +82,7 @@ pub use continual::{
     ContinualReport, ContinualStep, Ewc, EwcAnchor, LwfTeacher, Method, ReplayBuffer, Setting, TaskSequence, MASKED,
 };
 pub use distill::{distillation_loss, soft_target_loss, Distill, DistillConfig};
+pub use ember_io::IoError;
 /// Checkpoint import and key renaming live in `ember-io` (no training dependency); they are
 /// re-exported here under their old paths.
 pub use ember_io::{

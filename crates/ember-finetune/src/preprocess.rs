@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use ember_augment::{CenterCrop, Resize, Transform};
+use ember_augment::{shorter_side_resized, CenterCrop, Resize, Transform};
 use ember_data::{Dataset, Example, Features};
 use image::{DynamicImage, RgbImage};
 use rand::SeedableRng;
@@ -70,12 +70,7 @@ impl ImagePreprocess {
         }
         // torchvision's Resize(int): the shorter side becomes `resize`, the longer one is scaled
         // and truncated.
-        let resize = u64::from(self.resize);
-        let (nw, nh) = if w <= h {
-            (resize, resize * u64::from(h) / u64::from(w))
-        } else {
-            (resize * u64::from(w) / u64::from(h), resize)
-        };
+        let (nw, nh) = shorter_side_resized(w, h, self.resize);
         if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
             return Err(Error::invalid(
                 "image preprocessing",

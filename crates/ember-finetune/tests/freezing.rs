@@ -20,6 +20,14 @@ fn snapshot(model: &FineTuneModel) -> Vec<(String, Vec<f32>)> {
     model.store.state().into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
 }
 
+/// A VGG-small for the data's 16x16 grey images and 3 classes (initialised from `seed`), and a
+/// loader of 16-image batches shuffled by `shuffle`.
+fn vgg_and_data(seed: u64, shuffle: u64) -> (FineTuneModel, DataLoader) {
+    let options = ModelOptions::new((1, 16, 16), 3);
+    let model = FineTuneModel::scratch("vgg-small", &options, seed).unwrap();
+    (model, DataLoader::new(data(), 16).with_shuffle(shuffle))
+}
+
 fn changed(before: &[(String, Vec<f32>)], after: &[(String, Vec<f32>)], name: &str) -> bool {
     let find =
         |s: &[(String, Vec<f32>)]| s.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1.clone();
@@ -29,10 +37,8 @@ fn changed(before: &[(String, Vec<f32>)], after: &[(String, Vec<f32>)], name: &s
 
 #[test]
 fn frozen_parameters_and_their_batch_norm_statistics_stay_bit_identical() {
-    let options = ModelOptions::new((1, 16, 16), 3);
-    let mut model = FineTuneModel::scratch("vgg-small", &options, 3).unwrap();
+    let (mut model, train) = vgg_and_data(3, 0);
     let before = snapshot(&model);
-    let train = DataLoader::new(data(), 16).with_shuffle(0);
     // The first block (features.0 .. features.7) frozen, the rest trains.
     let frozen: Vec<String> = ["features.0.*", "features.1.*", "features.3.*", "features.4.*"].map(String::from).into();
     train_with_frozen(&mut model, &frozen, &train, None, 2, 1e-2, 0.01, &mut |_| {}).unwrap();
@@ -57,10 +63,8 @@ fn frozen_parameters_and_their_batch_norm_statistics_stay_bit_identical() {
 
 #[test]
 fn fine_tune_trains_the_head_first_then_everything() {
-    let options = ModelOptions::new((1, 16, 16), 3);
-    let mut model = FineTuneModel::scratch("vgg-small", &options, 5).unwrap();
+    let (mut model, train) = vgg_and_data(5, 1);
     let before = snapshot(&model);
-    let train = DataLoader::new(data(), 16).with_shuffle(1);
     let head_only = FineTuneConfig { head_epochs: 3, epochs: 0, head_lr: 0.05, ..FineTuneConfig::default() };
     let report = fine_tune(&mut model, &train, None, &head_only, &mut |_| {}).unwrap();
     assert_eq!(report.head.len(), 3);

@@ -1,7 +1,10 @@
 //! Loading into zoo models: strict and lenient reports, renaming, head replacement, and the real
 //! EfficientNet-Lite0 checkpoint against PyTorch's logits.
 
-use std::path::PathBuf;
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
+
+use test_env::shared_dir;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ModuleT;
@@ -93,17 +96,9 @@ fn pretrained_model_gets_a_new_head_for_other_classes() {
 
 /// The shared assets directory (`EMBER_SHARED_DIR`), or `None` after printing one skip line:
 /// plain `cargo test` on a fresh clone passes, and `cargo xtask ci` reports the skip loudly.
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from);
-    if dir.is_none() {
-        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
-    }
-    dir
-}
-
 #[test]
 fn shared_efficientnet_lite0_reproduces_pytorch_logits() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = shared_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let converted = dir.path().join("lite0.safetensors");
     let pth = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
@@ -133,7 +128,7 @@ fn shared_efficientnet_lite0_reproduces_pytorch_logits() {
 
 #[test]
 fn shared_imagenet_preprocessing_matches_the_reference_input() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = shared_dir() else { return };
     let reference = candle_core::safetensors::load(
         shared.join("weights/efficientnet-lite0/reference-io.safetensors"),
         &Device::Cpu,

@@ -32,9 +32,7 @@ fn hashed_weights_match_the_script_bit_for_bit() {
 #[test]
 fn resnet18_with_torchvision_names_reproduces_pytorch_probabilities() {
     let reference = hashed_weights::reference();
-    let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("resnet18.safetensors");
-    candle_core::safetensors::save(&hashed_weights::hashed_state(&reference), &weights).unwrap();
+    let (_dir, weights) = hashed_weights::saved_hashed_state(&reference);
 
     let options = ModelOptions::new((3, 224, 224), 1000);
     let model = FineTuneModel::pretrained("resnet18", &options, &weights, &[], 0).unwrap();

@@ -52,6 +52,20 @@ impl LimitAlloc {
             true
         }
     }
+
+    /// A new block of `layout` from `allocate` when the limits allow it (null otherwise),
+    /// counted as live when it is not null.
+    #[inline]
+    fn counted(&self, layout: Layout, allocate: impl FnOnce() -> *mut u8) -> *mut u8 {
+        if !self.allow(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        let ptr = allocate();
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
 }
 
 fn grew(bytes: usize) {
@@ -68,27 +82,13 @@ fn shrank(bytes: usize) {
 // calls from any thread are fine, and nothing here allocates.
 unsafe impl GlobalAlloc for LimitAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !self.allow(layout.size()) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: the caller guarantees `layout` has a non-zero size, as `System.alloc` needs.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
+        self.counted(layout, || unsafe { System.alloc(layout) })
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !self.allow(layout.size()) {
-            return std::ptr::null_mut();
-        }
         // SAFETY: as in `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
+        self.counted(layout, || unsafe { System.alloc_zeroed(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -23,7 +23,7 @@ pub fn write_atomically<E: From<Error>>(
 ) -> std::result::Result<(), E> {
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
+        move |source| Error::Io(crate::IoError { path: p, source })
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -72,7 +72,7 @@ pub fn is_temporary_name(name: &str) -> bool {
 /// complete: it was not committed. Other processes' live temporaries are not expected in a run
 /// directory (one run writes to it at a time); this process's own are kept.
 pub fn remove_stale_temporaries(dir: &Path) -> crate::Result<Vec<PathBuf>> {
-    let io_err = |source| Error::Io { path: dir.to_path_buf(), source };
+    let io_err = |source| Error::Io(crate::IoError { path: dir.to_path_buf(), source });
     let own = format!(".{}.tmp", std::process::id());
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err)? {
@@ -83,7 +83,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> crate::Result<Vec<PathBuf>> {
             continue;
         }
         let path = entry.path();
-        std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        std::fs::remove_file(&path).map_err(|source| Error::Io(crate::IoError { path: path.clone(), source }))?;
         removed.push(path);
     }
     removed.sort();
@@ -103,7 +103,7 @@ mod tests {
     }
 
     fn io(tmp: &Path, e: std::io::Error) -> Error {
-        Error::Io { path: tmp.to_path_buf(), source: e }
+        Error::Io(crate::IoError { path: tmp.to_path_buf(), source: e })
     }
 
     #[test]
@@ -116,7 +116,7 @@ mod tests {
             Err(io(tmp, std::io::Error::other("disk full")))
         })
         .unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert!(matches!(err, Error::Io(_)), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
         write_atomically(&path, |tmp| std::fs::write(tmp, "new").map_err(|e| io(tmp, e))).unwrap();

@@ -47,7 +47,7 @@ pub fn detect_format(bytes: &[u8]) -> Option<CheckpointFormat> {
 /// Reads every tensor of a safetensors or PyTorch checkpoint (CPU), in file order for PyTorch
 /// files and name order for safetensors.
 pub fn read_checkpoint(path: &Path) -> Result<(CheckpointFormat, Vec<(String, Tensor)>)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?;
     let format = detect_format(&bytes)
         .ok_or_else(|| Error::UnknownFormat { path: path.to_path_buf(), detail: "unrecognised header".into() })?;
     let tensors = match format {

@@ -3,17 +3,14 @@
 
 use std::path::PathBuf;
 
+use crate::IoError;
+
 /// What can go wrong while reading or writing a checkpoint, or renaming its tensors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read, written, synced or renamed.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The file is not a readable safetensors file.
     #[error("{path}: not a readable safetensors checkpoint: {reason}")]
     UnreadableCheckpoint {

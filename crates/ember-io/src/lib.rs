@@ -19,7 +19,8 @@
 //!
 //! // Any file, through the same writer: the caller's error type, any content.
 //! ember_io::write_atomically(&dir.path().join("notes.txt"), |tmp| {
-//!     std::fs::write(tmp, "done").map_err(|source| ember_io::Error::Io { path: tmp.to_path_buf(), source })
+//!     let io_error = |source| ember_io::IoError { path: tmp.to_path_buf(), source };
+//!     std::fs::write(tmp, "done").map_err(|source| ember_io::Error::Io(io_error(source)))
 //! })?;
 //! assert_eq!(std::fs::read_dir(dir.path())?.count(), 2, "no temporary file is left behind");
 //!
@@ -44,6 +45,7 @@
 mod atomic;
 mod checkpoint_file;
 mod error;
+mod io_error;
 pub mod pickle;
 mod pytorch;
 mod rename;
@@ -56,6 +58,7 @@ pub use checkpoint_file::{
     TensorInfo,
 };
 pub use error::{Error, Result};
+pub use io_error::IoError;
 pub use pytorch::read_pytorch;
 pub use rename::{parse_rules, rename, rename_all, rename_unique, RenameRule};
 pub use rename_presets::RENAME_PRESETS;

@@ -336,31 +336,44 @@ impl Machine<'_> {
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             pairs.push((k, v));
         }
-        let top = self.top()?;
-        match &mut top.value {
+        self.extend_top(depth, "SETITEM(S) on a non-dict", |value| match value {
             Value::Dict(d) => {
                 // Copy-on-write: a dict that the memo shares is copied one level (its entries are
                 // shared references), as mutating a memoised object must not change earlier uses.
                 Rc::make_mut(d).extend(pairs);
-                top.depth = top.depth.max(depth);
-                Ok(())
+                true
             }
-            _ => self.err("SETITEM(S) on a non-dict"),
-        }
+            _ => false,
+        })
     }
 
     /// Appends `items` of depth up to `inner` to the list on top.
     fn append(&mut self, items: Vec<Value>, inner: usize) -> Result<(), PickleError> {
         let depth = self.container_depth(inner)?;
-        let top = self.top()?;
-        match &mut top.value {
+        self.extend_top(depth, "APPEND(S) on a non-list", |value| match value {
             Value::List(l) => {
                 Rc::make_mut(l).extend(items);
-                top.depth = top.depth.max(depth);
-                Ok(())
+                true
             }
-            _ => self.err("APPEND(S) on a non-list"),
+            _ => false,
+        })
+    }
+
+    /// Adds to the container on top of the stack with `add`, which returns false (refused with
+    /// `not_that_container`) when the top is not the kind it adds to; the top's depth becomes at
+    /// least `depth`.
+    fn extend_top(
+        &mut self,
+        depth: usize,
+        not_that_container: &str,
+        add: impl FnOnce(&mut Value) -> bool,
+    ) -> Result<(), PickleError> {
+        let top = self.top()?;
+        if !add(&mut top.value) {
+            return self.err(not_that_container);
         }
+        top.depth = top.depth.max(depth);
+        Ok(())
     }
 
     fn reduce(&mut self, callable: Value, args: Value) -> Result<Value, PickleError> {
@@ -538,25 +551,18 @@ impl Machine<'_> {
                     let (items, deepest) = self.pop_mark()?;
                     self.set_items(items, deepest)?;
                 }
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    self.memo_put(k)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k)?;
-                }
-                0x94 => {
-                    let k = self.memo.len() as u32;
-                    self.memo_put(k)?;
-                }
-                b'h' => {
-                    let k = self.u8()? as u32;
-                    self.memo_get(k)?;
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    self.memo_get(k)?;
+                // BINPUT, LONG_BINPUT, MEMOIZE (the next free key); BINGET, LONG_BINGET.
+                b'q' | b'r' | 0x94 | b'h' | b'j' => {
+                    let k = match op {
+                        b'q' | b'h' => self.u8()? as u32,
+                        b'r' | b'j' => self.u32()?,
+                        _ => self.memo.len() as u32,
+                    };
+                    if matches!(op, b'h' | b'j') {
+                        self.memo_get(k)?;
+                    } else {
+                        self.memo_put(k)?;
+                    }
                 }
                 b'c' => {
                     let module = self.line()?;

@@ -63,7 +63,7 @@ fn read_zip(path: &Path, bytes: &[u8]) -> Result<(Value, Storages)> {
     let read_entry = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str| -> Result<Vec<u8>> {
         let mut entry = zip.by_name(name).map_err(|e| unknown(format!("entry {name}: {e}")))?;
         let mut out = Vec::new();
-        entry.read_to_end(&mut out).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        entry.read_to_end(&mut out).map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?;
         Ok(out)
     };
     let pkl = read_entry(&mut zip, &pkl_name)?;

@@ -33,8 +33,9 @@ pub fn write_safetensors(tensors: &[(String, Tensor)], metadata: HashMap<String,
 /// the header: its declared length is checked against the file before anything is allocated.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason };
-    let mut file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let size = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+    let mut file =
+        std::fs::File::open(path).map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?;
+    let size = file.metadata().map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?.len();
     let mut prefix = [0u8; 8];
     file.read_exact(&mut prefix).map_err(|_| unreadable("shorter than a safetensors header".into()))?;
     let header_len = u64::from_le_bytes(prefix);
@@ -60,11 +61,12 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
 /// PyTorch checkpoint (which `ember convert` turns into safetensors) each get their own error.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.to_path_buf(), reason };
-    let meta = std::fs::metadata(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let meta =
+        std::fs::metadata(path).map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?;
     if meta.is_dir() {
         return Err(unreadable("is a directory, not a checkpoint file".into()));
     }
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io(crate::IoError { path: path.to_path_buf(), source }))?;
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
         return Err(unreadable(
             "this is a PyTorch checkpoint, not safetensors; convert it with `ember convert IN OUT.safetensors`".into(),

@@ -1,6 +1,9 @@
 //! PyTorch checkpoint import: zip and legacy layouts against PyTorch's own values, refusal of
 //! foreign globals, and the real EfficientNet-Lite0 checkpoint.
 
+#[path = "support/test_env.rs"]
+mod test_env;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
@@ -103,10 +106,7 @@ fn conversion_round_trips_through_safetensors() {
 
 #[test]
 fn shared_efficientnet_lite0_legacy_checkpoint_imports() {
-    let Some(shared) = std::env::var_os("EMBER_SHARED_DIR").map(PathBuf::from) else {
-        eprintln!("SKIPPED: EMBER_SHARED_DIR is not set (the shared assets directory)");
-        return;
-    };
+    let Some(shared) = test_env::shared_dir() else { return };
     let path = shared.join("weights/efficientnet-lite0/efficientnet-lite0-57934424.pth");
     let (format, tensors) = read_checkpoint(&path).unwrap();
     assert_eq!(format, CheckpointFormat::PytorchLegacy);

@@ -20,7 +20,7 @@ use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, Float};
 use crate::no_grad;
 use crate::portable::native;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
 /// running averages.
@@ -434,21 +434,13 @@ fn backward<T: Float>(
 }
 
 impl WeightedOp for BatchNormOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let dims = ncl(x.1);
         fn go<T: Float>(
             op: &BatchNormOp,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
+            (xs, ws, bs): Operands<'_, T>,
             dims: (usize, usize, usize),
         ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("batch_norm", x, w, b)?;
             let given = if op.batch { None } else { op.stats.get() };
             if !op.batch && given.is_none() {
                 candle_core::bail!("batch_norm: evaluation mode without statistics")
@@ -464,14 +456,14 @@ impl WeightedOp for BatchNormOp {
             Ok(T::wrap(y))
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self, x, w, b, dims)?,
-            CpuStorage::F64(_) => go::<f64>(self, x, w, b, dims)?,
+            CpuStorage::F32(_) => go::<f32>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
+            CpuStorage::F64(_) => go::<f64>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
             other => candle_core::bail!("batch_norm: unsupported dtype {:?}", other.dtype()),
         };
         Ok((out, x.1.shape().clone()))
     }
 
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let dims = ncl(s[0].1);
         let Some(stats) = self.stats.get() else {
             candle_core::bail!("batch_norm backward: no statistics from the forward pass")
@@ -479,7 +471,7 @@ impl WeightedOp for BatchNormOp {
         fn go<T: Float>(
             op: &BatchNormOp,
             stats: &ChannelStats,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
             dims: (usize, usize, usize),
             needs: [bool; 3],
         ) -> Result<[Option<CpuStorage>; 3]> {

@@ -599,12 +599,20 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    /// `true` (after saying so) on a CPU without AVX-512F, where the direct kernel never runs.
-    fn skipped_without_avx512() -> bool {
+    /// A direct-kernel test's RNG, `StdRng::seed_from_u64(seed)`; `None` (after saying so) on a
+    /// CPU without AVX-512F, where the direct kernel never runs.
+    fn rng_if_avx512(seed: u64) -> Option<StdRng> {
         if !cpu_supported() {
             eprintln!("SKIPPED: this CPU has no AVX-512F; the direct kernel never runs here");
+            return None;
         }
-        !cpu_supported()
+        Some(StdRng::seed_from_u64(seed))
+    }
+
+    /// The geometry of one `c x h x w` image under `o` filters of `k x k` with `padding`.
+    fn one_image_geometry(c: usize, o: usize, (h, w): (usize, usize), k: usize, padding: usize) -> ConvGeometry {
+        let p = Conv2dParams { padding, ..Conv2dParams::default() };
+        ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap()
     }
 
     /// The convolution by its definition, in f64.
@@ -636,9 +644,7 @@ mod tests {
 
     #[test]
     fn direct_kernel_equals_the_definition_over_tiles_remainders_and_padding() {
-        if skipped_without_avx512() {
-            return;
-        }
+        let Some(mut rng) = rng_if_avx512(12345) else { return };
         // (c, o, h, w, k, padding): channel counts that leave partial tiles of 8, planes whose
         // vector count leaves 1 or 2 vectors after the runs of 3, even/odd kernels, padding.
         let cases = [
@@ -650,11 +656,9 @@ mod tests {
             (7, 17, 12, 12, 4, 1),
             (4, 9, 1, 1, 3, 1),
         ];
-        let mut rng = StdRng::seed_from_u64(12345);
         let mut next = move || rng.random_range(-1f32..1.0);
         for (c, o, h, w, k, padding) in cases {
-            let p = Conv2dParams { padding, ..Conv2dParams::default() };
-            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let g = one_image_geometry(c, o, (h, w), k, padding);
             let x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
             let wt: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..o).map(|_| next()).collect();
@@ -678,11 +682,8 @@ mod tests {
 
     #[test]
     fn direct_kernel_with_pool_equals_the_definition_then_the_scalar_pool_including_ties_and_nan() {
-        if skipped_without_avx512() {
-            return;
-        }
+        let Some(mut rng) = rng_if_avx512(99) else { return };
         // Small integers: many exact ties inside pooling windows.
-        let mut rng = StdRng::seed_from_u64(99);
         let mut next = move || rng.random_range(-2i32..=2) as f32;
         // (c, o, h, w, k, padding, pool): widths that give 1, 6, 13 and 19 (> 16) pooled columns.
         let square = Pool2dParams::square(2);
@@ -695,8 +696,7 @@ mod tests {
             (2, 9, 12, 13, 3, 1, overlapping),
         ];
         for (case, (c, o, h, w, k, padding, pool)) in cases.into_iter().enumerate() {
-            let p = Conv2dParams { padding, ..Conv2dParams::default() };
-            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let g = one_image_geometry(c, o, (h, w), k, padding);
             let (poh, pow) = pool.output_size(g.oh, g.ow).unwrap();
             let plane = Plane { h: g.oh, w: g.ow, oh: poh, ow: pow, p: pool };
             let mut x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
@@ -740,10 +740,7 @@ mod tests {
 
     #[test]
     fn direct_weight_gradient_equals_the_definition() {
-        if skipped_without_avx512() {
-            return;
-        }
-        let mut rng = StdRng::seed_from_u64(7);
+        let Some(mut rng) = rng_if_avx512(7) else { return };
         let mut next = move || rng.random_range(-1f32..1.0);
         // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
         // Then many taps (the channel-vectorised kernel): the classic second layer, 64+ channels
@@ -758,8 +755,7 @@ mod tests {
             (7, 21, 5, 9, 2, 0),
             (9, 3, 4, 4, 3, 1),
         ] {
-            let p = Conv2dParams { padding, ..Conv2dParams::default() };
-            let g = ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap();
+            let g = one_image_geometry(c, o, (h, w), k, padding);
             let taps = c * k * k;
             let wt = vec![0f32; o * taps];
             let plan = DirectConv::plan(&wt, None, &g).expect("the direct kernel applies");

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::activation::FusedActivation;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs};
+use crate::conv_spec::ConvSpec;
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
@@ -25,7 +26,7 @@ use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
@@ -123,17 +124,8 @@ fn chunking(b: usize) -> (usize, usize) {
 }
 
 /// One image's `act(conv(x, w) + bias)` into `y_img`, using `col` as im2col scratch.
-#[allow(clippy::too_many_arguments)]
-fn forward_image<T: Float>(
-    x_img: &[T],
-    weight: &[T],
-    bias: Option<&[T]>,
-    act: FusedActivation,
-    g: &ConvGeometry,
-    col: &mut [T],
-    y_img: &mut [T],
-    gemm_threads: usize,
-) {
+fn forward_image<T: Float>(x_img: &[T], conv: ConvSpec<'_, T>, col: &mut [T], y_img: &mut [T], gemm_threads: usize) {
+    let ConvSpec { weight, bias, act, g } = conv;
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     for grp in 0..g.p.groups {
         let x_g = &x_img[grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w];
@@ -156,15 +148,10 @@ fn forward_image<T: Float>(
 }
 
 /// Forward pass: `act(conv(x, w) + bias)`.
-pub(crate) fn forward<T: Float>(
-    x: &[T],
-    weight: &[T],
-    bias: Option<&[T]>,
-    act: FusedActivation,
-    g: &ConvGeometry,
-) -> Vec<T> {
+pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
+    let ConvSpec { weight, bias, g, .. } = conv;
     if depthwise::applies(g) {
-        return depthwise::forward(x, weight, bias, act, g);
+        return depthwise::forward(x, conv);
     }
     let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
@@ -174,7 +161,7 @@ pub(crate) fn forward<T: Float>(
         for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
             let image = chunk * per_chunk + i;
             let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-            scratch.forward_image(x_img, weight, bias, act, g, y_img, gemm_threads);
+            scratch.forward_image(x_img, conv, y_img, gemm_threads);
         }
     });
     y
@@ -196,20 +183,10 @@ impl<'a, T: Float> Scratch<'a, T> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn forward_image(
-        &mut self,
-        x_img: &[T],
-        weight: &[T],
-        bias: Option<&[T]>,
-        act: FusedActivation,
-        g: &ConvGeometry,
-        y_img: &mut [T],
-        gemm_threads: usize,
-    ) {
+    fn forward_image(&mut self, x_img: &[T], conv: ConvSpec<'_, T>, y_img: &mut [T], gemm_threads: usize) {
         match self {
-            Self::Direct(d, s) => d.forward_image(x_img, act, s, y_img),
-            Self::Gemm(col) => forward_image(x_img, weight, bias, act, g, col, y_img, gemm_threads),
+            Self::Direct(d, s) => d.forward_image(x_img, conv.act, s, y_img),
+            Self::Gemm(col) => forward_image(x_img, conv, col, y_img, gemm_threads),
         }
     }
 }
@@ -219,13 +196,11 @@ impl<'a, T: Float> Scratch<'a, T> {
 /// (else no indices). The full resolution output only ever exists one image at a time, in cache.
 pub(crate) fn forward_pooled<T: Float>(
     x: &[T],
-    weight: &[T],
-    bias: Option<&[T]>,
-    act: FusedActivation,
-    g: &ConvGeometry,
+    conv: ConvSpec<'_, T>,
     pool: &Plane,
     record: bool,
 ) -> (Vec<T>, Vec<u32>) {
+    let ConvSpec { weight, bias, act, g } = conv;
     let pooled_image = g.o * pool.oh * pool.ow;
     let mut y = vec![T::ZERO; g.b * pooled_image];
     let mut indices = vec![0u32; if record { g.b * pooled_image } else { 0 }];
@@ -247,7 +222,7 @@ pub(crate) fn forward_pooled<T: Float>(
                     d.forward_image_pooled(x_img, act, s, pool, y_img, ix_img);
                     continue;
                 }
-                scratch.forward_image(x_img, weight, bias, act, g, &mut full, gemm_threads);
+                scratch.forward_image(x_img, conv, &mut full, gemm_threads);
                 let pohw = pool.oh * pool.ow;
                 for (c, plane) in full.chunks(g.ohw()).enumerate() {
                     let cells = c * pohw..(c + 1) * pohw;
@@ -434,30 +409,19 @@ impl Conv2dOp {
 }
 
 impl WeightedOp for Conv2dOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
         if let Some((_, lb)) = b {
             if lb.shape().dims() != [g.o] {
                 candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", lb.shape(), g.o)
             }
         }
-        fn go<T: Float>(
-            op: &Conv2dOp,
-            g: &ConvGeometry,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
-        ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("conv2d", x, w, b)?;
+        fn go<T: Float>(op: &Conv2dOp, g: &ConvGeometry, (xs, ws, bs): Operands<'_, T>) -> Result<CpuStorage> {
+            let conv = ConvSpec { weight: ws, bias: bs, act: op.act, g };
             match op.pool_plane(g)? {
-                None => Ok(T::wrap(forward(xs, ws, bs, op.act, g))),
+                None => Ok(T::wrap(forward(xs, conv))),
                 Some(pool) => {
-                    let (y, indices) = forward_pooled(xs, ws, bs, op.act, g, &pool, op.record_argmax);
+                    let (y, indices) = forward_pooled(xs, conv, &pool, op.record_argmax);
                     let (Ok(mut slot), Ok(mut bias)) = (op.indices.lock(), op.bias_for_recompute.lock()) else {
                         candle_core::bail!("conv2d: argmax store poisoned by an earlier panic")
                     };
@@ -468,8 +432,8 @@ impl WeightedOp for Conv2dOp {
             }
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self, &g, x, w, b)?,
-            CpuStorage::F64(_) => go::<f64>(self, &g, x, w, b)?,
+            CpuStorage::F32(_) => go::<f32>(self, &g, operand_slices("conv2d", x, w, b)?)?,
+            CpuStorage::F64(_) => go::<f64>(self, &g, operand_slices("conv2d", x, w, b)?)?,
             other => candle_core::bail!("conv2d: unsupported dtype {:?}", other.dtype()),
         };
         let shape = match self.pool_plane(&g)? {
@@ -480,14 +444,14 @@ impl WeightedOp for Conv2dOp {
     }
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let g = ConvGeometry::new(s[0].1.shape(), s[1].1.shape(), self.params)?;
         let needs = Needs { x: needs[0], weight: needs[1], bias: needs[2] };
         fn go<T: Float>(
             op: &Conv2dOp,
             g: &ConvGeometry,
             needs: Needs,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
         ) -> Result<[Option<CpuStorage>; 3]> {
             let what = ["input", "weight", "output", "output gradient"];
             let [x, w, y, dy] = [0, 1, 2, 3].map(|i| contiguous_slice::<T>(s[i].0, s[i].1, "conv2d backward", what[i]));
@@ -506,7 +470,7 @@ impl WeightedOp for Conv2dOp {
                             }
                             None => None,
                         };
-                        *indices = forward_pooled(x, w, b, op.act, g, &pool, true).1;
+                        *indices = forward_pooled(x, ConvSpec { weight: w, bias: b, act: op.act, g }, &pool, true).1;
                     }
                     if indices.len() != y.len() {
                         candle_core::bail!("conv2d backward: no argmax recorded for this pooled output")

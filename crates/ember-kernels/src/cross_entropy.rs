@@ -142,7 +142,14 @@ impl CustomOp2 for CrossEntropy {
             candle_core::bail!("cross_entropy backward: expected CPU tensors")
         };
         let targets = target_values(ts, tl)?;
-        fn go<T: Float>(logits: &[T], targets: &[i64], classes: usize, ignore: Option<i64>, scale: f64) -> CpuStorage {
+        fn go<T: Float>(
+            (ls, ll): (&CpuStorage, &Layout),
+            targets: &[i64],
+            classes: usize,
+            ignore: Option<i64>,
+            scale: f64,
+        ) -> Result<CpuStorage> {
+            let logits = contiguous_slice::<T>(ls, ll, "cross_entropy", "logits")?;
             let kept = targets.iter().filter(|&&t| Some(t) != ignore).count();
             let k = T::from_f64(scale / kept as f64);
             let mut d = vec![T::ZERO; logits.len()];
@@ -156,23 +163,11 @@ impl CustomOp2 for CrossEntropy {
                 }
                 out[t as usize] = out[t as usize] - k;
             }
-            T::wrap(d)
+            Ok(T::wrap(d))
         }
         let d = match ls {
-            CpuStorage::F32(_) => go::<f32>(
-                contiguous_slice(ls, ll, "cross_entropy", "logits")?,
-                &targets,
-                classes,
-                self.ignore_index,
-                scale,
-            ),
-            CpuStorage::F64(_) => go::<f64>(
-                contiguous_slice(ls, ll, "cross_entropy", "logits")?,
-                &targets,
-                classes,
-                self.ignore_index,
-                scale,
-            ),
+            CpuStorage::F32(_) => go::<f32>((ls, ll), &targets, classes, self.ignore_index, scale)?,
+            CpuStorage::F64(_) => go::<f64>((ls, ll), &targets, classes, self.ignore_index, scale)?,
             _ => candle_core::bail!("cross_entropy backward: unsupported dtype"),
         };
         Ok((Some(Tensor::from_storage(Storage::Cpu(d), logits.shape().clone(), BackpropOp::none(), false)), None))

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
+use crate::conv_spec::ConvSpec;
 use crate::element::{sum, Float};
 
 /// Whether the direct depthwise kernel handles this geometry.
@@ -54,13 +55,8 @@ fn column_taps(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
 /// sits in L1 (a plane-at-a-time order streams the whole output plane through the cache once
 /// per tap, 9 or 25 times). With stride `s > 1` each input row is first split into its `s`
 /// column phases, so every tap reads a contiguous run and the loop vectorises.
-pub(crate) fn forward<T: Float>(
-    x: &[T],
-    weight: &[T],
-    bias: Option<&[T]>,
-    act: FusedActivation,
-    g: &ConvGeometry,
-) -> Vec<T> {
+pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
+    let ConvSpec { weight, bias, act, g } = conv;
     let (hw, ohw, kk, s, d, pad) = (g.h * g.w, g.ohw(), g.kh * g.kw, g.p.stride, g.p.dilation, g.p.padding as isize);
     let cols = column_taps(g);
     let phase_len = g.w.div_ceil(s);

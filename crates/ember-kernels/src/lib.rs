@@ -31,6 +31,7 @@ mod conv;
 mod conv2d_direct;
 mod conv2d_gemm;
 mod conv_geometry;
+mod conv_spec;
 mod cross_entropy;
 mod depthwise;
 mod element;

@@ -3,12 +3,12 @@
 //! candle records a transpose, a matmul, a broadcast add and an activation, each with its own
 //! gradient tensors.
 
-use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::element::{contiguous_slice, Float};
 use crate::matmul::{matmul_parallel_rows, Mat};
-use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, WeightedOp};
+use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// `act(xs · weightᵀ + bias)`.
 ///
@@ -78,12 +78,7 @@ fn forward<T: Float>(
 }
 
 impl WeightedOp for LinearOp {
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let (n, i) = x.1.shape().dims2()?;
         let (o, wi) = w.1.shape().dims2()?;
         if wi != i {
@@ -91,28 +86,25 @@ impl WeightedOp for LinearOp {
         }
         fn go<T: Float>(
             act: FusedActivation,
-            x: (&CpuStorage, &Layout),
-            w: (&CpuStorage, &Layout),
-            b: Option<(&CpuStorage, &Layout)>,
+            (xs, ws, bs): Operands<'_, T>,
             dims: (usize, usize, usize),
-        ) -> Result<CpuStorage> {
-            let (xs, ws, bs) = operand_slices::<T>("linear", x, w, b)?;
-            Ok(T::wrap(forward(xs, ws, bs, act, dims)))
+        ) -> CpuStorage {
+            T::wrap(forward(xs, ws, bs, act, dims))
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self.0, x, w, b, (n, i, o))?,
-            CpuStorage::F64(_) => go::<f64>(self.0, x, w, b, (n, i, o))?,
+            CpuStorage::F32(_) => go::<f32>(self.0, operand_slices("linear", x, w, b)?, (n, i, o)),
+            CpuStorage::F64(_) => go::<f64>(self.0, operand_slices("linear", x, w, b)?, (n, i, o)),
             _ => candle_core::bail!("linear: unsupported dtype"),
         };
         Ok((out, Shape::from((n, o))))
     }
 
-    fn gradients(&self, s: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
         let (n, i) = s[0].1.shape().dims2()?;
         let o = s[1].1.shape().dims2()?.0;
         fn go<T: Float>(
             act: FusedActivation,
-            s: [(&CpuStorage, &Layout); 4],
+            s: [Operand<'_>; 4],
             (n, i, o): (usize, usize, usize),
             needs: [bool; 3],
         ) -> Result<[Option<CpuStorage>; 3]> {

@@ -103,6 +103,19 @@ fn plane_of(layout: &Layout, p: Pool2dParams) -> Result<(usize, Plane)> {
     Ok((b * c, Plane { h, w, oh, ow, p }))
 }
 
+/// [`backward`] on the input, output and output gradient as laid out (each refused, by name,
+/// unless contiguous).
+#[inline]
+fn backward_of<T: Float>(
+    (x, xl): (&[T], &Layout),
+    (y, yl): (&[T], &Layout),
+    (gy, gl): (&[T], &Layout),
+    planes: usize,
+    g: Plane,
+) -> Result<Vec<T>> {
+    Ok(backward(contiguous(x, xl, "input")?, contiguous(y, yl, "output")?, contiguous(gy, gl, "gradient")?, planes, g))
+}
+
 fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
@@ -249,22 +262,10 @@ impl CustomOp1 for MaxPool2d {
         }
         let grad = match (&*xs, &*ys, &*gs) {
             (Storage::Cpu(CpuStorage::F32(x)), Storage::Cpu(CpuStorage::F32(y)), Storage::Cpu(CpuStorage::F32(gy))) => {
-                CpuStorage::F32(backward(
-                    contiguous(x, xl, "input")?,
-                    contiguous(y, yl, "output")?,
-                    contiguous(gy, gl, "gradient")?,
-                    planes,
-                    g,
-                ))
+                CpuStorage::F32(backward_of((x, xl), (y, yl), (gy, gl), planes, g)?)
             }
             (Storage::Cpu(CpuStorage::F64(x)), Storage::Cpu(CpuStorage::F64(y)), Storage::Cpu(CpuStorage::F64(gy))) => {
-                CpuStorage::F64(backward(
-                    contiguous(x, xl, "input")?,
-                    contiguous(y, yl, "output")?,
-                    contiguous(gy, gl, "gradient")?,
-                    planes,
-                    g,
-                ))
+                CpuStorage::F64(backward_of((x, xl), (y, yl), (gy, gl), planes, g)?)
             }
             _ => candle_core::bail!("max_pool2d backward: expected f32/f64 CPU tensors of one dtype"),
         };

@@ -20,6 +20,11 @@ impl Pool2dParams {
         Self { kernel: (k, k), stride: (k, k), padding: (0, 0) }
     }
 
+    /// A `kernel x kernel` window moved by `stride` in both directions, with `padding` on every side.
+    pub fn square_window(kernel: usize, stride: usize, padding: usize) -> Self {
+        Self { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding) }
+    }
+
     /// Output height and width for an input of `h x w`, or an error naming the bad geometry.
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let (kh, kw) = self.kernel;

@@ -7,19 +7,17 @@ use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor};
 
 use crate::element::{contiguous_slice, Float};
 
+/// One operand of an op as candle hands it over: its CPU storage and the layout to read it by.
+pub(crate) type Operand<'a> = (&'a CpuStorage, &'a Layout);
+
 /// An op on `(x, weight[, bias])`.
 pub(crate) trait WeightedOp {
     /// Forward on CPU storages; `bias` is `None` for the two-operand form.
-    fn forward(
-        &self,
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)>;
+    fn forward(&self, x: Operand<'_>, w: Operand<'_>, bias: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)>;
 
     /// Gradients of `x`, `w` and `bias` (each `None` unless `needs` asks for it), from the
     /// storages of `[x, w, output, output gradient]` (the gradient already contiguous).
-    fn gradients(&self, storages: [(&CpuStorage, &Layout); 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]>;
+    fn gradients(&self, storages: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]>;
 }
 
 /// The three operands of a [`WeightedOp`]'s forward as contiguous slices of `T`, each refused
@@ -29,9 +27,9 @@ pub(crate) type Operands<'a, T> = (&'a [T], &'a [T], Option<&'a [T]>);
 /// See [`Operands`].
 pub(crate) fn operand_slices<'a, T: Float>(
     op: &str,
-    x: (&'a CpuStorage, &Layout),
-    w: (&'a CpuStorage, &Layout),
-    bias: Option<(&'a CpuStorage, &Layout)>,
+    x: Operand<'a>,
+    w: Operand<'a>,
+    bias: Option<Operand<'a>>,
 ) -> Result<Operands<'a, T>> {
     let xs = contiguous_slice::<T>(x.0, x.1, op, "input")?;
     let ws = contiguous_slice::<T>(w.0, w.1, op, "weight")?;

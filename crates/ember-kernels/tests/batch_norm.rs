@@ -67,55 +67,82 @@ fn assert_same(what: &str, ops: &Operands, ours: &Tensor, theirs: &Tensor, vars:
     }
 }
 
-#[test]
-fn training_kernel_matches_candle_ops_forward_statistics_and_gradients() {
-    let mut rng = StdRng::seed_from_u64(11);
+/// One case of the sweeps against candle's ops: random operands, the activation, and which of
+/// weight and bias the op gets.
+struct Case {
+    shape: Vec<usize>,
+    dtype: DType,
+    tol: f64,
+    act: FusedActivation,
+    ops: Operands,
+    use_w: bool,
+    use_b: bool,
+}
+
+impl Case {
+    fn weight(&self) -> Option<&Tensor> {
+        self.use_w.then_some(self.ops.w.as_tensor())
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
+        self.use_b.then_some(self.ops.b.as_tensor())
+    }
+
+    /// The variables that get gradients: the input, and the weight and bias when used.
+    fn vars(&self) -> Vec<&Var> {
+        let mut vars = vec![&self.ops.x];
+        vars.extend(self.use_w.then_some(&self.ops.w));
+        vars.extend(self.use_b.then_some(&self.ops.b));
+        vars
+    }
+
+    fn what(&self) -> String {
+        format!("{:?} {:?} {:?} weight {} bias {}", self.shape, self.dtype, self.act, self.use_w, self.use_b)
+    }
+}
+
+/// Runs `check` on every shape, dtype (f64 to `tols[0]`, f32 to `tols[1]`) and activation, with
+/// every combination of weight and bias over the cases; `check` gets the case's index among the
+/// activations and the RNG, to draw more.
+fn for_each_case(seed: u64, tols: [f64; 2], mut check: impl FnMut(&Case, usize, &mut StdRng)) {
+    let mut rng = StdRng::seed_from_u64(seed);
     for (s, shape) in shapes().into_iter().enumerate() {
-        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-5)] {
+        for (dtype, tol) in [(DType::F64, tols[0]), (DType::F32, tols[1])] {
             for (case, act) in ACTS.into_iter().enumerate() {
                 let ops = operands(&shape, &mut rng, dtype);
-                // Every combination of weight and bias over the cases.
                 let (use_w, use_b) = [(true, true), (false, true), (true, false), (false, false)][(s + case) % 4];
-                let (w, b) = (use_w.then_some(ops.w.as_tensor()), use_b.then_some(ops.b.as_tensor()));
-                let eps = [1e-5, 1e-3][case % 2];
-                let (ours, stats) = batch_norm_train(&ops.x, w, b, eps, act).unwrap();
-                let (theirs, reference) = candle_batch_norm_train(&ops.x, w, b, eps, act).unwrap();
-                let what = format!("{shape:?} {dtype:?} {act:?} weight {use_w} bias {use_b}");
-                assert_eq!(stats.mean.dims(), [shape[1]]);
-                assert!(!stats.mean.track_op() && !stats.var.track_op(), "{what}: statistics carry a graph");
-                assert!(max_rel_diff(&stats.mean, &reference.mean) < tol, "{what}: mean");
-                assert!(max_rel_diff(&stats.var, &reference.var) < tol, "{what}: variance");
-                let mut vars = vec![&ops.x];
-                vars.extend(use_w.then_some(&ops.w));
-                vars.extend(use_b.then_some(&ops.b));
-                assert_same(&what, &ops, &ours, &theirs, &vars, tol);
+                let c = Case { shape: shape.clone(), dtype, tol, act, ops, use_w, use_b };
+                check(&c, case, &mut rng);
             }
         }
     }
 }
 
 #[test]
+fn training_kernel_matches_candle_ops_forward_statistics_and_gradients() {
+    for_each_case(11, [1e-10, 1e-5], |c, case, _| {
+        let eps = [1e-5, 1e-3][case % 2];
+        let (ours, stats) = batch_norm_train(&c.ops.x, c.weight(), c.bias(), eps, c.act).unwrap();
+        let (theirs, reference) = candle_batch_norm_train(&c.ops.x, c.weight(), c.bias(), eps, c.act).unwrap();
+        let what = c.what();
+        assert_eq!(stats.mean.dims(), [c.shape[1]]);
+        assert!(!stats.mean.track_op() && !stats.var.track_op(), "{what}: statistics carry a graph");
+        assert!(max_rel_diff(&stats.mean, &reference.mean) < c.tol, "{what}: mean");
+        assert!(max_rel_diff(&stats.var, &reference.var) < c.tol, "{what}: variance");
+        assert_same(&what, &c.ops, &ours, &theirs, &c.vars(), c.tol);
+    });
+}
+
+#[test]
 fn evaluation_kernel_matches_candle_ops_forward_and_gradients() {
-    let mut rng = StdRng::seed_from_u64(12);
-    for (s, shape) in shapes().into_iter().enumerate() {
-        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
-            for (case, act) in ACTS.into_iter().enumerate() {
-                let ops = operands(&shape, &mut rng, dtype);
-                let c = shape[1];
-                let mean = random(&[c], &mut rng, dtype, -1.0, 3.0);
-                let var = random(&[c], &mut rng, dtype, 0.05, 4.0);
-                let (use_w, use_b) = [(true, true), (false, true), (true, false), (false, false)][(s + case) % 4];
-                let (w, b) = (use_w.then_some(ops.w.as_tensor()), use_b.then_some(ops.b.as_tensor()));
-                let ours = batch_norm_eval(&ops.x, &mean, &var, w, b, 1e-3, act).unwrap();
-                let theirs = candle_batch_norm_eval(&ops.x, &mean, &var, w, b, 1e-3, act).unwrap();
-                let mut vars = vec![&ops.x];
-                vars.extend(use_w.then_some(&ops.w));
-                vars.extend(use_b.then_some(&ops.b));
-                let what = format!("{shape:?} {dtype:?} {act:?} weight {use_w} bias {use_b}");
-                assert_same(&what, &ops, &ours, &theirs, &vars, tol);
-            }
-        }
-    }
+    for_each_case(12, [1e-12, 1e-5], |c, _, rng| {
+        let ch = c.shape[1];
+        let mean = random(&[ch], rng, c.dtype, -1.0, 3.0);
+        let var = random(&[ch], rng, c.dtype, 0.05, 4.0);
+        let ours = batch_norm_eval(&c.ops.x, &mean, &var, c.weight(), c.bias(), 1e-3, c.act).unwrap();
+        let theirs = candle_batch_norm_eval(&c.ops.x, &mean, &var, c.weight(), c.bias(), 1e-3, c.act).unwrap();
+        assert_same(&c.what(), &c.ops, &ours, &theirs, &c.vars(), c.tol);
+    });
 }
 
 #[test]

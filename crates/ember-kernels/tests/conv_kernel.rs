@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::max_rel_diff;
+use common::{candle_activation, max_rel_diff};
 
 fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
     common::uniform(shape, rng, dtype, -1.0, 1.0)
@@ -59,12 +59,7 @@ fn run(case: &Case, dtype: DType, ours: bool, act: FusedActivation, seed: u64) -
     let y = if ours {
         conv2d_with_activation(&x, &w, bias, case.p, act).unwrap()
     } else {
-        let z = candle_conv2d(&x, &w, bias, case.p).unwrap();
-        match act {
-            FusedActivation::Identity => z,
-            FusedActivation::Relu => z.relu().unwrap(),
-            FusedActivation::Relu6 => z.clamp(0.0, 6.0).unwrap(),
-        }
+        candle_activation(&candle_conv2d(&x, &w, bias, case.p).unwrap(), act)
     };
     let r = random(y.dims(), &mut rng, dtype);
     let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -8,18 +8,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::max_rel_diff;
+use common::{candle_activation, max_rel_diff};
 
 fn random(shape: &[usize], rng: &mut StdRng, dtype: DType) -> Tensor {
     common::uniform(shape, rng, dtype, -2.0, 2.0)
-}
-
-fn candle_activation(x: &Tensor, act: FusedActivation) -> Tensor {
-    match act {
-        FusedActivation::Identity => x.clone(),
-        FusedActivation::Relu => x.relu().unwrap(),
-        FusedActivation::Relu6 => x.clamp(0.0, 6.0).unwrap(),
-    }
 }
 
 #[test]

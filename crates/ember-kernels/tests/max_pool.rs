@@ -26,23 +26,23 @@ fn max_pool_forward_matches_candle_for_non_overlapping_windows() {
     assert_eq!(diff, 0.0);
 }
 
+/// The input gradient of one 2x2 window pooled and summed.
+fn gradient_of_one_window(x: &[[f32; 2]; 2]) -> Vec<f32> {
+    let x = Var::new(&[[*x]], &Device::Cpu).unwrap();
+    let y = max_pool2d(x.as_tensor(), Pool2dParams::square(2)).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 #[test]
 fn max_pool_backward_routes_gradient_to_the_single_maximum() {
     // PyTorch: x=[[1,2],[3,4]] pooled 2x2 gives grad [[0,0],[0,1]].
-    let x = Var::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap();
-    let y = max_pool2d(x.as_tensor(), Pool2dParams::square(2)).unwrap();
-    let grads = y.sum_all().unwrap().backward().unwrap();
-    let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(g, vec![0., 0., 0., 1.]);
+    assert_eq!(gradient_of_one_window(&[[1., 2.], [3., 4.]]), vec![0., 0., 0., 1.]);
 }
 
 #[test]
 fn max_pool_ties_send_gradient_to_the_first_maximum_only() {
-    let x = Var::new(&[[[[5f32, 5.], [5., 5.]]]], &Device::Cpu).unwrap();
-    let y = max_pool2d(x.as_tensor(), Pool2dParams::square(2)).unwrap();
-    let grads = y.sum_all().unwrap().backward().unwrap();
-    let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(g, vec![1., 0., 0., 0.]);
+    assert_eq!(gradient_of_one_window(&[[5., 5.], [5., 5.]]), vec![1., 0., 0., 0.]);
 }
 
 #[test]

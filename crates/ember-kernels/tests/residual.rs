@@ -29,12 +29,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn reference(a: &Tensor, b: &Tensor, act: FusedActivation) -> Tensor {
-    let s = (a + b).unwrap();
-    match act {
-        FusedActivation::Identity => s,
-        FusedActivation::Relu => s.relu().unwrap(),
-        FusedActivation::Relu6 => s.clamp(0.0, 6.0).unwrap(),
-    }
+    common::candle_activation(&(a + b).unwrap(), act)
 }
 
 #[test]

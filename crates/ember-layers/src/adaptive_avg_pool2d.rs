@@ -3,6 +3,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::Module;
 
+use crate::image_batch::check_image_batch;
+
 /// Average pooling to a fixed output size whatever the input size, PyTorch's
 /// `nn.AdaptiveAvgPool2d`: output cell `i` averages input rows `floor(i*h/oh) .. ceil((i+1)*h/oh)`.
 ///
@@ -23,12 +25,7 @@ impl AdaptiveAvgPool2d {
 
 impl Module for AdaptiveAvgPool2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.rank() != 4 {
-            candle_core::bail!(
-                "adaptive_avg_pool2d: expected input (batch, channels, height, width), got {:?}",
-                xs.dims()
-            )
-        }
+        check_image_batch("adaptive_avg_pool2d", xs)?;
         ember_kernels::adaptive_avg_pool2d(xs, self.output)
     }
 }
@@ -44,12 +41,7 @@ pub struct GlobalAvgPool2d;
 
 impl Module for GlobalAvgPool2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.rank() != 4 {
-            candle_core::bail!(
-                "global_avg_pool2d: expected input (batch, channels, height, width), got {:?}",
-                xs.dims()
-            )
-        }
+        check_image_batch("global_avg_pool2d", xs)?;
         ember_kernels::global_avg_pool2d(xs)
     }
 }

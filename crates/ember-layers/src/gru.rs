@@ -1,9 +1,9 @@
 //! Gated recurrent unit layers (PyTorch's `nn.GRU`).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentOutput};
+use crate::recurrent::{recurrent_layer, Cell, Recurrent, RecurrentConfig, RecurrentOutput};
 
 /// A multi-layer, optionally bidirectional GRU with PyTorch's gate order (`r, z, n`), its
 /// `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`, and its parameter names (`weight_ih_l0`,
@@ -12,7 +12,8 @@ use crate::recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentOutput};
 /// # Shapes
 /// - input: `(seq, b, input_size)`, or `(b, seq, input_size)` when batch-first
 /// - `h0`: `(L*D, b, H)`
-/// - output: see [`RecurrentOutput`] (`c_n` is `None`); [`Module::forward`] returns only `output`
+/// - output: see [`RecurrentOutput`] (`c_n` is `None`); [`Module::forward`](candle_nn::Module::forward)
+///   returns only `output`
 #[derive(Debug, Clone)]
 pub struct Gru {
     inner: Recurrent,
@@ -24,11 +25,6 @@ impl Gru {
         Ok(Self { inner: Recurrent::new(cfg, Cell::Gru, vb)? })
     }
 
-    /// The layer's configuration.
-    pub fn config(&self) -> &RecurrentConfig {
-        self.inner.config()
-    }
-
     /// Runs the whole sequence from the initial hidden state (zeros when `None`); returns every
     /// output and the final `h_n`.
     pub fn forward_with_state(&self, xs: &Tensor, h0: Option<&Tensor>) -> Result<RecurrentOutput> {
@@ -36,20 +32,4 @@ impl Gru {
     }
 }
 
-impl Module for Gru {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.run(xs, None, None)?.output)
-    }
-}
-
-impl crate::ModuleTree for Gru {
-    fn visit_at<'a>(&'a self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::Entry<'a>)) {
-        f(path.as_str(), crate::Entry::Layer(crate::LayerKind::Gru));
-        self.inner.visit_params(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::EntryMut<'_>)) {
-        f(path.as_str(), crate::EntryMut::Layer(crate::LayerKind::Gru, Some(self)));
-        self.inner.visit_params_mut(path, f);
-    }
-}
+recurrent_layer!(Gru);

@@ -1,9 +1,9 @@
 //! Long short-term memory layers (PyTorch's `nn.LSTM`).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentOutput};
+use crate::recurrent::{recurrent_layer, Cell, Recurrent, RecurrentConfig, RecurrentOutput};
 
 /// A multi-layer, optionally bidirectional LSTM with PyTorch's gate order (`i, f, g, o`) and
 /// parameter names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`,
@@ -12,7 +12,8 @@ use crate::recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentOutput};
 /// # Shapes
 /// - input: `(seq, b, input_size)`, or `(b, seq, input_size)` when batch-first
 /// - `h0`, `c0`: `(L*D, b, H)`
-/// - output: see [`RecurrentOutput`]; [`Module::forward`] returns only `output`
+/// - output: see [`RecurrentOutput`]; [`Module::forward`](candle_nn::Module::forward)
+///   returns only `output`
 #[derive(Debug, Clone)]
 pub struct Lstm {
     inner: Recurrent,
@@ -24,11 +25,6 @@ impl Lstm {
         Ok(Self { inner: Recurrent::new(cfg, Cell::Lstm, vb)? })
     }
 
-    /// The layer's configuration.
-    pub fn config(&self) -> &RecurrentConfig {
-        self.inner.config()
-    }
-
     /// Runs the whole sequence from the initial hidden and cell states (zeros when `None`);
     /// returns every output and the final `h_n`, `c_n`.
     pub fn forward_with_state(&self, xs: &Tensor, h0: Option<&Tensor>, c0: Option<&Tensor>) -> Result<RecurrentOutput> {
@@ -36,20 +32,4 @@ impl Lstm {
     }
 }
 
-impl Module for Lstm {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.run(xs, None, None)?.output)
-    }
-}
-
-impl crate::ModuleTree for Lstm {
-    fn visit_at<'a>(&'a self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::Entry<'a>)) {
-        f(path.as_str(), crate::Entry::Layer(crate::LayerKind::Lstm));
-        self.inner.visit_params(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::EntryMut<'_>)) {
-        f(path.as_str(), crate::EntryMut::Layer(crate::LayerKind::Lstm, Some(self)));
-        self.inner.visit_params_mut(path, f);
-    }
-}
+recurrent_layer!(Lstm);

@@ -4,6 +4,8 @@ use candle_core::{Result, Tensor};
 use candle_nn::Module;
 use ember_kernels::Pool2dParams;
 
+use crate::image_batch::check_image_batch;
+
 /// 2-D max pooling (no parameters). Gradients go to the first maximum of each window, as in
 /// PyTorch, and accumulate where windows overlap.
 ///
@@ -23,17 +25,13 @@ impl MaxPool2d {
 
     /// A `kernel x kernel` window moved by `stride` with `padding` on every side.
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
-        Self {
-            params: Pool2dParams { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding) },
-        }
+        Self { params: Pool2dParams::square_window(kernel, stride, padding) }
     }
 }
 
 impl Module for MaxPool2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.rank() != 4 {
-            candle_core::bail!("max_pool2d: expected input (batch, channels, height, width), got {:?}", xs.dims())
-        }
+        check_image_batch("max_pool2d", xs)?;
         ember_kernels::max_pool2d(xs, self.params)
     }
 }

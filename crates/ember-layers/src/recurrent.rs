@@ -275,3 +275,36 @@ impl Recurrent {
         }
     }
 }
+
+/// What [`crate::Rnn`], [`crate::Lstm`] and [`crate::Gru`] (each a `Recurrent` named `inner`) have
+/// alike: `config()`, a [`candle_nn::Module`] that runs from zero states and returns the outputs,
+/// and a [`crate::ModuleTree`] entry of the layer kind of the same name.
+macro_rules! recurrent_layer {
+    ($layer:ident) => {
+        impl $layer {
+            /// The layer's configuration.
+            pub fn config(&self) -> &$crate::RecurrentConfig {
+                self.inner.config()
+            }
+        }
+
+        impl candle_nn::Module for $layer {
+            fn forward(&self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+                Ok(self.inner.run(xs, None, None)?.output)
+            }
+        }
+
+        impl $crate::ModuleTree for $layer {
+            fn visit_at<'a>(&'a self, path: &mut $crate::ModulePath, f: &mut dyn FnMut(&str, $crate::Entry<'a>)) {
+                f(path.as_str(), $crate::Entry::Layer($crate::LayerKind::$layer));
+                self.inner.visit_params(path, f);
+            }
+
+            fn visit_mut_at(&mut self, path: &mut $crate::ModulePath, f: &mut dyn FnMut(&str, $crate::EntryMut<'_>)) {
+                f(path.as_str(), $crate::EntryMut::Layer($crate::LayerKind::$layer, Some(self)));
+                self.inner.visit_params_mut(path, f);
+            }
+        }
+    };
+}
+pub(crate) use recurrent_layer;

@@ -1,9 +1,9 @@
 //! Elman recurrent layers (PyTorch's `nn.RNN`).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentOutput};
+use crate::recurrent::{recurrent_layer, Cell, Recurrent, RecurrentConfig, RecurrentOutput};
 
 /// The non-linearity of an [`Rnn`] (PyTorch's `nonlinearity` argument).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +21,8 @@ pub enum RnnNonlinearity {
 /// # Shapes
 /// - input: `(seq, b, input_size)`, or `(b, seq, input_size)` when batch-first
 /// - `h0`: `(L*D, b, H)`
-/// - output: see [`RecurrentOutput`] (`c_n` is `None`); [`Module::forward`] returns only `output`
+/// - output: see [`RecurrentOutput`] (`c_n` is `None`); [`Module::forward`](candle_nn::Module::forward)
+///   returns only `output`
 #[derive(Debug, Clone)]
 pub struct Rnn {
     inner: Recurrent,
@@ -37,11 +38,6 @@ impl Rnn {
         Ok(Self { inner: Recurrent::new(cfg, cell, vb)? })
     }
 
-    /// The layer's configuration.
-    pub fn config(&self) -> &RecurrentConfig {
-        self.inner.config()
-    }
-
     /// Runs the whole sequence from the initial hidden state (zeros when `None`); returns every
     /// output and the final `h_n`.
     pub fn forward_with_state(&self, xs: &Tensor, h0: Option<&Tensor>) -> Result<RecurrentOutput> {
@@ -49,20 +45,4 @@ impl Rnn {
     }
 }
 
-impl Module for Rnn {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.run(xs, None, None)?.output)
-    }
-}
-
-impl crate::ModuleTree for Rnn {
-    fn visit_at<'a>(&'a self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::Entry<'a>)) {
-        f(path.as_str(), crate::Entry::Layer(crate::LayerKind::Rnn));
-        self.inner.visit_params(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut crate::ModulePath, f: &mut dyn FnMut(&str, crate::EntryMut<'_>)) {
-        f(path.as_str(), crate::EntryMut::Layer(crate::LayerKind::Rnn, Some(self)));
-        self.inner.visit_params_mut(path, f);
-    }
-}
+recurrent_layer!(Rnn);

@@ -122,8 +122,9 @@ pub fn tree_summary(model: &(impl ModuleTree + ?Sized)) -> TreeSummary {
     summary
 }
 
-/// `with_commas(1234567)` is `"1,234,567"`.
-fn with_commas(n: usize) -> String {
+/// A count as the summaries show it, its digits grouped by threes: `with_commas(1234567)` is
+/// `"1,234,567"`.
+pub fn with_commas(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

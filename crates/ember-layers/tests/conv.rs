@@ -18,32 +18,29 @@ fn meta(case: &Value, key: &str) -> usize {
     case["meta"][key].as_u64().unwrap() as usize
 }
 
-fn conv2d_config(case: &Value, same: bool) -> Conv2dConfig {
-    let params = Conv2dParams {
+/// A case's stride, padding, dilation and groups.
+fn conv_params(case: &Value) -> Conv2dParams {
+    Conv2dParams {
         stride: meta(case, "stride"),
         padding: meta(case, "padding"),
         dilation: meta(case, "dilation"),
         groups: meta(case, "groups"),
-    };
-    Conv2dConfig {
-        params,
-        same_padding: same,
-        ..Conv2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
     }
 }
 
+/// A case's input channels, output channels and kernel size.
+fn sizes(case: &Value) -> (usize, usize, usize) {
+    (meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
+}
+
+fn conv2d_config(case: &Value, same: bool) -> Conv2dConfig {
+    let (c_in, c_out, kernel) = sizes(case);
+    Conv2dConfig { params: conv_params(case), same_padding: same, ..Conv2dConfig::new(c_in, c_out, kernel) }
+}
+
 fn conv1d_config(case: &Value, same: bool) -> Conv1dConfig {
-    let params = Conv2dParams {
-        stride: meta(case, "stride"),
-        padding: meta(case, "padding"),
-        dilation: meta(case, "dilation"),
-        groups: meta(case, "groups"),
-    };
-    Conv1dConfig {
-        params,
-        same_padding: same,
-        ..Conv1dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
-    }
+    let (c_in, c_out, kernel) = sizes(case);
+    Conv1dConfig { params: conv_params(case), same_padding: same, ..Conv1dConfig::new(c_in, c_out, kernel) }
 }
 
 fn transpose_config(case: &Value) -> ConvTranspose2dConfig {
@@ -53,48 +50,37 @@ fn transpose_config(case: &Value) -> ConvTranspose2dConfig {
         output_padding: meta(case, "output_padding"),
         dilation: meta(case, "dilation"),
     };
-    ConvTranspose2dConfig {
-        params,
-        ..ConvTranspose2dConfig::new(meta(case, "c_in"), meta(case, "c_out"), meta(case, "kernel"))
-    }
+    let (c_in, c_out, kernel) = sizes(case);
+    ConvTranspose2dConfig { params, ..ConvTranspose2dConfig::new(c_in, c_out, kernel) }
 }
 
 const WB: &[&str] = &["weight", "bias"];
 
-#[test]
-fn grouped_conv2d_matches_pytorch() {
-    let c = case("conv2d_grouped");
-    parity("conv2d_grouped", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, false), vb)?.forward(x));
+/// The layer a fixture case runs through (`same`: PyTorch's `padding="same"`).
+#[derive(Clone, Copy)]
+enum Layer {
+    Conv2d { same: bool },
+    Conv1d { same: bool },
+    ConvTranspose2d,
 }
 
 #[test]
-fn depthwise_conv2d_matches_pytorch() {
-    let c = case("conv2d_depthwise");
-    parity("conv2d_depthwise", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, false), vb)?.forward(x));
-}
-
-#[test]
-fn conv2d_same_padding_with_even_kernel_matches_pytorch() {
-    let c = case("conv2d_same_even_kernel");
-    parity("conv2d_same_even_kernel", &c, WB, |vb, x| Conv2d::new(&conv2d_config(&c, true), vb)?.forward(x));
-}
-
-#[test]
-fn conv1d_strided_matches_pytorch() {
-    let c = case("conv1d_s2_p1");
-    parity("conv1d_s2_p1", &c, WB, |vb, x| Conv1d::new(&conv1d_config(&c, false), vb)?.forward(x));
-}
-
-#[test]
-fn conv1d_same_dilated_matches_pytorch() {
-    let c = case("conv1d_same_dilated");
-    parity("conv1d_same_dilated", &c, WB, |vb, x| Conv1d::new(&conv1d_config(&c, true), vb)?.forward(x));
-}
-
-#[test]
-fn conv_transpose2d_matches_pytorch() {
-    let c = case("conv_transpose2d");
-    parity("conv_transpose2d", &c, WB, |vb, x| ConvTranspose2d::new(&transpose_config(&c), vb)?.forward(x));
+fn grouped_depthwise_same_strided_1d_and_transposed_convolutions_match_pytorch() {
+    for (name, layer) in [
+        ("conv2d_grouped", Layer::Conv2d { same: false }),
+        ("conv2d_depthwise", Layer::Conv2d { same: false }),
+        ("conv2d_same_even_kernel", Layer::Conv2d { same: true }),
+        ("conv1d_s2_p1", Layer::Conv1d { same: false }),
+        ("conv1d_same_dilated", Layer::Conv1d { same: true }),
+        ("conv_transpose2d", Layer::ConvTranspose2d),
+    ] {
+        let c = case(name);
+        parity(name, &c, WB, |vb, x| match layer {
+            Layer::Conv2d { same } => Conv2d::new(&conv2d_config(&c, same), vb)?.forward(x),
+            Layer::Conv1d { same } => Conv1d::new(&conv1d_config(&c, same), vb)?.forward(x),
+            Layer::ConvTranspose2d => ConvTranspose2d::new(&transpose_config(&c), vb)?.forward(x),
+        });
+    }
 }
 
 #[test]

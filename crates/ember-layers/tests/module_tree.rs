@@ -156,6 +156,39 @@ fn derived_tree_visits_the_store_state_in_state_dict_order() {
     assert!(!layers.iter().any(|(p, _)| p == "blocks.0.downsample" || p == "classes"));
 }
 
+/// A wrapper that adds no layer: its tree is the wrapped network's.
+#[derive(ModuleTree)]
+struct Wrapped {
+    #[module(skip)]
+    name: &'static str,
+    #[module(transparent)]
+    net: Box<Net>,
+}
+
+#[test]
+fn transparent_field_is_the_whole_tree_under_the_same_paths() {
+    let (_store, mut net) = net();
+    let layers = |model: &dyn ModuleTree| {
+        let mut layers = Vec::new();
+        model.visit(&mut |path, entry| {
+            if let Entry::Layer(kind) = entry {
+                layers.push((path.to_string(), kind));
+            }
+        });
+        layers
+    };
+    let paths_mut = |model: &mut dyn ModuleTree| {
+        let mut paths = Vec::new();
+        model.visit_mut(&mut |path, _| paths.push(path.to_string()));
+        paths
+    };
+    let (expected_tensors, expected_layers, expected_mut) = (tensors(&net), layers(&net), paths_mut(&mut net));
+    let mut wrapped = Wrapped { name: "wrapped", net: Box::new(net) };
+    assert_eq!(tensors(&wrapped), expected_tensors, "{}", wrapped.name);
+    assert_eq!(layers(&wrapped), expected_layers, "no entry of its own");
+    assert_eq!(paths_mut(&mut wrapped), expected_mut);
+}
+
 #[test]
 fn split_state_tells_buffers_by_type_and_shares_the_store_variables() {
     let (store, net) = net();

@@ -6,29 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The file is not a readable safetensors checkpoint.
-    #[error("{path}: not a readable safetensors checkpoint: {reason}")]
-    UnreadableCheckpoint {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// A checkpoint could not be written (the previous file under its name is intact).
-    #[error("{path}: cannot write the checkpoint: {reason}")]
-    WriteCheckpoint {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Io(#[from] ember_io::IoError),
     /// A tensor holds NaN or infinities: refused by checkpoint writers and loaders.
     #[error("{path}: tensor `{name}` holds NaN or infinite values; refusing to write or load it")]
     NonFiniteTensor {
@@ -141,8 +120,9 @@ pub enum Error {
     /// A misuse of the training API or an invalid setting.
     #[error("{0}")]
     Invalid(String),
-    /// A checkpoint file could not be read or written for a reason of its format (a PyTorch file's
-    /// pickle, a renaming rule); I/O and safetensors failures get their own variants above.
+    /// A checkpoint file could not be read or written for a reason of its format: ember-io's
+    /// error as it is (`UnreadableCheckpoint`, `WriteCheckpoint`, a PyTorch file's pickle, a
+    /// renaming rule); its I/O failures are [`Error::Io`].
     #[error(transparent)]
     Checkpoint(ember_io::Error),
     /// Reading data failed.
@@ -153,14 +133,12 @@ pub enum Error {
     Tensor(#[from] candle_core::Error),
 }
 
-/// ember-io's failures keep the variants ember-train has always used for them, so a caller
-/// matching `Error::Io` or `Error::UnreadableCheckpoint` sees no difference.
+/// ember-io's I/O and tensor failures become ember-train's own `Io` and `Tensor`, so a caller
+/// matches one variant for each whichever crate failed; the rest stay ember-io's.
 impl From<ember_io::Error> for Error {
     fn from(e: ember_io::Error) -> Self {
         match e {
-            ember_io::Error::Io { path, source } => Error::Io { path, source },
-            ember_io::Error::UnreadableCheckpoint { path, reason } => Error::UnreadableCheckpoint { path, reason },
-            ember_io::Error::WriteCheckpoint { path, reason } => Error::WriteCheckpoint { path, reason },
+            ember_io::Error::Io(e) => Error::Io(e),
             ember_io::Error::Tensor(e) => Error::Tensor(e),
             other => Error::Checkpoint(other),
         }

@@ -317,8 +317,10 @@ impl<'a> Learner<'a> {
     /// the epoch after the last completed one.
     pub fn resume(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join(RESUME_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let unreadable = |reason: String| Error::UnreadableCheckpoint { path: path.clone(), reason };
+        let bytes =
+            std::fs::read(&path).map_err(|source| Error::Io(ember_io::IoError { path: path.clone(), source }))?;
+        let unreadable =
+            |reason: String| Error::Checkpoint(ember_io::Error::UnreadableCheckpoint { path: path.clone(), reason });
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| unreadable(e.to_string()))?;
         let text = meta
             .metadata()
@@ -350,10 +352,7 @@ impl<'a> Learner<'a> {
     }
 
     fn save_resume(&self, dir: &Path) -> Result<()> {
-        let optim = self
-            .optimizer
-            .state()
-            .map_err(|e| Error::UnreadableCheckpoint { path: dir.join(RESUME_FILE), reason: e.to_string() })?;
+        let optim = self.optimizer.state().map_err(|e| unreadable_resume_file(dir, e))?;
         let mut tensors: Vec<(String, Tensor)> =
             self.store.state().into_iter().map(|(k, t)| (format!("model.{k}"), t)).collect();
         tensors.extend(optim.buffers.into_iter().map(|(k, t)| (format!("optim.{k}"), t)));
@@ -364,8 +363,7 @@ impl<'a> Learner<'a> {
             optimizer_step: optim.step,
             optimizer_meta: optim.meta,
         };
-        let text = serde_json::to_string(&state)
-            .map_err(|e| Error::UnreadableCheckpoint { path: dir.join(RESUME_FILE), reason: e.to_string() })?;
+        let text = serde_json::to_string(&state).map_err(|e| unreadable_resume_file(dir, e))?;
         crate::checkpoint::save_tensors_with_metadata(
             &tensors,
             [("trainer".to_string(), text)].into(),
@@ -780,4 +778,9 @@ pub fn predict(model: &dyn ModuleT, data: &DataLoader, device: &Device) -> Resul
         return Err(Error::Invalid("predict: the data loader yielded no batch".into()));
     }
     Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// The error for a resume file in `dir` whose content does not parse.
+fn unreadable_resume_file(dir: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Checkpoint(ember_io::Error::UnreadableCheckpoint { path: dir.join(RESUME_FILE), reason: e.to_string() })
 }

@@ -61,6 +61,7 @@ pub use callback::TensorBoardLogger;
 pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
 pub use collective::{Collective, InProcessGroup, InProcessMember};
 pub use data_parallel::{fit_replicated, run_replicated, Replica, ReplicaOutcome};
+pub use ember_io::IoError;
 pub use error::{Error, Result};
 pub use learner::{
     evaluate, evaluate_on, evaluate_step, fit, predict, CallbackFailure, Classifier, Evaluation, FitOptions, Learner,

@@ -198,6 +198,6 @@ pub fn png_bytes(rgb: Vec<u8>, width: u32, height: u32) -> Result<Vec<u8>> {
 /// Writes PNG bytes to `path` atomically.
 pub fn write_png(path: &Path, png: &[u8]) -> Result<()> {
     crate::checkpoint::write_atomically(path, |tmp| {
-        std::fs::write(tmp, png).map_err(|source| Error::Io { path: tmp.to_path_buf(), source })
+        std::fs::write(tmp, png).map_err(|source| Error::Io(ember_io::IoError { path: tmp.to_path_buf(), source }))
     })
 }

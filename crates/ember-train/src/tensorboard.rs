@@ -29,10 +29,11 @@ impl std::fmt::Debug for TensorBoardWriter {
 impl TensorBoardWriter {
     /// Creates `logdir` if needed and a new `events.out.tfevents.<time>.ember.<pid>` file in it.
     pub fn create(logdir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(logdir).map_err(|source| Error::Io { path: logdir.to_path_buf(), source })?;
+        std::fs::create_dir_all(logdir)
+            .map_err(|source| Error::Io(ember_io::IoError { path: logdir.to_path_buf(), source }))?;
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let path = logdir.join(format!("events.out.tfevents.{secs}.ember.{}", std::process::id()));
-        let file = File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| Error::Io(ember_io::IoError { path: path.clone(), source }))?;
         let mut w = Self { path, out: BufWriter::new(file), len: 0 };
         let mut event = Vec::new();
         put_double(&mut event, 1, now());
@@ -46,7 +47,7 @@ impl TensorBoardWriter {
     /// resumed run: the events of the epochs its resume file committed), to append to it. Fails
     /// when the file is shorter than `len`.
     pub fn reopen(path: &Path, len: u64) -> Result<Self> {
-        let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+        let io_err = |source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source });
         let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err)?;
         let found = file.metadata().map_err(io_err)?.len();
         if found < len {
@@ -91,14 +92,17 @@ impl TensorBoardWriter {
 
     /// Writes buffered events to disk.
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|source| Error::Io { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| Error::Io(ember_io::IoError { path: self.path.clone(), source }))
     }
 
     /// Flushes and asks the OS to put the events on stable storage (so a length recorded in a
     /// resume file after this is never longer than the file after a crash).
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
-        self.out.get_ref().sync_data().map_err(|source| Error::Io { path: self.path.clone(), source })
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|source| Error::Io(ember_io::IoError { path: self.path.clone(), source }))
     }
 
     fn summary(&mut self, step: u64, value: &[u8]) -> Result<()> {
@@ -118,7 +122,7 @@ impl TensorBoardWriter {
         rec.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
         rec.extend_from_slice(payload);
         rec.extend_from_slice(&masked_crc32c(payload).to_le_bytes());
-        self.out.write_all(&rec).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.out.write_all(&rec).map_err(|source| Error::Io(ember_io::IoError { path: self.path.clone(), source }))?;
         self.len += rec.len() as u64;
         Ok(())
     }
@@ -201,7 +205,7 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        .map_err(|source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source }))?;
     let bad = |offset: usize, what: &str| Error::Corrupt {
         path: path.to_path_buf(),
         detail: format!("record at byte {offset}: {what}"),

@@ -10,16 +10,23 @@ fn model(seed: u64, out: usize) -> ParamStore {
     store
 }
 
+/// `model(seed, out)` saved as `name` in a fresh directory: the directory (removed on drop),
+/// the checkpoint's path and the model.
+fn saved_model(seed: u64, out: usize, name: &str) -> (tempfile::TempDir, std::path::PathBuf, ParamStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let store = model(seed, out);
+    checkpoint::save(&store, &path).unwrap();
+    (dir, path, store)
+}
+
 fn values(store: &ParamStore) -> Vec<Vec<f32>> {
     store.tensors().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
 }
 
 #[test]
 fn checkpoint_round_trips_every_parameter() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.safetensors");
-    let a = model(1, 3);
-    checkpoint::save(&a, &path).unwrap();
+    let (dir, path, a) = saved_model(1, 3, "model.safetensors");
     let b = model(2, 3);
     assert_ne!(values(&a), values(&b));
     checkpoint::load(&b, &path).unwrap();
@@ -30,9 +37,7 @@ fn checkpoint_round_trips_every_parameter() {
 
 #[test]
 fn checkpoint_shape_mismatch_names_file_and_tensor_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.safetensors");
-    checkpoint::save(&model(1, 5), &path).unwrap();
+    let (_dir, path, _) = saved_model(1, 5, "other.safetensors");
     let target = model(2, 3);
     let before = values(&target);
     let err = checkpoint::load(&target, &path).unwrap_err();
@@ -69,7 +74,7 @@ fn checkpoint_that_is_not_safetensors_is_a_clear_error() {
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "hello").unwrap();
     let err = checkpoint::load(&model(0, 3), &path).unwrap_err();
-    assert!(matches!(err, Error::UnreadableCheckpoint { .. }), "{err}");
+    assert!(matches!(err, Error::Checkpoint(ember_io::Error::UnreadableCheckpoint { .. })), "{err}");
     assert!(err.to_string().contains("notes.txt"), "{err}");
     let err = checkpoint::load(&model(0, 3), &dir.path().join("absent.safetensors")).unwrap_err();
     assert!(err.to_string().contains("absent.safetensors"), "{err}");
@@ -77,13 +82,11 @@ fn checkpoint_that_is_not_safetensors_is_a_clear_error() {
 
 #[test]
 fn failed_checkpoint_write_leaves_the_previous_file_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("last.safetensors");
-    checkpoint::save(&model(1, 3), &path).unwrap();
+    let (dir, path, _) = saved_model(1, 3, "last.safetensors");
     let good = std::fs::read(&path).unwrap();
     let err = checkpoint::write_atomically(&path, |tmp| {
         std::fs::write(tmp, b"half a checkpoint").unwrap();
-        Err(Error::Io { path: tmp.to_path_buf(), source: std::io::Error::other("disk full") })
+        Err(Error::Io(ember_io::IoError { path: tmp.to_path_buf(), source: std::io::Error::other("disk full") }))
     })
     .unwrap_err();
     // The OS's reason is the error's source (printed once, by whoever prints the chain).
@@ -127,10 +130,7 @@ fn state_with_weight(weight: Tensor) -> Vec<(String, Tensor)> {
 
 #[test]
 fn writers_refuse_non_finite_tensors_and_keep_the_previous_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("model.safetensors");
-    let good = model(1, 3);
-    checkpoint::save(&good, &path).unwrap();
+    let (dir, path, _) = saved_model(1, 3, "model.safetensors");
     let before = std::fs::read(&path).unwrap();
     for bad in [f32::NAN, f32::INFINITY] {
         let weight = Tensor::full(bad, (3, 4), &Device::Cpu).unwrap();

@@ -19,6 +19,13 @@ fn data() -> (DataLoader, DataLoader) {
     (DataLoader::new(Arc::new(train), 32).with_shuffle(3), DataLoader::new(Arc::new(val), 100))
 }
 
+/// A fresh MNIST CNN whose parameters are drawn from `seed`: its store and the network.
+fn mnist_cnn(seed: u64) -> (ParamStore, Box<dyn candle_nn::ModuleT + Send + Sync>) {
+    let store = ParamStore::new(seed, &Device::Cpu);
+    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    (store, model)
+}
+
 fn state_bits(store: &ParamStore) -> Vec<(String, Vec<u32>)> {
     store
         .state()
@@ -33,22 +40,19 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let schedule = OneCycle::new(0.003, 4 * train.num_batches());
     let options = FitOptions { schedule: Some(&schedule), ..FitOptions::new(4) };
 
-    let straight_store = ParamStore::new(5, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", straight_store.var_builder(DType::F32)).unwrap();
+    let (straight_store, model) = mnist_cnn(5);
     let mut adam = Adam::new(straight_store.vars(), AdamConfig::default()).unwrap();
     let straight = Learner::new(model.as_ref(), &straight_store, &mut adam).fit(&train, Some(&val), &options).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = ParamStore::new(5, &Device::Cpu);
-        let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+        let (store, model) = mnist_cnn(5);
         let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
         let two = FitOptions { schedule: Some(&schedule), ..FitOptions::new(2) };
         Learner::new(model.as_ref(), &store, &mut adam).with_run_dir(dir.path()).fit(&train, Some(&val), &two).unwrap();
     }
     // A new process: fresh (differently seeded) model and optimizer, state from the run dir.
-    let store = ParamStore::new(99, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(99);
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
     let mut learner = Learner::new(model.as_ref(), &store, &mut adam).with_run_dir(dir.path());
     learner.resume(dir.path()).unwrap();
@@ -87,8 +91,7 @@ fn early_stopping_restores_the_best_weights_and_checkpoint_keeps_them() {
     // and epoch 1's weights come back.
     let schedule = MultiStep { base_lr: 0.002, milestones: vec![2, 3, 4, 5], gamma: 0.5 };
     let options = FitOptions { schedule: Some(&schedule), schedule_per: SchedulePer::Epoch, ..FitOptions::new(10) };
-    let store = ParamStore::new(1, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(1);
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
     let history = Learner::new(model.as_ref(), &store, &mut adam)
         .with_callback(ModelCheckpoint::new(dir.path(), "learning_rate", Mode::Max))
@@ -97,12 +100,10 @@ fn early_stopping_restores_the_best_weights_and_checkpoint_keeps_them() {
         .fit(&train, Some(&val), &options)
         .unwrap();
     assert_eq!(history.iter().map(|r| r.learning_rate).collect::<Vec<_>>(), vec![0.002, 0.002, 0.001]);
-    let best = ParamStore::new(7, &Device::Cpu);
-    ember_zoo::build("mnist-cnn", best.var_builder(DType::F32)).unwrap();
+    let (best, _) = mnist_cnn(7);
     checkpoint::load(&best, &dir.path().join("best.safetensors")).unwrap();
     assert_eq!(state_bits(&store), state_bits(&best), "restored weights must be the best epoch's");
-    let last = ParamStore::new(7, &Device::Cpu);
-    ember_zoo::build("mnist-cnn", last.var_builder(DType::F32)).unwrap();
+    let (last, _) = mnist_cnn(7);
     checkpoint::load(&last, &dir.path().join("last.safetensors")).unwrap();
     assert_ne!(state_bits(&last), state_bits(&best));
     let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
@@ -151,8 +152,7 @@ fn a_damaged_metrics_csv_is_an_error_naming_the_line() {
 fn plots_and_tensorboard_logs_show_the_run() {
     let (train, val) = data();
     let dir = tempfile::tempdir().unwrap();
-    let store = ParamStore::new(1, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(1);
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
     let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     Learner::new(model.as_ref(), &store, &mut adam)
@@ -185,8 +185,7 @@ fn non_finite_loss_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(
     // Epoch 1 trains normally; from epoch 2 the learning rate is absurd and the loss blows up.
     let schedule = MultiStep { base_lr: 0.001, milestones: vec![1], gamma: 1e12 };
     let options = FitOptions { schedule: Some(&schedule), schedule_per: SchedulePer::Epoch, ..FitOptions::new(5) };
-    let store = ParamStore::new(2, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(2);
     let mut sgd = ember_optim::Sgd::new(store.vars(), ember_optim::SgdConfig::default()).unwrap();
     let err = Learner::new(model.as_ref(), &store, &mut sgd)
         .with_callback(ModelCheckpoint::new(dir.path(), "val_accuracy", Mode::Max))
@@ -198,8 +197,7 @@ fn non_finite_loss_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(
         }
         other => panic!("{other}"),
     }
-    let last = ParamStore::new(0, &Device::Cpu);
-    ember_zoo::build("mnist-cnn", last.var_builder(DType::F32)).unwrap();
+    let (last, _) = mnist_cnn(0);
     checkpoint::load(&last, &dir.path().join("last.safetensors")).unwrap();
     assert!(last.state().iter().all(|(_, t)| t
         .flatten_all()
@@ -267,8 +265,7 @@ fn failing_logger_is_turned_off_and_the_resume_file_is_still_committed() {
     // A regular file where the TensorBoard directory should be: every write fails.
     let not_a_dir = dir.path().join("tensorboard");
     std::fs::write(&not_a_dir, b"").unwrap();
-    let store = ParamStore::new(1, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(1);
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
     let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
         .with_run_dir(dir.path())
@@ -293,8 +290,7 @@ fn resumed_run_logs_every_tensorboard_step_once() {
     let resume = dir.path().join(ember_train::RESUME_FILE);
     let after_one = dir.path().join("after_one");
     {
-        let store = ParamStore::new(2, &Device::Cpu);
-        let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+        let (store, model) = mnist_cnn(2);
         let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
         let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
             .with_run_dir(dir.path())
@@ -305,8 +301,7 @@ fn resumed_run_logs_every_tensorboard_step_once() {
     }
     // As if killed after epoch 2's events were written but before its resume file was committed.
     std::fs::rename(&after_one, &resume).unwrap();
-    let store = ParamStore::new(2, &Device::Cpu);
-    let model = ember_zoo::build("mnist-cnn", store.var_builder(DType::F32)).unwrap();
+    let (store, model) = mnist_cnn(2);
     let mut adam = Adam::new(store.vars(), AdamConfig::default()).unwrap();
     let mut learner = Learner::new(model.as_ref(), &store, &mut adam)
         .with_run_dir(dir.path())

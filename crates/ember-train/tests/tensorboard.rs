@@ -1,6 +1,9 @@
 //! TensorBoard event files: CRC-checked round trip in Rust, and (when a Python with the
 //! `tensorboard` package is named by `EMBER_PYTHON`) TensorBoard's own reader.
 
+#[path = "../../ember-io/tests/support/test_env.rs"]
+mod test_env;
+
 use ember_train::tensorboard::{read_events, TensorBoardWriter};
 
 fn write_sample(dir: &std::path::Path) -> std::path::PathBuf {
@@ -43,10 +46,7 @@ fn event_file_round_trips_through_the_crc_checked_reader() {
 
 #[test]
 fn python_tensorboard_reader_reads_the_same_scalars() {
-    let Ok(python) = std::env::var("EMBER_PYTHON") else {
-        eprintln!("SKIPPED: EMBER_PYTHON is not set (a python with the tensorboard package)");
-        return;
-    };
+    let Some(python) = test_env::python("EMBER_PYTHON", "a python with the tensorboard package") else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = write_sample(dir.path());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_tensorboard.py");

@@ -1,13 +1,13 @@
 //! EfficientNet-Lite0..4 with the parameter names of the EfficientNet-Lite PyTorch checkpoints.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, ModuleT, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
-    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut, GlobalAvgPool2d, Linear,
-    ModulePath, ModuleTree,
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, GlobalAvgPool2d, Linear, ModuleTree,
 };
 
+use crate::network::module_t_untapped;
 use crate::network::{tapped, Layered, Tap};
 
 /// One stage of the base network: kernel, stride, expand ratio, output channels, repeats.
@@ -96,10 +96,14 @@ impl EfficientNetLiteConfig {
 /// A convolution without bias padded as TensorFlow's `"same"`: the output has `ceil(i / s)`
 /// rows; the total padding `max((ceil(i/s) - 1) s + k - i, 0)` is split with the smaller half
 /// before (top/left).
-#[derive(Debug, Clone)]
+/// The padding is computed, not learned: the tree is the convolution's, under the same path.
+#[derive(Debug, Clone, ModuleTree)]
 struct SameConv {
+    #[module(transparent)]
     conv: Conv2d,
+    #[module(skip)]
     kernel: usize,
+    #[module(skip)]
     stride: usize,
 }
 
@@ -115,17 +119,6 @@ impl SameConv {
         let out = size.div_ceil(self.stride);
         let total = ((out.saturating_sub(1)) * self.stride + self.kernel).saturating_sub(size);
         (total / 2, total - total / 2)
-    }
-}
-
-/// The padding is computed, not learned: the tree is the convolution's, under the same path.
-impl ModuleTree for SameConv {
-    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
-        self.conv.visit_at(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
-        self.conv.visit_mut_at(path, f);
     }
 }
 
@@ -328,8 +321,4 @@ impl Layered for EfficientNetLite {
     }
 }
 
-impl ModuleT for EfficientNetLite {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_tapped(xs, train, &mut |_, _| {})
-    }
-}
+module_t_untapped!(EfficientNetLite);

@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::{BatchNorm, Entry, EntryMut, LayerKind, ModulePath, ModuleTree};
+use ember_layers::{BatchNorm, EntryMut, LayerKind, ModuleTree};
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -26,15 +26,32 @@ pub trait Layered: ModuleTree + Send + Sync {
     }
 }
 
+/// Implements candle's `ModuleT` for [`Layered`] models that are used on their own too (not
+/// only inside a [`Network`]): the tapped forward pass with nothing listening.
+macro_rules! module_t_untapped {
+    ($model:ty) => {
+        impl candle_nn::ModuleT for $model {
+            fn forward_t(&self, xs: &candle_core::Tensor, train: bool) -> candle_core::Result<candle_core::Tensor> {
+                $crate::Layered::forward_tapped(self, xs, train, &mut |_, _| {})
+            }
+        }
+    };
+}
+pub(crate) use module_t_untapped;
+
 /// Reports `xs` as the output of `name` and hands it back (for chaining).
 pub(crate) fn tapped(tap: Tap<'_>, name: &str, xs: Tensor) -> Tensor {
     tap(name, &xs);
     xs
 }
 
-/// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`.
+/// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`. Its tree
+/// is the wrapped model's (the network adds nothing to it).
+#[derive(ModuleTree)]
 pub struct Network {
+    #[module(skip)]
     name: String,
+    #[module(transparent)]
     inner: Box<dyn Layered>,
 }
 
@@ -91,17 +108,6 @@ impl Network {
     }
 }
 
-/// The wrapped model's tree (the network adds nothing to it).
-impl ModuleTree for Network {
-    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
-        self.inner.visit_at(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
-        self.inner.visit_mut_at(path, f);
-    }
-}
-
 impl ModuleT for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.inner.forward_tapped(xs, train, &mut |_, _| {})
@@ -109,17 +115,8 @@ impl ModuleT for Network {
 }
 
 /// A user's model as a [`Layered`] network: its output is the only thing it reports.
-struct Untapped<M>(M);
-
-impl<M: ModuleTree> ModuleTree for Untapped<M> {
-    fn visit_at<'a>(&'a self, path: &mut ModulePath, f: &mut dyn FnMut(&str, Entry<'a>)) {
-        self.0.visit_at(path, f);
-    }
-
-    fn visit_mut_at(&mut self, path: &mut ModulePath, f: &mut dyn FnMut(&str, EntryMut<'_>)) {
-        self.0.visit_mut_at(path, f);
-    }
-}
+#[derive(ModuleTree)]
+struct Untapped<M>(#[module(transparent)] M);
 
 impl<M: ModuleT + ModuleTree + Send + Sync> Layered for Untapped<M> {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {

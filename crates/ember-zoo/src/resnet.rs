@@ -1,13 +1,14 @@
 //! ResNet-18/34/50 with torchvision's parameter names.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
 use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
     Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     ModuleTree,
 };
 
+use crate::network::module_t_untapped;
 use crate::network::{tapped, Layered, Tap};
 
 /// The first layers of a [`ResNet`].
@@ -276,8 +277,4 @@ impl Layered for ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_tapped(xs, train, &mut |_, _| {})
-    }
-}
+module_t_untapped!(ResNet);

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
 use ember_kernels::init::Init;
 use ember_kernels::{Conv2dParams, ConvTranspose2dParams};
 use ember_layers::loss::{binary_cross_entropy_with_logits, BceWithLogitsConfig, Reduction};
@@ -14,6 +14,7 @@ use ember_layers::{
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::network::module_t_untapped;
 use crate::network::{tapped, Layered, Tap};
 
 /// The most images [`Vae::sample`] draws in one call.
@@ -401,8 +402,4 @@ impl Layered for Vae {
     }
 }
 
-impl ModuleT for Vae {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_tapped(xs, train, &mut |_, _| {})
-    }
-}
+module_t_untapped!(Vae);

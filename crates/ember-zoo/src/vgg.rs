@@ -1,13 +1,14 @@
 //! A small VGG-style CNN with batch norm and dropout.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
 use ember_kernels::Conv2dParams;
 use ember_layers::{
     Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Entry, EntryMut,
     GlobalAvgPool2d, LayerKind, Linear, MaxPool2d, ModulePath, ModuleTree,
 };
 
+use crate::network::module_t_untapped;
 use crate::network::{tapped, Layered, Tap};
 
 /// Configuration for [`VggSmall`].
@@ -192,8 +193,4 @@ impl Layered for VggSmall {
     }
 }
 
-impl ModuleT for VggSmall {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_tapped(xs, train, &mut |_, _| {})
-    }
-}
+module_t_untapped!(VggSmall);

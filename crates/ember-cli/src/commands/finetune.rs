@@ -53,7 +53,8 @@ fn settings(given: &FineTuneArgs) -> anyhow::Result<FineTuneArgs> {
 fn save_settings(args: &FineTuneArgs, dir: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(args)?;
     checkpoint::write_atomically(&dir.join("config.json"), |tmp| {
-        std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
+        std::fs::write(tmp, &text)
+            .map_err(|source| ember_train::Error::Io(ember_train::IoError { path: tmp.to_path_buf(), source }))
     })?;
     Ok(())
 }
@@ -352,7 +353,8 @@ fn finish(
     let path = args.out.join("run.json");
     let text = serde_json::to_string_pretty(&run)?;
     checkpoint::write_atomically(&path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
+        std::fs::write(tmp, &text)
+            .map_err(|source| ember_train::Error::Io(ember_train::IoError { path: tmp.to_path_buf(), source }))
     })?;
     if args.report.json {
         println!(

@@ -49,6 +49,19 @@ fn load_member(
 }
 
 /// Every member must read the same input the same way: one loader serves them all.
+/// Every checkpoint in `paths` as a `model`, and the card they all share (refused when they
+/// differ).
+#[allow(clippy::type_complexity)]
+fn load_members(
+    model: &str,
+    paths: &[std::path::PathBuf],
+    device: &Device,
+) -> anyhow::Result<(Vec<Box<dyn ModuleT + Send + Sync>>, ModelCard)> {
+    let (members, cards): (Vec<_>, Vec<_>) =
+        paths.iter().map(|p| load_member(model, p, device)).collect::<anyhow::Result<Vec<_>>>()?.into_iter().unzip();
+    Ok((members, common_card(paths, &cards)?))
+}
+
 fn common_card(paths: &[std::path::PathBuf], cards: &[ModelCard]) -> anyhow::Result<ModelCard> {
     let first = cards.first().context("no members")?;
     for (path, card) in paths.iter().zip(cards) {
@@ -92,14 +105,7 @@ fn combine_from(arg: CombineArg, weights: &Option<String>) -> anyhow::Result<Com
 
 pub fn ensemble(args: &EnsembleArgs) -> anyhow::Result<()> {
     let device = args.device.open()?;
-    let (members, cards): (Vec<_>, Vec<_>) = args
-        .checkpoints
-        .iter()
-        .map(|p| load_member(&args.model, p, &device))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    let card = common_card(&args.checkpoints, &cards)?;
+    let (members, card) = load_members(&args.model, &args.checkpoints, &device)?;
     let ensemble = Ensemble::new(members, combine_from(args.combine, &args.weights)?)?;
     let (test, _) = test_loader(&args.data, args.test_limit, &card)?;
     let classes = card.classes();
@@ -137,14 +143,7 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<()> {
     DistillConfig { temperature: args.temperature, alpha: args.alpha }.validate()?;
     let started = Instant::now();
     let device = args.device.open()?;
-    let (members, cards): (Vec<_>, Vec<_>) = args
-        .teachers
-        .iter()
-        .map(|p| load_member(&args.teacher_model, p, &device))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    let card = common_card(&args.teachers, &cards)?;
+    let (members, card) = load_members(&args.teacher_model, &args.teachers, &device)?;
     let teacher = Ensemble::new(members, Combine::Mean)?;
     let mut data = args.data.open(ColorMode::for_channels(card.input.0), false)?;
     if let Some(n) = args.limits.train_limit {

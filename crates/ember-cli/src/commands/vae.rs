@@ -158,7 +158,8 @@ pub fn train(args: &VaeTrainArgs) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&run)?;
     let run_path = args.out.join("vae.json");
     checkpoint::write_atomically(&run_path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|source| ember_train::Error::Io { path: tmp.to_path_buf(), source })
+        std::fs::write(tmp, &text)
+            .map_err(|source| ember_train::Error::Io(ember_train::IoError { path: tmp.to_path_buf(), source }))
     })?;
     println!(
         "test -ELBO {:.2} nats per image (recon {:.2} + KL {:.2}), {:.1} s; weights in {}, grids in {}",

@@ -19,7 +19,7 @@ pub fn list(args: &ZooListArgs) -> anyhow::Result<()> {
         println!(
             "{:<20} {:>12} {:>11} {:<15} {:<10} {}{classes}",
             m.name,
-            group_digits(params),
+            ember_layers::with_commas(params),
             shape(m.input),
             m.task.to_string(),
             if m.pretrained.is_some() { "yes" } else { "no" },
@@ -67,11 +67,16 @@ pub fn show(args: &ZooShowArgs) -> anyhow::Result<()> {
     println!("{:<width$} {:>22} {:>12}", "layer", "output shape", "params");
     println!("{rule}");
     for layer in &summary.layers {
-        println!("{:<width$} {:>22} {:>12}", layer.name, fmt_shape(&layer.output), group_digits(layer.params));
+        println!(
+            "{:<width$} {:>22} {:>12}",
+            layer.name,
+            fmt_shape(&layer.output),
+            ember_layers::with_commas(layer.params)
+        );
     }
     println!("{rule}");
-    println!("total parameters: {}", group_digits(summary.total_params));
-    println!("buffers (batch-norm statistics, not trained): {}", group_digits(summary.buffer_elems));
+    println!("total parameters: {}", ember_layers::with_commas(summary.total_params));
+    println!("buffers (batch-norm statistics, not trained): {}", ember_layers::with_commas(summary.buffer_elems));
     if args.report.json {
         let layers: Vec<_> =
             summary.layers.iter().map(|l| json!({"name": l.name, "output": l.output, "params": l.params})).collect();
@@ -85,17 +90,4 @@ pub fn show(args: &ZooShowArgs) -> anyhow::Result<()> {
 
 fn fmt_shape(dims: &[usize]) -> String {
     format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
-}
-
-/// `11689512` → `11,689,512`.
-fn group_digits(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

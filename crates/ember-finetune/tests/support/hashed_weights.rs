@@ -102,6 +102,15 @@ pub fn hashed_tensor(name: &str, shape: &[usize], q: u64) -> Tensor {
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
 
+/// The hashed ResNet-18 saved as `resnet18.safetensors` in a fresh directory: the directory
+/// (removed on drop) and the file.
+pub fn saved_hashed_state(reference: &Reference) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("resnet18.safetensors");
+    candle_core::safetensors::save(&hashed_state(reference), &weights).unwrap();
+    (dir, weights)
+}
+
 /// Every tensor of the reference state dict but `num_batches_tracked`, by torchvision name.
 pub fn hashed_state(reference: &Reference) -> HashMap<String, Tensor> {
     reference

@@ -30,7 +30,7 @@ const MAX_CSV_BYTES: u64 = 256 << 20;
 /// confusion matrices), for comparing runs. A file with other columns, a malformed number or a
 /// row of the wrong length is an error naming the file and line.
 pub fn read_history(path: &std::path::Path) -> Result<Vec<EpochReport>> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io(ember_io::IoError { path: path.to_path_buf(), source });
     let len = std::fs::metadata(path).map_err(io)?.len();
     let bad = |detail: String| Error::Corrupt { path: path.to_path_buf(), detail };
     if len > MAX_CSV_BYTES {
@@ -109,7 +109,8 @@ impl Callback for CsvLogger {
             ));
         }
         checkpoint::write_atomically(&self.path, |tmp| {
-            std::fs::write(tmp, &text).map_err(|source| Error::Io { path: tmp.to_path_buf(), source })
+            std::fs::write(tmp, &text)
+                .map_err(|source| Error::Io(ember_io::IoError { path: tmp.to_path_buf(), source }))
         })?;
         Ok(Control::Continue)
     }

@@ -38,7 +38,8 @@ impl Callback for ModelCheckpoint {
     }
 
     fn on_epoch_end(&mut self, ctx: &CallbackContext, report: &EpochReport) -> Result<Control> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| crate::Error::Io { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|source| crate::Error::Io(ember_io::IoError { path: self.dir.clone(), source }))?;
         checkpoint::save_with_metadata(ctx.store, self.metadata.clone(), &self.dir.join("last.safetensors"))?;
         if let Some(v) = report.metric(&self.monitor) {
             let better = match (self.best, self.mode) {

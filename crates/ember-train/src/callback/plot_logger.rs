@@ -30,7 +30,8 @@ impl Callback for PlotLogger {
     }
 
     fn on_epoch_end(&mut self, ctx: &CallbackContext, report: &EpochReport) -> Result<Control> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| crate::Error::Io { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|source| crate::Error::Io(ember_io::IoError { path: self.dir.clone(), source }))?;
         let (w, h) = (960, 400);
         let png = plots::png_bytes(plots::learning_curves_rgb(ctx.history, w, h)?, w, h)?;
         plots::write_png(&self.dir.join("learning_curves.png"), &png)?;
