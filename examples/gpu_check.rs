@@ -81,39 +81,29 @@ fn forward_backward(op: &Op, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
 }
 
 /// Every op with inputs of odd sizes: the geometries ResNet and EfficientNet-Lite use.
+/// A convolution case: input `x`, weight `w` (both seeded from `seed`), a bias, and its geometry
+/// `(padding, stride, groups)`.
+fn convolution(
+    name: &'static str,
+    x: &[usize],
+    w: &[usize],
+    (padding, stride, groups): (usize, usize, usize),
+    seed: u64,
+) -> Result<(&'static str, Op, Vec<Tensor>)> {
+    let p = Conv2dParams { padding, stride, dilation: 1, groups };
+    let inputs =
+        vec![uniform(x, seed, -1.0, 1.0)?, uniform(w, seed + 1, -0.3, 0.3)?, uniform(&[w[0]], seed + 2, -0.5, 0.5)?];
+    Ok((name, Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], Some(&t[2]), p)), inputs))
+}
+
 fn ops() -> Result<Vec<(&'static str, Op, Vec<Tensor>)>> {
-    let conv = |padding, stride, groups| Conv2dParams { padding, stride, dilation: 1, groups };
     let stem = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) };
     Ok(vec![
-        (
-            "conv2d 7x7 stride 2 (stem)",
-            Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], Some(&t[2]), conv(3, 2, 1))),
-            vec![
-                uniform(&[2, 3, 33, 31], 1, -1.0, 1.0)?,
-                uniform(&[8, 3, 7, 7], 2, -0.2, 0.2)?,
-                uniform(&[8], 3, -0.5, 0.5)?,
-            ],
-        ),
-        (
-            "conv2d 3x3 stride 2",
-            Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], None, conv(1, 2, 1))),
-            vec![uniform(&[2, 8, 17, 15], 4, -1.0, 1.0)?, uniform(&[16, 8, 3, 3], 5, -0.3, 0.3)?],
-        ),
-        (
-            "conv2d 1x1 stride 2",
-            Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], None, conv(0, 2, 1))),
-            vec![uniform(&[2, 8, 17, 15], 6, -1.0, 1.0)?, uniform(&[16, 8, 1, 1], 7, -0.3, 0.3)?],
-        ),
-        (
-            "depthwise 3x3",
-            Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], None, conv(1, 1, 16))),
-            vec![uniform(&[2, 16, 13, 11], 8, -1.0, 1.0)?, uniform(&[16, 1, 3, 3], 9, -0.3, 0.3)?],
-        ),
-        (
-            "depthwise 5x5 stride 2",
-            Box::new(move |t: &[Tensor]| conv2d(&t[0], &t[1], None, conv(2, 2, 16))),
-            vec![uniform(&[2, 16, 13, 11], 10, -1.0, 1.0)?, uniform(&[16, 1, 5, 5], 11, -0.3, 0.3)?],
-        ),
+        convolution("conv2d 7x7 stride 2 (stem)", &[2, 3, 33, 31], &[8, 3, 7, 7], (3, 2, 1), 1)?,
+        convolution("conv2d 3x3 stride 2", &[2, 8, 17, 15], &[16, 8, 3, 3], (1, 2, 1), 4)?,
+        convolution("conv2d 1x1 stride 2", &[2, 8, 17, 15], &[16, 8, 1, 1], (0, 2, 1), 7)?,
+        convolution("depthwise 3x3", &[2, 16, 13, 11], &[16, 1, 3, 3], (1, 1, 16), 10)?,
+        convolution("depthwise 5x5 stride 2", &[2, 16, 13, 11], &[16, 1, 5, 5], (2, 2, 16), 13)?,
         (
             "max pool 3x3 stride 2 padded (with ties)",
             Box::new(move |t: &[Tensor]| max_pool2d(&t[0], stem)),

@@ -322,48 +322,24 @@ fn finetune_lora_and_scratch_report_accuracy_and_trainable_share() {
 fn ensemble_and_distill_report_members_and_student() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (train_mlp(dir.path(), "1"), train_mlp(dir.path(), "2"));
-    let out = ember(&[
-        "ensemble",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--combine",
-        "mean",
-        "--test-limit",
-        "400",
-        "--json",
-    ]);
+    let members = [a.to_str().unwrap(), b.to_str().unwrap()];
+    let out = ember(&[&["ensemble"], &members[..], &["--combine", "mean", "--test-limit", "400", "--json"]].concat());
     let result = ok_json(&out);
     assert_eq!(result["members"].as_array().unwrap().len(), 2);
     assert_eq!(result["test_images"], 400);
     let best = result["best_member_accuracy"].as_f64().unwrap();
-    let members: Vec<f64> =
+    let accuracies: Vec<f64> =
         result["members"].as_array().unwrap().iter().map(|m| m["accuracy"].as_f64().unwrap()).collect();
-    assert_eq!(best, members.iter().cloned().fold(0.0, f64::max));
+    assert_eq!(best, accuracies.iter().cloned().fold(0.0, f64::max));
     assert!(result["accuracy"].as_f64().unwrap() > 0.6);
 
-    let out = ember(&["ensemble", a.to_str().unwrap(), b.to_str().unwrap(), "--combine", "weighted", "--weights", "1"]);
+    let out = ember(&[&["ensemble"], &members[..], &["--combine", "weighted", "--weights", "1"]].concat());
     assert_one_line_error(&out, &["1 weights", "2 members"]);
 
     let student_dir = dir.path().join("student");
-    let out = ember_into(
-        &student_dir,
-        &[
-            "distill",
-            "--teachers",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--student",
-            "mlp",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "25",
-            "--train-limit",
-            "500",
-            "--test-limit",
-            "300",
-        ],
-    );
+    let settings =
+        ["--student", "mlp", "--epochs", "3", "--batch-size", "25", "--train-limit", "500", "--test-limit", "300"];
+    let out = ember_into(&student_dir, &[&["distill", "--teachers"], &members[..], &settings[..]].concat());
     let student = ok_json(&out);
     assert_eq!((student["alpha"].as_f64(), student["temperature"].as_f64()), (Some(0.9), Some(4.0)));
     assert!(student["accuracy"].as_f64().unwrap() > 0.5, "{student}");

@@ -87,52 +87,55 @@ fn avg_pool_pads_and_overlaps_alike_on_both_paths() {
     assert_paths_agree("adaptive_avg_pool2d", &|t| adaptive_avg_pool2d(&t[0], (3, 4)), &[x]);
 }
 
+/// A convolution's geometry: `padding`, `stride`, `dilation`, `groups`.
+fn geometry(padding: usize, stride: usize, dilation: usize, groups: usize) -> Conv2dParams {
+    Conv2dParams { padding, stride, dilation, groups }
+}
+
+/// Input shape, weight shape and geometry of every convolution the tests run: the 7x7 stride-2
+/// stem, 3x3 stride 2, 1x1 stride 2, grouped and dilated, and depthwise at stride 1 and 2, with
+/// rows wider than a vector register as in EfficientNet-Lite's first block.
+fn convolutions() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
+    vec![
+        ([1, 3, 15, 13], [4, 3, 7, 7], geometry(3, 2, 1, 1)),
+        ([2, 4, 9, 9], [6, 4, 3, 3], geometry(1, 2, 1, 1)),
+        ([2, 4, 9, 7], [5, 4, 1, 1], geometry(0, 2, 1, 1)),
+        ([2, 4, 9, 9], [6, 2, 3, 3], geometry(2, 1, 2, 2)),
+        ([2, 6, 8, 9], [6, 1, 3, 3], geometry(1, 1, 1, 6)),
+        ([1, 6, 11, 10], [6, 1, 5, 5], geometry(2, 2, 1, 6)),
+        ([2, 32, 22, 20], [32, 1, 3, 3], geometry(0, 1, 1, 32)),
+        ([1, 16, 37, 35], [16, 1, 5, 5], geometry(2, 2, 1, 16)),
+    ]
+}
+
+/// Input (values in `lo..hi`), weight and bias of a convolution.
+fn convolution_inputs(x: &[usize], w: &[usize], rng: &mut StdRng, (lo, hi): (f64, f64)) -> [Tensor; 3] {
+    [
+        uniform(x, rng, DType::F64, lo, hi),
+        uniform(w, rng, DType::F64, -0.5, 0.5),
+        uniform(&[w[0]], rng, DType::F64, -0.5, 0.5),
+    ]
+}
+
 #[test]
 fn convolutions_agree_for_every_geometry() {
     let mut rng = rng();
-    let cases = [
-        // (input, weight, params): 7x7 stride-2 stem, 3x3 stride 2, 1x1 stride 2, depthwise,
-        // grouped and dilated.
-        ([1, 3, 15, 13], [4, 3, 7, 7], Conv2dParams { padding: 3, stride: 2, dilation: 1, groups: 1 }),
-        ([2, 4, 9, 9], [6, 4, 3, 3], Conv2dParams { padding: 1, stride: 2, dilation: 1, groups: 1 }),
-        ([2, 4, 9, 7], [5, 4, 1, 1], Conv2dParams { padding: 0, stride: 2, dilation: 1, groups: 1 }),
-        ([2, 6, 8, 9], [6, 1, 3, 3], Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 6 }),
-        ([1, 6, 11, 10], [6, 1, 5, 5], Conv2dParams { padding: 2, stride: 2, dilation: 1, groups: 6 }),
-        ([2, 4, 9, 9], [6, 2, 3, 3], Conv2dParams { padding: 2, stride: 1, dilation: 2, groups: 2 }),
-    ];
-    for (i, (x, w, p)) in cases.into_iter().enumerate() {
-        let inputs = [
-            uniform(&x, &mut rng, DType::F64, -1.0, 1.0),
-            uniform(&w, &mut rng, DType::F64, -0.5, 0.5),
-            uniform(&[w[0]], &mut rng, DType::F64, -0.5, 0.5),
-        ];
-        assert_paths_agree(&format!("conv2d #{i}"), &|t| conv2d(&t[0], &t[1], Some(&t[2]), p), &inputs);
+    for (x, w, p) in convolutions() {
+        let inputs = convolution_inputs(&x, &w, &mut rng, (-1.0, 1.0));
+        assert_paths_agree(&format!("conv2d {w:?} {p:?}"), &|t| conv2d(&t[0], &t[1], Some(&t[2]), p), &inputs);
     }
     let inputs =
         [uniform(&[2, 3, 11], &mut rng, DType::F64, -1.0, 1.0), uniform(&[4, 3, 3], &mut rng, DType::F64, -0.5, 0.5)];
-    let p = Conv2dParams { padding: 1, stride: 2, dilation: 1, groups: 1 };
-    assert_paths_agree("conv1d", &|t| conv1d(&t[0], &t[1], None, p), &inputs);
+    assert_paths_agree("conv1d", &|t| conv1d(&t[0], &t[1], None, geometry(1, 2, 1, 1)), &inputs);
 }
 
 #[test]
 fn fused_convolution_activation_and_pool_agree() {
     let mut rng = rng();
-    // A dense and a depthwise (stride 1 and 2) convolution, with bias, activation and pooling,
-    // in training and in inference (the kernels take other paths there).
-    let cases = [
-        ([2, 3, 12, 11], [5, 3, 3, 3], Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 1 }),
-        ([2, 4, 12, 11], [4, 1, 3, 3], Conv2dParams { padding: 1, stride: 1, dilation: 1, groups: 4 }),
-        ([2, 4, 13, 12], [4, 1, 5, 5], Conv2dParams { padding: 2, stride: 2, dilation: 1, groups: 4 }),
-        // Rows wider than a vector register, as in EfficientNet-Lite's first block.
-        ([2, 32, 22, 20], [32, 1, 3, 3], Conv2dParams { padding: 0, stride: 1, dilation: 1, groups: 32 }),
-        ([1, 16, 37, 35], [16, 1, 5, 5], Conv2dParams { padding: 2, stride: 2, dilation: 1, groups: 16 }),
-    ];
-    for (x, w, p) in cases {
-        let inputs = [
-            uniform(&x, &mut rng, DType::F64, -3.0, 8.0),
-            uniform(&w, &mut rng, DType::F64, -0.5, 0.5),
-            uniform(&[w[0]], &mut rng, DType::F64, -0.5, 0.5),
-        ];
+    // With bias, every activation (inputs up to 8 cross ReLU6's cap) and pooling, in training
+    // and in inference (the kernels take other paths there).
+    for (x, w, p) in convolutions() {
+        let inputs = convolution_inputs(&x, &w, &mut rng, (-3.0, 8.0));
         for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {
             for pool in [None, Some(Pool2dParams::square(2))] {
                 for train in [true, false] {

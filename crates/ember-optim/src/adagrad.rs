@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use crate::check::{check, Range::*};
-use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{with_l2_penalty, Defaults, FusedOptimizer, Hyper, TensorUpdate, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -79,14 +79,8 @@ impl UpdateRule for AdagradConfig {
         *p = *p + (-c.clr) * (g / (s[0].sqrt() + c.eps));
     }
 
-    fn apply_tensors(
-        c: &AdagradCoefficients<f64>,
-        p: &Tensor,
-        g: &Tensor,
-        s: &[Tensor],
-    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
-        // No penalty term when there is no penalty: one kernel fewer per step on a GPU.
-        let g = if c.weight_decay != 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+    fn apply_tensors(c: &AdagradCoefficients<f64>, p: &Tensor, g: &Tensor, s: &[Tensor]) -> TensorUpdate {
+        let g = with_l2_penalty(g, p, c.weight_decay)?;
         let sum = (&s[0] + g.sqr()?)?;
         let p = (p + (g / sum.sqrt()?.affine(1.0, c.eps)?)?.affine(-c.clr, 0.0)?)?;
         Ok((p, vec![sum]))

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::check::{check, Range::*};
-use crate::fused::{div_scalar, Defaults, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{div_scalar, with_l2_penalty, Defaults, FusedOptimizer, Hyper, TensorUpdate, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -124,14 +124,9 @@ impl UpdateRule for AdamConfig {
         *p = p0 + (-c.step_size) * (m / denom);
     }
 
-    fn apply_tensors(
-        c: &AdamCoefficients<f64>,
-        p: &Tensor,
-        g: &Tensor,
-        s: &[Tensor],
-    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+    fn apply_tensors(c: &AdamCoefficients<f64>, p: &Tensor, g: &Tensor, s: &[Tensor]) -> TensorUpdate {
         // Terms that would add 0 or multiply by 1 are left out: one kernel fewer each on a GPU.
-        let g = if c.l2 != 0.0 { (g + p.affine(c.l2, 0.0)?)? } else { g.clone() };
+        let g = with_l2_penalty(g, p, c.l2)?;
         let p0 = if c.decay != 1.0 { p.affine(c.decay, 0.0)? } else { p.clone() };
         let m = (&s[0] + (&g - &s[0])?.affine(c.one_minus_beta1, 0.0)?)?;
         let v = (s[1].affine(c.beta2, 0.0)? + g.sqr()?.affine(c.one_minus_beta2, 0.0)?)?;

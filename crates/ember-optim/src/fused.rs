@@ -97,12 +97,20 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The coefficients are the f64 ones; candle converts each scalar to the tensors' type as
     /// [`Real::of`] does, so written in the same order of operations the result equals
     /// [`UpdateRule::apply`]'s (`tests/tensor_path.rs` holds the two to it).
-    fn apply_tensors(
-        c: &Self::Coefficients<f64>,
-        p: &Tensor,
-        g: &Tensor,
-        s: &[Tensor],
-    ) -> candle_core::Result<(Tensor, Vec<Tensor>)>;
+    fn apply_tensors(c: &Self::Coefficients<f64>, p: &Tensor, g: &Tensor, s: &[Tensor]) -> TensorUpdate;
+}
+
+/// What [`UpdateRule::apply_tensors`] returns: the new parameter and its new state slots.
+pub type TensorUpdate = candle_core::Result<(Tensor, Vec<Tensor>)>;
+
+/// `g + penalty·p`, the gradient with an L2 penalty, or `g` itself when there is none: no
+/// kernel is spent on adding zeros on a GPU.
+pub(crate) fn with_l2_penalty(g: &Tensor, p: &Tensor, penalty: f64) -> candle_core::Result<Tensor> {
+    if penalty != 0.0 {
+        g + p.affine(penalty, 0.0)?
+    } else {
+        Ok(g.clone())
+    }
 }
 
 /// How a [`FusedOptimizer`] updates its parameters.

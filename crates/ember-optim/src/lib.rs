@@ -51,7 +51,7 @@ pub use config::{CosineConfig, OneCycleConfig, OptimizerConfig, OptimizerKind, S
 /// Shell-style name patterns, as parameter groups match them (the one copy lives in ember-kernels).
 pub use ember_kernels::glob_match;
 pub use error::{Error, Result};
-pub use fused::{Defaults, FusedOptimizer, Hyper, UpdatePath, UpdateRule};
+pub use fused::{Defaults, FusedOptimizer, Hyper, TensorUpdate, UpdatePath, UpdateRule};
 pub use optimizer::{GroupRecord, Optimizer, OptimizerMeta, OptimizerState, Schedule};
 pub use param_groups::{GroupOptions, ParamGroup, ParamGroups};
 pub use real::Real;

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::check::{check, Range::*};
-use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{with_l2_penalty, Defaults, FusedOptimizer, Hyper, TensorUpdate, UpdateRule};
 use crate::real::Real;
 use crate::Result;
 
@@ -103,14 +103,8 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn apply_tensors(
-        c: &RmsPropCoefficients<f64>,
-        p: &Tensor,
-        g: &Tensor,
-        s: &[Tensor],
-    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
-        // No penalty term when there is no penalty: one kernel fewer per step on a GPU.
-        let g = if c.weight_decay != 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+    fn apply_tensors(c: &RmsPropCoefficients<f64>, p: &Tensor, g: &Tensor, s: &[Tensor]) -> TensorUpdate {
+        let g = with_l2_penalty(g, p, c.weight_decay)?;
         let mut state = s.to_vec();
         let sq = (s[0].affine(c.alpha, 0.0)? + g.sqr()?.affine(c.one_minus_alpha, 0.0)?)?;
         let avg = if c.centered {

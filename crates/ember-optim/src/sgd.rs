@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use crate::fused::{Defaults, FusedOptimizer, Hyper, UpdateRule};
+use crate::fused::{with_l2_penalty, Defaults, FusedOptimizer, Hyper, TensorUpdate, UpdateRule};
 use crate::real::Real;
 use crate::{Error, Result};
 
@@ -97,14 +97,8 @@ impl UpdateRule for SgdConfig {
         *p = *p - c.lr * d;
     }
 
-    fn apply_tensors(
-        c: &SgdCoefficients<f64>,
-        p: &Tensor,
-        g: &Tensor,
-        s: &[Tensor],
-    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
-        // No penalty term when there is no penalty: one kernel fewer per step on a GPU.
-        let mut d = if c.weight_decay != 0.0 { (g + p.affine(c.weight_decay, 0.0)?)? } else { g.clone() };
+    fn apply_tensors(c: &SgdCoefficients<f64>, p: &Tensor, g: &Tensor, s: &[Tensor]) -> TensorUpdate {
+        let mut d = with_l2_penalty(g, p, c.weight_decay)?;
         let mut state = Vec::with_capacity(s.len());
         if c.has_momentum {
             let b = (s[0].affine(c.keep, 0.0)? + d.affine(c.add, 0.0)?)?;
