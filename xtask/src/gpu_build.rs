@@ -13,7 +13,7 @@
 //!   cudarc declares, so the link succeeds here; at run time the loader finds the real
 //!   `libcuda.so.1` of the machine's driver instead.
 //! - **Unversioned library names** (`libcublas.so` beside the wheels' `libcublas.so.13`), which
-//!   the linker's `-lcublas` looks for.
+//!   the linker's `-lcublas` looks for (candle's kernels also link the CUDA runtime, `-lcudart`).
 //!
 //! The build goes to `target/cuda` so switching the feature does not rebuild the CPU tree;
 //! `CUDA_COMPUTE_CAP` defaults to 90 (H100, H200). `--bundle` copies the `ember` binary and the
@@ -44,6 +44,7 @@ const LIBRARIES: &[(&str, &str)] = &[
     ("libcublasLt.so", "libcublasLt.so.13"),
     ("libcurand.so", "libcurand.so.10"),
     ("libnvrtc.so", "libnvrtc.so.13"),
+    ("libcudart.so", "libcudart.so.13"),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
