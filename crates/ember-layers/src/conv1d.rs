@@ -4,33 +4,12 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::Conv2dParams;
 
-use crate::conv_weights::{same_padding, ConvShape, ConvWeights};
-use crate::weight_init::WeightInit;
+use crate::conv_weights::{same_padding, ConvWeights};
 use crate::{ModuleTree, Param};
 
-/// Configuration for [`Conv1d`] (PyTorch's `nn.Conv1d` arguments).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv1dConfig {
-    /// Input channels.
-    pub c_in: usize,
-    /// Output channels.
-    pub c_out: usize,
-    /// Kernel length.
-    pub kernel: usize,
-    /// Padding, stride, dilation and groups (same meaning as for 2-D).
-    pub params: Conv2dParams,
-    /// Whether the layer adds a learned per-channel bias.
-    pub bias: bool,
-    /// PyTorch's `padding="same"` (stride 1 only); `params.padding` is ignored.
-    pub same_padding: bool,
-}
-
-impl Conv1dConfig {
-    /// `c_in -> c_out` with a length-`kernel` window, stride 1, no padding, with bias.
-    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self { c_in, c_out, kernel, params: Conv2dParams::default(), bias: true, same_padding: false }
-    }
-}
+/// Configuration of [`Conv1d`] (PyTorch's `nn.Conv1d` arguments; `kernel` is the window's
+/// length).
+pub type Conv1dConfig = crate::conv_config::ConvConfig;
 
 /// 1-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k)` and
 /// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does.
@@ -52,17 +31,7 @@ pub struct Conv1d {
 impl Conv1d {
     /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
     pub fn new(cfg: &Conv1dConfig, vb: VarBuilder) -> Result<Self> {
-        let shape = ConvShape {
-            layer: "conv1d",
-            c_in: cfg.c_in,
-            c_out: cfg.c_out,
-            kernel: &[cfg.kernel],
-            params: cfg.params,
-            bias: cfg.bias,
-            same_padding: cfg.same_padding,
-            init: WeightInit::PyTorch,
-        };
-        let ConvWeights { weight, bias } = ConvWeights::new(&shape, &vb)?;
+        let ConvWeights { weight, bias } = ConvWeights::new("conv1d", cfg, &[cfg.kernel], &vb)?;
         Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
     }
 }

@@ -4,44 +4,12 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use ember_kernels::{Conv2dParams, FusedActivation};
 
-use crate::conv_weights::{same_padding, ConvShape, ConvWeights};
-use crate::weight_init::WeightInit;
+use crate::conv_weights::{same_padding, ConvWeights};
 use crate::{ModuleTree, Param};
 
-/// Configuration for [`Conv2d`] (PyTorch's `nn.Conv2d` arguments).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dConfig {
-    /// Input channels.
-    pub c_in: usize,
-    /// Output channels.
-    pub c_out: usize,
-    /// Square kernel size.
-    pub kernel: usize,
-    /// Padding, stride, dilation and groups.
-    pub params: Conv2dParams,
-    /// Whether the layer adds a learned per-channel bias.
-    pub bias: bool,
-    /// PyTorch's `padding="same"`: pad so the output has the input's size (stride 1 only;
-    /// odd totals put the extra row/column at the bottom/right). `params.padding` is ignored.
-    pub same_padding: bool,
-    /// Initialisation of new parameters (PyTorch's by default).
-    pub init: WeightInit,
-}
-
-impl Conv2dConfig {
-    /// `c_in -> c_out` with a `kernel x kernel` window, stride 1, no padding, with bias.
-    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
-        Self {
-            c_in,
-            c_out,
-            kernel,
-            params: Conv2dParams::default(),
-            bias: true,
-            same_padding: false,
-            init: WeightInit::PyTorch,
-        }
-    }
-}
+/// Configuration of [`Conv2d`] (PyTorch's `nn.Conv2d` arguments; `kernel` is the side of a
+/// square window).
+pub type Conv2dConfig = crate::conv_config::ConvConfig;
 
 /// 2-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k, k)` and
 /// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does unless the config's
@@ -68,17 +36,7 @@ pub struct Conv2d {
 impl Conv2d {
     /// Reads or creates `{vb}.weight` and (if configured) `{vb}.bias`.
     pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
-        let shape = ConvShape {
-            layer: "conv2d",
-            c_in: cfg.c_in,
-            c_out: cfg.c_out,
-            kernel: &[cfg.kernel, cfg.kernel],
-            params: cfg.params,
-            bias: cfg.bias,
-            same_padding: cfg.same_padding,
-            init: cfg.init,
-        };
-        let ConvWeights { weight, bias } = ConvWeights::new(&shape, &vb)?;
+        let ConvWeights { weight, bias } = ConvWeights::new("conv2d", cfg, &[cfg.kernel, cfg.kernel], &vb)?;
         Ok(Self { name: vb.prefix(), cfg: *cfg, weight, bias })
     }
 

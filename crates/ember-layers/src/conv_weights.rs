@@ -3,9 +3,9 @@
 
 use candle_core::Result;
 use candle_nn::VarBuilder;
-use ember_kernels::Conv2dParams;
 
-use crate::weight_init::{candle_init, WeightInit};
+use crate::conv_config::ConvConfig;
+use crate::weight_init::candle_init;
 use crate::Param;
 
 /// The weight `(c_out, c_in / groups, *kernel)` and the optional bias `(c_out,)` of a
@@ -17,23 +17,12 @@ pub(crate) struct ConvWeights {
     pub(crate) bias: Option<Param>,
 }
 
-/// The settings [`ConvWeights::new`] reads.
-pub(crate) struct ConvShape<'a> {
-    pub(crate) layer: &'a str,
-    pub(crate) c_in: usize,
-    pub(crate) c_out: usize,
-    pub(crate) kernel: &'a [usize],
-    pub(crate) params: Conv2dParams,
-    pub(crate) bias: bool,
-    pub(crate) same_padding: bool,
-    pub(crate) init: WeightInit,
-}
-
 impl ConvWeights {
-    pub(crate) fn new(shape: &ConvShape<'_>, vb: &VarBuilder) -> Result<Self> {
-        let ConvShape { layer, c_in, c_out, kernel, params, .. } = *shape;
+    /// `kernel`: the window's dimensions (`[k]` in 1-D, `[k, k]` in 2-D).
+    pub(crate) fn new(layer: &str, cfg: &ConvConfig, kernel: &[usize], vb: &VarBuilder) -> Result<Self> {
+        let ConvConfig { c_in, c_out, params, .. } = *cfg;
         let groups = params.groups;
-        if shape.same_padding && params.stride != 1 {
+        if cfg.same_padding && params.stride != 1 {
             candle_core::bail!("{layer} `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), params.stride)
         }
         if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
@@ -45,9 +34,9 @@ impl ConvWeights {
         let area: usize = kernel.iter().product();
         let (fan_in, fan_out) = (c_in / groups * area, c_out / groups * area);
         let dims: Vec<usize> = [c_out, c_in / groups].into_iter().chain(kernel.iter().copied()).collect();
-        let weight = vb.get_with_hints(dims, "weight", candle_init(shape.init.weight(fan_in, fan_out)))?;
-        let bias_init = candle_init(shape.init.bias(fan_in));
-        let bias = if shape.bias { Some(vb.get_with_hints(c_out, "bias", bias_init)?) } else { None };
+        let weight = vb.get_with_hints(dims, "weight", candle_init(cfg.init.weight(fan_in, fan_out)))?;
+        let bias_init = candle_init(cfg.init.bias(fan_in));
+        let bias = if cfg.bias { Some(vb.get_with_hints(c_out, "bias", bias_init)?) } else { None };
         Ok(Self { weight: Param::new(weight), bias: bias.map(Param::new) })
     }
 }
