@@ -16,16 +16,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 failed=()
-bin=gpu-bundle
 out=$(mktemp -d)
 
 if [ -z "${GPU_CHECK_SKIP_BUILD:-}" ] && command -v cargo >/dev/null; then
     cargo xtask gpu-build --bundle || { echo "gpu-check: FAIL (the CUDA build)"; exit 1; }
 fi
-if [ ! -x "$bin/ember" ] || [ ! -x "$bin/gpu_check" ]; then
-    echo "gpu-check: FAIL (no $bin/ember or $bin/gpu_check: run cargo xtask gpu-build --bundle where cargo is)"
+if [ ! -f gpu-bundle/ember-cuda.tar.xz ]; then
+    echo "gpu-check: FAIL (no gpu-bundle/ember-cuda.tar.xz: run cargo xtask gpu-build --bundle where cargo is)"
     exit 1
 fi
+bin="$out/bin"
+mkdir -p "$bin" && tar -C "$bin" -xJf gpu-bundle/ember-cuda.tar.xz || { echo "gpu-check: FAIL (unpacking the bundle)"; exit 1; }
 
 # The CUDA libraries the binaries link (cuBLAS, cuRAND, NVRTC): the system's, else those of the
 # Python wheels (site-packages/nvidia/cu13/lib), else the toolkit gpu-build installed.

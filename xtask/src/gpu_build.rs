@@ -16,8 +16,9 @@
 //!   the linker's `-lcublas` looks for (candle's kernels also link the CUDA runtime, `-lcudart`).
 //!
 //! The build goes to `target/cuda` so switching the feature does not rebuild the CPU tree;
-//! `CUDA_COMPUTE_CAP` defaults to 90 (H100, H200). `--bundle` copies the `ember` binary and the
-//! `gpu_check` example into `gpu-bundle/` (ignored by git), for a GPU machine without Rust.
+//! `CUDA_COMPUTE_CAP` defaults to 90 (H100, H200). `--bundle` packs the `ember` binary and the
+//! `gpu_check` example into `gpu-bundle/ember-cuda.tar.xz` (ignored by git), for a GPU machine
+//! without Rust.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,17 +78,49 @@ pub fn run(args: &[String]) -> Result<()> {
     build(&["-p", "ember", "--example", "gpu_check", "--features", "cuda"])?;
     println!("gpu-build: built {} and {}", target.join("release/ember").display(), gpu_check(&target).display());
     if bundle {
-        let dir = root.join("gpu-bundle");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (from, name) in [(target.join("release/ember"), "ember"), (gpu_check(&target), "gpu_check")] {
-            let to = dir.join(name);
-            std::fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-            // Line tables are the larger part of the binaries, and the bundle travels.
-            let _ = Command::new("strip").arg("--strip-debug").arg(&to).status();
-            let size = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
-            println!("gpu-build: {} ({:.1} MB)", to.display(), size as f64 / 1e6);
+        stage_bundle(
+            &root.join("gpu-bundle"),
+            &[(target.join("release/ember"), "ember"), (gpu_check(&target), "gpu_check")],
+        )?;
+    }
+    Ok(())
+}
+
+/// `dir/ember-cuda.tar.xz`: the binaries, stripped and compressed. The kernels candle embeds
+/// are PTX text, most of each binary (about 80 and 60 MB stripped); compressed, the two make
+/// about 18 MB, which a GPU machine's copy of the working tree can carry.
+fn stage_bundle(dir: &Path, binaries: &[(PathBuf, &str)]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (from, name) in binaries {
+        let status = Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(dir.join(name))
+            .arg(from)
+            .status()
+            .context("running strip")?;
+        if !status.success() {
+            bail!("strip {} failed", from.display());
         }
     }
+    let archive = dir.join("ember-cuda.tar.xz");
+    let status = Command::new("tar")
+        .env("XZ_OPT", "-6 -T0")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cJf")
+        .arg(&archive)
+        .args(binaries.iter().map(|(_, name)| *name))
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("packing {} failed", archive.display());
+    }
+    for (_, name) in binaries {
+        std::fs::remove_file(dir.join(name)).with_context(|| format!("removing {}", dir.join(name).display()))?;
+    }
+    let size = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
+    println!("gpu-build: {} ({:.1} MB)", archive.display(), size as f64 / 1e6);
     Ok(())
 }
 
