@@ -13,7 +13,7 @@ pub type Conv2dConfig = crate::conv_config::ConvConfig;
 
 /// 2-D convolution with parameters `{prefix}.weight` `(c_out, c_in/groups, k, k)` and
 /// `{prefix}.bias` `(c_out,)`, initialised as PyTorch does unless the config's
-/// [`WeightInit`] says otherwise.
+/// [`WeightInit`](crate::WeightInit) says otherwise.
 ///
 /// # Shapes
 /// - input: `(b, c_in, h, w)`
