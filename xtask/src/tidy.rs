@@ -94,12 +94,44 @@ pub fn run() -> anyhow::Result<()> {
             ));
         }
     }
+    problems.extend(shell_script_problems(&root.join("scripts"))?);
     if problems.is_empty() {
         eprintln!("xtask tidy: ok");
         Ok(())
     } else {
         anyhow::bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "))
     }
+}
+
+/// The shell scripts in `dir` that bash cannot parse (`bash -n`), or that are not executable:
+/// `scripts/gpu-check.sh` runs where CI never does (on a lent GPU), so CI at least reads it.
+fn shell_script_problems(dir: &Path) -> anyhow::Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut problems = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(problems) };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "sh") {
+            continue;
+        }
+        let mode = std::fs::metadata(&path).with_context(|| path.display().to_string())?.permissions().mode();
+        if mode & 0o111 == 0 {
+            problems.push(format!("{}: is not executable", path.display()));
+        }
+        let out = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .with_context(|| format!("running bash -n {}", path.display()))?;
+        if !out.status.success() {
+            problems.push(format!(
+                "{}: bash cannot parse it: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(problems)
 }
 
 /// Whether a manifest's `[lints]` table is exactly `workspace = true`.
