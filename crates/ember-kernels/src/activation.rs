@@ -23,6 +23,7 @@ pub enum FusedActivation {
 
 impl FusedActivation {
     /// Applies the activation in place.
+    #[inline]
     pub(crate) fn apply<T: Float>(self, y: &mut [T]) {
         match self {
             Self::Identity => {}
@@ -46,6 +47,7 @@ impl FusedActivation {
 
     /// `dz = dy * act'(z)`, where the derivative is read from the activation's output `y`.
     /// At the kinks (`y = 0`, `y = 6`) the gradient is 0, as in PyTorch.
+    #[inline]
     pub(crate) fn mask_gradient<T: Float>(self, y: &[T], dy: &[T], dz: &mut [T]) {
         match self {
             Self::Identity => dz.copy_from_slice(dy),

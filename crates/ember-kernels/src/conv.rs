@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 
 use crate::activation::{activate, FusedActivation};
 use crate::conv2d_gemm::Conv2dOp;
-use crate::conv_geometry::{Conv2dParams, ConvGeometry};
+use crate::conv_geometry::{Conv2dParams, ConvGeometry, Padding2d};
 use crate::max_pool::{max_pool2d, Pool2dParams};
 use crate::no_grad;
 
@@ -91,6 +91,45 @@ pub fn conv2d_activation_max_pool_t(
         }
     }
     let op = Conv2dOp::new(p, act, pool, train);
+    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
+    match bias {
+        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),
+        None => xs.apply_op2(&weight, op),
+    }
+}
+
+/// [`conv2d_activation_max_pool_t`] with the padding given side by side (`p.padding` is
+/// ignored): TensorFlow's "same" padding with a stride ([`Padding2d::same`]) pads one more row or
+/// column at the end. Depthwise convolutions on f32/f64 CPU tensors read the padding in place
+/// (no padded copy of the input is made); the other kernels get an explicitly padded input.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_padded_t(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    pad: Padding2d,
+    act: FusedActivation,
+    pool: Option<Pool2dParams>,
+    train: bool,
+) -> Result<Tensor> {
+    if let Some(padding) = pad.symmetric() {
+        return conv2d_activation_max_pool_t(xs, weight, bias, Conv2dParams { padding, ..p }, act, pool, train);
+    }
+    let unpadded = Conv2dParams { padding: 0, ..p };
+    let (xs, weight, bias) = (&no_grad::input(xs), &no_grad::input(weight), bias.map(no_grad::input));
+    let bias = bias.as_ref();
+    let g = ConvGeometry::padded(xs.shape(), weight.shape(), unpadded, pad)?;
+    if pool.is_some() || !crate::portable::native(xs) || !crate::depthwise::applies(&g) {
+        let xs = xs.pad_with_zeros(2, pad.top, pad.bottom)?.pad_with_zeros(3, pad.left, pad.right)?;
+        return conv2d_activation_max_pool_t(&xs, weight, bias, unpadded, act, pool, train);
+    }
+    if let Some(bias) = bias {
+        if bias.dims() != [g.o] {
+            candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
+        }
+    }
+    let op = Conv2dOp::new(unpadded, act, None, train).with_padding(pad);
     let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
     match bias {
         Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),

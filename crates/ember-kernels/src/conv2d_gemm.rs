@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
-use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs};
+use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs, Padding2d};
 use crate::conv_spec::ConvSpec;
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
@@ -382,6 +382,8 @@ pub(crate) fn backward<T: Float>(
 #[derive(Debug)]
 pub(crate) struct Conv2dOp {
     params: Conv2dParams,
+    /// The padding, side by side (uneven only for the depthwise kernel).
+    pad: Padding2d,
     act: FusedActivation,
     pool: Option<Pool2dParams>,
     record_argmax: bool,
@@ -394,7 +396,23 @@ impl Conv2dOp {
     /// `record_argmax`: keep the pooled argmax for backward (training); without it the forward
     /// pass is cheaper and a backward pass recomputes it.
     pub fn new(params: Conv2dParams, act: FusedActivation, pool: Option<Pool2dParams>, record_argmax: bool) -> Self {
-        Self { params, act, pool, record_argmax, indices: Mutex::new(Vec::new()), bias_for_recompute: Mutex::new(None) }
+        let pad = Padding2d::uniform(params.padding);
+        Self {
+            params,
+            pad,
+            act,
+            pool,
+            record_argmax,
+            indices: Mutex::new(Vec::new()),
+            bias_for_recompute: Mutex::new(None),
+        }
+    }
+
+    /// The op with uneven padding (`params.padding` is ignored); only for geometries the
+    /// depthwise kernel takes, which reads it (the entry point checks).
+    pub fn with_padding(mut self, pad: Padding2d) -> Self {
+        self.pad = pad;
+        self
     }
 
     fn pool_plane(&self, g: &ConvGeometry) -> Result<Option<Plane>> {
@@ -410,7 +428,7 @@ impl Conv2dOp {
 
 impl WeightedOp for Conv2dOp {
     fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
-        let g = ConvGeometry::new(x.1.shape(), w.1.shape(), self.params)?;
+        let g = ConvGeometry::padded(x.1.shape(), w.1.shape(), self.params, self.pad)?;
         if let Some((_, lb)) = b {
             if lb.shape().dims() != [g.o] {
                 candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", lb.shape(), g.o)
@@ -445,7 +463,7 @@ impl WeightedOp for Conv2dOp {
 
     /// Gradients for `x`, `weight` and (when given) `bias`, computed in one pass over the batch.
     fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
-        let g = ConvGeometry::new(s[0].1.shape(), s[1].1.shape(), self.params)?;
+        let g = ConvGeometry::padded(s[0].1.shape(), s[1].1.shape(), self.params, self.pad)?;
         let needs = Needs { x: needs[0], weight: needs[1], bias: needs[2] };
         fn go<T: Float>(
             op: &Conv2dOp,

@@ -25,6 +25,47 @@ impl Default for Conv2dParams {
     }
 }
 
+/// Zero padding given side by side, for the padding [`Conv2dParams::padding`] cannot express:
+/// TensorFlow's and Keras's `padding="same"` with a stride puts one more row or column at the
+/// end than at the start (see [`Padding2d::same`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Padding2d {
+    /// Rows added above.
+    pub top: usize,
+    /// Rows added below.
+    pub bottom: usize,
+    /// Columns added on the left.
+    pub left: usize,
+    /// Columns added on the right.
+    pub right: usize,
+}
+
+impl Padding2d {
+    /// `p` on every side.
+    pub fn uniform(p: usize) -> Self {
+        Self { top: p, bottom: p, left: p, right: p }
+    }
+
+    /// TensorFlow's "same" padding of an `h x w` input for a `kh x kw` kernel: the output has
+    /// `ceil(h / stride) x ceil(w / stride)` positions, and the padding this needs is split with
+    /// the odd one at the bottom/right. With stride 1 this is PyTorch's `padding="same"`.
+    pub fn same(h: usize, w: usize, kh: usize, kw: usize, stride: usize, dilation: usize) -> Self {
+        let side = |size: usize, k: usize| {
+            let out = size.div_ceil(stride.max(1));
+            let reach = dilation * k.saturating_sub(1) + 1;
+            let total = (out.saturating_sub(1) * stride + reach).saturating_sub(size);
+            (total / 2, total - total / 2)
+        };
+        let ((top, bottom), (left, right)) = (side(h, kh), side(w, kw));
+        Self { top, bottom, left, right }
+    }
+
+    /// The padding when it is the same on every side.
+    pub fn symmetric(&self) -> Option<usize> {
+        (self.top == self.bottom && self.left == self.right && self.top == self.left).then_some(self.top)
+    }
+}
+
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvGeometry {
@@ -37,12 +78,20 @@ pub(crate) struct ConvGeometry {
     pub kw: usize,
     pub oh: usize,
     pub ow: usize,
+    /// `p.padding` is the padding only where `pad` is uniform; kernels that take uneven
+    /// padding read `pad`, the others are never handed it.
     pub p: Conv2dParams,
+    pub pad: Padding2d,
 }
 
 impl ConvGeometry {
     /// Checks input and weight shapes against the parameters.
     pub fn new(x: &Shape, weight: &Shape, p: Conv2dParams) -> Result<Self> {
+        Self::padded(x, weight, p, Padding2d::uniform(p.padding))
+    }
+
+    /// [`ConvGeometry::new`] with the padding given side by side (`p.padding` is ignored).
+    pub fn padded(x: &Shape, weight: &Shape, p: Conv2dParams, pad: Padding2d) -> Result<Self> {
         let (b, c, h, w) = x.dims4()?;
         let (o, cg, kh, kw) = weight.dims4()?;
         if p.groups == 0 || p.stride == 0 || p.dilation == 0 {
@@ -57,17 +106,17 @@ impl ConvGeometry {
             )
         }
         let reach = |k: usize| p.dilation * (k - 1) + 1;
-        if kh == 0 || kw == 0 || h + 2 * p.padding < reach(kh) || w + 2 * p.padding < reach(kw) {
+        let (ph, pw) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+        if kh == 0 || kw == 0 || ph < reach(kh) || pw < reach(kw) {
             candle_core::bail!(
-                "conv2d: input {h}x{w} with padding {} is smaller than the kernel reach {}x{}",
-                p.padding,
+                "conv2d: input {h}x{w} with padding {pad:?} is smaller than the kernel reach {}x{}",
                 reach(kh),
                 reach(kw)
             )
         }
-        let oh = (h + 2 * p.padding - reach(kh)) / p.stride + 1;
-        let ow = (w + 2 * p.padding - reach(kw)) / p.stride + 1;
-        Ok(Self { b, c, h, w, o, kh, kw, oh, ow, p })
+        let oh = (ph - reach(kh)) / p.stride + 1;
+        let ow = (pw - reach(kw)) / p.stride + 1;
+        Ok(Self { b, c, h, w, o, kh, kw, oh, ow, p, pad })
     }
 
     pub fn cg(&self) -> usize {

@@ -2,107 +2,310 @@
 //!
 //! A depthwise filter is `kh x kw` taps per channel, far too small for a GEMM to pay off (and
 //! candle runs grouped convolutions one group at a time: a narrow, a convolution and a concat per
-//! channel). Here each tap is a scaled row-segment add over the whole plane, which the compiler
-//! vectorises; planes run in parallel. Backward computes the input gradient per plane and the
-//! weight and bias gradients as per-plane partial sums reduced over the batch.
+//! channel). Each plane is first copied into a zero-padded scratch plane split into its
+//! `stride x stride` *phases* (phase `(ry, rx)` holds the padded rows `ry, ry + s, ...` and
+//! columns `rx, rx + s, ...`), so that every tap of the filter, strided or not, reads one
+//! contiguous run of a phase: the output is computed over the phase's full width ("wide" rows
+//! whose last columns are discarded), and a tap is a single `axpy` over the whole plane, whatever
+//! the plane's size — 7x7 planes vectorise as well as 112x112 ones. The backward pass uses the
+//! same layout: the weight gradient of a tap is one dot product, the input gradient one `axpy`
+//! per tap into a phase-split gradient that is then copied back out of the padding.
+//!
+//! The per-plane work is compiled twice, once for AVX-512 (chosen at run time) and once for the
+//! baseline; the arithmetic and its order are the same in both, so so are the results.
 
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
 use crate::conv_spec::ConvSpec;
-use crate::element::{sum, Float};
+use crate::element::{has_avx512f, sum, Float};
 
 /// Whether the direct depthwise kernel handles this geometry.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     g.p.groups > 1 && g.p.groups == g.c && g.o == g.c
 }
 
-/// Calls `f(oy, iy, lo, hi, start)` for each output row whose tap `(ki, kj)` reads an input row
-/// `iy`, with the valid output columns `lo..hi` and the input column `start` of `lo`.
-#[inline]
-fn for_each_row(g: &ConvGeometry, ki: usize, kj: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
-    let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
-    let x_off = (kj * d) as isize - pad;
-    let (lo, hi) = g.valid_range(x_off, g.w, g.ow);
-    if lo >= hi {
-        return;
+/// Elements of the wide output processed per pass over the taps: 8 KiB of f32 stays in L1
+/// while every tap is added into it.
+const BLOCK: usize = 2048;
+
+/// Where a plane's phases live in the scratch plane and where each tap reads.
+struct PhaseLayout {
+    /// Width of a phase row (and of a wide output row).
+    width: usize,
+    /// Elements of one phase.
+    phase: usize,
+    /// Elements of the scratch plane: every phase, plus one row of slack so that the last
+    /// wide row of the farthest tap stays inside it.
+    len: usize,
+    /// Padded rows and columns the windows reach (the rest of the padded plane is never read).
+    reach: (usize, usize),
+    /// Per tap, the scratch offset its wide output element 0 reads.
+    taps: Vec<usize>,
+    /// See [`column_runs`].
+    runs: Vec<(usize, usize, usize)>,
+    /// Elements of the wide output: `oh` rows of `width`.
+    wide: usize,
+}
+
+impl PhaseLayout {
+    fn new(g: &ConvGeometry) -> Self {
+        let (s, d) = (g.p.stride, g.p.dilation);
+        let rows = (g.oh - 1) * s + (g.kh - 1) * d + 1;
+        let cols = (g.ow - 1) * s + (g.kw - 1) * d + 1;
+        let (height, width) = (rows.div_ceil(s), cols.div_ceil(s));
+        let phase = height * width;
+        let mut taps = Vec::with_capacity(g.kh * g.kw);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let (y, x) = (ki * d, kj * d);
+                taps.push(((y % s) * s + x % s) * phase + (y / s) * width + x / s);
+            }
+        }
+        let runs = column_runs(g, phase, cols);
+        Self { width, phase, len: s * s * phase + width, reach: (rows, cols), taps, runs, wide: g.oh * width }
     }
-    let start = (lo as isize * s as isize + x_off) as usize;
-    for oy in 0..g.oh {
-        let iy = (oy * s + ki * d) as isize - pad;
-        if iy >= 0 && iy < g.h as isize {
-            f(oy, iy as usize, lo, hi, start);
+
+    /// Calls `f(from, start, count)` for every input row and column phase: the input elements
+    /// `from, from + s, ...` (`count` of them, `s` the stride) sit at the consecutive scratch
+    /// positions `start..start + count`. Elements the windows never reach are left out.
+    #[inline(always)]
+    fn for_each_run(&self, g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
+        let (rows, _) = self.reach;
+        // Row y of the padded plane is row y / s of phase row y % s; stepped, not divided.
+        let top = g.pad.top;
+        let (mut y, mut ry, mut qy) = (top, top % g.p.stride, top / g.p.stride);
+        for iy in 0..g.h {
+            if y >= rows {
+                break;
+            }
+            let row = ry * g.p.stride * self.phase + qy * self.width;
+            for &(first, column, count) in &self.runs {
+                f(iy * g.w + first, row + column, count);
+            }
+            y += 1;
+            ry += 1;
+            if ry == g.p.stride {
+                ry = 0;
+                qy += 1;
+            }
         }
     }
 }
 
-/// The valid output columns `lo..hi` of column tap `kj` and the input column `start` that `lo`
-/// reads, for every `kj` (the same for every row, so computed once per call).
-fn column_taps(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
-    let (s, d, pad) = (g.p.stride as isize, g.p.dilation as isize, g.p.padding as isize);
-    (0..g.kw)
-        .map(|kj| {
-            let x_off = kj as isize * d - pad;
-            let (lo, hi) = g.valid_range(x_off, g.w, g.ow);
-            let start = if lo < hi { (lo as isize * s + x_off) as usize } else { 0 };
-            (lo, hi, start)
+/// Per column phase `rx`, the first input column in it, its scratch offset within a phase row
+/// group, and how many of the row's columns it holds; phases that hold none are left out.
+fn column_runs(g: &ConvGeometry, phase: usize, cols: usize) -> Vec<(usize, usize, usize)> {
+    let (s, pad) = (g.p.stride, g.pad.left);
+    (0..s)
+        .filter_map(|rx| {
+            // The first input column whose padded column falls in phase rx.
+            let first = (rx + s - pad % s) % s;
+            let x = first + pad;
+            (first < g.w && x < cols).then(|| {
+                let count = ((g.w - 1 - first) / s + 1).min((cols - 1 - x) / s + 1);
+                (first, rx * phase + x / s, count)
+            })
         })
         .collect()
 }
 
-/// Forward, one output row at a time: every tap of the filter is added into the row while it
-/// sits in L1 (a plane-at-a-time order streams the whole output plane through the cache once
-/// per tap, 9 or 25 times). With stride `s > 1` each input row is first split into its `s`
-/// column phases, so every tap reads a contiguous run and the loop vectorises.
+/// `dst += a * src` (the compiler vectorises it for the target features of its caller).
+#[inline(always)]
+fn axpy<T: Float>(dst: &mut [T], a: T, src: &[T]) {
+    for (o, v) in dst.iter_mut().zip(src) {
+        *o += a * *v;
+    }
+}
+
+/// `Σ a[i] * b[i]` in 16 independent lanes (vectorises; a plain fold does not).
+#[inline(always)]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for ((l, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += *x * *y;
+        }
+    }
+    let mut s = T::ZERO;
+    for (x, y) in ar.iter().zip(br) {
+        s += *x * *y;
+    }
+    for l in lanes {
+        s += l;
+    }
+    s
+}
+
+/// Copies one input plane into the zeroed, phase-split scratch plane.
+#[inline(always)]
+fn split<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, input: &[T], scratch: &mut [T]) {
+    let s = g.p.stride;
+    scratch.fill(T::ZERO);
+    layout.for_each_run(g, |from, start, count| {
+        let dst = &mut scratch[start..start + count];
+        match s {
+            1 => dst.copy_from_slice(&input[from..from + count]),
+            // A constant stride lets the compiler vectorise the gather with shuffles.
+            2 => dst.iter_mut().zip(input[from..].iter().step_by(2)).for_each(|(d, v)| *d = *v),
+            _ => dst.iter_mut().zip(input[from..].iter().step_by(s)).for_each(|(d, v)| *d = *v),
+        }
+    });
+}
+
+/// Adds the phase-split gradient's in-plane part into one input plane's gradient (the inverse
+/// of [`split`]; the padding's gradient is dropped).
+#[inline(always)]
+fn merge<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, scratch: &[T], dx: &mut [T]) {
+    let s = g.p.stride;
+    layout.for_each_run(g, |to, start, count| {
+        let src = &scratch[start..start + count];
+        match s {
+            1 => dx[to..to + count].copy_from_slice(src),
+            2 => dx[to..].iter_mut().step_by(2).zip(src).for_each(|(d, v)| *d = *v),
+            _ => dx[to..].iter_mut().step_by(s).zip(src).for_each(|(d, v)| *d = *v),
+        }
+    });
+}
+
+/// One plane's forward pass: split, every tap over the wide output block by block, then the
+/// valid columns with the bias and the activation.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_plane<T: Float>(
+    g: &ConvGeometry,
+    layout: &PhaseLayout,
+    input: &[T],
+    taps: &[T],
+    bias: T,
+    act: FusedActivation,
+    scratch: &mut Vec<T>,
+    out: &mut [T],
+) {
+    scratch.resize(layout.len + layout.wide, T::ZERO);
+    let (phases, wide) = scratch.split_at_mut(layout.len);
+    split(g, layout, input, phases);
+    wide.fill(bias);
+    for block in (0..layout.wide).step_by(BLOCK) {
+        let end = (block + BLOCK).min(layout.wide);
+        for (&off, &wv) in layout.taps.iter().zip(taps) {
+            axpy(&mut wide[block..end], wv, &phases[off + block..off + end]);
+        }
+    }
+    for (dst, src) in out.chunks_exact_mut(g.ow).zip(wide.chunks(layout.width)) {
+        dst.copy_from_slice(&src[..g.ow]);
+    }
+    act.apply(out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_plane_avx512<T: Float>(
+    g: &ConvGeometry,
+    layout: &PhaseLayout,
+    input: &[T],
+    taps: &[T],
+    bias: T,
+    act: FusedActivation,
+    scratch: &mut Vec<T>,
+    out: &mut [T],
+) {
+    forward_plane(g, layout, input, taps, bias, act, scratch, out)
+}
+
+/// One plane's backward pass: the activation's mask into the wide rows, then per tap the weight
+/// gradient (a dot product with the split input) and, when wanted, the input gradient (an `axpy`
+/// into the split gradient, merged back into `dx` at the end). `partial` receives the plane's
+/// `kh·kw` weight-gradient terms and then its bias-gradient term.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_plane<T: Float>(
+    g: &ConvGeometry,
+    layout: &PhaseLayout,
+    input: &[T],
+    taps: &[T],
+    y: &[T],
+    dy: &[T],
+    act: FusedActivation,
+    scratch: &mut Vec<T>,
+    partial: &mut [T],
+    dx: Option<&mut [T]>,
+) {
+    let kk = layout.taps.len();
+    scratch.resize(2 * layout.len + layout.wide, T::ZERO);
+    let (phases, rest) = scratch.split_at_mut(layout.len);
+    let (dz, dphases) = rest.split_at_mut(layout.wide);
+    // The discarded columns of the wide rows get a zero gradient.
+    dz.fill(T::ZERO);
+    for ((rows, y), dy) in dz.chunks_exact_mut(layout.width).zip(y.chunks_exact(g.ow)).zip(dy.chunks_exact(g.ow)) {
+        act.mask_gradient(y, dy, &mut rows[..g.ow]);
+    }
+    partial[kk] = sum(dz);
+    split(g, layout, input, phases);
+    for (p, &off) in partial.iter_mut().zip(&layout.taps) {
+        *p = dot(dz, &phases[off..off + layout.wide]);
+    }
+    if let Some(dx) = dx {
+        dphases.fill(T::ZERO);
+        for block in (0..layout.wide).step_by(BLOCK) {
+            let end = (block + BLOCK).min(layout.wide);
+            for (&off, &wv) in layout.taps.iter().zip(taps) {
+                axpy(&mut dphases[off + block..off + end], wv, &dz[block..end]);
+            }
+        }
+        merge(g, layout, dphases, dx);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn backward_plane_avx512<T: Float>(
+    g: &ConvGeometry,
+    layout: &PhaseLayout,
+    input: &[T],
+    taps: &[T],
+    y: &[T],
+    dy: &[T],
+    act: FusedActivation,
+    scratch: &mut Vec<T>,
+    partial: &mut [T],
+    dx: Option<&mut [T]>,
+) {
+    backward_plane(g, layout, input, taps, y, dy, act, scratch, partial, dx)
+}
+
+/// The forward pass over every plane, in parallel.
 pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     let ConvSpec { weight, bias, act, g } = conv;
-    let (hw, ohw, kk, s, d, pad) = (g.h * g.w, g.ohw(), g.kh * g.kw, g.p.stride, g.p.dilation, g.p.padding as isize);
-    let cols = column_taps(g);
-    let phase_len = g.w.div_ceil(s);
+    let (hw, ohw, kk) = (g.h * g.w, g.ohw(), g.kh * g.kw);
+    let layout = PhaseLayout::new(g);
+    let avx512 = has_avx512f();
     let mut y = vec![T::ZERO; g.b * g.c * ohw];
-    y.par_chunks_mut(ohw).enumerate().for_each_init(
-        || vec![T::ZERO; if s > 1 { s * phase_len } else { 0 }],
-        |phases, (plane, out)| {
-            let c = plane % g.c;
-            let input = &x[plane * hw..(plane + 1) * hw];
-            let taps = &weight[c * kk..(c + 1) * kk];
-            out.fill(bias.map_or(T::ZERO, |b| b[c]));
-            for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate() {
-                for ki in 0..g.kh {
-                    let iy = (oy * s + ki * d) as isize - pad;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let row = &input[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    if s == 1 {
-                        for (kj, &(lo, hi, start)) in cols.iter().enumerate() {
-                            let wv = taps[ki * g.kw + kj];
-                            for (o, v) in dst[lo..hi].iter_mut().zip(&row[start..]) {
-                                *o += wv * *v;
-                            }
-                        }
-                    } else {
-                        // Phase p holds the row's columns p, p + s, p + 2s, ...
-                        for (i, v) in row.iter().enumerate() {
-                            phases[(i % s) * phase_len + i / s] = *v;
-                        }
-                        for (kj, &(lo, hi, start)) in cols.iter().enumerate() {
-                            let wv = taps[ki * g.kw + kj];
-                            let src = &phases[(start % s) * phase_len + start / s..];
-                            for (o, v) in dst[lo..hi].iter_mut().zip(src) {
-                                *o += wv * *v;
-                            }
-                        }
-                    }
-                }
-            }
-            act.apply(out);
-        },
-    );
+    y.par_chunks_mut(ohw).enumerate().for_each_init(Vec::new, |scratch, (plane, out)| {
+        let c = plane % g.c;
+        let input = &x[plane * hw..(plane + 1) * hw];
+        let taps = &weight[c * kk..(c + 1) * kk];
+        let bias = bias.map_or(T::ZERO, |b| b[c]);
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: AVX-512F is available (checked at run time just above); the function has
+            // no other requirement.
+            unsafe { forward_plane_avx512(g, &layout, input, taps, bias, act, scratch, out) };
+            return;
+        }
+        let _ = avx512;
+        forward_plane(g, &layout, input, taps, bias, act, scratch, out);
+    });
     y
 }
 
+/// The backward pass: per plane in parallel, then the weight and bias partials reduced over the
+/// batch in a fixed order (the result does not depend on the thread count).
 pub(crate) fn backward<T: Float>(
     x: &[T],
     weight: &[T],
@@ -112,61 +315,38 @@ pub(crate) fn backward<T: Float>(
     g: &ConvGeometry,
     needs: Needs,
 ) -> ConvGrads<T> {
-    let (hw, ohw, kk, s) = (g.h * g.w, g.ohw(), g.kh * g.kw, g.p.stride);
+    let (hw, ohw, kk) = (g.h * g.w, g.ohw(), g.kh * g.kw);
     let planes = g.b * g.c;
+    let layout = PhaseLayout::new(g);
+    let avx512 = has_avx512f();
+    let plane_work = |plane: usize, scratch: &mut Vec<T>, partial: &mut [T], dx: Option<&mut [T]>| {
+        let c = plane % g.c;
+        let input = &x[plane * hw..(plane + 1) * hw];
+        let taps = &weight[c * kk..(c + 1) * kk];
+        let (y, dy) = (&y[plane * ohw..(plane + 1) * ohw], &dy[plane * ohw..(plane + 1) * ohw]);
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: AVX-512F is available (checked at run time above); no other requirement.
+            unsafe { backward_plane_avx512(g, &layout, input, taps, y, dy, act, scratch, partial, dx) };
+            return;
+        }
+        let _ = avx512;
+        backward_plane(g, &layout, input, taps, y, dy, act, scratch, partial, dx);
+    };
     // Per plane: kk weight-gradient partials, then the bias-gradient partial.
     let mut partials = vec![T::ZERO; planes * (kk + 1)];
-    let plane_work = |plane: usize, dz: &mut Vec<T>, partial: &mut [T], dx: Option<&mut [T]>| {
-        let c = plane % g.c;
-        let dy_p = &dy[plane * ohw..(plane + 1) * ohw];
-        act.mask_gradient(&y[plane * ohw..(plane + 1) * ohw], dy_p, dz);
-        let input = &x[plane * hw..(plane + 1) * hw];
-        partial[kk] = sum(dz);
-        let mut dx = dx;
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let tap = ki * g.kw + kj;
-                let wv = weight[c * kk + tap];
-                let mut acc = T::ZERO;
-                for_each_row(g, ki, kj, |oy, iy, lo, hi, start| {
-                    let grad = &dz[oy * g.ow + lo..oy * g.ow + hi];
-                    let row = iy * g.w + start;
-                    if s == 1 {
-                        for (gv, xv) in grad.iter().zip(&input[row..]) {
-                            acc += *gv * *xv;
-                        }
-                        if let Some(dx) = dx.as_deref_mut() {
-                            for (d, gv) in dx[row..].iter_mut().zip(grad) {
-                                *d += wv * *gv;
-                            }
-                        }
-                    } else {
-                        for (i, gv) in grad.iter().enumerate() {
-                            acc += *gv * input[row + i * s];
-                        }
-                        if let Some(dx) = dx.as_deref_mut() {
-                            for (i, gv) in grad.iter().enumerate() {
-                                dx[row + i * s] += wv * *gv;
-                            }
-                        }
-                    }
-                });
-                partial[tap] = acc;
-            }
-        }
-    };
     let dx = if needs.x {
         let mut dx = vec![T::ZERO; planes * hw];
-        dx.par_chunks_mut(hw).zip(partials.par_chunks_mut(kk + 1)).enumerate().for_each_init(
-            || vec![T::ZERO; ohw],
-            |dz, (plane, (dx, partial))| plane_work(plane, dz, partial, Some(dx)),
-        );
+        dx.par_chunks_mut(hw)
+            .zip(partials.par_chunks_mut(kk + 1))
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (plane, (dx, partial))| plane_work(plane, scratch, partial, Some(dx)));
         Some(dx)
     } else {
         partials
             .par_chunks_mut(kk + 1)
             .enumerate()
-            .for_each_init(|| vec![T::ZERO; ohw], |dz, (plane, partial)| plane_work(plane, dz, partial, None));
+            .for_each_init(Vec::new, |scratch, (plane, partial)| plane_work(plane, scratch, partial, None));
         None
     };
     let mut dw = vec![T::ZERO; g.c * kk];

@@ -56,10 +56,10 @@ pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use batch_norm::{batch_norm_eval, batch_norm_train, candle_batch_norm_eval, candle_batch_norm_train, BatchStats};
 pub use conv::{
-    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_with_activation,
-    conv_transpose2d, ConvTranspose2dParams,
+    candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_padded_t,
+    conv2d_with_activation, conv_transpose2d, ConvTranspose2dParams,
 };
-pub use conv_geometry::Conv2dParams;
+pub use conv_geometry::{Conv2dParams, Padding2d};
 pub use cross_entropy::cross_entropy;
 pub use finite::all_finite;
 pub use glob::glob_match;

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use ember_kernels::gradcheck::check_gradients;
-use ember_kernels::{conv2d, Conv2dParams};
+use ember_kernels::{conv2d, conv2d_padded_t, Conv2dParams, FusedActivation, Padding2d};
 
 fn ramp(shape: (usize, usize, usize, usize), scale: f64) -> Tensor {
     let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -53,5 +53,45 @@ fn depthwise_conv2d_passes_finite_difference_check() {
         )
         .unwrap();
         assert!(report.max_rel_error < 1e-5, "stride {stride}: {report:?}");
+    }
+}
+
+#[test]
+fn uneven_padding_passes_finite_difference_check() {
+    // TensorFlow's "same" padding with stride 2 (one more row and column at the end), and an
+    // arbitrary uneven padding, read in place by the depthwise kernel.
+    for (h, w, k, stride, pad) in [
+        (7, 6, 3, 2, Padding2d::same(7, 6, 3, 3, 2, 1)),
+        (6, 6, 5, 2, Padding2d::same(6, 6, 5, 5, 2, 1)),
+        (5, 7, 3, 1, Padding2d { top: 2, bottom: 0, left: 0, right: 1 }),
+    ] {
+        let x = ramp((1, 3, h, w), 2.0);
+        let wgt = ramp((3, 1, k, k), 1.0);
+        let bias = ramp((1, 3, 1, 1), 1.0).flatten_all().unwrap();
+        let p = Conv2dParams { padding: 0, stride, dilation: 1, groups: 3 };
+        let report = check_gradients(
+            |t| {
+                let y = conv2d_padded_t(&t[0], &t[1], Some(&t[2]), p, pad, FusedActivation::Identity, None, true)?;
+                (&y * &y)?.sum_all()
+            },
+            &[x, wgt, bias],
+            1e-6,
+        )
+        .unwrap();
+        assert!(report.max_rel_error < 1e-5, "{h}x{w} k{k} s{stride} {pad:?}: {report:?}");
+    }
+}
+
+#[test]
+fn same_padding_gives_ceil_of_size_over_stride() {
+    for (size, k, stride, expected) in [(224, 3, 2, (0, 1)), (112, 5, 2, (1, 2)), (7, 3, 1, (1, 1)), (5, 3, 3, (0, 1))]
+    {
+        let pad = Padding2d::same(size, size, k, k, stride, 1);
+        assert_eq!((pad.top, pad.bottom), expected, "size {size} k{k} s{stride}");
+        let x = ramp((1, 2, size, size), 1.0);
+        let p = Conv2dParams { padding: 0, stride, dilation: 1, groups: 2 };
+        let y = conv2d_padded_t(&x, &ramp((2, 1, k, k), 1.0), None, p, pad, FusedActivation::Identity, None, false)
+            .unwrap();
+        assert_eq!(y.dims(), [1, 2, size.div_ceil(stride), size.div_ceil(stride)]);
     }
 }

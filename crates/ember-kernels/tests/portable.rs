@@ -9,8 +9,8 @@ use candle_core::{DType, Result, Tensor, Var};
 use common::{max_rel_diff, uniform};
 use ember_kernels::{
     activate, adaptive_avg_pool2d, add_activate, avg_pool2d, batch_norm_eval, batch_norm_train, conv1d, conv2d,
-    conv2d_activation_max_pool_t, cross_entropy, linear, max_pool2d, with_portable_ops, Conv2dParams, FusedActivation,
-    Pool2dParams,
+    conv2d_activation_max_pool_t, conv2d_padded_t, cross_entropy, linear, max_pool2d, with_portable_ops, Conv2dParams,
+    FusedActivation, Padding2d, Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -143,6 +143,34 @@ fn fused_convolution_activation_and_pool_agree() {
                         |t: &[Tensor]| conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, act, pool, train);
                     assert_paths_agree(&format!("conv2d {w:?} {p:?}+{act:?}+{pool:?} train={train}"), &op, &inputs);
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn uneven_padding_agrees_with_an_explicitly_padded_input() {
+    // The depthwise kernel reads uneven ("same", strided) padding in place; the portable path
+    // pads the input with candle's ops first. Odd sizes, batch 1, strides 1-3, dilation, and a
+    // full (non-depthwise) convolution, which the CPU path pads explicitly too.
+    let mut rng = rng();
+    let same = |h, w, k, s, d| Padding2d::same(h, w, k, k, s, d);
+    let cases = [
+        ([1, 3, 7, 9], [3, 1, 3, 3], 2, 1, same(7, 9, 3, 2, 1)),
+        ([2, 4, 8, 8], [4, 1, 5, 5], 2, 1, same(8, 8, 5, 2, 1)),
+        ([2, 2, 6, 7], [2, 1, 3, 3], 3, 1, same(6, 7, 3, 3, 1)),
+        ([1, 3, 9, 5], [3, 1, 3, 3], 1, 2, same(9, 5, 3, 1, 2)),
+        ([2, 2, 5, 6], [2, 1, 3, 3], 1, 1, Padding2d { top: 0, bottom: 2, left: 1, right: 0 }),
+        ([1, 2, 7, 7], [3, 2, 3, 3], 2, 1, same(7, 7, 3, 2, 1)),
+    ];
+    for (x, w, stride, dilation, pad) in cases {
+        let inputs = convolution_inputs(&x, &w, &mut rng, (-3.0, 8.0));
+        let groups = x[1] / w[1];
+        let p = Conv2dParams { padding: 0, stride, dilation, groups };
+        for act in [FusedActivation::Identity, FusedActivation::Relu6] {
+            for train in [true, false] {
+                let op = |t: &[Tensor]| conv2d_padded_t(&t[0], &t[1], Some(&t[2]), p, pad, act, None, train);
+                assert_paths_agree(&format!("conv2d {x:?} {w:?} {p:?} {pad:?}+{act:?} train={train}"), &op, &inputs);
             }
         }
     }

@@ -58,7 +58,7 @@ impl Module for Conv1d {
         }
         let (weight, bias) = (self.weight.value()?, self.bias.as_ref().map(Param::value).transpose()?);
         if self.cfg.same_padding {
-            let (lo, hi) = same_padding(self.cfg.kernel, p.dilation);
+            let (lo, hi) = same_padding(xs.dim(2)?, self.cfg.kernel, p.stride, p.dilation);
             let xs = xs.pad_with_zeros(2, lo, hi)?;
             return ember_kernels::conv1d(&xs, &weight, bias.as_ref(), Conv2dParams { padding: 0, ..p });
         }

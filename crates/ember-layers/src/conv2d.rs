@@ -2,9 +2,9 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
-use ember_kernels::{Conv2dParams, FusedActivation};
+use ember_kernels::{FusedActivation, Padding2d};
 
-use crate::conv_weights::{same_padding, ConvWeights};
+use crate::conv_weights::ConvWeights;
 use crate::{ModuleTree, Param};
 
 /// Configuration of [`Conv2d`] (PyTorch's `nn.Conv2d` arguments; `kernel` is the side of a
@@ -140,10 +140,10 @@ impl Conv2d {
             ),
         }
         if self.cfg.same_padding {
-            let (lo, hi) = same_padding(self.cfg.kernel, self.cfg.params.dilation);
-            let xs = xs.pad_with_zeros(2, lo, hi)?.pad_with_zeros(3, lo, hi)?;
-            let params = Conv2dParams { padding: 0, ..self.cfg.params };
-            return ember_kernels::conv2d_activation_max_pool_t(&xs, weight, bias, params, act, pool, train);
+            let (_, _, h, w) = xs.dims4()?;
+            let p = self.cfg.params;
+            let pad = Padding2d::same(h, w, self.cfg.kernel, self.cfg.kernel, p.stride, p.dilation);
+            return ember_kernels::conv2d_padded_t(xs, weight, bias, p, pad, act, pool, train);
         }
         ember_kernels::conv2d_activation_max_pool_t(xs, weight, bias, self.cfg.params, act, pool, train)
     }

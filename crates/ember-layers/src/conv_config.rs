@@ -19,8 +19,9 @@ pub struct ConvConfig {
     pub params: Conv2dParams,
     /// Whether the layer adds a learned per-channel bias.
     pub bias: bool,
-    /// PyTorch's `padding="same"`: pad so the output has the input's size (stride 1 only;
-    /// odd totals put the extra row/column at the end). `params.padding` is ignored.
+    /// `padding="same"`: with stride 1, PyTorch's (the output has the input's size); with a
+    /// stride `s`, TensorFlow's and Keras's (the output has `ceil(size / s)` positions). Odd
+    /// totals put the extra row/column at the end. `params.padding` is ignored.
     pub same_padding: bool,
     /// Initialisation of new parameters (PyTorch's by default).
     pub init: WeightInit,

@@ -3,6 +3,7 @@
 
 use candle_core::Result;
 use candle_nn::VarBuilder;
+use ember_kernels::Padding2d;
 
 use crate::conv_config::ConvConfig;
 use crate::weight_init::candle_init;
@@ -11,7 +12,7 @@ use crate::Param;
 /// The weight `(c_out, c_in / groups, *kernel)` and the optional bias `(c_out,)` of a
 /// convolution layer called `layer` (`conv1d`, `conv2d`), read from or created in `vb` with
 /// `init`'s distributions. Fails, naming the layer, when the channels do not split into
-/// `params.groups` groups or "same" padding is asked for with a stride other than 1.
+/// `params.groups` groups.
 pub(crate) struct ConvWeights {
     pub(crate) weight: Param,
     pub(crate) bias: Option<Param>,
@@ -22,9 +23,6 @@ impl ConvWeights {
     pub(crate) fn new(layer: &str, cfg: &ConvConfig, kernel: &[usize], vb: &VarBuilder) -> Result<Self> {
         let ConvConfig { c_in, c_out, params, .. } = *cfg;
         let groups = params.groups;
-        if cfg.same_padding && params.stride != 1 {
-            candle_core::bail!("{layer} `{}`: padding \"same\" needs stride 1, got {}", vb.prefix(), params.stride)
-        }
         if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
             candle_core::bail!(
                 "{layer} `{}`: {c_in} in / {c_out} out channels do not split into {groups} groups",
@@ -41,9 +39,9 @@ impl ConvWeights {
     }
 }
 
-/// PyTorch's `padding="same"`: the padding before and after for a kernel of `kernel` taps
-/// `dilation` apart (the extra one, for an even reach, goes after).
-pub(crate) fn same_padding(kernel: usize, dilation: usize) -> (usize, usize) {
-    let total = dilation * (kernel - 1);
-    (total / 2, total - total / 2)
+/// "Same" padding of one axis of `size` elements: the padding before and after for a kernel of
+/// `kernel` taps `dilation` apart (see [`Padding2d::same`]).
+pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize, dilation: usize) -> (usize, usize) {
+    let pad = Padding2d::same(size, 1, kernel, 1, stride, dilation);
+    (pad.top, pad.bottom)
 }

@@ -147,3 +147,34 @@ fn conv1d_and_transpose_wrong_channels_name_layer_and_shapes() {
     let err = up.forward(&Tensor::zeros((2, 4, 5, 5), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
     assert!(err.contains("up") && err.contains("[2, 4, 5, 5]"), "{err}");
 }
+
+#[test]
+fn strided_same_padding_is_tensorflows_with_the_extra_row_at_the_end() {
+    // Keras/TensorFlow `padding="same"` with stride 2: a 7x6 input gives ceil(7/2) x ceil(6/2)
+    // = 4x3 outputs; the rows need (4-1)·2 + 3 - 7 = 2 padding rows (1 above, 1 below), the
+    // columns (3-1)·2 + 3 - 6 = 1 (none left, 1 right). Depthwise and full convolutions.
+    let store = ParamStore::new(0, &Device::Cpu);
+    let x = random(&[2, 4, 7, 6], 5);
+    for (groups, c_out) in [(4, 4), (1, 3)] {
+        let params = Conv2dParams { stride: 2, groups, ..Default::default() };
+        let cfg = Conv2dConfig { same_padding: true, params, ..Conv2dConfig::new(4, c_out, 3) };
+        let conv = Conv2d::new(&cfg, store.var_builder(DType::F64).pp(format!("same{groups}"))).unwrap();
+        let y = conv.forward(&x).unwrap();
+        assert_eq!(y.dims(), [2, c_out, 4, 3]);
+        let padded = x.pad_with_zeros(2, 1, 1).unwrap().pad_with_zeros(3, 0, 1).unwrap();
+        let plain = Conv2d::new(
+            &Conv2dConfig { params, ..Conv2dConfig::new(4, c_out, 3) },
+            store.var_builder(DType::F64).pp(format!("same{groups}")),
+        )
+        .unwrap();
+        let d = (y - plain.forward(&padded).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>();
+        assert!(d.unwrap() < 1e-12, "groups {groups}");
+    }
+    let cfg = Conv1dConfig {
+        same_padding: true,
+        params: Conv2dParams { stride: 2, ..Default::default() },
+        ..Conv1dConfig::new(2, 3, 4)
+    };
+    let y = Conv1d::new(&cfg, store.var_builder(DType::F64).pp("same1d")).unwrap().forward(&random(&[1, 2, 9], 6));
+    assert_eq!(y.unwrap().dims(), [1, 3, 5]);
+}

