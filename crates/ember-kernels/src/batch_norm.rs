@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
-use crate::element::{contiguous_slice, Float};
+use crate::element::{contiguous_slice, has_avx512f, with_avx512, Float};
 use crate::no_grad;
 use crate::portable::native;
 use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
@@ -244,7 +244,7 @@ fn min_channels_per_task(values_per_channel: usize) -> usize {
 }
 
 /// `Σ v` in f64, in 8 independent lanes (vectorises; one accumulator would be a serial chain).
-#[inline]
+#[inline(always)]
 fn sum_f64<T: Float>(v: &[T]) -> f64 {
     let mut lanes = [0f64; 8];
     let mut chunks = v.chunks_exact(8);
@@ -257,7 +257,7 @@ fn sum_f64<T: Float>(v: &[T]) -> f64 {
 }
 
 /// `Σ (v - mean)²` in f64, in 8 lanes.
-#[inline]
+#[inline(always)]
 fn sum_sq_dev<T: Float>(v: &[T], mean: f64) -> f64 {
     let mut lanes = [0f64; 8];
     let mut chunks = v.chunks_exact(8);
@@ -272,7 +272,7 @@ fn sum_sq_dev<T: Float>(v: &[T], mean: f64) -> f64 {
 }
 
 /// `(Σ g, Σ g·(x - mean))` in f64, in 8 lanes each.
-#[inline]
+#[inline(always)]
 fn sum_grad_dev<T: Float>(g: &[T], x: &[T], mean: f64) -> (f64, f64) {
     let (mut s, mut sx) = ([0f64; 8], [0f64; 8]);
     let (mut gc, mut xc) = (g.chunks_exact(8), x.chunks_exact(8));
@@ -314,33 +314,142 @@ fn forward<T: Float>(
         .enumerate()
         .with_min_len(min_channels_per_task(n * l))
         .map(|(ch, out)| {
-            let (mean, var, invstd) = match given {
-                Some(s) => (s.mean[ch], s.var[ch], s.invstd[ch]),
-                None => {
-                    // Two passes over the channel while it is in cache: Σx, then Σ(x - mean)²,
-                    // which (unlike Σx² - (Σx)²/n) loses nothing to cancellation.
-                    let mean = (0..n).map(|i| sum_f64(plane(x, i, ch, dims))).sum::<f64>() / count;
-                    let var = (0..n).map(|i| sum_sq_dev(plane(x, i, ch, dims), mean)).sum::<f64>() / count;
-                    (mean, var, 1.0 / (var + eps).sqrt())
+            with_avx512(|| {
+                let (mean, var, invstd) = match given {
+                    Some(s) => (s.mean[ch], s.var[ch], s.invstd[ch]),
+                    None => {
+                        // Two passes over the channel while it is in cache: Σx, then Σ(x - mean)²,
+                        // which (unlike Σx² - (Σx)²/n) loses nothing to cancellation.
+                        let mean = (0..n).map(|i| sum_f64(plane(x, i, ch, dims))).sum::<f64>() / count;
+                        let var = (0..n).map(|i| sum_sq_dev(plane(x, i, ch, dims), mean)).sum::<f64>() / count;
+                        (mean, var, 1.0 / (var + eps).sqrt())
+                    }
+                };
+                // (x - m)·scale + shift with m the mean rounded to T and the rounding folded into
+                // the shift: x - m is exact for values near the mean (Sterbenz), so a mean that is
+                // large against the spread costs no digits (x·scale + (b - mean·scale) would).
+                let m = T::from_f64(mean);
+                let scale_f64 = w[ch].to_f64() * invstd;
+                let shift = T::from_f64(b.map_or(0.0, |b| b[ch].to_f64()) - (mean - m.to_f64()) * scale_f64);
+                let scale = T::from_f64(scale_f64);
+                for (i, out) in out.iter_mut().enumerate() {
+                    for (o, v) in out.iter_mut().zip(plane(x, i, ch, dims)) {
+                        *o = (*v - m) * scale + shift;
+                    }
+                    act.apply(out);
                 }
-            };
-            // (x - m)·scale + shift with m the mean rounded to T and the rounding folded into
-            // the shift: x - m is exact for values near the mean (Sterbenz), so a mean that is
-            // large against the spread costs no digits (x·scale + (b - mean·scale) would).
-            let m = T::from_f64(mean);
-            let scale_f64 = w[ch].to_f64() * invstd;
-            let shift = T::from_f64(b.map_or(0.0, |b| b[ch].to_f64()) - (mean - m.to_f64()) * scale_f64);
-            let scale = T::from_f64(scale_f64);
-            for (i, out) in out.iter_mut().enumerate() {
-                for (o, v) in out.iter_mut().zip(plane(x, i, ch, dims)) {
-                    *o = (*v - m) * scale + shift;
-                }
-                act.apply(out);
-            }
-            (mean, var)
+                (mean, var)
+            })
         })
         .collect();
     (y, stats)
+}
+
+/// What every channel of one backward pass reads.
+struct BackwardInputs<'a, T> {
+    x: &'a [T],
+    w: &'a [T],
+    y: &'a [T],
+    dy: &'a [T],
+    stats: &'a ChannelStats,
+    batch: bool,
+    act: FusedActivation,
+    dims: (usize, usize, usize),
+    /// Whether the two per-channel sums are needed (batch statistics, or a weight or bias
+    /// gradient).
+    sums_needed: bool,
+}
+
+/// One channel's backward pass: its `(Σdz, Σdz·(x - mean))`, `dz` the gradient before the
+/// activation, and its input gradient into `dx` when given.
+#[inline(always)]
+fn backward_channel<T: Float>(
+    cx: &BackwardInputs<'_, T>,
+    ch: usize,
+    dx: Option<&mut [&mut [T]]>,
+    scratch: &mut Vec<T>,
+) -> (f64, f64) {
+    let BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed } = *cx;
+    let (n, _, l) = dims;
+    let count = (n * l) as f64;
+    let identity = act == FusedActivation::Identity;
+    if !identity {
+        // The activation's mask, applied once per channel into scratch space that the
+        // second pass reads again.
+        scratch.resize(n * l, T::ZERO);
+        for (i, dz) in scratch.chunks_mut(l).enumerate() {
+            act.mask_gradient(plane(y, i, ch, dims), plane(dy, i, ch, dims), dz);
+        }
+    }
+    let scratch: &[T] = scratch;
+    let dz_plane = |i: usize| if identity { plane(dy, i, ch, dims) } else { &scratch[i * l..(i + 1) * l] };
+    let mean = stats.mean[ch];
+    // A plain loop, not a fold: everything here must inline into the AVX-512 copy.
+    let (mut sum, mut sum_dev) = (0.0, 0.0);
+    if sums_needed {
+        for i in 0..n {
+            let (a, b) = sum_grad_dev(dz_plane(i), plane(x, i, ch, dims), mean);
+            sum += a;
+            sum_dev += b;
+        }
+    }
+    if let Some(dx) = dx {
+        let (invstd, wv) = (stats.invstd[ch], w[ch].to_f64());
+        // dx = w·invstd·(dz - Σdz/m - x̂·Σ(dz·x̂)/m) with x̂ = (x - mean)·invstd, as
+        // a·dz + k·(x - mean) + c0; with given statistics only a·dz remains.
+        let a = T::from_f64(wv * invstd);
+        let (k, c0) = if batch {
+            (-wv * invstd * invstd * invstd * sum_dev / count, -wv * invstd * sum / count)
+        } else {
+            (0.0, 0.0)
+        };
+        // As forward: x - m exact near the mean, m's rounding folded into the constant.
+        let m = T::from_f64(mean);
+        let (k, c0) = (T::from_f64(k), T::from_f64(c0 - k * (mean - m.to_f64())));
+        for (i, out) in dx.iter_mut().enumerate() {
+            let (dz, xp) = (dz_plane(i), plane(x, i, ch, dims));
+            if batch {
+                for ((d, g), v) in out.iter_mut().zip(dz).zip(xp) {
+                    *d = a * *g + k * (*v - m) + c0;
+                }
+            } else {
+                for (d, g) in out.iter_mut().zip(dz) {
+                    *d = a * *g;
+                }
+            }
+        }
+    }
+    (sum, sum_dev)
+}
+
+/// [`backward_channel`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn backward_channel_avx512<T: Float>(
+    cx: &BackwardInputs<'_, T>,
+    ch: usize,
+    dx: Option<&mut [&mut [T]]>,
+    scratch: &mut Vec<T>,
+) -> (f64, f64) {
+    backward_channel(cx, ch, dx, scratch)
+}
+
+/// [`backward_channel`] for this CPU (AVX-512 where it has it).
+fn backward_channel_here<T: Float>(
+    cx: &BackwardInputs<'_, T>,
+    ch: usize,
+    dx: Option<&mut [&mut [T]]>,
+    scratch: &mut Vec<T>,
+) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512f() {
+        // SAFETY: AVX-512F is available (checked just above), the function's only requirement.
+        return unsafe { backward_channel_avx512(cx, ch, dx, scratch) };
+    }
+    backward_channel(cx, ch, dx, scratch)
 }
 
 /// Backward pass: `[dx, dweight, dbias]`, each only when `needs` asks for it.
@@ -357,62 +466,13 @@ fn backward<T: Float>(
     needs: [bool; 3],
 ) -> [Option<Vec<T>>; 3] {
     let (n, c, l) = dims;
-    let count = (n * l) as f64;
     let mut dx = if needs[0] { vec![T::ZERO; x.len()] } else { Vec::new() };
     // Each channel's (Σdz, Σdz·(x - mean)), dz the gradient before the activation.
     let mut sums = vec![(0f64, 0f64); c];
     if !x.is_empty() {
         let mut dx_planes = if needs[0] { channel_major_planes(&mut dx, dims) } else { Vec::new() };
         let sums_needed = batch || needs[1] || needs[2];
-        let identity = act == FusedActivation::Identity;
-        let channel = |ch: usize, dx: Option<&mut [&mut [T]]>, scratch: &mut Vec<T>| -> (f64, f64) {
-            if !identity {
-                // The activation's mask, applied once per channel into scratch space that the
-                // second pass reads again.
-                scratch.resize(n * l, T::ZERO);
-                for (i, dz) in scratch.chunks_mut(l).enumerate() {
-                    act.mask_gradient(plane(y, i, ch, dims), plane(dy, i, ch, dims), dz);
-                }
-            }
-            let scratch: &[T] = scratch;
-            let dz_plane = |i: usize| if identity { plane(dy, i, ch, dims) } else { &scratch[i * l..(i + 1) * l] };
-            let mean = stats.mean[ch];
-            let (sum, sum_dev) = if sums_needed {
-                (0..n).fold((0.0, 0.0), |(s, sd), i| {
-                    let (a, b) = sum_grad_dev(dz_plane(i), plane(x, i, ch, dims), mean);
-                    (s + a, sd + b)
-                })
-            } else {
-                (0.0, 0.0)
-            };
-            if let Some(dx) = dx {
-                let (invstd, wv) = (stats.invstd[ch], w[ch].to_f64());
-                // dx = w·invstd·(dz - Σdz/m - x̂·Σ(dz·x̂)/m) with x̂ = (x - mean)·invstd, as
-                // a·dz + k·(x - mean) + c0; with given statistics only a·dz remains.
-                let a = T::from_f64(wv * invstd);
-                let (k, c0) = if batch {
-                    (-wv * invstd * invstd * invstd * sum_dev / count, -wv * invstd * sum / count)
-                } else {
-                    (0.0, 0.0)
-                };
-                // As forward: x - m exact near the mean, m's rounding folded into the constant.
-                let m = T::from_f64(mean);
-                let (k, c0) = (T::from_f64(k), T::from_f64(c0 - k * (mean - m.to_f64())));
-                for (i, out) in dx.iter_mut().enumerate() {
-                    let (dz, xp) = (dz_plane(i), plane(x, i, ch, dims));
-                    if batch {
-                        for ((d, g), v) in out.iter_mut().zip(dz).zip(xp) {
-                            *d = a * *g + k * (*v - m) + c0;
-                        }
-                    } else {
-                        for (d, g) in out.iter_mut().zip(dz) {
-                            *d = a * *g;
-                        }
-                    }
-                }
-            }
-            (sum, sum_dev)
-        };
+        let cx = BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed };
         let min_len = min_channels_per_task(n * l);
         if needs[0] {
             dx_planes
@@ -420,12 +480,14 @@ fn backward<T: Float>(
                 .zip(sums.par_iter_mut())
                 .enumerate()
                 .with_min_len(min_len)
-                .for_each_init(Vec::new, |scratch, (ch, (dx, s))| *s = channel(ch, Some(dx), scratch));
+                .for_each_init(Vec::new, |scratch, (ch, (dx, s))| {
+                    *s = backward_channel_here(&cx, ch, Some(dx), scratch)
+                });
         } else if sums_needed {
             sums.par_iter_mut()
                 .enumerate()
                 .with_min_len(min_len)
-                .for_each_init(Vec::new, |scratch, (ch, s)| *s = channel(ch, None, scratch));
+                .for_each_init(Vec::new, |scratch, (ch, s)| *s = backward_channel_here(&cx, ch, None, scratch));
         }
     }
     let dw = needs[1].then(|| sums.iter().zip(&stats.invstd).map(|((_, sd), is)| T::from_f64(sd * is)).collect());

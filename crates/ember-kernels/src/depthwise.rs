@@ -12,14 +12,15 @@
 //! per tap into a phase-split gradient that is then copied back out of the padding.
 //!
 //! The per-plane work is compiled twice, once for AVX-512 (chosen at run time) and once for the
-//! baseline; the arithmetic and its order are the same in both, so so are the results.
+//! baseline. On AVX-512 the f32 forward pass also keeps a tile of outputs in registers across
+//! all the taps, with fused multiply-adds.
 
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
 use crate::conv_spec::ConvSpec;
-use crate::element::{has_avx512f, sum, Float};
+use crate::element::{as_f32, as_f32_mut, has_avx512f, sum, Float};
 
 /// Whether the direct depthwise kernel handles this geometry.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
@@ -140,11 +141,12 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     s
 }
 
-/// Copies one input plane into the zeroed, phase-split scratch plane.
+/// Copies one input plane into the phase-split scratch plane. Only the input's positions are
+/// written, the same ones for every plane of a call, so the padding stays as [`scratch_for`]
+/// zeroed it.
 #[inline(always)]
 fn split<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, input: &[T], scratch: &mut [T]) {
     let s = g.p.stride;
-    scratch.fill(T::ZERO);
     layout.for_each_run(g, |from, start, count| {
         let dst = &mut scratch[start..start + count];
         match s {
@@ -156,7 +158,22 @@ fn split<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, input: &[T], scratch:
     });
 }
 
-/// Adds the phase-split gradient's in-plane part into one input plane's gradient (the inverse
+/// The per-thread scratch of one call, `len` elements, zeroed when first made. Every plane of
+/// the call shares the layout, so a plane only overwrites what the previous one wrote.
+#[inline(always)]
+fn scratch_for<T: Float>(scratch: &mut Vec<T>, len: usize) -> &mut [T] {
+    if scratch.len() != len {
+        scratch.clear();
+        scratch.resize(len, T::ZERO);
+    }
+    scratch
+}
+
+/// Output elements one register-held tile accumulates over every tap (4 AVX-512 vectors of
+/// f32): the tile is stored once, not once per tap.
+const TILE: usize = 64;
+
+/// Copies the phase-split gradient's in-plane part into one input plane's gradient (the inverse
 /// of [`split`]; the padding's gradient is dropped).
 #[inline(always)]
 fn merge<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, scratch: &[T], dx: &mut [T]) {
@@ -169,6 +186,53 @@ fn merge<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, scratch: &[T], dx: &m
             _ => dx[to..].iter_mut().step_by(s).zip(src).for_each(|(d, v)| *d = *v),
         }
     });
+}
+
+/// `wide[t] = bias + Σ_k taps[k] · phases[offsets[k] + t]`, one tile of [`TILE`] outputs at a
+/// time (`wide.len()` a multiple of it).
+#[inline(always)]
+fn tiles_generic<T: Float>(phases: &[T], offsets: &[usize], taps: &[T], bias: T, wide: &mut [T]) {
+    for (t, dst) in wide.chunks_exact_mut(TILE).enumerate() {
+        let start = t * TILE;
+        dst.fill(bias);
+        for (&off, &wv) in offsets.iter().zip(taps) {
+            axpy(dst, wv, &phases[off + start..off + start + TILE]);
+        }
+    }
+}
+
+/// [`tiles_generic`] for f32 with the tile in four AVX-512 registers across all taps (one
+/// store per tile instead of one per tap) and fused multiply-adds (rounded once, so the last
+/// bits differ from the baseline path's).
+///
+/// # Safety
+/// AVX-512F must be available; `offsets[k] + wide.len() <= phases.len()` for every `k`,
+/// `taps.len() >= offsets.len()`, and `wide.len()` a multiple of [`TILE`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tiles_f32_avx512(phases: &[f32], offsets: &[usize], taps: &[f32], bias: f32, wide: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller upholds the contract: every load below reads `off + start + 0..64`
+    // with `start + 64 <= wide.len()`, and every store writes inside `wide`.
+    unsafe {
+        let b = _mm512_set1_ps(bias);
+        for start in (0..wide.len()).step_by(TILE) {
+            let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+            for (k, &off) in offsets.iter().enumerate() {
+                let w = _mm512_set1_ps(*taps.get_unchecked(k));
+                let p = phases.as_ptr().add(off + start);
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(16)), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(32)), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(48)), a3);
+            }
+            let q = wide.as_mut_ptr().add(start);
+            _mm512_storeu_ps(q, a0);
+            _mm512_storeu_ps(q.add(16), a1);
+            _mm512_storeu_ps(q.add(32), a2);
+            _mm512_storeu_ps(q.add(48), a3);
+        }
+    }
 }
 
 /// One plane's forward pass: split, every tap over the wide output block by block, then the
@@ -185,15 +249,28 @@ fn forward_plane<T: Float>(
     scratch: &mut Vec<T>,
     out: &mut [T],
 ) {
-    scratch.resize(layout.len + layout.wide, T::ZERO);
-    let (phases, wide) = scratch.split_at_mut(layout.len);
+    let (phases, wide) = scratch_for(scratch, layout.len + layout.wide).split_at_mut(layout.len);
     split(g, layout, input, phases);
-    wide.fill(bias);
-    for block in (0..layout.wide).step_by(BLOCK) {
-        let end = (block + BLOCK).min(layout.wide);
-        for (&off, &wv) in layout.taps.iter().zip(taps) {
-            axpy(&mut wide[block..end], wv, &phases[off + block..off + end]);
-        }
+    let tiles = layout.wide / TILE * TILE;
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(phases), Some(taps), Some(wide), true) =
+        (as_f32(phases), as_f32(taps), as_f32_mut(&mut wide[..tiles]), has_avx512f())
+    {
+        // The farthest tap's tiles end inside the scratch (see `PhaseLayout::len`).
+        assert!(layout.taps.iter().all(|&off| off + tiles <= phases.len()) && taps.len() == layout.taps.len());
+        let bias = as_f32(std::slice::from_ref(&bias)).map_or(0.0, |b| b[0]);
+        // SAFETY: AVX-512F is available, and every tap's reads `off + tile + 64` stay within
+        // `phases` (asserted just above), which is the function's only requirement.
+        unsafe { tiles_f32_avx512(phases, &layout.taps, taps, bias, wide) };
+    } else {
+        tiles_generic(phases, &layout.taps, taps, bias, &mut wide[..tiles]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    tiles_generic(phases, &layout.taps, taps, bias, &mut wide[..tiles]);
+    let rest = &mut wide[tiles..];
+    rest.fill(bias);
+    for (&off, &wv) in layout.taps.iter().zip(taps) {
+        axpy(rest, wv, &phases[off + tiles..off + layout.wide]);
     }
     for (dst, src) in out.chunks_exact_mut(g.ow).zip(wide.chunks(layout.width)) {
         dst.copy_from_slice(&src[..g.ow]);
@@ -236,8 +313,7 @@ fn backward_plane<T: Float>(
     dx: Option<&mut [T]>,
 ) {
     let kk = layout.taps.len();
-    scratch.resize(2 * layout.len + layout.wide, T::ZERO);
-    let (phases, rest) = scratch.split_at_mut(layout.len);
+    let (phases, rest) = scratch_for(scratch, 2 * layout.len + layout.wide).split_at_mut(layout.len);
     let (dz, dphases) = rest.split_at_mut(layout.wide);
     // The discarded columns of the wide rows get a zero gradient.
     dz.fill(T::ZERO);
