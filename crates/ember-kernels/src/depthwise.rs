@@ -189,34 +189,36 @@ fn merge<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, scratch: &[T], dx: &m
 }
 
 /// `wide[t] = bias + Σ_k taps[k] · phases[offsets[k] + t]`, one tile of [`TILE`] outputs at a
-/// time (`wide.len()` a multiple of it).
+/// time, then the rest.
 #[inline(always)]
-fn tiles_generic<T: Float>(phases: &[T], offsets: &[usize], taps: &[T], bias: T, wide: &mut [T]) {
-    for (t, dst) in wide.chunks_exact_mut(TILE).enumerate() {
+fn wide_generic<T: Float>(phases: &[T], offsets: &[usize], taps: &[T], bias: T, wide: &mut [T]) {
+    for (t, dst) in wide.chunks_mut(TILE).enumerate() {
         let start = t * TILE;
         dst.fill(bias);
         for (&off, &wv) in offsets.iter().zip(taps) {
-            axpy(dst, wv, &phases[off + start..off + start + TILE]);
+            axpy(dst, wv, &phases[off + start..off + start + dst.len()]);
         }
     }
 }
 
-/// [`tiles_generic`] for f32 with the tile in four AVX-512 registers across all taps (one
-/// store per tile instead of one per tap) and fused multiply-adds (rounded once, so the last
-/// bits differ from the baseline path's).
+/// [`wide_generic`] for f32 with a tile in four AVX-512 registers across all taps (one store
+/// per tile instead of one per tap), the rest in masked vectors, and fused multiply-adds
+/// (rounded once, so the last bits differ from the baseline path's).
 ///
 /// # Safety
-/// AVX-512F must be available; `offsets[k] + wide.len() <= phases.len()` for every `k`,
-/// `taps.len() >= offsets.len()`, and `wide.len()` a multiple of [`TILE`].
+/// AVX-512F must be available; `offsets[k] + wide.len() <= phases.len()` for every `k` and
+/// `taps.len() >= offsets.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tiles_f32_avx512(phases: &[f32], offsets: &[usize], taps: &[f32], bias: f32, wide: &mut [f32]) {
+unsafe fn wide_f32_avx512(phases: &[f32], offsets: &[usize], taps: &[f32], bias: f32, wide: &mut [f32]) {
     use std::arch::x86_64::*;
-    // SAFETY: the caller upholds the contract: every load below reads `off + start + 0..64`
-    // with `start + 64 <= wide.len()`, and every store writes inside `wide`.
+    let tiles = wide.len() / TILE * TILE;
+    // SAFETY: the caller upholds the contract. Every load reads `off + start + i` with
+    // `start + i < wide.len()` (masked lanes beyond it are neither read nor faulted on), and
+    // every store writes inside `wide`.
     unsafe {
         let b = _mm512_set1_ps(bias);
-        for start in (0..wide.len()).step_by(TILE) {
+        for start in (0..tiles).step_by(TILE) {
             let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
             for (k, &off) in offsets.iter().enumerate() {
                 let w = _mm512_set1_ps(*taps.get_unchecked(k));
@@ -231,6 +233,15 @@ unsafe fn tiles_f32_avx512(phases: &[f32], offsets: &[usize], taps: &[f32], bias
             _mm512_storeu_ps(q.add(16), a1);
             _mm512_storeu_ps(q.add(32), a2);
             _mm512_storeu_ps(q.add(48), a3);
+        }
+        for start in (tiles..wide.len()).step_by(16) {
+            let mask: __mmask16 = if wide.len() - start >= 16 { 0xffff } else { (1u16 << (wide.len() - start)) - 1 };
+            let mut a = b;
+            for (k, &off) in offsets.iter().enumerate() {
+                let w = _mm512_set1_ps(*taps.get_unchecked(k));
+                a = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(mask, phases.as_ptr().add(off + start)), a);
+            }
+            _mm512_mask_storeu_ps(wide.as_mut_ptr().add(start), mask, a);
         }
     }
 }
@@ -251,27 +262,21 @@ fn forward_plane<T: Float>(
 ) {
     let (phases, wide) = scratch_for(scratch, layout.len + layout.wide).split_at_mut(layout.len);
     split(g, layout, input, phases);
-    let tiles = layout.wide / TILE * TILE;
     #[cfg(target_arch = "x86_64")]
     if let (Some(phases), Some(taps), Some(wide), true) =
-        (as_f32(phases), as_f32(taps), as_f32_mut(&mut wide[..tiles]), has_avx512f())
+        (as_f32(phases), as_f32(taps), as_f32_mut(wide), has_avx512f())
     {
-        // The farthest tap's tiles end inside the scratch (see `PhaseLayout::len`).
-        assert!(layout.taps.iter().all(|&off| off + tiles <= phases.len()) && taps.len() == layout.taps.len());
+        // The farthest tap's reads end inside the scratch (see `PhaseLayout::len`).
+        assert!(layout.taps.iter().all(|&off| off + wide.len() <= phases.len()) && taps.len() == layout.taps.len());
         let bias = as_f32(std::slice::from_ref(&bias)).map_or(0.0, |b| b[0]);
-        // SAFETY: AVX-512F is available, and every tap's reads `off + tile + 64` stay within
-        // `phases` (asserted just above), which is the function's only requirement.
-        unsafe { tiles_f32_avx512(phases, &layout.taps, taps, bias, wide) };
+        // SAFETY: AVX-512F is available, and every tap's reads `off..off + wide.len()` stay
+        // within `phases` (asserted just above): the function's requirements.
+        unsafe { wide_f32_avx512(phases, &layout.taps, taps, bias, wide) };
     } else {
-        tiles_generic(phases, &layout.taps, taps, bias, &mut wide[..tiles]);
+        wide_generic(phases, &layout.taps, taps, bias, wide);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    tiles_generic(phases, &layout.taps, taps, bias, &mut wide[..tiles]);
-    let rest = &mut wide[tiles..];
-    rest.fill(bias);
-    for (&off, &wv) in layout.taps.iter().zip(taps) {
-        axpy(rest, wv, &phases[off + tiles..off + layout.wide]);
-    }
+    wide_generic(phases, &layout.taps, taps, bias, wide);
     for (dst, src) in out.chunks_exact_mut(g.ow).zip(wide.chunks(layout.width)) {
         dst.copy_from_slice(&src[..g.ow]);
     }

@@ -162,6 +162,9 @@ fn uneven_padding_agrees_with_an_explicitly_padded_input() {
         ([1, 3, 9, 5], [3, 1, 3, 3], 1, 2, same(9, 5, 3, 1, 2)),
         ([2, 2, 5, 6], [2, 1, 3, 3], 1, 1, Padding2d { top: 0, bottom: 2, left: 1, right: 0 }),
         ([1, 2, 7, 7], [3, 2, 3, 3], 2, 1, same(7, 7, 3, 2, 1)),
+        // Planes large enough for whole register tiles of outputs, then a masked rest.
+        ([1, 2, 21, 19], [2, 1, 3, 3], 1, 1, same(21, 19, 3, 1, 1)),
+        ([1, 2, 30, 30], [2, 1, 5, 5], 2, 1, same(30, 30, 5, 2, 1)),
     ];
     for (x, w, stride, dilation, pad) in cases {
         let inputs = convolution_inputs(&x, &w, &mut rng, (-3.0, 8.0));

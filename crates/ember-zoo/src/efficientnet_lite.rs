@@ -8,7 +8,7 @@ use ember_layers::{
 };
 
 use crate::network::module_t_untapped;
-use crate::network::{tapped, Layered, Tap};
+use crate::network::{conv_bn, tapped, Layered, Tap};
 
 /// One stage of the base network: kernel, stride, expand ratio, output channels, repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,27 +105,6 @@ fn same_conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: us
     Conv2d::new(&cfg, vb)
 }
 
-/// `act(bn(conv(xs)))`, reporting the convolution's and the batch norm's outputs under `names`.
-/// Where the batch norm uses its running statistics (evaluation, frozen), it is folded into the
-/// convolution and the two run as one op; both names then report that op's output.
-fn conv_bn(
-    conv: &Conv2d,
-    bn: &BatchNorm,
-    xs: &Tensor,
-    act: FusedActivation,
-    train: bool,
-    names: (&str, &str),
-    tap: Tap<'_>,
-) -> Result<Tensor> {
-    if bn.uses_running_statistics(train) {
-        let y = conv.forward_with_batch_norm_t(xs, bn, act, train)?;
-        tap(names.0, &y);
-        return Ok(tapped(tap, names.1, y));
-    }
-    let y = tapped(tap, names.0, xs.apply(conv)?);
-    Ok(tapped(tap, names.1, bn.forward_t_with_activation(&y, train, act)?))
-}
-
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     // TensorFlow's batch norm: eps 1e-3, decay 0.99 (PyTorch momentum 0.01).
     BatchNorm::new(&BatchNormConfig { eps: 1e-3, momentum: 0.01, ..BatchNormConfig::new(c) }, vb)
@@ -189,10 +168,10 @@ impl MbConv {
         let relu6 = FusedActivation::Relu6;
         let mut x = xs.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = conv_bn(conv, bn, &x, relu6, train, (expand_conv, bn0), tap)?;
+            x = conv_bn(conv, bn, &x, relu6, train, &[expand_conv, bn0], tap)?;
         }
-        x = conv_bn(&self.depthwise_conv, &self.bn1, &x, relu6, train, (depthwise_conv, bn1), tap)?;
-        x = conv_bn(&self.project_conv, &self.bn2, &x, FusedActivation::Identity, train, (project_conv, bn2), tap)?;
+        x = conv_bn(&self.depthwise_conv, &self.bn1, &x, relu6, train, &[depthwise_conv, bn1], tap)?;
+        x = conv_bn(&self.project_conv, &self.bn2, &x, FusedActivation::Identity, train, &[project_conv, bn2], tap)?;
         if self.skip {
             x = tapped(tap, add, (x + xs)?);
         }
@@ -274,11 +253,11 @@ impl Layered for EfficientNetLite {
         // Batch norm and ReLU6 run as one op (one pass forward and backward, no stored
         // pre-activation); on running statistics, the convolution joins them (`conv_bn`).
         let relu6 = FusedActivation::Relu6;
-        let mut x = conv_bn(&self.conv_stem, &self.bn0, xs, relu6, train, ("_conv_stem", "_bn0"), tap)?;
+        let mut x = conv_bn(&self.conv_stem, &self.bn0, xs, relu6, train, &["_conv_stem", "_bn0"], tap)?;
         for block in &self.blocks {
             x = block.forward(&x, train, tap)?;
         }
-        x = conv_bn(&self.conv_head, &self.bn1, &x, relu6, train, ("_conv_head", "_bn1"), tap)?;
+        x = conv_bn(&self.conv_head, &self.bn1, &x, relu6, train, &["_conv_head", "_bn1"], tap)?;
         x = tapped(tap, "_avg_pooling", x.apply(&GlobalAvgPool2d)?);
         x = tapped(tap, "_dropout", x.apply_t(&self.dropout, train)?);
         Ok(tapped(tap, "_fc", x.apply(&self.fc)?))

@@ -3,7 +3,8 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use ember_layers::{BatchNorm, EntryMut, LayerKind, ModuleTree};
+use ember_kernels::FusedActivation;
+use ember_layers::{BatchNorm, Conv2d, EntryMut, LayerKind, ModuleTree};
 
 /// Sees `(layer name, layer output)` as a forward pass runs; what `ember zoo show` uses to list
 /// output shapes.
@@ -43,6 +44,34 @@ pub(crate) use module_t_untapped;
 pub(crate) fn tapped(tap: Tap<'_>, name: &str, xs: Tensor) -> Tensor {
     tap(name, &xs);
     xs
+}
+
+/// `act(bn(conv(xs)))`, reporting the convolution's output under `names[0]` and the result
+/// under every other name (the batch norm's, the activation's). Where the batch norm uses its
+/// running statistics (evaluation, frozen), it is folded into the convolution and the whole is
+/// one op, whose output every name reports; otherwise the batch norm and the activation run as
+/// one op after the convolution. Gradients reach every parameter either way.
+pub(crate) fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    act: FusedActivation,
+    train: bool,
+    names: &[&str],
+    tap: Tap<'_>,
+) -> Result<Tensor> {
+    let (first, rest) = names.split_first().map_or(("", &[][..]), |(f, r)| (*f, r));
+    let y = if bn.uses_running_statistics(train) {
+        let y = conv.forward_with_batch_norm_t(xs, bn, act, train)?;
+        tapped(tap, first, y)
+    } else {
+        let y = tapped(tap, first, xs.apply(conv)?);
+        bn.forward_t_with_activation(&y, train, act)?
+    };
+    for name in rest {
+        tap(name, &y);
+    }
+    Ok(y)
 }
 
 /// A model built by the registry: any [`Layered`] network, used as a candle `ModuleT`. Its tree

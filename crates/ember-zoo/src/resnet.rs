@@ -4,12 +4,11 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use ember_kernels::{Conv2dParams, FusedActivation};
 use ember_layers::{
-    Activation, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
-    ModuleTree,
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ModuleTree,
 };
 
 use crate::network::module_t_untapped;
-use crate::network::{tapped, Layered, Tap};
+use crate::network::{conv_bn, tapped, Layered, Tap};
 
 /// The first layers of a [`ResNet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,17 +177,19 @@ impl Block {
         let mut x = xs.clone();
         let convs = self.convs();
         let last = convs.len();
+        // Each batch norm runs as one op with its ReLU, or folds into its convolution where it
+        // uses running statistics (`conv_bn`).
         for (i, ((c, b), (conv, bn, relu))) in convs.into_iter().zip(&self.taps.convs).enumerate() {
-            x = tapped(tap, conv, x.apply(c)?);
-            x = tapped(tap, bn, x.apply_t(b, train)?);
-            if i + 1 < last {
-                x = tapped(tap, relu, ember_kernels::relu(&x)?);
-            }
+            x = if i + 1 < last {
+                conv_bn(c, b, &x, FusedActivation::Relu, train, &[conv, bn, relu], tap)?
+            } else {
+                conv_bn(c, b, &x, FusedActivation::Identity, train, &[conv, bn], tap)?
+            };
         }
         let shortcut = match &self.downsample {
             Some(Downsample { conv, bn }) => {
-                let s = tapped(tap, &self.taps.downsample.0, xs.apply(conv)?);
-                tapped(tap, &self.taps.downsample.1, s.apply_t(bn, train)?)
+                let names = [self.taps.downsample.0.as_str(), self.taps.downsample.1.as_str()];
+                conv_bn(conv, bn, xs, FusedActivation::Identity, train, &names, tap)?
             }
             None => xs.clone(),
         };
@@ -262,9 +263,7 @@ impl ResNet {
 
 impl Layered for ResNet {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let mut x = tapped(tap, "conv1", xs.apply(&self.conv1)?);
-        x = tapped(tap, "bn1", x.apply_t(&self.bn1, train)?);
-        x = tapped(tap, "relu", x.apply(&Activation::Relu)?);
+        let mut x = conv_bn(&self.conv1, &self.bn1, xs, FusedActivation::Relu, train, &["conv1", "bn1", "relu"], tap)?;
         if self.cfg.stem == Stem::ImageNet {
             x = tapped(tap, "maxpool", x.apply(&MaxPool2d::new(3, 2, 1))?);
         }
