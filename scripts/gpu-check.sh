@@ -10,8 +10,10 @@
 #      ResNet-18's first training steps at 224 px against the same steps on the CPU;
 #   2. `ember train --device cuda`: mnist-cnn for 2 epochs on the bundled digits (>= 98 % wanted);
 #   3. `ember bench --device cuda`: ResNet-18 training and inference throughput, 224 px, batch 64;
-#   4. the data-parallel driver (`ember train --devices 0`) with world size 1 on the GPU. Its
-#      all-reduce is the in-process one: an NCCL communicator is not written yet (issue 19).
+#   4. the data-parallel driver (`ember train --devices 0`) with world size 1 on the GPU (the
+#      in-process group);
+#   5. the NCCL driver with world size 1: `ember train --device cuda` as rank 0 of a torchrun-style
+#      group of one (WORLD_SIZE=1 ...), when the bundle's ember was built with `nccl`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -28,10 +30,11 @@ fi
 bin="$out/bin"
 mkdir -p "$bin" && tar -C "$bin" -xJf gpu-bundle/ember-cuda.tar.xz || { echo "gpu-check: FAIL (unpacking the bundle)"; exit 1; }
 
-# The CUDA libraries the binaries link (cuBLAS, cuRAND, NVRTC): the system's, else those of the
-# Python wheels (site-packages/nvidia/cu13/lib), else the toolkit gpu-build installed.
-for dir in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13", "lib") for p in nvidia.__path__))' 2>/dev/null) \
-    target/cuda-toolkit/nvidia/cu13/lib; do
+# The CUDA libraries the binaries link (cuBLAS, cuRAND, NVRTC, NCCL): the system's, else those of
+# the Python wheels (site-packages/nvidia/{cu13,nccl}/lib: PyTorch's CUDA 13 builds bring NCCL),
+# else the toolkit gpu-build installed.
+for dir in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in ("cu13", "nccl")))' 2>/dev/null) \
+    target/cuda-toolkit/nvidia/cu13/lib target/cuda-toolkit/nvidia/nccl/lib; do
     [ -d "$dir" ] && LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 export LD_LIBRARY_PATH
@@ -66,6 +69,21 @@ if timeout 120 "$bin/ember" train --devices 0 --epochs 1 --train-limit 2048 --ou
 else
     tail -n 3 "$out/parallel.log"
     failed+=("ember train --devices 0")
+fi
+
+echo "== 5. the NCCL driver with world size 1, on CUDA"
+# The DT_NEEDED entry survives stripping: an ember built with `nccl` names libnccl.
+if grep -q 'libnccl\.so' "$bin/ember"; then
+    if WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 timeout 120 "$bin/ember" train \
+        --device cuda --epochs 1 --train-limit 2048 --out "$out/nccl" --json >"$out/nccl.log" 2>&1 \
+        && grep -q 'data parallel on 1 process (nccl' "$out/nccl.log"; then
+        tail -n 2 "$out/nccl.log" | head -n 1
+    else
+        tail -n 3 "$out/nccl.log"
+        failed+=("ember train with WORLD_SIZE=1 (NCCL)")
+    fi
+else
+    echo "skipped: the bundle's ember was built without the nccl feature"
 fi
 
 echo "gpu-check took $(( $(date +%s) - started )) s"

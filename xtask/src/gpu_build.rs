@@ -14,6 +14,11 @@
 //!   `libcuda.so.1` of the machine's driver instead.
 //! - **Unversioned library names** (`libcublas.so` beside the wheels' `libcublas.so.13`), which
 //!   the linker's `-lcublas` looks for (candle's kernels also link the CUDA runtime, `-lcudart`).
+//! - **NCCL** for the `nccl` feature (`NcclCollective`, what `ember train` uses on GPUs in a
+//!   group of processes): NVIDIA's `nvidia-nccl-cu13` wheel, pinned to 2.30 because cudarc's
+//!   bindings are NCCL 2.30's (and PyTorch's CUDA 13 builds ship the same library, so a GPU
+//!   machine with PyTorch has it at run time). It installs beside the toolkit
+//!   (`nvidia/nccl/lib/libnccl.so.2`), and `libnccl.so` in the toolkit's `lib` points at it.
 //!
 //! The build goes to `target/cuda` so switching the feature does not rebuild the CPU tree;
 //! `CUDA_COMPUTE_CAP` defaults to 90 (H100, H200). `--bundle` packs the `ember` binary and the
@@ -37,7 +42,15 @@ const WHEELS: &[&str] = &[
     "nvidia-cuda-nvrtc==13.0.88",
     "nvidia-cublas==13.0.2.14",
     "nvidia-curand==10.4.0.35",
+    NCCL_WHEEL,
 ];
+
+/// NCCL, for the `nccl` feature (installed with the toolkit, or alone into a toolkit folder
+/// that predates it).
+const NCCL_WHEEL: &str = "nvidia-nccl-cu13==2.30.7";
+
+/// Where the NCCL wheel puts its library, from the toolkit's root (`.../nvidia/cu13`).
+const NCCL_LIBRARY: &str = "../nccl/lib/libnccl.so.2";
 
 /// The libraries cudarc links by their unversioned names, and the wheels' versioned files.
 const LIBRARIES: &[(&str, &str)] = &[
@@ -46,6 +59,7 @@ const LIBRARIES: &[(&str, &str)] = &[
     ("libcurand.so", "libcurand.so.10"),
     ("libnvrtc.so", "libnvrtc.so.13"),
     ("libcudart.so", "libcudart.so.13"),
+    ("libnccl.so", "../../nccl/lib/libnccl.so.2"),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -74,7 +88,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         Ok(())
     };
-    build(&["-p", "ember-cli", "--features", "cuda"])?;
+    build(&["-p", "ember-cli", "--features", "cuda,nccl"])?;
     build(&["-p", "ember", "--example", "gpu_check", "--features", "cuda"])?;
     println!("gpu-build: built {} and {}", target.join("release/ember").display(), gpu_check(&target).display());
     if bundle {
@@ -136,20 +150,51 @@ fn toolkit_dir(root: &Path) -> PathBuf {
 fn install_toolkit(dir: &Path) -> Result<PathBuf> {
     let cuda = dir.join("nvidia/cu13");
     if cuda.join("bin/nvcc").is_file() && cuda.join("lib/libcublas.so.13").is_file() {
+        if !cuda.join(NCCL_LIBRARY).is_file() {
+            install_nccl(dir)?;
+        }
         return Ok(cuda);
     }
     println!("gpu-build: installing the CUDA 13.0 toolkit wheels into {}", dir.display());
+    pip_install(dir, WHEELS)?;
+    if !cuda.join("bin/nvcc").is_file() || !cuda.join(NCCL_LIBRARY).is_file() {
+        bail!("installing the CUDA toolkit wheels into {} failed", dir.display());
+    }
+    Ok(cuda)
+}
+
+/// `pip install --target dir wheels...` with the Python `EMBER_TORCH_PYTHON` names (python3).
+fn pip_install(dir: &Path, wheels: &[&str]) -> Result<()> {
     let python = std::env::var("EMBER_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "--target"])
         .arg(dir)
-        .args(WHEELS)
+        .args(wheels)
         .status()
         .with_context(|| format!("running {python} -m pip"))?;
-    if !status.success() || !cuda.join("bin/nvcc").is_file() {
-        bail!("installing the CUDA toolkit wheels into {} failed", dir.display());
+    if !status.success() {
+        bail!("{python} -m pip install --target {} {} failed", dir.display(), wheels.join(" "));
     }
-    Ok(cuda)
+    Ok(())
+}
+
+/// Adds NCCL to a toolkit folder installed before it was needed. pip will not add a package to
+/// the `nvidia` folder another `--target` install made, so the wheel goes to a staging folder
+/// and its `nvidia/nccl` moves into place.
+fn install_nccl(dir: &Path) -> Result<()> {
+    println!("gpu-build: installing {NCCL_WHEEL} into {}", dir.display());
+    let staging = dir.join(".nccl-staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+    }
+    pip_install(&staging, &[NCCL_WHEEL])?;
+    let (from, to) = (staging.join("nvidia/nccl"), dir.join("nvidia/nccl"));
+    if to.exists() {
+        std::fs::remove_dir_all(&to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    std::fs::rename(&from, &to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+    Ok(())
 }
 
 /// `libcublas.so -> libcublas.so.13` and the like, for the linker.

@@ -629,7 +629,9 @@ pub struct TrainArgs {
     /// Train data-parallel, one replica per device, e.g. `0,1` (GPUs) or `cpu,cpu`: every epoch
     /// is sharded over the replicas (each takes --batch-size images a step), gradients are
     /// averaged after every backward pass, and the first replica alone writes the run
-    /// directory. The replicas run as threads of this process.
+    /// directory. The replicas run as threads of this process; for one process per replica
+    /// (NCCL, several machines) set WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+    /// instead, as torchrun does (see docs/gpu.md).
     #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     pub devices: Vec<crate::device::DeviceName>,
     #[command(flatten)]

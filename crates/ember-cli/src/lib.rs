@@ -20,6 +20,7 @@ mod args;
 mod commands;
 mod data;
 mod device;
+mod group;
 mod progress;
 mod quick;
 mod run_info;

@@ -1,9 +1,10 @@
 //! Data-parallel training of replicas on threads of this process: [`fit_replicated`] (what
-//! `--devices N` on the CPU runs) and the lower-level [`run_replicated`].
+//! `--devices N` runs) and the lower-level [`run_replicated`]; and of one replica of a group of
+//! processes: [`fit_replica`].
 //!
-//! Every replica is a [`Learner`] made a member of an [`InProcessGroup`] with
-//! [`Learner::with_collective`]; a driver for GPUs (one NCCL communicator per device) builds the
-//! same learners with its own [`Collective`](crate::Collective).
+//! Every replica is a [`Learner`] made a member of a group with [`Learner::with_collective`]:
+//! of an [`InProcessGroup`] on threads, of a [`TcpCollective`](crate::TcpCollective) or an NCCL
+//! member across processes.
 
 use std::path::{Path, PathBuf};
 
@@ -132,24 +133,38 @@ where
 {
     run_replicated(world, |member| {
         let rank = member.rank();
-        let Replica { step, store, mut optimizer, options, schedule, callbacks, run_dir, resume } = build(rank)?;
-        let options = FitOptions { schedule: schedule.as_deref().or(options.schedule), ..options };
-        let mut learner = Learner::with_step(BoxedStep(step), &store, optimizer.as_mut()).with_collective(member);
-        for callback in callbacks {
-            learner = learner.with_callback(BoxedCallback(callback));
-        }
-        if let Some(dir) = &run_dir {
-            learner = learner.with_run_dir(dir);
-            if resume {
-                learner.resume(dir)?;
-            }
-        } else if resume {
-            return Err(Error::Invalid("fit_replicated: resuming needs a run directory".into()));
-        }
-        let history = learner.fit(train, val, &options)?;
-        let callback_failures = learner.failures().iter().map(ToString::to_string).collect();
-        Ok(ReplicaOutcome { rank, history, state: store.state(), callback_failures })
+        fit_replica(member, build(rank)?, train, val)
     })
+}
+
+/// Trains one replica as a member of a group, data-parallel (see [`Learner::with_collective`]):
+/// what every rank of a multi-process group runs, with its own collective
+/// ([`TcpCollective`](crate::TcpCollective), an NCCL member), and what [`fit_replicated`] runs
+/// on each of its threads. `train` and `val` are the whole data; the replica takes its shard.
+pub fn fit_replica(
+    member: impl Collective,
+    replica: Replica,
+    train: &DataLoader,
+    val: Option<&DataLoader>,
+) -> Result<ReplicaOutcome> {
+    let rank = member.rank();
+    let Replica { step, store, mut optimizer, options, schedule, callbacks, run_dir, resume } = replica;
+    let options = FitOptions { schedule: schedule.as_deref().or(options.schedule), ..options };
+    let mut learner = Learner::with_step(BoxedStep(step), &store, optimizer.as_mut()).with_collective(member);
+    for callback in callbacks {
+        learner = learner.with_callback(BoxedCallback(callback));
+    }
+    if let Some(dir) = &run_dir {
+        learner = learner.with_run_dir(dir);
+        if resume {
+            learner.resume(dir)?;
+        }
+    } else if resume {
+        return Err(Error::Invalid("fit_replica: resuming needs a run directory".into()));
+    }
+    let history = learner.fit(train, val, &options)?;
+    let callback_failures = learner.failures().iter().map(ToString::to_string).collect();
+    Ok(ReplicaOutcome { rank, history, state: store.state(), callback_failures })
 }
 
 /// Runs `replica(member)` for every member of a new [`InProcessGroup`] of `world` ranks, each on

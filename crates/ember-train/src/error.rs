@@ -117,6 +117,35 @@ pub enum Error {
         /// Its error.
         reason: String,
     },
+    /// A rendezvous variable (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, ...) is not set.
+    #[error("environment variable {variable} is not set; {hint}")]
+    MissingVariable {
+        /// The variable.
+        variable: &'static str,
+        /// What it should hold.
+        hint: &'static str,
+    },
+    /// A rendezvous variable holds a value that cannot be used.
+    #[error("environment variable {variable}={value:?}: {problem}")]
+    BadVariable {
+        /// The variable.
+        variable: &'static str,
+        /// Its value, as set.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A network operation of a multi-process group failed: joining it (binding, connecting,
+    /// the handshake) or exchanging messages with a peer.
+    #[error("data-parallel: {what} ({peer}): {detail}")]
+    Network {
+        /// The address or rank at the other end.
+        peer: String,
+        /// What was being done.
+        what: String,
+        /// The system's or the protocol's reason.
+        detail: String,
+    },
     /// A misuse of the training API or an invalid setting.
     #[error("{0}")]
     Invalid(String),

@@ -7,11 +7,14 @@
 //! `ember-io`).
 //!
 //! Data-parallel training (PyTorch's DDP) runs the same loop on every replica:
-//! [`Learner::with_collective`] joins a group through a [`Collective`] (the in-process
-//! [`InProcessGroup`] for CPU replicas on threads, driven by [`fit_replicated`]; an NCCL member
-//! for GPUs implements the same trait).
+//! [`Learner::with_collective`] joins a group through a [`Collective`]: the in-process
+//! [`InProcessGroup`] for replicas on threads, driven by [`fit_replicated`]; across processes
+//! and machines, a group formed from torchrun's variables ([`RendezvousConfig`], the
+//! [`rendezvous`] module) with a [`TcpCollective`] (CPUs) or, with the `nccl` feature, an
+//! `NcclCollective` (GPUs), each rank driven by [`fit_replica`].
 //!
-//! Features (both default): `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
+//! Features: `nccl` (off by default; `NcclCollective`, needs CUDA and NCCL to build) and, both
+//! default, `plots` (`PlotLogger` and the `plots` module: PNG learning curves and
 //! confusion matrices, drawn with `plotters`) and `tensorboard` (`TensorBoardLogger` and the
 //! `tensorboard` module: event files). Without them the crate trains, evaluates and checkpoints as before, with no plotting
 //! dependency.
@@ -47,12 +50,18 @@ mod data_parallel;
 mod error;
 mod learner;
 pub mod metrics;
+#[cfg(feature = "nccl")]
+mod nccl_collective;
 #[cfg(feature = "plots")]
 pub mod plots;
+pub mod rendezvous;
 mod report;
+mod store;
+mod tcp_collective;
 #[cfg(feature = "tensorboard")]
 pub mod tensorboard;
 pub mod throughput;
+mod wire;
 
 #[cfg(feature = "plots")]
 pub use callback::PlotLogger;
@@ -60,7 +69,7 @@ pub use callback::PlotLogger;
 pub use callback::TensorBoardLogger;
 pub use callback::{Callback, CallbackContext, Control, CsvLogger, EarlyStopping, Mode, ModelCheckpoint, StepReport};
 pub use collective::{Collective, InProcessGroup, InProcessMember};
-pub use data_parallel::{fit_replicated, run_replicated, Replica, ReplicaOutcome};
+pub use data_parallel::{fit_replica, fit_replicated, run_replicated, Replica, ReplicaOutcome};
 pub use ember_io::IoError;
 pub use error::{Error, Result};
 pub use learner::{
@@ -68,4 +77,9 @@ pub use learner::{
     SchedulePer, StepOutput, TrainStep, RESUME_FILE,
 };
 pub use metrics::{Average, ConfusionMatrix, RegressionMetrics, TopKAccuracy};
+#[cfg(feature = "nccl")]
+pub use nccl_collective::NcclCollective;
+pub use rendezvous::{RendezvousConfig, RendezvousOptions};
 pub use report::EpochReport;
+pub use store::Store;
+pub use tcp_collective::TcpCollective;

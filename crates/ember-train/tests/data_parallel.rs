@@ -449,3 +449,52 @@ fn in_process_mismatches_and_aborts_are_errors_not_hangs() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Replicas as separate processes would run them: each on its own thread with its own TCP
+/// connections to rank 0 (a loopback group), driven by `fit_replica`. They train exactly as the
+/// in-process group's threads do: the same sums in the same order, so the same bits.
+#[test]
+fn replicas_over_tcp_train_bit_for_bit_as_replicas_on_threads() {
+    use ember_train::rendezvous::{connect, MasterListener};
+    use ember_train::{fit_replica, RendezvousOptions, TcpCollective};
+
+    let (world, batch, epochs, opt, clip) = (3, 8, 2, Opt::Adam, Some(0.5));
+    let on_threads = replicated("mlp", opt, world, batch, epochs, clip);
+
+    let rendezvous = RendezvousOptions { join_timeout: Duration::from_secs(20), timeout: Duration::from_secs(60) };
+    let mut master = Some(MasterListener::bind("127.0.0.1", 0, world).unwrap());
+    let port = master.as_ref().unwrap().port();
+    let (train, val) = data(batch);
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..world)
+            .map(|rank| {
+                let listener = if rank == 0 { master.take() } else { None };
+                let (train, val, steps) = (&train, &val, steps.clone());
+                scope.spawn(move || {
+                    let store = match listener {
+                        Some(listener) => listener.accept(&rendezvous)?,
+                        None => connect("127.0.0.1", port, rank, world, &rendezvous)?,
+                    };
+                    let (step, params) = model("mlp", 7 + rank as u64);
+                    let optim = BoxedOptimizer(optimizer(opt, &params));
+                    let replica = Replica::new(step, params, optim, options(epochs, clip));
+                    let replica = if rank == 0 { replica.with_callback(Recorder(steps)) } else { replica };
+                    fit_replica(TcpCollective::new(store), replica, train, Some(val))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    let over_tcp = steps.lock().unwrap().clone();
+    assert_eq!(over_tcp.len(), epochs * 240 / (world * batch));
+    assert_eq!(over_tcp.len(), on_threads.steps.len());
+    for (s, (a, b)) in on_threads.steps.iter().zip(&over_tcp).enumerate() {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(bits(a) == bits(b), "step {s}: parameters differ by {:e}", max_abs_diff(a, b));
+    }
+    for o in &outcomes {
+        assert_eq!(bits(&o.history), bits(&on_threads.history), "rank {}", o.rank);
+        assert_eq!(state_bits(&o.state), state_bits(&outcomes[0].state), "rank {}", o.rank);
+    }
+}

@@ -22,6 +22,15 @@ use crate::train_config::TrainConfig;
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // One process of a group (torchrun's variables), checked before anything is read.
+    let group = crate::group::from_env()?;
+    anyhow::ensure!(
+        group.is_none() || args.devices.is_empty(),
+        "--devices runs replicas as threads of this process, but WORLD_SIZE is set (one process per replica): \
+         use --device cpu or --device cuda"
+    );
+    // Only rank 0 of a group writes the run directory and reports.
+    let leader = group.as_ref().is_none_or(|g| g.rank == 0);
     let mut config = match &args.resume {
         Some(dir) => TrainConfig::for_resume(dir, args)?,
         None => TrainConfig::resolve(args)?,
@@ -62,9 +71,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let val_loader = plan.eval_loader(val_data.clone(), crate::data::eval_batch(input), workers)?;
 
     let devices = args.devices.iter().map(|d| d.open()).collect::<anyhow::Result<Vec<_>>>()?;
-    let device = match devices.first() {
-        Some(first) => first.clone(),
-        None => args.device.open()?,
+    let device = match (&group, devices.first()) {
+        (Some(group), _) => crate::group::device(group, args.device.device).open()?,
+        (None, Some(first)) => first.clone(),
+        (None, None) => args.device.open()?,
     };
     let store = ParamStore::new(config.seed, &device);
     let model_options = ember_zoo::ModelOptions {
@@ -85,12 +95,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
 
     let out = &config.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
-    let stale = checkpoint::remove_stale_temporaries(out)?;
-    if !stale.is_empty() {
-        println!("removed {} temporary files of an interrupted write in {}", stale.len(), out.display());
+    if leader {
+        std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+        let stale = checkpoint::remove_stale_temporaries(out)?;
+        if !stale.is_empty() {
+            println!("removed {} temporary files of an interrupted write in {}", stale.len(), out.display());
+        }
+        config.save(out)?;
     }
-    config.save(out)?;
     let names = data.class_names.clone();
     let logdir = config.logdir.clone().unwrap_or_else(|| out.join("tensorboard"));
     // What the run directory gets, built again for the first replica of a data-parallel run.
@@ -114,7 +126,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let committed = out.join(ember_train::RESUME_FILE).is_file();
     let resuming = args.resume.is_some() && committed;
-    if resuming {
+    if !leader {
+        // Rank 0 reports the run; the others say only who they are.
+        if resuming {
+            learner.resume(out)?;
+        }
+    } else if resuming {
         learner.resume(out)?;
         println!("resuming {} after epoch {} of {}", out.display(), learner.history().len(), config.epochs);
     } else {
@@ -157,42 +174,74 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         device: device.clone(),
         ..FitOptions::new(config.epochs)
     };
-    let history = if devices.len() > 1 {
+    // One replica of a data-parallel run, built alike on every rank (and thread).
+    let replica = |rank: usize, world: usize, device: &candle_core::Device| -> ember_train::Result<Replica> {
+        let invalid = |e: &dyn std::fmt::Display| ember_train::Error::Invalid(format!("replica {rank}: {e}"));
+        let total_steps = config.epochs * train_loader.shard(0, world)?.num_batches();
+        let store = ParamStore::new(config.seed, device);
+        let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))
+            .map_err(|e| invalid(&e))?;
+        let optimizer = config.optimizer.build(store.vars()).map_err(|e| invalid(&e))?;
+        let schedule = config.schedule.build(config.optimizer.lr(), total_steps).map_err(|e| invalid(&e))?;
+        let options = FitOptions {
+            clip_grad_norm: config.clip_grad_norm,
+            classes,
+            device: device.clone(),
+            ..FitOptions::new(config.epochs)
+        };
+        let mut replica =
+            Replica::classifier(Box::new(model), store, optimizer, options).with_run_dir(out).resuming(resuming);
+        if let Some(schedule) = schedule {
+            replica = replica.with_schedule(schedule);
+        }
+        if rank == 0 {
+            for callback in callbacks() {
+                replica = replica.with_callback(callback);
+            }
+        }
+        Ok(replica)
+    };
+    let history = if group.is_some() || devices.len() > 1 {
         drop(learner);
-        println!(
-            "data parallel on {} replicas ({}), {} images a step in all",
-            devices.len(),
-            device_list(&args.devices),
-            devices.len() * config.batch_size
-        );
-        let total_steps = config.epochs * train_loader.shard(0, devices.len())?.num_batches();
-        let outcomes = ember_train::fit_replicated(devices.len(), &train_loader, Some(&val_loader), |rank| {
-            let device = &devices[rank];
-            let invalid = |e: &dyn std::fmt::Display| ember_train::Error::Invalid(format!("replica {rank}: {e}"));
-            let store = ParamStore::new(config.seed, device);
-            let model = ember_zoo::build_with(&config.model, &model_options, store.var_builder(DType::F32))
-                .map_err(|e| invalid(&e))?;
-            let optimizer = config.optimizer.build(store.vars()).map_err(|e| invalid(&e))?;
-            let schedule = config.schedule.build(config.optimizer.lr(), total_steps).map_err(|e| invalid(&e))?;
-            let options = FitOptions {
-                clip_grad_norm: config.clip_grad_norm,
-                classes,
-                device: device.clone(),
-                ..FitOptions::new(config.epochs)
-            };
-            let mut replica =
-                Replica::classifier(Box::new(model), store, optimizer, options).with_run_dir(out).resuming(resuming);
-            if let Some(schedule) = schedule {
-                replica = replica.with_schedule(schedule);
+        let first = if let Some(group) = &group {
+            let backend = crate::group::backend(&device);
+            if leader {
+                println!(
+                    "data parallel on {} process{} ({backend}, rank 0 on {}), {} images a step in all",
+                    group.world_size,
+                    if group.world_size == 1 { "" } else { "es" },
+                    crate::group::device(group, args.device.device),
+                    group.world_size * config.batch_size
+                );
+            } else {
+                println!(
+                    "rank {} of {} on {} ({backend}): joining {}:{}",
+                    group.rank,
+                    group.world_size,
+                    crate::group::device(group, args.device.device),
+                    group.master_addr,
+                    group.master_port
+                );
             }
-            if rank == 0 {
-                for callback in callbacks() {
-                    replica = replica.with_callback(callback);
-                }
-            }
-            Ok(replica)
-        })?;
-        let first = outcomes.into_iter().next().context("no replica ran")?;
+            let member = crate::group::join(group, &device)?;
+            let replica = replica(group.rank, group.world_size, &device)?;
+            ember_train::fit_replica(member, replica, &train_loader, Some(&val_loader))?
+        } else {
+            println!(
+                "data parallel on {} replicas ({}), {} images a step in all",
+                devices.len(),
+                device_list(&args.devices),
+                devices.len() * config.batch_size
+            );
+            let outcomes = ember_train::fit_replicated(devices.len(), &train_loader, Some(&val_loader), |rank| {
+                replica(rank, devices.len(), &devices[rank])
+            })?;
+            outcomes.into_iter().next().context("no replica ran")?
+        };
+        if !leader {
+            println!("rank {}: done", first.rank);
+            return Ok(());
+        }
         for failure in &first.callback_failures {
             eprintln!("warning: {failure}");
         }

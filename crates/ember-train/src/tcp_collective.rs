@@ -1,0 +1,126 @@
+//! [`TcpCollective`]: data-parallel replicas in separate processes, on one machine or several,
+//! exchanging tensors over TCP through rank 0 (what PyTorch's gloo backend is to DDP on CPUs).
+
+use candle_core::{Device, Tensor};
+
+use crate::collective::Collective;
+use crate::rendezvous::{RendezvousConfig, RendezvousOptions};
+use crate::store::Store;
+use crate::wire::{check_in, header, tensor_bytes, tensor_from_bytes, Op};
+use crate::Result;
+
+/// One process's member of a group joined through a [`RendezvousConfig`].
+///
+/// Every call first checks that all ranks made the same call with tensors of the same dtypes
+/// and shapes ([`Error::Collective`](crate::Error::Collective) otherwise). A sum then gathers
+/// every rank's tensors on rank 0, which adds them in rank order (`((t0 + t1) + t2) + ...`, on
+/// the CPU, in the tensors' dtype, as [`InProcessGroup`](crate::InProcessGroup) does) and sends
+/// the sums back, so every rank gets the same bits and a run is reproducible. Results come back
+/// on each input's device.
+///
+/// A rank that fails calls [`Collective::abort`]; a rank whose process ends or whose
+/// connection breaks has left. Either way the others' calls fail with
+/// [`Error::ReplicaFailed`](crate::Error::ReplicaFailed), and a peer that stops answering makes
+/// them fail after [`RendezvousOptions::timeout`].
+#[derive(Debug)]
+pub struct TcpCollective {
+    store: Store,
+}
+
+impl TcpCollective {
+    /// A member over the connections of `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Joins the group `config` describes (rank 0 waits for the others) and returns this
+    /// process's member.
+    pub fn join(config: &RendezvousConfig, options: &RendezvousOptions) -> Result<Self> {
+        Ok(Self::new(config.join(options)?))
+    }
+
+    /// Runs one call; on an error of this rank's own the group is aborted, so no rank waits
+    /// for this one.
+    fn call(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        let result = self.exchange(op, tensors);
+        if let Err(error) = &result {
+            // A no-op when the failure came from the group (it is recorded already).
+            self.store.abort(&error.to_string());
+        }
+        result
+    }
+
+    fn exchange(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.store.check()?;
+        check_in(&mut self.store, &header(op, tensors)?)?;
+        let (rank, world) = (self.store.rank(), self.store.world_size());
+        let on_cpu = match op {
+            Op::Barrier => return Ok(Vec::new()),
+            Op::Broadcast if rank == 0 => {
+                let payloads = tensors.iter().map(tensor_bytes).collect::<Result<Vec<_>>>()?;
+                for peer in 1..world {
+                    for payload in &payloads {
+                        self.store.send(peer, payload)?;
+                    }
+                }
+                return Ok(tensors.to_vec());
+            }
+            Op::Sum if rank == 0 => {
+                let mut sums =
+                    tensors.iter().map(|t| t.to_device(&Device::Cpu)).collect::<candle_core::Result<Vec<_>>>()?;
+                for peer in 1..world {
+                    for (sum, t) in sums.iter_mut().zip(tensors) {
+                        let theirs = tensor_from_bytes(&self.store.recv(peer)?, t.dtype(), t.dims(), peer)?;
+                        *sum = (&*sum + theirs)?;
+                    }
+                }
+                let payloads = sums.iter().map(tensor_bytes).collect::<Result<Vec<_>>>()?;
+                for peer in 1..world {
+                    for payload in &payloads {
+                        self.store.send(peer, payload)?;
+                    }
+                }
+                sums
+            }
+            Op::Sum | Op::Broadcast => {
+                if op == Op::Sum {
+                    for t in tensors {
+                        self.store.send(0, &tensor_bytes(t)?)?;
+                    }
+                }
+                let mut received = Vec::with_capacity(tensors.len());
+                for t in tensors {
+                    received.push(tensor_from_bytes(&self.store.recv(0)?, t.dtype(), t.dims(), 0)?);
+                }
+                received
+            }
+        };
+        on_cpu.iter().zip(tensors).map(|(r, mine)| Ok(r.to_device(mine.device())?)).collect()
+    }
+}
+
+impl Collective for TcpCollective {
+    fn rank(&self) -> usize {
+        self.store.rank()
+    }
+
+    fn world_size(&self) -> usize {
+        self.store.world_size()
+    }
+
+    fn all_reduce_sum(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.call(Op::Sum, tensors)
+    }
+
+    fn broadcast(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.call(Op::Broadcast, tensors)
+    }
+
+    fn barrier(&mut self) -> Result<()> {
+        self.call(Op::Barrier, &[]).map(|_| ())
+    }
+
+    fn abort(&mut self, reason: &str) {
+        self.store.abort(reason)
+    }
+}
