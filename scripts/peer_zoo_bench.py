@@ -37,16 +37,30 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--size", type=int, default=224)
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="train only the classifier head, batch norms on running statistics")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = build(a.model)
     params = sum(t.numel() for t in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), 1e-3, eps=1e-7)
+    trainable = model.parameters()
+    if a.freeze_backbone:
+        # The first stage of fine-tuning: the backbone frozen (no gradients, batch norms in
+        # eval mode), only the head trains -- ember bench --freeze-backbone.
+        head = model.fc if hasattr(model, "fc") else model.get_classifier()
+        for t in model.parameters():
+            t.requires_grad_(False)
+        for t in head.parameters():
+            t.requires_grad_(True)
+        trainable = head.parameters()
+    opt = torch.optim.Adam(trainable, 1e-3, eps=1e-7)
     xs = [torch.rand(a.batch_size, 3, a.size, a.size) for _ in range(4)]
     ys = [torch.randint(0, 1000, (a.batch_size,)) for _ in range(4)]
 
     model.train()
+    if a.freeze_backbone:
+        model.eval()
 
     def step(i):
         opt.zero_grad(set_to_none=True)
@@ -72,6 +86,7 @@ def main():
     print(json.dumps({
         "stack": f"PyTorch {torch.__version__}", "model": a.model, "params": params, "threads": a.threads,
         "batch_size": a.batch_size, "train_images_per_s": train, "infer_images_per_s": best,
+        "freeze_backbone": a.freeze_backbone,
     }))
 
 

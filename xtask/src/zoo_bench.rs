@@ -1,6 +1,6 @@
 //! `cargo xtask bench zoo`: the models people fine-tune, at their real resolution. Training and
-//! inference throughput of ResNet-18, ResNet-50 and EfficientNet-Lite0 at 224 px, batch 16,
-//! measured by the release `ember bench` (in its own process, one model at a time) and, when
+//! inference throughput of ResNet-18, ResNet-50 and EfficientNet-Lite0 at 224 px, batch 16
+//! (and Lite0 with a frozen backbone, the first stage of fine-tuning), measured by the release `ember bench` (in its own process, one model at a time) and, when
 //! `EMBER_TORCH_PYTHON` names an interpreter with torch, torchvision and timm, by
 //! `scripts/peer_zoo_bench.py` with the same settings right after it, so each pair of rows comes
 //! from the same minutes of this shared machine. Prints a markdown table (ember's throughput over
@@ -12,8 +12,10 @@ use anyhow::Context;
 
 use crate::{cargo, describe, run_checked, workspace_root};
 
-/// The models, as the zoo and the peer script both name them.
-const MODELS: [&str; 3] = ["resnet18", "resnet50", "efficientnet-lite0"];
+/// The models, as the zoo and the peer script both name them, and whether only the head trains
+/// (`--freeze-backbone`: the first stage of fine-tuning, the backbone frozen).
+const MODELS: [(&str, bool); 4] =
+    [("resnet18", false), ("resnet50", false), ("efficientnet-lite0", false), ("efficientnet-lite0", true)];
 
 /// Settings shared by both sides: batch, warm-up steps, timed steps.
 const BATCH: usize = 16;
@@ -49,7 +51,7 @@ fn measure(mut cmd: Command) -> anyhow::Result<Throughput> {
 }
 
 /// The markdown table: one row per model and stack, ember's speed-up over PyTorch in ember's rows.
-fn table(threads: &str, rows: &[(&str, Throughput, Option<Throughput>)]) -> String {
+fn table(threads: &str, rows: &[(String, Throughput, Option<Throughput>)]) -> String {
     let mut t = format!(
         "224 px, batch {BATCH}, {threads} threads, random images ({WARMUP} warm-up + {TIMED} timed training steps, \
          Adam; inference best of 3 passes)\n\n| model | stack | train img/s | infer img/s | train vs PyTorch | infer vs \
@@ -82,23 +84,25 @@ pub fn run(threads: &str) -> anyhow::Result<()> {
         eprintln!("xtask bench zoo: EMBER_TORCH_PYTHON not set: PyTorch rows skipped");
     }
     let mut rows = Vec::new();
-    for model in MODELS {
+    for (model, frozen) in MODELS {
+        let frozen_flag: &[&str] = if frozen { &["--freeze-backbone"] } else { &[] };
         let mut cmd = Command::new(&ember);
         cmd.args(["bench", "--model", model, "--json", "--threads", threads]);
         cmd.args(["--batch-size", &BATCH.to_string(), "--warmup", &WARMUP.to_string()]);
-        cmd.args(["--batches", &TIMED.to_string()]);
+        cmd.args(["--batches", &TIMED.to_string()]).args(frozen_flag);
         let ours = measure(cmd)?;
         let theirs = match &python {
             Some(python) => {
                 let mut cmd = Command::new(python);
                 cmd.arg(root.join("scripts/peer_zoo_bench.py")).arg(model).args(["--threads", threads]);
                 cmd.args(["--batch-size", &BATCH.to_string(), "--warmup", &WARMUP.to_string()]);
-                cmd.args(["--batches", &TIMED.to_string()]);
+                cmd.args(["--batches", &TIMED.to_string()]).args(frozen_flag);
                 Some(measure(cmd)?)
             }
             None => None,
         };
-        rows.push((model, ours, theirs));
+        let name = if frozen { format!("{model}, frozen backbone") } else { model.to_string() };
+        rows.push((name, ours, theirs));
     }
     let text = table(threads, &rows);
     println!("\n{text}");
@@ -124,8 +128,12 @@ mod tests {
     #[test]
     fn ember_rows_carry_the_ratio_to_pytorch() {
         let rows = [
-            ("resnet18", Throughput { train: 30.0, infer: 80.0 }, Some(Throughput { train: 20.0, infer: 100.0 })),
-            ("resnet50", Throughput { train: 5.0, infer: 20.0 }, None),
+            (
+                "resnet18".to_string(),
+                Throughput { train: 30.0, infer: 80.0 },
+                Some(Throughput { train: 20.0, infer: 100.0 }),
+            ),
+            ("resnet50".to_string(), Throughput { train: 5.0, infer: 20.0 }, None),
         ];
         let t = table("2", &rows);
         assert!(t.contains("| resnet18 | ember | 30.0 | 80.0 | 1.50x | 0.80x |"), "{t}");

@@ -826,6 +826,10 @@ pub struct BenchArgs {
     /// Timed training steps.
     #[arg(long, value_parser = at_least_one, default_value_t = 100)]
     pub batches: usize,
+    /// Train only the classifier head (the first stage of fine-tuning): every other parameter
+    /// frozen, every batch norm on its running statistics.
+    #[arg(long)]
+    pub freeze_backbone: bool,
     #[command(flatten)]
     pub device: DeviceArg,
     #[command(flatten)]

@@ -71,14 +71,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let options = ember_zoo::ModelOptions::new(input, classes);
     let device = args.device.open()?;
     let store = ParamStore::new(0, &device);
-    let model = ember_zoo::build_with(&args.model, &options, store.var_builder(DType::F32))?;
-    let mut adam = Adam::new(store.vars(), AdamConfig { lr: 1e-3, eps: 1e-7, ..AdamConfig::default() })?;
+    let mut model = ember_zoo::build_with(&args.model, &options, store.var_builder(DType::F32))?;
+    let trainable = if args.freeze_backbone {
+        // Frozen parameters enter the forward pass detached: backpropagation stops at the head.
+        let head = ember_finetune::HeadInfo::find(&model, input)?;
+        ember_layers::freeze(&mut model, &["*"]);
+        ember_layers::unfreeze(&mut model, &[head.pattern()]);
+        ember_layers::trainable_vars(&model)
+    } else {
+        store.vars()
+    };
+    let model = model;
+    let mut adam = Adam::new(trainable, AdamConfig { lr: 1e-3, eps: 1e-7, ..AdamConfig::default() })?;
     let cfg = ThroughputConfig { warmup_batches: args.warmup, timed_batches: args.batches, inference_passes: 3 };
     let data = batches(args, input, classes, args.warmup + args.batches, &device)?;
     let threads = rayon::current_num_threads();
     eprintln!(
-        "bench {} on {}: input {}x{}x{}, {classes} classes, batch {}, {threads} threads, {} warm-up + {} timed batches ({})",
+        "bench {}{} on {}: input {}x{}x{}, {classes} classes, batch {}, {threads} threads, {} warm-up + {} timed batches ({})",
         args.model,
+        if args.freeze_backbone { " (frozen backbone)" } else { "" },
         args.device.device,
         input.0,
         input.1,
@@ -108,7 +119,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             json!({
                 "model": args.model, "device": args.device.device.to_string(), "batch_size": args.batch_size, "threads": threads,
                 "input": [input.0, input.1, input.2], "data": args.data.name().unwrap_or("random"),
-                "train_images_per_s": train, "infer_images_per_s": infer,
+                "train_images_per_s": train, "infer_images_per_s": infer, "freeze_backbone": args.freeze_backbone,
             })
         );
     }
