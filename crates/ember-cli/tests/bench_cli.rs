@@ -56,3 +56,14 @@ fn bench_uses_real_images_of_a_dataset_and_refuses_generative_models() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a classifier"));
 }
+
+#[test]
+fn bench_can_train_the_head_alone_on_a_frozen_backbone() {
+    let args = ["bench", "--model", "mnist-cnn", "--batch-size", "8", "--warmup", "1", "--batches", "2", "--json"];
+    let out = ember(&[&args[..], &["--freeze-backbone"]].concat());
+    let last = ok_json(&out);
+    assert_eq!(last["freeze_backbone"], true);
+    assert!(last["train_images_per_s"].as_f64().is_some_and(|v| v.is_finite() && v > 0.0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(frozen backbone)"));
+    assert_eq!(ok_json(&ember(&args))["freeze_backbone"], false);
+}
