@@ -11,7 +11,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::element::Float;
+use crate::element::{with_avx512, Float};
 pub use crate::pool_geometry::Pool2dParams;
 
 /// Max pooling over the last two dimensions.
@@ -209,10 +209,54 @@ fn route_plane<T: Float>(input: &[T], output: &[T], grad_out: &[T], grad_in: &mu
 
 fn forward<T: Float>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
     let mut out = vec![T::ZERO; planes * g.oh * g.ow];
-    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, out)| {
-        pool_plane(&input[plane * g.h * g.w..(plane + 1) * g.h * g.w], out, None, &g);
+    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each_init(Vec::new, |rows, (plane, out)| {
+        let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
+        if g.is_2x2() {
+            pool_plane(input, out, None, &g);
+        } else {
+            with_avx512(|| pool_plane_separable(input, out, &g, rows));
+        }
     });
     out
+}
+
+/// `a` or `b`, whichever is larger, NaN if either is (as the window maximum is).
+#[inline(always)]
+fn nan_max<T: Float>(a: T, b: T) -> T {
+    if b > a || b.is_nan() {
+        b
+    } else {
+        a
+    }
+}
+
+/// The maxima of one plane (no argmax), separably: for each output row the window's rows are
+/// reduced element-wise into `rows` (a loop that vectorises), then each window's columns of that
+/// reduced row. The same values as [`Plane::max`] per cell (max is exact, NaN propagates), at
+/// `kh + kw` comparisons per output instead of `kh · kw` scalar ones (ResNet's 3x3 stride-2 pool).
+#[inline(always)]
+fn pool_plane_separable<T: Float>(input: &[T], out: &mut [T], g: &Plane, rows: &mut Vec<T>) {
+    let ((kh, kw), (sh, sw), (ph, pw)) = (g.p.kernel, g.p.stride, g.p.padding);
+    rows.resize(g.w, T::ZERO);
+    for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
+        let y0 = (oy * sh) as isize - ph as isize;
+        let (lo, hi) = (y0.max(0) as usize, ((y0 + kh as isize).min(g.h as isize)).max(0) as usize);
+        if lo >= hi {
+            out_row.fill(T::NEG_INFINITY);
+            continue;
+        }
+        rows.copy_from_slice(&input[lo * g.w..(lo + 1) * g.w]);
+        for y in lo + 1..hi {
+            for (m, v) in rows.iter_mut().zip(&input[y * g.w..(y + 1) * g.w]) {
+                *m = nan_max(*m, *v);
+            }
+        }
+        for (ox, o) in out_row.iter_mut().enumerate() {
+            let x0 = (ox * sw) as isize - pw as isize;
+            let (lo, hi) = (x0.max(0) as usize, ((x0 + kw as isize).min(g.w as isize)).max(0) as usize);
+            *o = rows[lo.min(hi)..hi].iter().fold(T::NEG_INFINITY, |m, v| nan_max(m, *v));
+        }
+    }
 }
 
 fn backward<T: Float>(input: &[T], output: &[T], grad_out: &[T], planes: usize, g: Plane) -> Vec<T> {

@@ -71,3 +71,46 @@ fn max_pool_rejects_a_kernel_larger_than_the_input() {
     let err = max_pool2d(&x, Pool2dParams::square(3)).unwrap_err().to_string();
     assert!(err.contains("smaller than the kernel"), "{err}");
 }
+
+/// Each window's maximum by explicit loops over one plane (NaN if the window holds one,
+/// -inf for a window of padding only).
+fn naive_max_pool(plane: &[f32], (h, w): (usize, usize), p: Pool2dParams) -> Vec<f32> {
+    let ((kh, kw), (sh, sw), (ph, pw)) = (p.kernel, p.stride, p.padding);
+    let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+    let mut out = Vec::new();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut m = f32::NEG_INFINITY;
+            for y in (oy * sh).saturating_sub(ph)..(oy * sh + kh).saturating_sub(ph).min(h) {
+                for x in (ox * sw).saturating_sub(pw)..(ox * sw + kw).saturating_sub(pw).min(w) {
+                    let v = plane[y * w + x];
+                    m = if v.is_nan() || m.is_nan() { f32::NAN } else { m.max(v) };
+                }
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn overlapping_max_pool_equals_every_window_maximum_and_propagates_nan() {
+    // ResNet's stem pool (3x3, stride 2, padding 1) and an uneven one, on odd sizes, with a
+    // NaN in one window: exactly the windows that hold it give NaN.
+    for (p, (h, w)) in [
+        (Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) }, (9, 7)),
+        (Pool2dParams { kernel: (3, 2), stride: (1, 2), padding: (1, 0) }, (6, 9)),
+    ] {
+        let x = distinct_values((1, 2, h, w), 3).to_dtype(DType::F32).unwrap();
+        let mut values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values[w + 2] = f32::NAN;
+        let x = Tensor::from_vec(values.clone(), (1, 2, h, w), &Device::Cpu).unwrap();
+        let ours = max_pool2d(&x, p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want: Vec<f32> = values.chunks(h * w).flat_map(|plane| naive_max_pool(plane, (h, w), p)).collect();
+        assert_eq!(ours.len(), want.len());
+        for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{p:?} cell {i}: {a} vs {b}");
+        }
+        assert!(ours.iter().any(|v| v.is_nan()) && ours.iter().any(|v| !v.is_nan()));
+    }
+}

@@ -7,12 +7,13 @@
 //! Parameters come from a [`ParamStore`], which draws initial values from a seeded RNG and keeps
 //! buffers (batch norm's running statistics) apart from trainable parameters.
 //!
-//! Layers: [`Conv1d`], [`Conv2d`] (stride, padding incl. "same", dilation, groups, depthwise),
-//! [`ConvTranspose2d`], [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`], [`GlobalAvgPool2d`],
-//! [`Flatten`], [`Linear`], [`BatchNorm`], [`LayerNorm`], [`GroupNorm`], [`Dropout`],
-//! [`Dropout2d`], [`Embedding`], [`Rnn`], [`Lstm`], [`Gru`], [`Activation`] and the
-//! [`Sequential`] container; losses live in [`loss`]. Layers whose train and eval behaviour
-//! differ implement candle's `ModuleT` (see [`Mode`]); the others implement `Module`.
+//! Layers: [`Conv1d`], [`Conv2d`] (stride, padding incl. "same" — Keras's when strided —,
+//! dilation, groups, depthwise), [`ConvTranspose2d`], [`MaxPool2d`], [`AvgPool2d`],
+//! [`AdaptiveAvgPool2d`], [`GlobalAvgPool2d`], [`Flatten`], [`Linear`], [`BatchNorm`],
+//! [`LayerNorm`], [`GroupNorm`], [`Dropout`], [`Dropout2d`], [`Embedding`], [`Rnn`], [`Lstm`],
+//! [`Gru`], [`Activation`] and the [`Sequential`] container; losses live in [`loss`]. Layers
+//! whose train and eval behaviour differ implement candle's `ModuleT` (see [`Mode`]); the others
+//! implement `Module`.
 //!
 //! Every layer is also a [`ModuleTree`]: it reports itself, its parameters ([`Param`], which can
 //! be frozen) and its buffers ([`Buffer`]) under their `state_dict` paths, and a struct of
