@@ -27,6 +27,7 @@ use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
 use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
+use crate::winograd;
 
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 #[inline(always)]
@@ -158,9 +159,17 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
     let direct = DirectConv::plan(weight, bias, g);
+    // Wide 3x3 layers the direct kernel does not take: Winograd's F(2x2, 3x3).
+    let winograd = (direct.is_none() && winograd::applies(g)).then(|| winograd::transform_weights(weight, g));
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
         // The bias rows and the activation vectorise for AVX-512 where the CPU has it.
         with_avx512(|| {
+            if let Some(u) = &winograd {
+                let first = chunk * per_chunk * g.in_image();
+                let n = ys.len() / g.out_image();
+                winograd::forward(&x[first..first + n * g.in_image()], conv, u, ys, gemm_threads);
+                return;
+            }
             let mut scratch = Scratch::new(g, direct.as_ref());
             for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
                 let image = chunk * per_chunk + i;

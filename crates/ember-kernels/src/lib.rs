@@ -51,6 +51,7 @@ mod row_copy;
 mod unpool;
 mod weighted_op;
 mod window_pool;
+mod winograd;
 
 pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};

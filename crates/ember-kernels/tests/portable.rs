@@ -180,6 +180,26 @@ fn uneven_padding_agrees_with_an_explicitly_padded_input() {
 }
 
 #[test]
+fn wide_3x3_convolutions_agree_with_candles() {
+    // 64 channels and more, 3x3, stride 1: the forward pass runs Winograd's F(2x2, 3x3). Odd
+    // and even planes (partial 2x2 tiles at the edges), padding 0-2, batch 1 and 3, with bias
+    // and ReLU, training and inference; every gradient.
+    let mut rng = rng();
+    for (x, w, padding) in
+        [([3, 64, 7, 5], [64, 64, 3, 3], 1), ([1, 72, 6, 6], [65, 72, 3, 3], 0), ([2, 64, 5, 8], [64, 64, 3, 3], 2)]
+    {
+        let inputs = convolution_inputs(&x, &w, &mut rng, (-1.0, 1.0));
+        let p = Conv2dParams { padding, stride: 1, dilation: 1, groups: 1 };
+        for train in [true, false] {
+            let op = |t: &[Tensor]| {
+                conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, FusedActivation::Relu, None, train)
+            };
+            assert_paths_agree(&format!("winograd {x:?} {w:?} p{padding} train={train}"), &op, &inputs);
+        }
+    }
+}
+
+#[test]
 fn linear_activations_and_the_residual_add_agree() {
     let mut rng = rng();
     // Exact zeros and sixes: the kinks, where PyTorch's gradient (and the kernels') is 0.
