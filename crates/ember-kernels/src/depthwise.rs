@@ -246,20 +246,34 @@ unsafe fn wide_f32_avx512(phases: &[f32], offsets: &[usize], taps: &[f32], bias:
     }
 }
 
+/// One plane of a call: the sizes, the phase layout, the plane's input and its channel's taps.
+#[derive(Clone, Copy)]
+struct PlaneInput<'a, T> {
+    g: &'a ConvGeometry,
+    layout: &'a PhaseLayout,
+    input: &'a [T],
+    taps: &'a [T],
+}
+
+impl<'a, T> PlaneInput<'a, T> {
+    /// Plane `index` (image-major, then channel) of the input `x` and its taps in `weight`.
+    fn of(g: &'a ConvGeometry, layout: &'a PhaseLayout, x: &'a [T], weight: &'a [T], index: usize) -> Self {
+        let (hw, kk, c) = (g.h * g.w, g.kh * g.kw, index % g.c);
+        Self { g, layout, input: &x[index * hw..(index + 1) * hw], taps: &weight[c * kk..(c + 1) * kk] }
+    }
+}
+
 /// One plane's forward pass: split, every tap over the wide output block by block, then the
 /// valid columns with the bias and the activation.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn forward_plane<T: Float>(
-    g: &ConvGeometry,
-    layout: &PhaseLayout,
-    input: &[T],
-    taps: &[T],
+    plane: &PlaneInput<'_, T>,
     bias: T,
     act: FusedActivation,
     scratch: &mut Vec<T>,
     out: &mut [T],
 ) {
+    let PlaneInput { g, layout, input, taps } = *plane;
     let (phases, wide) = scratch_for(scratch, layout.len + layout.wide).split_at_mut(layout.len);
     split(g, layout, input, phases);
     #[cfg(target_arch = "x86_64")]
@@ -283,20 +297,20 @@ fn forward_plane<T: Float>(
     act.apply(out);
 }
 
+/// [`forward_plane`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn forward_plane_avx512<T: Float>(
-    g: &ConvGeometry,
-    layout: &PhaseLayout,
-    input: &[T],
-    taps: &[T],
+    plane: &PlaneInput<'_, T>,
     bias: T,
     act: FusedActivation,
     scratch: &mut Vec<T>,
     out: &mut [T],
 ) {
-    forward_plane(g, layout, input, taps, bias, act, scratch, out)
+    forward_plane(plane, bias, act, scratch, out)
 }
 
 /// One plane's backward pass: the activation's mask into the wide rows, then per tap the weight
@@ -304,19 +318,14 @@ unsafe fn forward_plane_avx512<T: Float>(
 /// into the split gradient, merged back into `dx` at the end). `partial` receives the plane's
 /// `kh·kw` weight-gradient terms and then its bias-gradient term.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn backward_plane<T: Float>(
-    g: &ConvGeometry,
-    layout: &PhaseLayout,
-    input: &[T],
-    taps: &[T],
-    y: &[T],
-    dy: &[T],
-    act: FusedActivation,
+    plane: &PlaneInput<'_, T>,
+    (y, dy, act): (&[T], &[T], FusedActivation),
     scratch: &mut Vec<T>,
     partial: &mut [T],
     dx: Option<&mut [T]>,
 ) {
+    let PlaneInput { g, layout, input, taps } = *plane;
     let kk = layout.taps.len();
     let (phases, rest) = scratch_for(scratch, 2 * layout.len + layout.wide).split_at_mut(layout.len);
     let (dz, dphases) = rest.split_at_mut(layout.wide);
@@ -342,45 +351,42 @@ fn backward_plane<T: Float>(
     }
 }
 
+/// [`backward_plane`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn backward_plane_avx512<T: Float>(
-    g: &ConvGeometry,
-    layout: &PhaseLayout,
-    input: &[T],
-    taps: &[T],
-    y: &[T],
-    dy: &[T],
-    act: FusedActivation,
+    plane: &PlaneInput<'_, T>,
+    upstream: (&[T], &[T], FusedActivation),
     scratch: &mut Vec<T>,
     partial: &mut [T],
     dx: Option<&mut [T]>,
 ) {
-    backward_plane(g, layout, input, taps, y, dy, act, scratch, partial, dx)
+    backward_plane(plane, upstream, scratch, partial, dx)
 }
 
 /// The forward pass over every plane, in parallel.
 pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     let ConvSpec { weight, bias, act, g } = conv;
-    let (hw, ohw, kk) = (g.h * g.w, g.ohw(), g.kh * g.kw);
+    let ohw = g.ohw();
     let layout = PhaseLayout::new(g);
     let avx512 = has_avx512f();
     let mut y = vec![T::ZERO; g.b * g.c * ohw];
     y.par_chunks_mut(ohw).enumerate().for_each_init(Vec::new, |scratch, (plane, out)| {
         let c = plane % g.c;
-        let input = &x[plane * hw..(plane + 1) * hw];
-        let taps = &weight[c * kk..(c + 1) * kk];
         let bias = bias.map_or(T::ZERO, |b| b[c]);
+        let plane = PlaneInput::of(g, &layout, x, weight, plane);
         #[cfg(target_arch = "x86_64")]
         if avx512 {
             // SAFETY: AVX-512F is available (checked at run time just above); the function has
             // no other requirement.
-            unsafe { forward_plane_avx512(g, &layout, input, taps, bias, act, scratch, out) };
+            unsafe { forward_plane_avx512(&plane, bias, act, scratch, out) };
             return;
         }
         let _ = avx512;
-        forward_plane(g, &layout, input, taps, bias, act, scratch, out);
+        forward_plane(&plane, bias, act, scratch, out);
     });
     y
 }
@@ -401,18 +407,16 @@ pub(crate) fn backward<T: Float>(
     let layout = PhaseLayout::new(g);
     let avx512 = has_avx512f();
     let plane_work = |plane: usize, scratch: &mut Vec<T>, partial: &mut [T], dx: Option<&mut [T]>| {
-        let c = plane % g.c;
-        let input = &x[plane * hw..(plane + 1) * hw];
-        let taps = &weight[c * kk..(c + 1) * kk];
         let (y, dy) = (&y[plane * ohw..(plane + 1) * ohw], &dy[plane * ohw..(plane + 1) * ohw]);
+        let plane = PlaneInput::of(g, &layout, x, weight, plane);
         #[cfg(target_arch = "x86_64")]
         if avx512 {
             // SAFETY: AVX-512F is available (checked at run time above); no other requirement.
-            unsafe { backward_plane_avx512(g, &layout, input, taps, y, dy, act, scratch, partial, dx) };
+            unsafe { backward_plane_avx512(&plane, (y, dy, act), scratch, partial, dx) };
             return;
         }
         let _ = avx512;
-        backward_plane(g, &layout, input, taps, y, dy, act, scratch, partial, dx);
+        backward_plane(&plane, (y, dy, act), scratch, partial, dx);
     };
     // Per plane: kk weight-gradient partials, then the bias-gradient partial.
     let mut partials = vec![T::ZERO; planes * (kk + 1)];

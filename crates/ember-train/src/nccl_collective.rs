@@ -21,10 +21,9 @@ use candle_core::cuda::cudarc::nccl::{Comm, Id, NcclType, ReduceOp};
 use candle_core::cuda::CudaDType;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
-use crate::collective::Collective;
 use crate::rendezvous::{RendezvousConfig, RendezvousOptions};
 use crate::store::Store;
-use crate::wire::{check_in, header, Op};
+use crate::wire::{check_in, collective_through_call, header, Op};
 use crate::{Error, Result};
 
 /// The length of NCCL's unique id.
@@ -185,28 +184,4 @@ where
     Ok(CudaStorage::wrap_cuda_slice(output, storage.device.clone()))
 }
 
-impl Collective for NcclCollective {
-    fn rank(&self) -> usize {
-        self.store.rank()
-    }
-
-    fn world_size(&self) -> usize {
-        self.store.world_size()
-    }
-
-    fn all_reduce_sum(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.call(Op::Sum, tensors)
-    }
-
-    fn broadcast(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.call(Op::Broadcast, tensors)
-    }
-
-    fn barrier(&mut self) -> Result<()> {
-        self.call(Op::Barrier, &[]).map(|_| ())
-    }
-
-    fn abort(&mut self, reason: &str) {
-        self.store.abort(reason)
-    }
-}
+collective_through_call!(NcclCollective);

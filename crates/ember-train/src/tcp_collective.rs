@@ -3,10 +3,9 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::collective::Collective;
 use crate::rendezvous::{RendezvousConfig, RendezvousOptions};
 use crate::store::Store;
-use crate::wire::{check_in, header, tensor_bytes, tensor_from_bytes, Op};
+use crate::wire::{check_in, collective_through_call, header, tensor_bytes, tensor_from_bytes, Op};
 use crate::Result;
 
 /// One process's member of a group joined through a [`RendezvousConfig`].
@@ -18,8 +17,8 @@ use crate::Result;
 /// the sums back, so every rank gets the same bits and a run is reproducible. Results come back
 /// on each input's device.
 ///
-/// A rank that fails calls [`Collective::abort`]; a rank whose process ends or whose
-/// connection breaks has left. Either way the others' calls fail with
+/// A rank that fails calls [`Collective::abort`](crate::Collective::abort); a rank whose
+/// process ends or whose connection breaks has left. Either way the others' calls fail with
 /// [`Error::ReplicaFailed`](crate::Error::ReplicaFailed), and a peer that stops answering makes
 /// them fail after [`RendezvousOptions::timeout`].
 #[derive(Debug)]
@@ -99,28 +98,4 @@ impl TcpCollective {
     }
 }
 
-impl Collective for TcpCollective {
-    fn rank(&self) -> usize {
-        self.store.rank()
-    }
-
-    fn world_size(&self) -> usize {
-        self.store.world_size()
-    }
-
-    fn all_reduce_sum(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.call(Op::Sum, tensors)
-    }
-
-    fn broadcast(&mut self, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.call(Op::Broadcast, tensors)
-    }
-
-    fn barrier(&mut self) -> Result<()> {
-        self.call(Op::Barrier, &[]).map(|_| ())
-    }
-
-    fn abort(&mut self, reason: &str) {
-        self.store.abort(reason)
-    }
-}
+collective_through_call!(TcpCollective);

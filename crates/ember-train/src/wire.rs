@@ -27,6 +27,40 @@ impl Op {
     }
 }
 
+/// Implements [`crate::Collective`] for a group member that holds its [`Store`] in `store` and
+/// runs every collective through `fn call(&mut self, Op, &[Tensor]) -> Result<Vec<Tensor>>`
+/// (the TCP and NCCL members differ only there).
+macro_rules! collective_through_call {
+    ($member:ty) => {
+        impl $crate::collective::Collective for $member {
+            fn rank(&self) -> usize {
+                self.store.rank()
+            }
+
+            fn world_size(&self) -> usize {
+                self.store.world_size()
+            }
+
+            fn all_reduce_sum(&mut self, tensors: &[candle_core::Tensor]) -> $crate::Result<Vec<candle_core::Tensor>> {
+                self.call($crate::wire::Op::Sum, tensors)
+            }
+
+            fn broadcast(&mut self, tensors: &[candle_core::Tensor]) -> $crate::Result<Vec<candle_core::Tensor>> {
+                self.call($crate::wire::Op::Broadcast, tensors)
+            }
+
+            fn barrier(&mut self) -> $crate::Result<()> {
+                self.call($crate::wire::Op::Barrier, &[]).map(|_| ())
+            }
+
+            fn abort(&mut self, reason: &str) {
+                self.store.abort(reason)
+            }
+        }
+    };
+}
+pub(crate) use collective_through_call;
+
 /// The dtypes a group exchanges, and their codes on the wire.
 const DTYPES: [(DType, u8); 7] = [
     (DType::U8, 1),
