@@ -23,7 +23,7 @@ use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp1, DType, Device,
 
 use crate::rendezvous::{RendezvousConfig, RendezvousOptions};
 use crate::store::Store;
-use crate::wire::{check_in, collective_through_call, header, Op};
+use crate::wire::{collective_through_call, Op};
 use crate::{Error, Result};
 
 /// The length of NCCL's unique id.
@@ -110,18 +110,8 @@ impl NcclCollective {
         Ok((comm, cuda.clone()))
     }
 
-    /// Runs one call; on an error of this rank's own the group is aborted.
-    fn call(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        let result = self.exchange(op, tensors);
-        if let Err(error) = &result {
-            self.store.abort(&error.to_string());
-        }
-        result
-    }
-
+    /// Moves the data of one call, after every rank checked in (`collective_through_call!`).
     fn exchange(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.store.check()?;
-        check_in(&mut self.store, &header(op, tensors)?)?;
         let gpu = Device::Cuda(self.device.clone());
         let call = NcclCall { comm: &self.comm.0, op };
         tensors

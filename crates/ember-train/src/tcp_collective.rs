@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 
 use crate::rendezvous::{RendezvousConfig, RendezvousOptions};
 use crate::store::Store;
-use crate::wire::{check_in, collective_through_call, header, tensor_bytes, tensor_from_bytes, Op};
+use crate::wire::{collective_through_call, tensor_bytes, tensor_from_bytes, Op};
 use crate::Result;
 
 /// One process's member of a group joined through a [`RendezvousConfig`].
@@ -38,20 +38,8 @@ impl TcpCollective {
         Ok(Self::new(config.join(options)?))
     }
 
-    /// Runs one call; on an error of this rank's own the group is aborted, so no rank waits
-    /// for this one.
-    fn call(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        let result = self.exchange(op, tensors);
-        if let Err(error) = &result {
-            // A no-op when the failure came from the group (it is recorded already).
-            self.store.abort(&error.to_string());
-        }
-        result
-    }
-
+    /// Moves the data of one call, after every rank checked in (`collective_through_call!`).
     fn exchange(&mut self, op: Op, tensors: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.store.check()?;
-        check_in(&mut self.store, &header(op, tensors)?)?;
         let (rank, world) = (self.store.rank(), self.store.world_size());
         let on_cpu = match op {
             Op::Barrier => return Ok(Vec::new()),

@@ -28,10 +28,32 @@ impl Op {
 }
 
 /// Implements [`crate::Collective`] for a group member that holds its [`Store`] in `store` and
-/// runs every collective through `fn call(&mut self, Op, &[Tensor]) -> Result<Vec<Tensor>>`
-/// (the TCP and NCCL members differ only there).
+/// moves the data of one call in `fn exchange(&mut self, Op, &[Tensor]) -> Result<Vec<Tensor>>`
+/// (the TCP and NCCL members differ only there). Every call first checks that the group is
+/// whole and that every rank makes the same call ([`check_in`]); on an error of this rank's own
+/// the group is aborted (a no-op when the failure came from the group, which is recorded
+/// already), so no rank waits for this one.
 macro_rules! collective_through_call {
     ($member:ty) => {
+        impl $member {
+            fn call(
+                &mut self,
+                op: $crate::wire::Op,
+                tensors: &[candle_core::Tensor],
+            ) -> $crate::Result<Vec<candle_core::Tensor>> {
+                let result = self.checked_in(op, tensors).and_then(|()| self.exchange(op, tensors));
+                if let Err(error) = &result {
+                    self.store.abort(&error.to_string());
+                }
+                result
+            }
+
+            fn checked_in(&mut self, op: $crate::wire::Op, tensors: &[candle_core::Tensor]) -> $crate::Result<()> {
+                self.store.check()?;
+                $crate::wire::check_in(&mut self.store, &$crate::wire::header(op, tensors)?)
+            }
+        }
+
         impl $crate::collective::Collective for $member {
             fn rank(&self) -> usize {
                 self.store.rank()
