@@ -106,7 +106,10 @@ impl ConvGeometry {
             )
         }
         let reach = |k: usize| p.dilation * (k - 1) + 1;
-        let (ph, pw) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+        let padded = |size: usize, before: usize, after: usize| size.checked_add(before)?.checked_add(after);
+        let (Some(ph), Some(pw)) = (padded(h, pad.top, pad.bottom), padded(w, pad.left, pad.right)) else {
+            candle_core::bail!("conv2d: input {h}x{w} with padding {pad:?} overflows the size type")
+        };
         if kh == 0 || kw == 0 || ph < reach(kh) || pw < reach(kw) {
             candle_core::bail!(
                 "conv2d: input {h}x{w} with padding {pad:?} is smaller than the kernel reach {}x{}",

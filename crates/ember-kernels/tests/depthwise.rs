@@ -95,3 +95,14 @@ fn same_padding_gives_ceil_of_size_over_stride() {
         assert_eq!(y.dims(), [1, 2, size.div_ceil(stride), size.div_ceil(stride)]);
     }
 }
+
+#[test]
+fn padding_too_large_to_add_is_an_error_naming_it() {
+    let x = ramp((1, 2, 4, 4), 1.0);
+    let p = Conv2dParams { padding: 0, stride: 1, dilation: 1, groups: 2 };
+    let pad = Padding2d { top: 1, bottom: usize::MAX, left: 0, right: 0 };
+    let err = conv2d_padded_t(&x, &ramp((2, 1, 3, 3), 1.0), None, p, pad, FusedActivation::Identity, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("padding") && err.contains("overflows"), "{err}");
+}
