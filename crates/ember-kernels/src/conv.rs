@@ -66,12 +66,41 @@ pub fn conv2d_activation_max_pool_t(
     pool: Option<Pool2dParams>,
     train: bool,
 ) -> Result<Tensor> {
+    conv2d_padded_t(xs, weight, bias, p, Padding2d::uniform(p.padding), act, pool, train)
+}
+
+/// [`conv2d_activation_max_pool_t`] with the padding given side by side (`p.padding` is
+/// ignored): TensorFlow's "same" padding with a stride ([`Padding2d::same`]) pads one more row or
+/// column at the end. Depthwise convolutions on f32/f64 CPU tensors read uneven padding in place
+/// (no padded copy of the input is made); the other kernels get an explicitly padded input.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_padded_t(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+    pad: Padding2d,
+    act: FusedActivation,
+    pool: Option<Pool2dParams>,
+    train: bool,
+) -> Result<Tensor> {
     // Under no_grad the output must not record (and keep alive) its inputs.
     let (xs, weight, bias) = (&no_grad::input(xs), &no_grad::input(weight), bias.map(no_grad::input));
     let bias = bias.as_ref();
-    let g = ConvGeometry::new(xs.shape(), weight.shape(), p)?;
+    let g = ConvGeometry::padded(xs.shape(), weight.shape(), p, pad)?;
     let native = crate::portable::native(xs);
-    if !native || (pool.is_some() && crate::depthwise::applies(&g)) {
+    let depthwise = crate::depthwise::applies(&g);
+    let Some(padding) = pad.symmetric() else {
+        if pool.is_some() || !native || !depthwise {
+            // Only the depthwise kernel reads uneven padding; the others get it explicitly.
+            let xs = xs.pad_with_zeros(2, pad.top, pad.bottom)?.pad_with_zeros(3, pad.left, pad.right)?;
+            return conv2d_activation_max_pool_t(&xs, weight, bias, Conv2dParams { padding: 0, ..p }, act, pool, train);
+        }
+        let op = Conv2dOp::new(Conv2dParams { padding: 0, ..p }, act, None, train).with_padding(pad);
+        return apply_conv_op(xs, weight, bias, &g, op);
+    };
+    let p = Conv2dParams { padding, ..p };
+    if !native || (pool.is_some() && depthwise) {
         let ys = if native {
             conv2d_activation_max_pool(xs, weight, bias, p, act, None)?
         } else {
@@ -85,51 +114,22 @@ pub fn conv2d_activation_max_pool_t(
     if let Some(pool) = pool {
         pool.output_size(g.oh, g.ow)?;
     }
-    if let Some(bias) = bias {
-        if bias.dims() != [g.o] {
-            candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
-        }
-    }
-    let op = Conv2dOp::new(p, act, pool, train);
-    let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
-    match bias {
-        Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),
-        None => xs.apply_op2(&weight, op),
-    }
+    apply_conv_op(xs, weight, bias, &g, Conv2dOp::new(p, act, pool, train))
 }
 
-/// [`conv2d_activation_max_pool_t`] with the padding given side by side (`p.padding` is
-/// ignored): TensorFlow's "same" padding with a stride ([`Padding2d::same`]) pads one more row or
-/// column at the end. Depthwise convolutions on f32/f64 CPU tensors read the padding in place
-/// (no padded copy of the input is made); the other kernels get an explicitly padded input.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_padded_t(
+/// Checks the bias against the geometry and runs ember's convolution op on contiguous operands.
+fn apply_conv_op(
     xs: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    p: Conv2dParams,
-    pad: Padding2d,
-    act: FusedActivation,
-    pool: Option<Pool2dParams>,
-    train: bool,
+    g: &ConvGeometry,
+    op: Conv2dOp,
 ) -> Result<Tensor> {
-    if let Some(padding) = pad.symmetric() {
-        return conv2d_activation_max_pool_t(xs, weight, bias, Conv2dParams { padding, ..p }, act, pool, train);
-    }
-    let unpadded = Conv2dParams { padding: 0, ..p };
-    let (xs, weight, bias) = (&no_grad::input(xs), &no_grad::input(weight), bias.map(no_grad::input));
-    let bias = bias.as_ref();
-    let g = ConvGeometry::padded(xs.shape(), weight.shape(), unpadded, pad)?;
-    if pool.is_some() || !crate::portable::native(xs) || !crate::depthwise::applies(&g) {
-        let xs = xs.pad_with_zeros(2, pad.top, pad.bottom)?.pad_with_zeros(3, pad.left, pad.right)?;
-        return conv2d_activation_max_pool_t(&xs, weight, bias, unpadded, act, pool, train);
-    }
     if let Some(bias) = bias {
         if bias.dims() != [g.o] {
             candle_core::bail!("conv2d: bias shape {:?}, expected ({},)", bias.dims(), g.o)
         }
     }
-    let op = Conv2dOp::new(unpadded, act, None, train).with_padding(pad);
     let (xs, weight) = (xs.contiguous()?, weight.contiguous()?);
     match bias {
         Some(bias) => xs.apply_op3(&weight, &bias.contiguous()?, op),

@@ -85,7 +85,9 @@ pub(crate) struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Checks input and weight shapes against the parameters.
+    /// Checks input and weight shapes against the parameters (the kernels' unit tests; the
+    /// entry points go through [`ConvGeometry::padded`]).
+    #[cfg(test)]
     pub fn new(x: &Shape, weight: &Shape, p: Conv2dParams) -> Result<Self> {
         Self::padded(x, weight, p, Padding2d::uniform(p.padding))
     }
