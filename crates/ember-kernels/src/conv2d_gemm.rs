@@ -20,7 +20,7 @@ use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs, Padding2d};
 use crate::conv_spec::ConvSpec;
 use crate::depthwise;
-use crate::element::{contiguous_slice, sum, with_avx512, Float};
+use crate::element::{contiguous_slice, sum, Float};
 use crate::matmul::{matmul, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
@@ -162,21 +162,18 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     // Wide 3x3 layers the direct kernel does not take: Winograd's F(2x2, 3x3).
     let winograd = (direct.is_none() && winograd::applies(g)).then(|| winograd::transform_weights(weight, g));
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
-        // The bias rows and the activation vectorise for AVX-512 where the CPU has it.
-        with_avx512(|| {
-            if let Some(u) = &winograd {
-                let first = chunk * per_chunk * g.in_image();
-                let n = ys.len() / g.out_image();
-                winograd::forward(&x[first..first + n * g.in_image()], conv, u, ys, gemm_threads);
-                return;
-            }
-            let mut scratch = Scratch::new(g, direct.as_ref());
-            for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
-                let image = chunk * per_chunk + i;
-                let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-                scratch.forward_image(x_img, conv, y_img, gemm_threads);
-            }
-        })
+        if let Some(u) = &winograd {
+            let first = chunk * per_chunk * g.in_image();
+            let n = ys.len() / g.out_image();
+            winograd::forward(&x[first..first + n * g.in_image()], conv, u, ys, gemm_threads);
+            return;
+        }
+        let mut scratch = Scratch::new(g, direct.as_ref());
+        for (i, y_img) in ys.chunks_mut(g.out_image()).enumerate() {
+            let image = chunk * per_chunk + i;
+            let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+            scratch.forward_image(x_img, conv, y_img, gemm_threads);
+        }
     });
     y
 }
@@ -276,94 +273,91 @@ pub(crate) fn backward<T: Float>(
     let chunks = g.b.div_ceil(per_chunk);
     // Where the direct kernel applies, the weight gradient runs on it: no im2col.
     let direct = if needs.weight { DirectConv::plan(weight, None, g) } else { None };
-    // The masks, bias sums and col2im vectorise for AVX-512 where the CPU has it.
     let work = |chunk: usize, dx: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
-        with_avx512(|| {
-            let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
-            let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
-            let mut direct_scratch = direct.as_ref().map(DirectConv::gradient_scratch);
-            let im2col_for_dw = needs.weight && direct.is_none();
-            let mut col = if g.pointwise() || !im2col_for_dw { Vec::new() } else { vec![T::ZERO; ck * ohw] };
-            let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
-            let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
-            let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
-            let mut dx = dx;
-            let first = chunk * per_chunk;
-            for image in first..(first + per_chunk).min(g.b) {
-                let dz_img: &[T] = match upstream {
-                    Upstream::Direct { y, dy } => {
-                        let dy_img = &dy[image * g.out_image()..(image + 1) * g.out_image()];
-                        if direct_identity {
-                            dy_img
-                        } else {
-                            act.mask_gradient(&y[image * g.out_image()..(image + 1) * g.out_image()], dy_img, &mut dz);
-                            &dz
-                        }
-                    }
-                    Upstream::Pooled { y, dy, indices, pool } => {
-                        // Each pooled gradient goes to its window's first maximum, through the
-                        // activation's derivative (read off the pooled output, which is that
-                        // maximum's activated value).
-                        let pohw = pool.oh * pool.ow;
-                        let at = image * g.o * pohw;
-                        for (c, plane) in dz.chunks_mut(ohw).enumerate() {
-                            let cells = at + c * pohw..at + (c + 1) * pohw;
-                            let (ix, y, dy) = (&indices[cells.clone()], &y[cells.clone()], &dy[cells]);
-                            unpool_plane(plane, ix, y, dy, act, pool);
-                        }
+        let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
+        let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
+        let mut direct_scratch = direct.as_ref().map(DirectConv::gradient_scratch);
+        let im2col_for_dw = needs.weight && direct.is_none();
+        let mut col = if g.pointwise() || !im2col_for_dw { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
+        let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
+        let mut dx = dx;
+        let first = chunk * per_chunk;
+        for image in first..(first + per_chunk).min(g.b) {
+            let dz_img: &[T] = match upstream {
+                Upstream::Direct { y, dy } => {
+                    let dy_img = &dy[image * g.out_image()..(image + 1) * g.out_image()];
+                    if direct_identity {
+                        dy_img
+                    } else {
+                        act.mask_gradient(&y[image * g.out_image()..(image + 1) * g.out_image()], dy_img, &mut dz);
                         &dz
                     }
-                };
-                if needs.bias {
-                    for (o, row) in dz_img.chunks(ohw).enumerate() {
-                        db[o] += sum(row);
-                    }
                 }
-                let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
-                for grp in 0..g.p.groups {
-                    let dz_g = &dz_img[grp * og * ohw..(grp + 1) * og * ohw];
-                    let in_group = grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w;
-                    if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
-                        d.accumulate_weight_gradient(x_img, dz_img, s, &mut dw);
-                    } else if needs.weight {
-                        let x_g = &x_img[in_group.clone()];
-                        let col_ref: &[T] = if g.pointwise() {
-                            x_g
-                        } else {
-                            im2col(x_g, g, &mut col);
-                            &col
-                        };
-                        let dw_g = &mut dw[grp * og * ck..(grp + 1) * og * ck];
-                        // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck)
-                        matmul(
-                            dw_g,
-                            (og, ck, ohw),
-                            Mat::rows(dz_g, ohw),
-                            Mat::transposed(col_ref, ohw),
-                            true,
-                            gemm_threads,
-                        );
+                Upstream::Pooled { y, dy, indices, pool } => {
+                    // Each pooled gradient goes to its window's first maximum, through the
+                    // activation's derivative (read off the pooled output, which is that
+                    // maximum's activated value).
+                    let pohw = pool.oh * pool.ow;
+                    let at = image * g.o * pohw;
+                    for (c, plane) in dz.chunks_mut(ohw).enumerate() {
+                        let cells = at + c * pohw..at + (c + 1) * pohw;
+                        let (ix, y, dy) = (&indices[cells.clone()], &y[cells.clone()], &dy[cells]);
+                        unpool_plane(plane, ix, y, dy, act, pool);
                     }
-                    if let Some(dx) = dx.as_deref_mut() {
-                        let local = image - first;
-                        let dx_img = &mut dx[local * g.in_image()..(local + 1) * g.in_image()];
-                        let dx_g = &mut dx_img[in_group];
-                        let w_t = Mat::transposed(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
-                        // dcol (ck x ohw) = w[g]ᵀ (ck x og) · dz[g] (og x ohw)
-                        if g.pointwise() {
-                            matmul(dx_g, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
-                        } else {
-                            matmul(&mut dcol, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
-                            col2im(&dcol, g, dx_g);
-                        }
+                    &dz
+                }
+            };
+            if needs.bias {
+                for (o, row) in dz_img.chunks(ohw).enumerate() {
+                    db[o] += sum(row);
+                }
+            }
+            let x_img = &x[image * g.in_image()..(image + 1) * g.in_image()];
+            for grp in 0..g.p.groups {
+                let dz_g = &dz_img[grp * og * ohw..(grp + 1) * og * ohw];
+                let in_group = grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w;
+                if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
+                    d.accumulate_weight_gradient(x_img, dz_img, s, &mut dw);
+                } else if needs.weight {
+                    let x_g = &x_img[in_group.clone()];
+                    let col_ref: &[T] = if g.pointwise() {
+                        x_g
+                    } else {
+                        im2col(x_g, g, &mut col);
+                        &col
+                    };
+                    let dw_g = &mut dw[grp * og * ck..(grp + 1) * og * ck];
+                    // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck)
+                    matmul(
+                        dw_g,
+                        (og, ck, ohw),
+                        Mat::rows(dz_g, ohw),
+                        Mat::transposed(col_ref, ohw),
+                        true,
+                        gemm_threads,
+                    );
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    let local = image - first;
+                    let dx_img = &mut dx[local * g.in_image()..(local + 1) * g.in_image()];
+                    let dx_g = &mut dx_img[in_group];
+                    let w_t = Mat::transposed(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
+                    // dcol (ck x ohw) = w[g]ᵀ (ck x og) · dz[g] (og x ohw)
+                    if g.pointwise() {
+                        matmul(dx_g, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
+                    } else {
+                        matmul(&mut dcol, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
+                        col2im(&dcol, g, dx_g);
                     }
                 }
             }
-            if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
-                d.flush_weight_gradient(s, &mut dw);
-            }
-            (dw, db)
-        })
+        }
+        if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
+            d.flush_weight_gradient(s, &mut dw);
+        }
+        (dw, db)
     };
     // Per chunk of images: (weight-gradient partial, bias-gradient partial).
     type Partials<T> = Vec<(Vec<T>, Vec<T>)>;

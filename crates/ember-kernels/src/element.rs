@@ -138,8 +138,10 @@ pub(crate) fn has_avx512f() -> bool {
 }
 
 /// Runs `f` inside a function compiled for AVX-512 when the CPU has it (checked once), so that
-/// `f`'s loops, when LLVM inlines it there (it does for single-use closures), are vectorised for 512-bit
-/// registers; elsewhere `f` runs as compiled for the baseline. One binary serves every x86-64.
+/// `f`'s loops are vectorised for 512-bit registers where LLVM inlines `f` there; elsewhere `f`
+/// runs as compiled for the baseline. One binary serves every x86-64. LLVM inlines small closure
+/// bodies but leaves large ones out of line (in baseline code): check `perf annotate` for 512-bit
+/// registers, and give a large per-plane function its own `#[target_feature]` copy instead.
 #[inline(always)]
 pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
