@@ -156,11 +156,34 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     if depthwise::applies(g) {
         return depthwise::forward(x, conv);
     }
+    let (direct, winograd) = plan(weight, bias, g);
+    forward_planned(x, conv, direct, winograd)
+}
+
+/// Which fast kernel a forward convolution runs on: Winograd's F(2x2, 3x3) (its transformed
+/// weights) where it applies and is the faster, else the direct kernel where it applies; neither
+/// means im2col + GEMM.
+fn plan<T: Float>(weight: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> (Option<DirectConv>, Option<Vec<T>>) {
+    if winograd::applies(g) && winograd::beats_direct(g) {
+        return (None, Some(winograd::transform_weights(weight, g)));
+    }
+    match DirectConv::plan(weight, bias, g) {
+        Some(direct) => (Some(direct), None),
+        None => (None, winograd::applies(g).then(|| winograd::transform_weights(weight, g))),
+    }
+}
+
+/// [`forward`] once the direct kernel or Winograd's transformed weights are planned (or
+/// neither: im2col + GEMM).
+fn forward_planned<T: Float>(
+    x: &[T],
+    conv: ConvSpec<'_, T>,
+    direct: Option<DirectConv>,
+    winograd: Option<Vec<T>>,
+) -> Vec<T> {
+    let g = conv.g;
     let mut y = vec![T::ZERO; g.b * g.out_image()];
     let (per_chunk, gemm_threads) = chunking(g.b);
-    let direct = DirectConv::plan(weight, bias, g);
-    // Wide 3x3 layers the direct kernel does not take: Winograd's F(2x2, 3x3).
-    let winograd = (direct.is_none() && winograd::applies(g)).then(|| winograd::transform_weights(weight, g));
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
         if let Some(u) = &winograd {
             let first = chunk * per_chunk * g.in_image();
@@ -268,6 +291,90 @@ pub(crate) fn backward<T: Float>(
     if let (true, Upstream::Direct { y, dy }) = (depthwise::applies(g), upstream) {
         return depthwise::backward(x, weight, y, dy, act, g, needs);
     }
+    // A stride-1 input gradient that is a convolution with a fast kernel runs as one, on the
+    // activation-masked gradient (computed once here; the weight gradient below reads it too).
+    let masked: Vec<T>;
+    let (upstream, act, dx_by_convolution) = match upstream {
+        Upstream::Direct { y, dy } if needs.x => {
+            let dz = if act == FusedActivation::Identity {
+                dy
+            } else {
+                let mut dz = vec![T::ZERO; dy.len()];
+                act.mask_gradient(y, dy, &mut dz);
+                masked = dz;
+                &masked
+            };
+            match input_gradient_by_convolution(weight, dz, g) {
+                Some(dx) => (Upstream::Direct { y, dy: dz }, FusedActivation::Identity, Some(dx)),
+                None => (upstream, act, None),
+            }
+        }
+        _ => (upstream, act, None),
+    };
+    let needs_dx_here = Needs { x: needs.x && dx_by_convolution.is_none(), ..needs };
+    let mut grads = backward_by_gemm(x, weight, upstream, act, g, needs_dx_here);
+    if dx_by_convolution.is_some() {
+        grads.x = dx_by_convolution;
+    }
+    grads
+}
+
+/// The geometry of a stride-1 convolution's input gradient as a convolution of the output
+/// gradient: `dx = conv(dz, w')` with `w'[c][o] = w[o][c]` flipped in both axes and padding
+/// `k - 1 - p`, which gives back the `h x w` input plane. Square kernels with `p < k` only.
+fn input_gradient_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let p = g.p;
+    let pad = g.pad.symmetric()?;
+    let fits = p.stride == 1 && p.dilation == 1 && p.groups == 1 && g.kh == g.kw && g.kh > 1 && pad < g.kh;
+    fits.then(|| {
+        let padding = g.kh - 1 - pad;
+        ConvGeometry {
+            c: g.o,
+            h: g.oh,
+            w: g.ow,
+            o: g.c,
+            oh: g.h,
+            ow: g.w,
+            p: Conv2dParams { padding, ..p },
+            pad: Padding2d::uniform(padding),
+            ..*g
+        }
+    })
+}
+
+/// The input gradient as the convolution [`input_gradient_geometry`] describes, where that
+/// convolution has the direct kernel or Winograd's (no `ck x oh*ow` columns, no col2im); else
+/// `None` and the GEMM backward computes it.
+fn input_gradient_by_convolution<T: Float>(weight: &[T], dz: &[T], g: &ConvGeometry) -> Option<Vec<T>> {
+    let gt = input_gradient_geometry(g)?;
+    let k = g.kh * g.kw;
+    let mut flipped = vec![T::ZERO; weight.len()];
+    for o in 0..g.o {
+        for c in 0..g.c {
+            let from = &weight[(o * g.c + c) * k..(o * g.c + c + 1) * k];
+            let to = &mut flipped[(c * g.o + o) * k..(c * g.o + o + 1) * k];
+            for (t, f) in to.iter_mut().zip(from.iter().rev()) {
+                *t = *f;
+            }
+        }
+    }
+    let (direct, winograd) = plan(&flipped, None, &gt);
+    if direct.is_none() && winograd.is_none() {
+        return None;
+    }
+    let conv = ConvSpec { weight: &flipped, bias: None, act: FusedActivation::Identity, g: &gt };
+    Some(forward_planned(dz, conv, direct, winograd))
+}
+
+/// [`backward`] by im2col + GEMM (and the direct kernel's weight gradient where it applies).
+fn backward_by_gemm<T: Float>(
+    x: &[T],
+    weight: &[T],
+    upstream: Upstream<'_, T>,
+    act: FusedActivation,
+    g: &ConvGeometry,
+    needs: Needs,
+) -> ConvGrads<T> {
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     let (per_chunk, gemm_threads) = chunking(g.b);
     let chunks = g.b.div_ceil(per_chunk);

@@ -3,24 +3,37 @@
 //! from a 4x4 input tile through 16 products instead of 36, so the GEMMs do 2.25x fewer
 //! multiply-adds.
 //!
-//! The kernel `g` becomes `U = G g Gᵀ` (4x4 per output/input channel pair, once per call), every
-//! input tile `d` becomes `V = Bᵀ d B`, and for each of the 16 positions ξ of the 4x4 transform
-//! one GEMM `M_ξ = U_ξ · V_ξ` (`c_out x c_in` times `c_in x tiles`, the tiles of all the chunk's
-//! images side by side) sums over the input channels; `Y = Aᵀ M A` gives the 2x2 outputs.
-//! Used for the forward pass of wide layers that the direct kernel does not take (ResNet's
-//! 256- and 512-channel stages); the backward pass is the im2col one, which needs only the
-//! forward's output.
+//! The kernel `g` becomes `U = G g Gᵀ` (4x4 per output/input channel pair, once per call, in
+//! parallel over output channels), every input tile `d` becomes `V = Bᵀ d B`, and for each of the
+//! 16 positions ξ of the 4x4 transform one GEMM `M_ξ = U_ξ · V_ξ` (`c_out x c_in` times
+//! `c_in x tiles`) sums over the input channels; `Y = Aᵀ M A` gives the 2x2 outputs.
+//!
+//! The tiles go through in blocks of whole bands (a band: one row of tiles of one image; a
+//! block may span images), sized so that a block's `V` and `M` stay in the core's L2 cache
+//! between the input transform, the GEMMs and the output transform: transforming a whole batch
+//! first and multiplying after spilled both to memory and ran slower than the direct kernel.
+//! Used for the forward pass of 3x3 stride-1 layers from [`MIN_CHANNELS`] channels, and through
+//! it for their input gradient (a convolution too, see `conv2d_gemm`).
+
+use rayon::prelude::*;
 
 use crate::conv_geometry::ConvGeometry;
 use crate::conv_spec::ConvSpec;
-use crate::element::Float;
+use crate::element::{has_avx512f, Float};
 use crate::matmul::{matmul, Mat};
 
-/// Input channels from which the transforms' cost is small against the GEMMs' savings.
+/// Input and output channels from which the transforms' cost is small against the GEMMs'
+/// savings.
 const MIN_CHANNELS: usize = 64;
 
-/// Whether F(2x2, 3x3) computes this convolution: 3x3, stride 1, no dilation, one group, at
-/// least [`MIN_CHANNELS`] channels in and out.
+/// Bytes of a block's `V` and `M` together: about one core's L2 cache.
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// Fewest tiles per block: below this the GEMMs' packing costs more than the cache saves.
+const MIN_BLOCK_TILES: usize = 64;
+
+/// Whether F(2x2, 3x3) computes this convolution: 3x3, stride 1, no dilation, one group, the
+/// same padding on every side, at least [`MIN_CHANNELS`] channels in and out.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let p = g.p;
     g.kh == 3
@@ -33,145 +46,302 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
         && g.o >= MIN_CHANNELS
 }
 
-/// `U = G g Gᵀ` for every `(o, c)`, laid out as 16 matrices `U_ξ` of `o x c`.
+/// Channels in and out from which F(2x2, 3x3) runs faster than the direct kernel (which takes
+/// up to 128 input channels). Measured on ResNet-18 at 224 px (`layer_profile`, fastest of 9
+/// passes, alternated): at 128 channels (28x28 planes) Winograd took 15–19 ms a layer against
+/// the direct kernel's 19–20 ms; at 64 channels (56x56) 21–24 ms against 19–20 ms.
+const BEATS_DIRECT_FROM: usize = 128;
+
+/// Whether F(2x2, 3x3) should run even where the direct kernel applies.
+pub(crate) fn beats_direct(g: &ConvGeometry) -> bool {
+    g.c >= BEATS_DIRECT_FROM && g.o >= BEATS_DIRECT_FROM
+}
+
+/// `U = G g Gᵀ` for every `(o, c)`, laid out as `[o][ξ][c]`: `U_ξ` is the `o x c` matrix at
+/// offset `ξ * c` with row stride `16 * c` ([`u_matrix`]).
 pub(crate) fn transform_weights<T: Float>(weight: &[T], g: &ConvGeometry) -> Vec<T> {
-    let (o, c) = (g.o, g.c);
+    let c = g.c;
     let half = T::from_f64(0.5);
-    let mut u = vec![T::ZERO; 16 * o * c];
-    for oc in 0..o * c {
-        let k = &weight[oc * 9..oc * 9 + 9];
-        // t = G g: 4 rows of 3.
-        let mut t = [[T::ZERO; 3]; 4];
-        for j in 0..3 {
-            let (g0, g1, g2) = (k[j], k[3 + j], k[6 + j]);
-            t[0][j] = g0;
-            t[1][j] = (g0 + g1 + g2) * half;
-            t[2][j] = (g0 - g1 + g2) * half;
-            t[3][j] = g2;
-        }
-        for (r, row) in t.iter().enumerate() {
-            let cols = [row[0], (row[0] + row[1] + row[2]) * half, (row[0] - row[1] + row[2]) * half, row[2]];
-            for (j, v) in cols.into_iter().enumerate() {
-                u[(r * 4 + j) * o * c + oc] = v;
+    let mut u = vec![T::ZERO; 16 * g.o * c];
+    u.par_chunks_mut(16 * c).enumerate().for_each(|(o, u_o)| {
+        for ch in 0..c {
+            let k = &weight[(o * c + ch) * 9..(o * c + ch) * 9 + 9];
+            // t = G g: 4 rows of 3.
+            let mut t = [[T::ZERO; 3]; 4];
+            for j in 0..3 {
+                let (g0, g1, g2) = (k[j], k[3 + j], k[6 + j]);
+                t[0][j] = g0;
+                t[1][j] = (g0 + g1 + g2) * half;
+                t[2][j] = (g0 - g1 + g2) * half;
+                t[3][j] = g2;
+            }
+            for (r, row) in t.iter().enumerate() {
+                let cols = [row[0], (row[0] + row[1] + row[2]) * half, (row[0] - row[1] + row[2]) * half, row[2]];
+                for (j, v) in cols.into_iter().enumerate() {
+                    u_o[(r * 4 + j) * c + ch] = v;
+                }
             }
         }
-    }
+    });
     u
+}
+
+/// `U_ξ` of [`transform_weights`]'s output.
+fn u_matrix<T>(u: &[T], xi: usize, c: usize) -> Mat<'_, T> {
+    Mat { data: &u[xi * c..], row_stride: 16 * c, col_stride: 1 }
 }
 
 /// `act(conv(x, w) + bias)` for the `n` images of `x` (a chunk, contiguous) into `y`, with the
 /// transformed weights `u` ([`transform_weights`]).
-#[inline(always)]
 pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>, u: &[T], y: &mut [T], gemm_threads: usize) {
-    let ConvSpec { bias, act, g, .. } = conv;
-    let (c, o, h, w) = (g.c, g.o, g.h, g.w);
+    let g = conv.g;
+    let (c, o) = (g.c, g.o);
     let n = y.len() / g.out_image();
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let tiles = th * tw;
-    let cols = n * tiles;
-    // V_ξ: c x cols each. Per plane: a zero-padded copy, then per band of tile rows the
-    // transform's column half on the band's 4 rows and its row half across them, each a loop
-    // over the band's tiles (contiguous, so it vectorises).
-    let mut v = vec![T::ZERO; 16 * c * cols];
-    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
-    let mut padded = vec![T::ZERO; ph * pw];
-    let mut half = vec![T::ZERO; 16 * tw];
-    for img in 0..n {
-        for ch in 0..c {
+    let tiles_fitting = BLOCK_BYTES / (16 * std::mem::size_of::<T>() * (c + o));
+    let bands_per_block = tiles_fitting.max(MIN_BLOCK_TILES).div_ceil(tw).clamp(1, n * th);
+    let most = bands_per_block * tw;
+    let mut v = vec![T::ZERO; 16 * c * most];
+    let mut m = vec![T::ZERO; 16 * o * most];
+    for first in (0..n * th).step_by(bands_per_block) {
+        let bands = first..(first + bands_per_block).min(n * th);
+        let cols = bands.len() * tw;
+        // The transforms are plain loops over a band's tiles: compiled for AVX-512 where the CPU
+        // has it (an explicit copy; `with_avx512`'s closure would stay out of line).
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512f() {
+            // SAFETY: AVX-512F is available, the copy's only requirement.
+            unsafe { transform_input_avx512(x, g, bands.clone(), &mut v) };
+        } else {
+            transform_input(x, g, bands.clone(), &mut v);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        transform_input(x, g, bands.clone(), &mut v);
+        // M_ξ = U_ξ · V_ξ: o x cols each.
+        for xi in 0..16 {
+            matmul(
+                &mut m[xi * o * cols..(xi + 1) * o * cols],
+                (o, cols, c),
+                u_matrix(u, xi, c),
+                Mat::rows(&v[xi * c * cols..(xi + 1) * c * cols], cols),
+                false,
+                gemm_threads,
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512f() {
+            // SAFETY: as above.
+            unsafe { transform_output_avx512(&m, conv, bands, y) };
+        } else {
+            transform_output(&m, conv, bands, y);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        transform_output(&m, conv, bands, y);
+    }
+}
+
+/// `V_ξ` (`c x cols` each, `cols` = the block's tiles, band after band) of the `bands` of `x`
+/// (band `b` is tile row `b % th` of image `b / th`). Per channel and band: the band's 4 input
+/// rows, zero-padded and split into even and odd columns (column `l` of tile `tx` is then
+/// element `tx + l / 2` of one of them, a contiguous run), then `Bᵀ d B` over the band's tiles.
+#[inline(always)]
+fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<usize>, v: &mut [T]) {
+    let (c, h, w) = (g.c, g.h, g.w);
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    let cols = bands.len() * tw;
+    // The padded row's element j is the input's j - left; elements up to 2 * tw + 1 are read.
+    let left = g.pad.left;
+    let mut split = vec![T::ZERO; 8 * (tw + 1)];
+    for ch in 0..c {
+        for (slot, band) in bands.clone().enumerate() {
+            let (img, ty) = (band / th, band % th);
             let plane = &x[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
-            padded.fill(T::ZERO);
-            for (yy, src) in plane.chunks_exact(w).enumerate() {
-                let row = yy + g.pad.top;
-                if row >= ph {
-                    break;
+            for (k, row) in split.chunks_exact_mut(2 * (tw + 1)).enumerate() {
+                let (even, odd) = row.split_at_mut(tw + 1);
+                even.fill(T::ZERO);
+                odd.fill(T::ZERO);
+                let Some(iy) = (2 * ty + k).checked_sub(g.pad.top).filter(|&iy| iy < h) else { continue };
+                // Input column i lands at padded position i + left: even or odd by its parity.
+                let src = &plane[iy * w..iy * w + w.min(2 * tw + 2 - left)];
+                let (first_even, first_odd) =
+                    if left % 2 == 0 { (&mut *even, &mut *odd) } else { (&mut *odd, &mut *even) };
+                let (e0, o0) = (left / 2, left.div_ceil(2));
+                let pairs = src.chunks_exact(2);
+                let rest = pairs.remainder();
+                let count = src.len() / 2;
+                for ((a, b), pair) in
+                    first_even[e0..e0 + count].iter_mut().zip(first_odd[o0..o0 + count].iter_mut()).zip(pairs)
+                {
+                    *a = pair[0];
+                    *b = pair[1];
                 }
-                let (from, len) = (row * pw + g.pad.left, w.min(pw - g.pad.left));
-                padded[from..from + len].copy_from_slice(&src[..len]);
+                if let Some(last) = rest.first() {
+                    first_even[e0 + count] = *last;
+                }
             }
-            for ty in 0..th {
-                // d B for each of the band's rows k: half[(k * 4 + j) * tw + tx].
-                for k in 0..4 {
-                    let row = &padded[(2 * ty + k) * pw..(2 * ty + k + 1) * pw];
-                    let (h0, rest) = half[k * 4 * tw..(k + 1) * 4 * tw].split_at_mut(tw);
-                    let (h1, rest) = rest.split_at_mut(tw);
-                    let (h2, h3) = rest.split_at_mut(tw);
-                    for tx in 0..tw {
-                        let (a, b, cc, d) = (row[2 * tx], row[2 * tx + 1], row[2 * tx + 2], row[2 * tx + 3]);
-                        h0[tx] = a - cc;
-                        h1[tx] = b + cc;
-                        h2[tx] = cc - b;
-                        h3[tx] = b - d;
-                    }
+            let d: [&[T]; 16] = std::array::from_fn(|i| {
+                let (k, l) = (i / 4, i % 4);
+                let row = &split[k * 2 * (tw + 1)..(k + 1) * 2 * (tw + 1)];
+                let half = if l % 2 == 0 { &row[..tw + 1] } else { &row[tw + 1..] };
+                &half[l / 2..l / 2 + tw]
+            });
+            let mut rows = v.chunks_exact_mut(cols).skip(ch).step_by(c);
+            let out: [&mut [T]; 16] = std::array::from_fn(|_| {
+                let row = rows.next().expect("16 rows of V for every channel");
+                &mut row[slot * tw..(slot + 1) * tw]
+            });
+            input_tiles(&d, out, tw);
+        }
+    }
+}
+
+/// Tiles per step of [`input_tiles`] and [`output_tiles`]: the step works on local arrays,
+/// which LLVM knows alias nothing, so it vectorises (on the 20 or 32 slices themselves it would
+/// need run-time alias checks and stays scalar).
+const STEP: usize = 16;
+
+/// `dst = src` for at most [`STEP`] elements: a whole step as a copy of known length (inlined;
+/// `copy_from_slice` of a run-time length calls `memmove`, which cost 10 % of the transforms).
+#[inline(always)]
+fn copy_step<T: Copy>(dst: &mut [T], src: &[T]) {
+    match (<&mut [T; STEP]>::try_from(&mut *dst), <&[T; STEP]>::try_from(src)) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+    }
+}
+
+/// `V = Bᵀ d B` for `cols` tiles: `d[k * 4 + l][t]` is row `k`, column `l` of tile `t`'s 4x4
+/// input, `v[ξ][t]` its transform.
+#[inline(always)]
+fn input_tiles<T: Float>(d: &[&[T]; 16], mut v: [&mut [T]; 16], cols: usize) {
+    assert!(d.iter().all(|r| r.len() == cols) && v.iter().all(|r| r.len() == cols));
+    let mut t = 0;
+    while t < cols {
+        let len = STEP.min(cols - t);
+        let mut dl = [[T::ZERO; STEP]; 16];
+        for (local, row) in dl.iter_mut().zip(d) {
+            copy_step(&mut local[..len], &row[t..t + len]);
+        }
+        let mut vl = [[T::ZERO; STEP]; 16];
+        for i in 0..STEP {
+            // d B for each row k.
+            let hb = |k: usize| {
+                let (a, b, c, e) = (dl[k * 4][i], dl[k * 4 + 1][i], dl[k * 4 + 2][i], dl[k * 4 + 3][i]);
+                [a - c, b + c, c - b, b - e]
+            };
+            let (r0, r1, r2, r3) = (hb(0), hb(1), hb(2), hb(3));
+            // Bᵀ across the rows.
+            for j in 0..4 {
+                vl[j][i] = r0[j] - r2[j];
+                vl[4 + j][i] = r1[j] + r2[j];
+                vl[8 + j][i] = r2[j] - r1[j];
+                vl[12 + j][i] = r1[j] - r3[j];
+            }
+        }
+        for (row, local) in v.iter_mut().zip(&vl) {
+            copy_step(&mut row[t..t + len], &local[..len]);
+        }
+        t += len;
+    }
+}
+
+/// [`transform_input`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_input_avx512<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<usize>, v: &mut [T]) {
+    transform_input(x, g, bands, v)
+}
+
+/// `Y = Aᵀ M A` of the block's `bands`, plus the bias and through the activation, into the
+/// output rows they cover in `y`. Per output channel: the 2x2 outputs of all the block's tiles
+/// as one loop over them (16 rows in, 4 out), then scattered into the rows.
+#[inline(always)]
+fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, bands: std::ops::Range<usize>, y: &mut [T]) {
+    let ConvSpec { bias, act, g, .. } = conv;
+    let o = g.o;
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    let cols = bands.len() * tw;
+    let mut quads = vec![T::ZERO; 4 * cols];
+    for oc in 0..o {
+        let b = bias.map_or(T::ZERO, |b| b[oc]);
+        let e: [&[T]; 16] = std::array::from_fn(|xi| &m[(xi * o + oc) * cols..(xi * o + oc + 1) * cols]);
+        {
+            let (q0, rest) = quads.split_at_mut(cols);
+            let (q1, rest) = rest.split_at_mut(cols);
+            let (q2, q3) = rest.split_at_mut(cols);
+            output_tiles(&e, [q0, q1, q2, q3], b);
+        }
+        for (slot, band) in bands.clone().enumerate() {
+            let (img, ty) = (band / th, band % th);
+            let out = &mut y[img * g.out_image() + oc * g.ohw()..img * g.out_image() + (oc + 1) * g.ohw()];
+            for r in 0..2 {
+                let oy = 2 * ty + r;
+                if oy >= g.oh {
+                    continue;
                 }
-                // Bᵀ (d B) across the rows, written straight into V_ξ's row for this channel.
-                let base = img * tiles + ty * tw;
-                for j in 0..4 {
-                    let r = |k: usize| &half[(k * 4 + j) * tw..(k * 4 + j + 1) * tw];
-                    let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-                    let at = |xi: usize| ((xi * c + ch) * cols + base, (xi * c + ch) * cols + base + tw);
-                    let (s, e) = at(j);
-                    v[s..e].iter_mut().zip(r0.iter().zip(r2)).for_each(|(o, (a, b))| *o = *a - *b);
-                    let (s, e) = at(4 + j);
-                    v[s..e].iter_mut().zip(r1.iter().zip(r2)).for_each(|(o, (a, b))| *o = *a + *b);
-                    let (s, e) = at(8 + j);
-                    v[s..e].iter_mut().zip(r2.iter().zip(r1)).for_each(|(o, (a, b))| *o = *a - *b);
-                    let (s, e) = at(12 + j);
-                    v[s..e].iter_mut().zip(r1.iter().zip(r3)).for_each(|(o, (a, b))| *o = *a - *b);
+                let (even, odd) = (&quads[(2 * r) * cols..], &quads[(2 * r + 1) * cols..]);
+                let (even, odd) = (&even[slot * tw..(slot + 1) * tw], &odd[slot * tw..(slot + 1) * tw]);
+                let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
+                let mut pairs = dst.chunks_exact_mut(2);
+                for (pair, (a, b)) in (&mut pairs).zip(even.iter().zip(odd)) {
+                    pair[0] = *a;
+                    pair[1] = *b;
                 }
+                if let Some(last) = pairs.into_remainder().first_mut() {
+                    *last = even[tw - 1];
+                }
+                act.apply(dst);
             }
         }
     }
-    // M_ξ = U_ξ · V_ξ: o x cols each.
-    let mut m = vec![T::ZERO; 16 * o * cols];
-    for xi in 0..16 {
-        matmul(
-            &mut m[xi * o * cols..(xi + 1) * o * cols],
-            (o, cols, c),
-            Mat::rows(&u[xi * o * c..(xi + 1) * o * c], c),
-            Mat::rows(&v[xi * c * cols..(xi + 1) * c * cols], cols),
-            false,
-            gemm_threads,
-        );
-    }
-    // Y = Aᵀ M A, plus the bias, into each image's planes; then the activation. Per band of
-    // tiles: the rows half across the 16 positions, then the columns half, over the band's
-    // tiles at once.
-    let mut rows = vec![T::ZERO; 8 * tw];
-    for img in 0..n {
-        let y_img = &mut y[img * g.out_image()..(img + 1) * g.out_image()];
-        for oc in 0..o {
-            let b = bias.map_or(T::ZERO, |b| b[oc]);
-            let out = &mut y_img[oc * g.ohw()..(oc + 1) * g.ohw()];
-            for ty in 0..th {
-                let base = img * tiles + ty * tw;
-                let e = |xi: usize| &m[(xi * o + oc) * cols + base..(xi * o + oc) * cols + base + tw];
-                // s = Aᵀ m: rows[(r * 4 + j) * tw + tx].
-                for j in 0..4 {
-                    let (e0, e1, e2, e3) = (e(j), e(4 + j), e(8 + j), e(12 + j));
-                    let (s0, s1) = rows.split_at_mut(4 * tw);
-                    let (s0, s1) = (&mut s0[j * tw..(j + 1) * tw], &mut s1[j * tw..(j + 1) * tw]);
-                    for tx in 0..tw {
-                        s0[tx] = e0[tx] + e1[tx] + e2[tx];
-                        s1[tx] = e1[tx] - e2[tx] - e3[tx];
-                    }
-                }
-                for r in 0..2 {
-                    let oy = 2 * ty + r;
-                    if oy >= g.oh {
-                        continue;
-                    }
-                    let s = |j: usize| &rows[(r * 4 + j) * tw..(r * 4 + j + 1) * tw];
-                    let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
-                    let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                    for tx in 0..tw {
-                        dst[2 * tx] = s0[tx] + s1[tx] + s2[tx] + b;
-                        if 2 * tx + 1 < g.ow {
-                            dst[2 * tx + 1] = s1[tx] - s2[tx] - s3[tx] + b;
-                        }
-                    }
-                }
-            }
+}
+
+/// `Y = Aᵀ m A + bias` for `cols` tiles: `m[ξ][t]` is tile `t`'s product at position ξ, `y[r * 2
+/// + j][t]` its output at row `r`, column `j`.
+#[inline(always)]
+fn output_tiles<T: Float>(m: &[&[T]; 16], mut y: [&mut [T]; 4], bias: T) {
+    let cols = y[0].len();
+    assert!(m.iter().all(|r| r.len() == cols) && y.iter().all(|r| r.len() == cols));
+    let mut t = 0;
+    while t < cols {
+        let len = STEP.min(cols - t);
+        let mut ml = [[T::ZERO; STEP]; 16];
+        for (local, row) in ml.iter_mut().zip(m) {
+            copy_step(&mut local[..len], &row[t..t + len]);
         }
-        act.apply(y_img);
+        let mut yl = [[T::ZERO; STEP]; 4];
+        for i in 0..STEP {
+            // s = Aᵀ m: two rows of 4.
+            let s0 = |j: usize| ml[j][i] + ml[4 + j][i] + ml[8 + j][i];
+            let s1 = |j: usize| ml[4 + j][i] - ml[8 + j][i] - ml[12 + j][i];
+            let (a0, a1, a2, a3) = (s0(0), s0(1), s0(2), s0(3));
+            let (b0, b1, b2, b3) = (s1(0), s1(1), s1(2), s1(3));
+            yl[0][i] = a0 + a1 + a2 + bias;
+            yl[1][i] = a1 - a2 - a3 + bias;
+            yl[2][i] = b0 + b1 + b2 + bias;
+            yl[3][i] = b1 - b2 - b3 + bias;
+        }
+        for (row, local) in y.iter_mut().zip(&yl) {
+            copy_step(&mut row[t..t + len], &local[..len]);
+        }
+        t += len;
     }
+}
+
+/// [`transform_output`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_output_avx512<T: Float>(
+    m: &[T],
+    conv: ConvSpec<'_, T>,
+    bands: std::ops::Range<usize>,
+    y: &mut [T],
+) {
+    transform_output(m, conv, bands, y)
 }

@@ -94,7 +94,9 @@ fn geometry(padding: usize, stride: usize, dilation: usize, groups: usize) -> Co
 
 /// Input shape, weight shape and geometry of every convolution the tests run: the 7x7 stride-2
 /// stem, 3x3 stride 2, 1x1 stride 2, grouped and dilated, and depthwise at stride 1 and 2, with
-/// rows wider than a vector register as in EfficientNet-Lite's first block.
+/// rows wider than a vector register as in EfficientNet-Lite's first block; and stride-1 3x3 and
+/// 5x5 with padding 0 to 2, whose input gradient runs as a convolution of the output gradient
+/// (on the direct kernel in f32).
 fn convolutions() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
     vec![
         ([1, 3, 15, 13], [4, 3, 7, 7], geometry(3, 2, 1, 1)),
@@ -105,6 +107,9 @@ fn convolutions() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         ([1, 6, 11, 10], [6, 1, 5, 5], geometry(2, 2, 1, 6)),
         ([2, 32, 22, 20], [32, 1, 3, 3], geometry(0, 1, 1, 32)),
         ([1, 16, 37, 35], [16, 1, 5, 5], geometry(2, 2, 1, 16)),
+        ([2, 5, 9, 8], [7, 5, 3, 3], geometry(1, 1, 1, 1)),
+        ([2, 4, 8, 7], [6, 4, 3, 3], geometry(0, 1, 1, 1)),
+        ([1, 3, 10, 9], [4, 3, 5, 5], geometry(2, 1, 1, 1)),
     ]
 }
 
@@ -181,20 +186,25 @@ fn uneven_padding_agrees_with_an_explicitly_padded_input() {
 
 #[test]
 fn wide_3x3_convolutions_agree_with_candles() {
-    // 64 channels and more, 3x3, stride 1: the forward pass runs Winograd's F(2x2, 3x3). Odd
-    // and even planes (partial 2x2 tiles at the edges), padding 0-2, batch 1 and 3, with bias
-    // and ReLU, training and inference; every gradient.
+    // 64 channels and more, 3x3, stride 1: the forward pass runs Winograd's F(2x2, 3x3) (from
+    // 128 channels even where the direct kernel applies), and so does the input gradient, as a
+    // convolution of the output gradient. Odd and even planes (partial 2x2 tiles at the edges),
+    // padding 0-2, batch 1 to 3, with bias and ReLU (the masked gradient) or none, training and
+    // inference; every gradient. The 128-channel case has more tile bands than one block holds,
+    // so a block spans two images (a chunk of 2 images on 2 threads).
     let mut rng = rng();
-    for (x, w, padding) in
-        [([3, 64, 7, 5], [64, 64, 3, 3], 1), ([1, 72, 6, 6], [65, 72, 3, 3], 0), ([2, 64, 5, 8], [64, 64, 3, 3], 2)]
-    {
+    let relu = FusedActivation::Relu;
+    for (x, w, padding, act) in [
+        ([3, 64, 7, 5], [64, 64, 3, 3], 1, relu),
+        ([1, 72, 6, 6], [65, 72, 3, 3], 0, relu),
+        ([2, 64, 5, 8], [64, 64, 3, 3], 2, relu),
+        ([3, 128, 12, 11], [130, 128, 3, 3], 1, FusedActivation::Identity),
+    ] {
         let inputs = convolution_inputs(&x, &w, &mut rng, (-1.0, 1.0));
         let p = Conv2dParams { padding, stride: 1, dilation: 1, groups: 1 };
         for train in [true, false] {
-            let op = |t: &[Tensor]| {
-                conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, FusedActivation::Relu, None, train)
-            };
-            assert_paths_agree(&format!("winograd {x:?} {w:?} p{padding} train={train}"), &op, &inputs);
+            let op = |t: &[Tensor]| conv2d_activation_max_pool_t(&t[0], &t[1], Some(&t[2]), p, act, None, train);
+            assert_paths_agree(&format!("winograd {x:?} {w:?} p{padding} {act:?} train={train}"), &op, &inputs);
         }
     }
 }
