@@ -164,7 +164,7 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
                 // Input column i lands at padded position i + left: even or odd by its parity.
                 let src = &plane[iy * w..iy * w + w.min(2 * tw + 2 - left)];
                 let (first_even, first_odd) =
-                    if left % 2 == 0 { (&mut *even, &mut *odd) } else { (&mut *odd, &mut *even) };
+                    if left.is_multiple_of(2) { (&mut *even, &mut *odd) } else { (&mut *odd, &mut *even) };
                 let (e0, o0) = (left / 2, left.div_ceil(2));
                 let pairs = src.chunks_exact(2);
                 let rest = pairs.remainder();
@@ -185,11 +185,11 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
                 let half = if l % 2 == 0 { &row[..tw + 1] } else { &row[tw + 1..] };
                 &half[l / 2..l / 2 + tw]
             });
-            let mut rows = v.chunks_exact_mut(cols).skip(ch).step_by(c);
-            let out: [&mut [T]; 16] = std::array::from_fn(|_| {
-                let row = rows.next().expect("16 rows of V for every channel");
-                &mut row[slot * tw..(slot + 1) * tw]
-            });
+            // Row ξ * c + ch of V, for each ξ.
+            let mut out: [&mut [T]; 16] = Default::default();
+            for (o, row) in out.iter_mut().zip(v.chunks_exact_mut(cols).skip(ch).step_by(c)) {
+                *o = &mut row[slot * tw..(slot + 1) * tw];
+            }
             input_tiles(&d, out, tw);
         }
     }
