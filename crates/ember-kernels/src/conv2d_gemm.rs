@@ -32,13 +32,19 @@ use crate::winograd;
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 #[inline(always)]
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
+    im2col_strided(x, g, col, g.ohw());
+}
+
+/// [`im2col`] into rows `row_stride` apart (the image's `oh*ow` columns at the start of each).
+#[inline(always)]
+fn im2col_strided<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize) {
     let (h, w, ow, ohw) = (g.h, g.w, g.ow, g.ohw());
     let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
     for c in 0..g.cg() {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = ((c * g.kh + ki) * g.kw + kj) * ohw;
+                let row = ((c * g.kh + ki) * g.kw + kj) * row_stride;
                 let row = &mut col[row..row + ohw];
                 let x_off = (kj * d) as isize - pad;
                 let (lo, hi) = g.valid_range(x_off, w, ow);
@@ -270,6 +276,61 @@ pub(crate) fn forward_pooled<T: Float>(
     (y, indices)
 }
 
+/// Columns (output positions) from which one image's weight-gradient GEMM runs well on its own;
+/// below them, images are put side by side until their columns reach it. The GEMM's depth is
+/// the columns, and with ResNet's 7x7 and 14x14 planes (49 and 196 columns against a
+/// 512 x 4608 gradient) a GEMM per image spent its time reading and writing the gradient.
+const WEIGHT_GRADIENT_COLUMNS: usize = 256;
+
+/// The im2col columns and output gradients of a few images side by side, for one weight-gradient
+/// GEMM over all of them: `dw += dz · colᵀ` with `dz` `o x k*ohw` and `col` `ck x k*ohw`.
+struct WeightGradientBatch<T> {
+    images: usize,
+    filled: usize,
+    col: Vec<T>,
+    dz: Vec<T>,
+}
+
+impl<T: Float> WeightGradientBatch<T> {
+    /// A batch for this convolution when its planes are small enough to gain from one (one
+    /// group, not a pointwise convolution, which reads its input in place).
+    fn new(g: &ConvGeometry) -> Option<Self> {
+        let ohw = g.ohw();
+        let images = WEIGHT_GRADIENT_COLUMNS.div_ceil(ohw.max(1)).min(g.b);
+        let fits = g.p.groups == 1 && !g.pointwise() && images > 1;
+        fits.then(|| Self {
+            images,
+            filled: 0,
+            col: vec![T::ZERO; g.ck() * images * ohw],
+            dz: vec![T::ZERO; g.o * images * ohw],
+        })
+    }
+
+    fn is_full(&self) -> bool {
+        self.filled == self.images
+    }
+
+    /// Adds one image's input (`c x h x w`) and output gradient (`o x oh*ow`).
+    fn add(&mut self, x_img: &[T], dz_img: &[T], g: &ConvGeometry) {
+        let (ohw, stride) = (g.ohw(), self.images * g.ohw());
+        let at = self.filled * ohw;
+        im2col_strided(x_img, g, &mut self.col[at..], stride);
+        for (row, src) in self.dz.chunks_exact_mut(stride).zip(dz_img.chunks_exact(ohw)) {
+            row[at..at + ohw].copy_from_slice(src);
+        }
+        self.filled += 1;
+    }
+
+    /// `dw += dz · colᵀ` over the images added since the last flush.
+    fn flush(&mut self, dw: &mut [T], g: &ConvGeometry, gemm_threads: usize) {
+        let (columns, stride) = (self.filled * g.ohw(), self.images * g.ohw());
+        let dz = Mat { data: &self.dz, row_stride: stride, col_stride: 1 };
+        let col_t = Mat { data: &self.col, row_stride: 1, col_stride: stride };
+        matmul(dw, (g.o, g.ck(), columns), dz, col_t, true, gemm_threads);
+        self.filled = 0;
+    }
+}
+
 /// Where the gradient arriving at the convolution comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum Upstream<'a, T> {
@@ -385,7 +446,9 @@ fn backward_by_gemm<T: Float>(
         let mut db = vec![T::ZERO; if needs.bias { g.o } else { 0 }];
         let mut direct_scratch = direct.as_ref().map(DirectConv::gradient_scratch);
         let im2col_for_dw = needs.weight && direct.is_none();
-        let mut col = if g.pointwise() || !im2col_for_dw { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut dw_batch = if im2col_for_dw { WeightGradientBatch::new(g) } else { None };
+        let im2col_per_image = im2col_for_dw && dw_batch.is_none() && !g.pointwise();
+        let mut col = if im2col_per_image { vec![T::ZERO; ck * ohw] } else { Vec::new() };
         let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
         let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
         let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
@@ -427,6 +490,11 @@ fn backward_by_gemm<T: Float>(
                 let in_group = grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w;
                 if let (Some(d), Some(s)) = (&direct, &mut direct_scratch) {
                     d.accumulate_weight_gradient(x_img, dz_img, s, &mut dw);
+                } else if let Some(batch) = dw_batch.as_mut() {
+                    batch.add(&x_img[in_group.clone()], dz_g, g);
+                    if batch.is_full() || image + 1 == (first + per_chunk).min(g.b) {
+                        batch.flush(&mut dw, g, gemm_threads);
+                    }
                 } else if needs.weight {
                     let x_g = &x_img[in_group.clone()];
                     let col_ref: &[T] = if g.pointwise() {
