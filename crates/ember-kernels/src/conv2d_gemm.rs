@@ -21,7 +21,7 @@ use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs, Padding
 use crate::conv_spec::ConvSpec;
 use crate::depthwise;
 use crate::element::{contiguous_slice, sum, Float};
-use crate::matmul::{matmul, Mat};
+use crate::matmul::{matmul, matmul_into_rows, Mat};
 use crate::max_pool::Pool2dParams;
 use crate::max_pool::{pool_plane, Plane};
 use crate::row_copy::copy_row;
@@ -32,24 +32,32 @@ use crate::winograd;
 /// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
 #[inline(always)]
 fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
-    im2col_strided(x, g, col, g.ohw());
+    im2col_rows(x, g, col, g.ohw(), 0..g.oh);
 }
 
 /// [`im2col`] into rows `row_stride` apart (the image's `oh*ow` columns at the start of each).
 #[inline(always)]
 fn im2col_strided<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize) {
-    let (h, w, ow, ohw) = (g.h, g.w, g.ow, g.ohw());
+    im2col_rows(x, g, col, row_stride, 0..g.oh);
+}
+
+/// The windows of output rows `oys` only (`oys.len() * ow` columns), into rows of `col`
+/// `row_stride` apart.
+#[inline(always)]
+fn im2col_rows<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize, oys: std::ops::Range<usize>) {
+    let (h, w, ow) = (g.h, g.w, g.ow);
     let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
+    let first = oys.start;
     for c in 0..g.cg() {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = ((c * g.kh + ki) * g.kw + kj) * row_stride;
-                let row = &mut col[row..row + ohw];
+                let row = &mut col[row..row + oys.len() * ow];
                 let x_off = (kj * d) as isize - pad;
                 let (lo, hi) = g.valid_range(x_off, w, ow);
-                for oy in 0..g.oh {
-                    let out = &mut row[oy * ow..(oy + 1) * ow];
+                for oy in oys.clone() {
+                    let out = &mut row[(oy - first) * ow..(oy - first + 1) * ow];
                     let iy = (oy * s + ki * d) as isize - pad;
                     if iy < 0 || iy >= h as isize {
                         for v in out.iter_mut() {
@@ -138,12 +146,6 @@ fn forward_image<T: Float>(x_img: &[T], conv: ConvSpec<'_, T>, col: &mut [T], y_
     let (og, ck, ohw) = (g.og(), g.ck(), g.ohw());
     for grp in 0..g.p.groups {
         let x_g = &x_img[grp * g.cg() * g.h * g.w..(grp + 1) * g.cg() * g.h * g.w];
-        let col_ref: &[T] = if g.pointwise() {
-            x_g
-        } else {
-            im2col(x_g, g, col);
-            col
-        };
         let y_g = &mut y_img[grp * og * ohw..(grp + 1) * og * ohw];
         if let Some(bias) = bias {
             for (o, row) in y_g.chunks_mut(ohw).enumerate() {
@@ -151,9 +153,31 @@ fn forward_image<T: Float>(x_img: &[T], conv: ConvSpec<'_, T>, col: &mut [T], y_
             }
         }
         let w_g = Mat::rows(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
-        matmul(y_g, (og, ohw, ck), w_g, Mat::rows(col_ref, ohw), bias.is_some(), gemm_threads);
+        if g.pointwise() {
+            matmul(y_g, (og, ohw, ck), w_g, Mat::rows(x_g, ohw), bias.is_some(), gemm_threads);
+            continue;
+        }
+        // A block of output rows at a time, so that its columns stay in cache between im2col
+        // and the GEMM (the stem's whole 147 x 12544 matrix is 7 MiB).
+        let rows = im2col_block_rows::<T>(g);
+        for first in (0..g.oh).step_by(rows) {
+            let oys = first..(first + rows).min(g.oh);
+            let cols = oys.len() * g.ow;
+            im2col_rows(x_g, g, col, cols, oys);
+            let y_block = &mut y_g[first * g.ow..];
+            matmul_into_rows(y_block, ohw, (og, cols, ck), w_g, Mat::rows(col, cols), bias.is_some(), gemm_threads);
+        }
     }
     act.apply(y_img);
+}
+
+/// Bytes of im2col columns the forward GEMM takes at once: half of a core's L2 cache.
+const IM2COL_BLOCK_BYTES: usize = 512 << 10;
+
+/// Output rows per block of the forward pass's im2col + GEMM (at least one).
+fn im2col_block_rows<T>(g: &ConvGeometry) -> usize {
+    let row_bytes = g.ck() * g.ow * std::mem::size_of::<T>();
+    (IM2COL_BLOCK_BYTES / row_bytes.max(1)).clamp(1, g.oh.max(1))
 }
 
 /// Forward pass: `act(conv(x, w) + bias)`.
@@ -219,7 +243,7 @@ impl<'a, T: Float> Scratch<'a, T> {
         match direct {
             Some(d) => Self::Direct(d, d.scratch()),
             None if g.pointwise() => Self::Gemm(Vec::new()),
-            None => Self::Gemm(vec![T::ZERO; g.ck() * g.ohw()]),
+            None => Self::Gemm(vec![T::ZERO; g.ck() * im2col_block_rows::<T>(g) * g.ow]),
         }
     }
 

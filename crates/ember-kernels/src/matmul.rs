@@ -42,19 +42,42 @@ pub(crate) fn matmul<T: Float>(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n), "matmul: operand too short for {m}x{k}x{n}");
+    matmul_into_rows(dst, n, (m, n, k), lhs, rhs, accumulate, threads)
+}
+
+/// [`matmul`] into rows of `dst` that lie `dst_row_stride >= n` apart (a block of columns of a
+/// wider matrix).
+///
+/// # Panics
+/// As [`matmul`].
+pub(crate) fn matmul_into_rows<T: Float>(
+    dst: &mut [T],
+    dst_row_stride: usize,
+    (m, n, k): (usize, usize, usize),
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) {
+    let dst_view = Mat { data: &*dst, row_stride: dst_row_stride, col_stride: 1 };
+    assert!(
+        dst_row_stride >= n && dst_view.fits(m, n) && lhs.fits(m, k) && rhs.fits(k, n),
+        "matmul: operand too short for {m}x{k}x{n}"
+    );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(T::ZERO);
+            }
         }
         return;
     }
     let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: every index gemm reads or writes lies inside the slices, as checked above
-    // (`dst` is row-major m x n; `lhs`/`rhs` were checked with their strides).
+    // (`dst`, `lhs` and `rhs` were checked with their strides).
     unsafe {
         gemm::gemm(
             m,
@@ -62,7 +85,7 @@ pub(crate) fn matmul<T: Float>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
