@@ -141,9 +141,10 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>, u: &[T], y: &mut
 }
 
 /// `V_ξ` (`c x cols` each, `cols` = the block's tiles, band after band) of the `bands` of `x`
-/// (band `b` is tile row `b % th` of image `b / th`). Per channel and band: the band's 4 input
-/// rows, zero-padded and split into even and odd columns (column `l` of tile `tx` is then
-/// element `tx + l / 2` of one of them, a contiguous run), then `Bᵀ d B` over the band's tiles.
+/// (band `b` is tile row `b % th` of image `b / th`). Per channel: for each band, its 4 input
+/// rows zero-padded and split into even and odd columns (column `l` of tile `tx` is then element
+/// `tx + l / 2` of one of them, a contiguous run), gathered as 16 rows of the block's tiles; then
+/// `Bᵀ d B` over all of them.
 #[inline(always)]
 fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<usize>, v: &mut [T]) {
     let (c, h, w) = (g.c, g.h, g.w);
@@ -152,6 +153,7 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
     // The padded row's element j is the input's j - left; elements up to 2 * tw + 1 are read.
     let left = g.pad.left;
     let mut split = vec![T::ZERO; 8 * (tw + 1)];
+    let mut gathered = vec![T::ZERO; 16 * cols];
     for ch in 0..c {
         for (slot, band) in bands.clone().enumerate() {
             let (img, ty) = (band / th, band % th);
@@ -179,19 +181,26 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
                     first_even[e0 + count] = *last;
                 }
             }
-            let d: [&[T]; 16] = std::array::from_fn(|i| {
+            // Narrow planes (ResNet's 14x14 and 7x7: 7 and 4 tiles a band) would fill a fraction
+            // of each vector step: their bands' columns are gathered side by side first, and the
+            // transform runs once over all of the block's tiles.
+            for (i, gathered) in gathered.chunks_exact_mut(cols).enumerate() {
                 let (k, l) = (i / 4, i % 4);
                 let row = &split[k * 2 * (tw + 1)..(k + 1) * 2 * (tw + 1)];
                 let half = if l % 2 == 0 { &row[..tw + 1] } else { &row[tw + 1..] };
-                &half[l / 2..l / 2 + tw]
-            });
-            // Row ξ * c + ch of V, for each ξ.
-            let mut out: [&mut [T]; 16] = Default::default();
-            for (o, row) in out.iter_mut().zip(v.chunks_exact_mut(cols).skip(ch).step_by(c)) {
-                *o = &mut row[slot * tw..(slot + 1) * tw];
+                let src = &half[l / 2..l / 2 + tw];
+                for (to, from) in gathered[slot * tw..(slot + 1) * tw].iter_mut().zip(src) {
+                    *to = *from;
+                }
             }
-            input_tiles(&d, out, tw);
         }
+        let d: [&[T]; 16] = std::array::from_fn(|i| &gathered[i * cols..(i + 1) * cols]);
+        // Row ξ * c + ch of V, for each ξ.
+        let mut out: [&mut [T]; 16] = Default::default();
+        for (o, row) in out.iter_mut().zip(v.chunks_exact_mut(cols).skip(ch).step_by(c)) {
+            *o = row;
+        }
+        input_tiles(&d, out, cols);
     }
 }
 
