@@ -99,24 +99,26 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>, u: &[T], y: &mut
     let n = y.len() / g.out_image();
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
     let tiles_fitting = BLOCK_BYTES / (16 * std::mem::size_of::<T>() * (c + o));
-    let bands_per_block = tiles_fitting.max(MIN_BLOCK_TILES).div_ceil(tw).clamp(1, n * th);
-    let most = bands_per_block * tw;
+    // A multiple of 16 tiles: the GEMMs' columns then fill whole vector registers (a 70-tile
+    // block ran its last 6 columns on a 16-wide edge kernel, a tenth of a layer's time).
+    let total = n * th * tw;
+    let most = tiles_fitting.max(MIN_BLOCK_TILES).next_multiple_of(16).min(total);
     let mut v = vec![T::ZERO; 16 * c * most];
     let mut m = vec![T::ZERO; 16 * o * most];
-    for first in (0..n * th).step_by(bands_per_block) {
-        let bands = first..(first + bands_per_block).min(n * th);
-        let cols = bands.len() * tw;
-        // The transforms are plain loops over a band's tiles: compiled for AVX-512 where the CPU
+    for first in (0..total).step_by(most.max(1)) {
+        let tiles = first..(first + most).min(total);
+        let cols = tiles.len();
+        // The transforms are plain loops over the block's tiles: compiled for AVX-512 where the CPU
         // has it (an explicit copy; `with_avx512`'s closure would stay out of line).
         #[cfg(target_arch = "x86_64")]
         if has_avx512f() {
             // SAFETY: AVX-512F is available, the copy's only requirement.
-            unsafe { transform_input_avx512(x, g, bands.clone(), &mut v) };
+            unsafe { transform_input_avx512(x, g, tiles.clone(), &mut v) };
         } else {
-            transform_input(x, g, bands.clone(), &mut v);
+            transform_input(x, g, tiles.clone(), &mut v);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        transform_input(x, g, bands.clone(), &mut v);
+        transform_input(x, g, tiles.clone(), &mut v);
         // M_ξ = U_ξ · V_ξ: o x cols each.
         for xi in 0..16 {
             matmul(
@@ -131,32 +133,58 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>, u: &[T], y: &mut
         #[cfg(target_arch = "x86_64")]
         if has_avx512f() {
             // SAFETY: as above.
-            unsafe { transform_output_avx512(&m, conv, bands, y) };
+            unsafe { transform_output_avx512(&m, conv, tiles.clone(), y) };
         } else {
-            transform_output(&m, conv, bands, y);
+            transform_output(&m, conv, tiles.clone(), y);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        transform_output(&m, conv, bands, y);
+        transform_output(&m, conv, tiles, y);
     }
 }
 
-/// `V_ξ` (`c x cols` each, `cols` = the block's tiles, band after band) of the `bands` of `x`
-/// (band `b` is tile row `b % th` of image `b / th`). Per channel: for each band, its 4 input
-/// rows zero-padded and split into even and odd columns (column `l` of tile `tx` is then element
-/// `tx + l / 2` of one of them, a contiguous run), gathered as 16 rows of the block's tiles; then
-/// `Bᵀ d B` over all of them.
+/// A run of one band's tiles inside a block of tiles: tiles `tx..tx + len` of tile row `ty` of
+/// image `img` (of the chunk), at column `at` of the block.
+#[derive(Clone, Copy)]
+struct Segment {
+    at: usize,
+    img: usize,
+    ty: usize,
+    tx: usize,
+    len: usize,
+}
+
+/// The segments of the chunk's tiles `tiles` (tile `t` is tile `t % tw` of band `t / tw`, band
+/// `b` is tile row `b % th` of image `b / th`).
+fn segments(tiles: std::ops::Range<usize>, th: usize, tw: usize) -> impl Iterator<Item = Segment> {
+    let first = tiles.start;
+    let mut t = tiles.start;
+    std::iter::from_fn(move || {
+        (t < tiles.end).then(|| {
+            let (band, tx) = (t / tw, t % tw);
+            let len = (tw - tx).min(tiles.end - t);
+            let segment = Segment { at: t - first, img: band / th, ty: band % th, tx, len };
+            t += len;
+            segment
+        })
+    })
+}
+
+/// `V_ξ` (`c x cols` each, `cols` = the block's tiles) of the chunk's `tiles` of `x`. Per
+/// channel: for each band the block touches, its 4 input rows zero-padded and split into even
+/// and odd columns (column `l` of tile `tx` is then element `tx + l / 2` of one of them, a
+/// contiguous run), gathered as 16 rows of the block's tiles; then `Bᵀ d B` over all of them
+/// (narrow planes, ResNet's 14x14 and 7x7 with 7 and 4 tiles a band, fill whole vector steps).
 #[inline(always)]
-fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<usize>, v: &mut [T]) {
+fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, tiles: std::ops::Range<usize>, v: &mut [T]) {
     let (c, h, w) = (g.c, g.h, g.w);
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let cols = bands.len() * tw;
+    let cols = tiles.len();
     // The padded row's element j is the input's j - left; elements up to 2 * tw + 1 are read.
     let left = g.pad.left;
     let mut split = vec![T::ZERO; 8 * (tw + 1)];
     let mut gathered = vec![T::ZERO; 16 * cols];
     for ch in 0..c {
-        for (slot, band) in bands.clone().enumerate() {
-            let (img, ty) = (band / th, band % th);
+        for Segment { at, img, ty, tx, len } in segments(tiles.clone(), th, tw) {
             let plane = &x[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
             for (k, row) in split.chunks_exact_mut(2 * (tw + 1)).enumerate() {
                 let (even, odd) = row.split_at_mut(tw + 1);
@@ -168,28 +196,18 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
                 let (first_even, first_odd) =
                     if left.is_multiple_of(2) { (&mut *even, &mut *odd) } else { (&mut *odd, &mut *even) };
                 let (e0, o0) = (left / 2, left.div_ceil(2));
-                let pairs = src.chunks_exact(2);
-                let rest = pairs.remainder();
                 let count = src.len() / 2;
-                for ((a, b), pair) in
-                    first_even[e0..e0 + count].iter_mut().zip(first_odd[o0..o0 + count].iter_mut()).zip(pairs)
-                {
-                    *a = pair[0];
-                    *b = pair[1];
-                }
-                if let Some(last) = rest.first() {
-                    first_even[e0 + count] = *last;
+                deinterleave(&src[..2 * count], &mut first_even[e0..e0 + count], &mut first_odd[o0..o0 + count]);
+                if src.len() % 2 == 1 {
+                    first_even[e0 + count] = src[2 * count];
                 }
             }
-            // Narrow planes (ResNet's 14x14 and 7x7: 7 and 4 tiles a band) would fill a fraction
-            // of each vector step: their bands' columns are gathered side by side first, and the
-            // transform runs once over all of the block's tiles.
             for (i, gathered) in gathered.chunks_exact_mut(cols).enumerate() {
                 let (k, l) = (i / 4, i % 4);
                 let row = &split[k * 2 * (tw + 1)..(k + 1) * 2 * (tw + 1)];
                 let half = if l % 2 == 0 { &row[..tw + 1] } else { &row[tw + 1..] };
-                let src = &half[l / 2..l / 2 + tw];
-                for (to, from) in gathered[slot * tw..(slot + 1) * tw].iter_mut().zip(src) {
+                let src = &half[l / 2 + tx..l / 2 + tx + len];
+                for (to, from) in gathered[at..at + len].iter_mut().zip(src) {
                     *to = *from;
                 }
             }
@@ -201,6 +219,51 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<u
             *o = row;
         }
         input_tiles(&d, out, cols);
+    }
+}
+
+/// Elements per step of [`interleave`] and [`deinterleave`]: fixed-size local arrays, which
+/// LLVM turns into shuffles (element by element, the loops stayed scalar).
+const PAIRS: usize = 8;
+
+/// `src[2i] -> even[i]`, `src[2i + 1] -> odd[i]`; `src.len() == 2 * even.len() == 2 * odd.len()`.
+#[inline(always)]
+fn deinterleave<T: Float>(src: &[T], even: &mut [T], odd: &mut [T]) {
+    let mut pieces = src.chunks_exact(2 * PAIRS);
+    let (mut evens, mut odds) = (even.chunks_exact_mut(PAIRS), odd.chunks_exact_mut(PAIRS));
+    for ((piece, e), o) in (&mut pieces).zip(&mut evens).zip(&mut odds) {
+        let (mut el, mut ol) = ([T::ZERO; PAIRS], [T::ZERO; PAIRS]);
+        for i in 0..PAIRS {
+            el[i] = piece[2 * i];
+            ol[i] = piece[2 * i + 1];
+        }
+        e.copy_from_slice(&el);
+        o.copy_from_slice(&ol);
+    }
+    let rest = pieces.remainder();
+    for ((pair, e), o) in rest.chunks_exact(2).zip(evens.into_remainder()).zip(odds.into_remainder()) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+}
+
+/// `even[i] -> dst[2i]`, `odd[i] -> dst[2i + 1]`; `dst.len() == 2 * even.len() == 2 * odd.len()`.
+#[inline(always)]
+fn interleave<T: Float>(dst: &mut [T], even: &[T], odd: &[T]) {
+    let mut pieces = dst.chunks_exact_mut(2 * PAIRS);
+    let (mut evens, mut odds) = (even.chunks_exact(PAIRS), odd.chunks_exact(PAIRS));
+    for ((piece, e), o) in (&mut pieces).zip(&mut evens).zip(&mut odds) {
+        let mut local = [T::ZERO; 2 * PAIRS];
+        for i in 0..PAIRS {
+            local[2 * i] = e[i];
+            local[2 * i + 1] = o[i];
+        }
+        piece.copy_from_slice(&local);
+    }
+    let rest = pieces.into_remainder();
+    for ((pair, e), o) in rest.chunks_exact_mut(2).zip(evens.remainder()).zip(odds.remainder()) {
+        pair[0] = *e;
+        pair[1] = *o;
     }
 }
 
@@ -260,19 +323,19 @@ fn input_tiles<T: Float>(d: &[&[T]; 16], mut v: [&mut [T]; 16], cols: usize) {
 /// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_input_avx512<T: Float>(x: &[T], g: &ConvGeometry, bands: std::ops::Range<usize>, v: &mut [T]) {
-    transform_input(x, g, bands, v)
+unsafe fn transform_input_avx512<T: Float>(x: &[T], g: &ConvGeometry, tiles: std::ops::Range<usize>, v: &mut [T]) {
+    transform_input(x, g, tiles, v)
 }
 
-/// `Y = Aᵀ M A` of the block's `bands`, plus the bias and through the activation, into the
+/// `Y = Aᵀ M A` of the chunk's `tiles`, plus the bias and through the activation, into the
 /// output rows they cover in `y`. Per output channel: the 2x2 outputs of all the block's tiles
 /// as one loop over them (16 rows in, 4 out), then scattered into the rows.
 #[inline(always)]
-fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, bands: std::ops::Range<usize>, y: &mut [T]) {
+fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, tiles: std::ops::Range<usize>, y: &mut [T]) {
     let ConvSpec { bias, act, g, .. } = conv;
     let o = g.o;
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let cols = bands.len() * tw;
+    let cols = tiles.len();
     let mut quads = vec![T::ZERO; 4 * cols];
     for oc in 0..o {
         let b = bias.map_or(T::ZERO, |b| b[oc]);
@@ -283,8 +346,7 @@ fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, bands: std::ops::R
             let (q2, q3) = rest.split_at_mut(cols);
             output_tiles(&e, [q0, q1, q2, q3], b);
         }
-        for (slot, band) in bands.clone().enumerate() {
-            let (img, ty) = (band / th, band % th);
+        for Segment { at, img, ty, tx, len } in segments(tiles.clone(), th, tw) {
             let out = &mut y[img * g.out_image() + oc * g.ohw()..img * g.out_image() + (oc + 1) * g.ohw()];
             for r in 0..2 {
                 let oy = 2 * ty + r;
@@ -292,15 +354,13 @@ fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, bands: std::ops::R
                     continue;
                 }
                 let (even, odd) = (&quads[(2 * r) * cols..], &quads[(2 * r + 1) * cols..]);
-                let (even, odd) = (&even[slot * tw..(slot + 1) * tw], &odd[slot * tw..(slot + 1) * tw]);
-                let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                let mut pairs = dst.chunks_exact_mut(2);
-                for (pair, (a, b)) in (&mut pairs).zip(even.iter().zip(odd)) {
-                    pair[0] = *a;
-                    pair[1] = *b;
-                }
-                if let Some(last) = pairs.into_remainder().first_mut() {
-                    *last = even[tw - 1];
+                let (even, odd) = (&even[at..at + len], &odd[at..at + len]);
+                // Output columns 2 * tx .. (the last tile's second column may lie past the edge).
+                let dst = &mut out[oy * g.ow + 2 * tx..(oy * g.ow + 2 * (tx + len)).min((oy + 1) * g.ow)];
+                let whole = dst.len() / 2;
+                interleave(&mut dst[..2 * whole], &even[..whole], &odd[..whole]);
+                if dst.len() % 2 == 1 {
+                    dst[2 * whole] = even[len - 1];
                 }
                 act.apply(dst);
             }
