@@ -436,14 +436,10 @@ fn input_gradient_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
 fn input_gradient_by_convolution<T: Float>(weight: &[T], dz: &[T], g: &ConvGeometry) -> Option<Vec<T>> {
     let gt = input_gradient_geometry(g)?;
     let k = g.kh * g.kw;
-    let mut flipped = vec![T::ZERO; weight.len()];
-    for o in 0..g.o {
-        for c in 0..g.c {
-            let from = &weight[(o * g.c + c) * k..(o * g.c + c + 1) * k];
-            let to = &mut flipped[(c * g.o + o) * k..(c * g.o + o + 1) * k];
-            for (t, f) in to.iter_mut().zip(from.iter().rev()) {
-                *t = *f;
-            }
+    let mut flipped = Vec::with_capacity(weight.len());
+    for c in 0..g.c {
+        for o in 0..g.o {
+            flipped.extend(weight[(o * g.c + c) * k..(o * g.c + c + 1) * k].iter().rev());
         }
     }
     let (direct, winograd) = plan(&flipped, None, &gt);

@@ -58,32 +58,81 @@ pub(crate) fn beats_direct(g: &ConvGeometry) -> bool {
 }
 
 /// `U = G g Gᵀ` for every `(o, c)`, laid out as `[o][ξ][c]`: `U_ξ` is the `o x c` matrix at
-/// offset `ξ * c` with row stride `16 * c` ([`u_matrix`]).
+/// offset `ξ * c` with row stride `16 * c` ([`u_matrix`]). In parallel over output channels,
+/// each a vectorised loop over input channels; the buffer is never zeroed first (512 x 512
+/// channels make 16 MiB, and zeroing it cost more than the transform).
 pub(crate) fn transform_weights<T: Float>(weight: &[T], g: &ConvGeometry) -> Vec<T> {
-    let c = g.c;
+    let (o, c) = (g.o, g.c);
+    assert!(weight.len() == o * c * 9, "winograd: weight size");
+    let mut u: Vec<T> = Vec::with_capacity(16 * o * c);
+    u.spare_capacity_mut()[..16 * o * c].par_chunks_mut(16 * c).enumerate().for_each(|(out, u_o)| {
+        let k = &weight[out * c * 9..(out + 1) * c * 9];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512f() {
+            // SAFETY: AVX-512F is available, the copy's only requirement.
+            unsafe { transform_kernels_avx512(k, u_o) };
+        } else {
+            transform_kernels(k, u_o);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        transform_kernels(k, u_o);
+    });
+    // SAFETY: the capacity is 16 * o * c, and every element below it was written:
+    // `transform_kernels` writes all 16 * c elements of its output channel's chunk.
+    unsafe { u.set_len(16 * o * c) };
+    u
+}
+
+/// `U = G g Gᵀ` of one output channel's kernels (`c x 3 x 3`) into `u` (`16 x c`, every element
+/// written), a step of input channels at a time on local arrays.
+#[inline(always)]
+fn transform_kernels<T: Float>(k: &[T], u: &mut [std::mem::MaybeUninit<T>]) {
+    let c = k.len() / 9;
+    assert!(u.len() == 16 * c, "winograd: transformed kernel size");
     let half = T::from_f64(0.5);
-    let mut u = vec![T::ZERO; 16 * g.o * c];
-    u.par_chunks_mut(16 * c).enumerate().for_each(|(o, u_o)| {
-        for ch in 0..c {
-            let k = &weight[(o * c + ch) * 9..(o * c + ch) * 9 + 9];
-            // t = G g: 4 rows of 3.
+    for first in (0..c).step_by(STEP) {
+        let len = STEP.min(c - first);
+        let mut taps = [[T::ZERO; STEP]; 9];
+        for (i, kernel) in k[first * 9..(first + len) * 9].chunks_exact(9).enumerate() {
+            for (t, v) in kernel.iter().enumerate() {
+                taps[t][i] = *v;
+            }
+        }
+        let mut out = [[T::ZERO; STEP]; 16];
+        for i in 0..STEP {
+            // t = G g: 4 rows of 3 (kernel row r, column j is taps[r * 3 + j]).
             let mut t = [[T::ZERO; 3]; 4];
             for j in 0..3 {
-                let (g0, g1, g2) = (k[j], k[3 + j], k[6 + j]);
+                let (g0, g1, g2) = (taps[j][i], taps[3 + j][i], taps[6 + j][i]);
                 t[0][j] = g0;
                 t[1][j] = (g0 + g1 + g2) * half;
                 t[2][j] = (g0 - g1 + g2) * half;
                 t[3][j] = g2;
             }
+            // (G g) Gᵀ.
             for (r, row) in t.iter().enumerate() {
                 let cols = [row[0], (row[0] + row[1] + row[2]) * half, (row[0] - row[1] + row[2]) * half, row[2]];
                 for (j, v) in cols.into_iter().enumerate() {
-                    u_o[(r * 4 + j) * c + ch] = v;
+                    out[r * 4 + j][i] = v;
                 }
             }
         }
-    });
-    u
+        for (xi, values) in out.iter().enumerate() {
+            for (slot, v) in u[xi * c + first..xi * c + first + len].iter_mut().zip(values) {
+                slot.write(*v);
+            }
+        }
+    }
+}
+
+/// [`transform_kernels`] compiled for AVX-512.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_kernels_avx512<T: Float>(k: &[T], u: &mut [std::mem::MaybeUninit<T>]) {
+    transform_kernels(k, u)
 }
 
 /// `U_ξ` of [`transform_weights`]'s output.
