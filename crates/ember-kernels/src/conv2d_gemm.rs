@@ -180,7 +180,20 @@ const FORWARD_BLOCK_BYTES: usize = 512 << 10;
 /// Output rows per block of the forward pass's im2col + GEMM (at least one).
 fn im2col_block_rows<T>(g: &ConvGeometry) -> usize {
     let row_bytes = (g.ck() + g.og()) * g.ow * std::mem::size_of::<T>();
-    (FORWARD_BLOCK_BYTES / row_bytes.max(1)).clamp(1, g.oh.max(1))
+    let fitting = FORWARD_BLOCK_BYTES / row_bytes.max(1);
+    // Whole multiples of 16 columns where they fit: the GEMM's last columns then fill a vector
+    // register (168 columns of 28-wide rows ran 40 of them on a 48-wide edge kernel).
+    let unit = 16 / gcd(g.ow.max(1), 16);
+    let rows = if fitting >= unit { fitting / unit * unit } else { fitting };
+    rows.clamp(1, g.oh.max(1))
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Forward pass: `act(conv(x, w) + bias)`.
