@@ -392,11 +392,12 @@ pub(crate) fn backward<T: Float>(
     if let (true, Upstream::Direct { y, dy }) = (depthwise::applies(g), upstream) {
         return depthwise::backward(x, weight, y, dy, act, g, needs);
     }
-    // A stride-1 input gradient that is a convolution with a fast kernel runs as one, on the
-    // activation-masked gradient (computed once here; the weight gradient below reads it too).
+    // A stride-1 input gradient that is a convolution with a fast kernel runs as one, and a 3x3
+    // stride-1 weight gradient by Winograd, both on the activation-masked gradient (computed once
+    // here; what is left below reads it too).
     let masked: Vec<T>;
-    let (upstream, act, dx_by_convolution) = match upstream {
-        Upstream::Direct { y, dy } if needs.x => {
+    let (upstream, act, dx_fast, dw_fast) = match upstream {
+        Upstream::Direct { y, dy } if needs.x || needs.weight => {
             let dz = if act == FusedActivation::Identity {
                 dy
             } else {
@@ -405,17 +406,30 @@ pub(crate) fn backward<T: Float>(
                 masked = dz;
                 &masked
             };
-            match input_gradient_by_convolution(weight, dz, g) {
-                Some(dx) => (Upstream::Direct { y, dy: dz }, FusedActivation::Identity, Some(dx)),
-                None => (upstream, act, None),
+            let dx = if needs.x { input_gradient_by_convolution(weight, dz, g) } else { None };
+            let dw = (needs.weight && winograd::weight_gradient_applies(g)).then(|| {
+                let (per_chunk, gemm_threads) = chunking(g.b);
+                winograd::weight_gradient(x, dz, g, per_chunk, gemm_threads)
+            });
+            if dx.is_none() && dw.is_none() {
+                (upstream, act, None, None)
+            } else {
+                (Upstream::Direct { y, dy: dz }, FusedActivation::Identity, dx, dw)
             }
         }
-        _ => (upstream, act, None),
+        _ => (upstream, act, None, None),
     };
-    let needs_dx_here = Needs { x: needs.x && dx_by_convolution.is_none(), ..needs };
-    let mut grads = backward_by_gemm(x, weight, upstream, act, g, needs_dx_here);
-    if dx_by_convolution.is_some() {
-        grads.x = dx_by_convolution;
+    let rest = Needs { x: needs.x && dx_fast.is_none(), weight: needs.weight && dw_fast.is_none(), bias: needs.bias };
+    let mut grads = if rest.x || rest.weight || rest.bias {
+        backward_by_gemm(x, weight, upstream, act, g, rest)
+    } else {
+        ConvGrads { x: None, weight: None, bias: None }
+    };
+    if dx_fast.is_some() {
+        grads.x = dx_fast;
+    }
+    if dw_fast.is_some() {
+        grads.weight = dw_fast;
     }
     grads
 }

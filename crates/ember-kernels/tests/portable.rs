@@ -193,7 +193,8 @@ fn wide_3x3_convolutions_agree_with_candles() {
     // convolution of the output gradient. Odd and even planes (partial 2x2 tiles at the edges),
     // padding 0-2, batch 1 to 3, with bias and ReLU (the masked gradient) or none, training and
     // inference; every gradient. The 128-channel case has more tile bands than one block holds,
-    // so a block spans two images (a chunk of 2 images on 2 threads).
+    // so a block spans two images (a chunk of 2 images on 2 threads); the 256-channel case's
+    // weight gradient runs by Winograd too.
     let mut rng = rng();
     let relu = FusedActivation::Relu;
     for (x, w, padding, act) in [
@@ -201,6 +202,7 @@ fn wide_3x3_convolutions_agree_with_candles() {
         ([1, 72, 6, 6], [65, 72, 3, 3], 0, relu),
         ([2, 64, 5, 8], [64, 64, 3, 3], 2, relu),
         ([3, 128, 12, 11], [130, 128, 3, 3], 1, FusedActivation::Identity),
+        ([3, 256, 11, 10], [64, 256, 3, 3], 1, relu),
     ] {
         let inputs = convolution_inputs(&x, &w, &mut rng, (-1.0, 1.0));
         let p = Conv2dParams { padding, stride: 1, dilation: 1, groups: 1 };
