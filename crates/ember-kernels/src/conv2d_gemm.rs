@@ -29,13 +29,8 @@ use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 use crate::winograd;
 
-/// Copies the windows of one group of one image (`cg x h x w`) into `col` (`ck x oh*ow`).
-#[inline(always)]
-fn im2col<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T]) {
-    im2col_rows(x, g, col, g.ohw(), 0..g.oh);
-}
-
-/// [`im2col`] into rows `row_stride` apart (the image's `oh*ow` columns at the start of each).
+/// The windows of one group of one image (`cg x h x w`) into `col` (`ck` rows `row_stride`
+/// apart, the image's `oh*ow` columns at the start of each).
 #[inline(always)]
 fn im2col_strided<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize) {
     im2col_rows(x, g, col, row_stride, 0..g.oh);
@@ -89,24 +84,26 @@ fn im2col_rows<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: u
     }
 }
 
-/// Adds the columns of `col` (`ck x oh*ow`) back onto one group of one image's gradient.
-fn col2im<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T]) {
-    let (h, w, ow, ohw) = (g.h, g.w, g.ow, g.ohw());
+/// Adds the columns of `col` (`ck x cols`: the windows of output rows `oys`) back onto one group
+/// of one image's gradient.
+fn col2im_rows<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T], oys: std::ops::Range<usize>) {
+    let (h, w, ow) = (g.h, g.w, g.ow);
     let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
+    let (first, cols) = (oys.start, oys.len() * ow);
     for c in 0..g.cg() {
         let plane = &mut dx[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = ((c * g.kh + ki) * g.kw + kj) * ohw;
-                let row = &col[row..row + ohw];
+                let row = ((c * g.kh + ki) * g.kw + kj) * cols;
+                let row = &col[row..row + cols];
                 let x_off = (kj * d) as isize - pad;
                 let (lo, hi) = g.valid_range(x_off, w, ow);
-                for oy in 0..g.oh {
+                for oy in oys.clone() {
                     let iy = (oy * s + ki * d) as isize - pad;
                     if iy < 0 || iy >= h as isize || lo == hi {
                         continue;
                     }
-                    let src = &row[oy * ow..(oy + 1) * ow];
+                    let src = &row[(oy - first) * ow..(oy - first + 1) * ow];
                     let dst = &mut plane[iy as usize * w..(iy as usize + 1) * w];
                     let start = (lo as isize * s as isize + x_off) as usize;
                     if s == 1 {
@@ -498,8 +495,12 @@ fn backward_by_gemm<T: Float>(
         let im2col_for_dw = needs.weight && direct.is_none();
         let mut dw_batch = if im2col_for_dw { WeightGradientBatch::new(g) } else { None };
         let im2col_per_image = im2col_for_dw && dw_batch.is_none() && !g.pointwise();
-        let mut col = if im2col_per_image { vec![T::ZERO; ck * ohw] } else { Vec::new() };
-        let mut dcol = if g.pointwise() || dx.is_none() { Vec::new() } else { vec![T::ZERO; ck * ohw] };
+        let mut col = if im2col_per_image { vec![T::ZERO; ck * im2col_block_rows::<T>(g) * g.ow] } else { Vec::new() };
+        let mut dcol = if g.pointwise() || dx.is_none() {
+            Vec::new()
+        } else {
+            vec![T::ZERO; ck * im2col_block_rows::<T>(g) * g.ow]
+        };
         let direct_identity = matches!(upstream, Upstream::Direct { .. }) && act == FusedActivation::Identity;
         let mut dz = if direct_identity { Vec::new() } else { vec![T::ZERO; g.out_image()] };
         let mut dx = dx;
@@ -547,34 +548,40 @@ fn backward_by_gemm<T: Float>(
                     }
                 } else if needs.weight {
                     let x_g = &x_img[in_group.clone()];
-                    let col_ref: &[T] = if g.pointwise() {
-                        x_g
-                    } else {
-                        im2col(x_g, g, &mut col);
-                        &col
-                    };
                     let dw_g = &mut dw[grp * og * ck..(grp + 1) * og * ck];
-                    // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck)
-                    matmul(
-                        dw_g,
-                        (og, ck, ohw),
-                        Mat::rows(dz_g, ohw),
-                        Mat::transposed(col_ref, ohw),
-                        true,
-                        gemm_threads,
-                    );
+                    // dw[g] (og x ck) += dz[g] (og x ohw) · colᵀ (ohw x ck), with im2col a block of
+                    // output rows at a time (as forward: the columns stay in cache).
+                    let block = if g.pointwise() { ohw } else { im2col_block_rows::<T>(g) * g.ow };
+                    for first in (0..ohw).step_by(block) {
+                        let cols = block.min(ohw - first);
+                        let col_t = if g.pointwise() {
+                            Mat::transposed(x_g, ohw)
+                        } else {
+                            im2col_rows(x_g, g, &mut col, cols, first / g.ow..(first + cols) / g.ow);
+                            Mat::transposed(&col[..ck * cols], cols)
+                        };
+                        let dz_block = Mat { data: &dz_g[first..], row_stride: ohw, col_stride: 1 };
+                        matmul(dw_g, (og, ck, cols), dz_block, col_t, true, gemm_threads);
+                    }
                 }
                 if let Some(dx) = dx.as_deref_mut() {
                     let local = image - first;
                     let dx_img = &mut dx[local * g.in_image()..(local + 1) * g.in_image()];
                     let dx_g = &mut dx_img[in_group];
                     let w_t = Mat::transposed(&weight[grp * og * ck..(grp + 1) * og * ck], ck);
-                    // dcol (ck x ohw) = w[g]ᵀ (ck x og) · dz[g] (og x ohw)
+                    // dcol (ck x ohw) = w[g]ᵀ (ck x og) · dz[g] (og x ohw), a block of output rows
+                    // at a time, each added back by col2im while in cache.
                     if g.pointwise() {
                         matmul(dx_g, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
                     } else {
-                        matmul(&mut dcol, (ck, ohw, og), w_t, Mat::rows(dz_g, ohw), false, gemm_threads);
-                        col2im(&dcol, g, dx_g);
+                        let rows = im2col_block_rows::<T>(g);
+                        for first in (0..g.oh).step_by(rows) {
+                            let oys = first..(first + rows).min(g.oh);
+                            let cols = oys.len() * g.ow;
+                            let dz_block = Mat { data: &dz_g[first * g.ow..], row_stride: ohw, col_stride: 1 };
+                            matmul(&mut dcol[..ck * cols], (ck, cols, og), w_t, dz_block, false, gemm_threads);
+                            col2im_rows(&dcol[..ck * cols], g, dx_g, oys);
+                        }
                     }
                 }
             }
