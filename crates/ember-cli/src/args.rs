@@ -75,7 +75,7 @@ pub struct JsonArg {
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct DeviceArg {
     /// Where to compute: cpu, cuda (the first GPU) or cuda:N; CUDA needs an ember built with
-    /// `--features cuda` [default: cpu].
+    /// `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: crate::device::DeviceName,
 }
