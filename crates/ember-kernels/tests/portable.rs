@@ -97,7 +97,8 @@ fn geometry(padding: usize, stride: usize, dilation: usize, groups: usize) -> Co
 /// rows wider than a vector register as in EfficientNet-Lite's first block; and stride-1 3x3 and
 /// 5x5 with padding 0 to 2, whose input gradient runs as a convolution of the output gradient
 /// (on the direct kernel in f32); and a 7x7 over 64 channels, whose im2col + GEMM forward pass
-/// takes its output rows in several blocks, the last one short.
+/// takes its output rows in several blocks, the last one short; and a pointwise (1x1 stride-1)
+/// convolution, which reads its input in place.
 fn convolutions() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
     vec![
         ([1, 3, 15, 13], [4, 3, 7, 7], geometry(3, 2, 1, 1)),
@@ -112,6 +113,7 @@ fn convolutions() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         ([2, 4, 8, 7], [6, 4, 3, 3], geometry(0, 1, 1, 1)),
         ([1, 3, 10, 9], [4, 3, 5, 5], geometry(2, 1, 1, 1)),
         ([1, 64, 11, 10], [3, 64, 7, 7], geometry(3, 1, 1, 1)),
+        ([2, 6, 5, 7], [4, 6, 1, 1], geometry(0, 1, 1, 1)),
     ]
 }
 
