@@ -14,7 +14,8 @@ use crate::{cargo, run_checked, workspace_root};
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if args.first().is_some_and(|a| a == "zoo") {
         let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "2".into());
-        return crate::zoo_bench::run(&threads);
+        let rounds = crate::zoo_bench::rounds_from_args(&args[1..])?;
+        return crate::zoo_bench::run(&threads, rounds);
     }
     let end_to_end_only = args.first().is_some_and(|a| a == "e2e");
     let mut cmd = cargo();

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Some("gpu-build") => gpu_build::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | bench [criterion args | e2e | zoo] | docs [--open] [--strict] [--guide-only] | tidy \
+                "usage: cargo xtask <ci | bench [criterion args | e2e | zoo [--rounds N]] | docs [--open] [--strict] [--guide-only] | tidy \
                  | fuzz [--minutes N] [--target NAME]... [--seed S] [--release] \
                  | image-folder --idx DIR --out DIR [--per-class N] [--names mnist|fashion-mnist] | gpu-build [--bundle] ...>"
             );
