@@ -392,9 +392,12 @@ pub(crate) fn backward<T: Float>(
     // A stride-1 input gradient that is a convolution with a fast kernel runs as one, and a 3x3
     // stride-1 weight gradient by Winograd, both on the activation-masked gradient (computed once
     // here; what is left below reads it too).
+    // (The mask is only computed where one of them may apply.)
+    let may_dx = needs.x && input_gradient_geometry(g).is_some();
+    let may_dw = needs.weight && winograd::weight_gradient_applies(g);
     let masked: Vec<T>;
     let (upstream, act, dx_fast, dw_fast) = match upstream {
-        Upstream::Direct { y, dy } if needs.x || needs.weight => {
+        Upstream::Direct { y, dy } if may_dx || may_dw => {
             let dz = if act == FusedActivation::Identity {
                 dy
             } else {
@@ -403,8 +406,8 @@ pub(crate) fn backward<T: Float>(
                 masked = dz;
                 &masked
             };
-            let dx = if needs.x { input_gradient_by_convolution(weight, dz, g) } else { None };
-            let dw = (needs.weight && winograd::weight_gradient_applies(g)).then(|| {
+            let dx = if may_dx { input_gradient_by_convolution(weight, dz, g) } else { None };
+            let dw = may_dw.then(|| {
                 let (per_chunk, gemm_threads) = chunking(g.b);
                 winograd::weight_gradient(x, dz, g, per_chunk, gemm_threads)
             });
