@@ -359,7 +359,7 @@ fn transform_gradient<T: Float>(dz: &[T], g: &ConvGeometry, tiles: std::ops::Ran
         for (slot, row) in out.iter_mut().zip(delta.chunks_exact_mut(cols).skip(oc).step_by(o)) {
             *slot = row;
         }
-        gradient_tiles(&d, out, cols);
+        per_tile(&d, out, cols, gradient_tile);
     }
 }
 
@@ -376,39 +376,6 @@ unsafe fn transform_gradient_avx512<T: Float>(
     delta: &mut [T],
 ) {
     transform_gradient(dz, g, tiles, delta)
-}
-
-/// `Δ = A δ Aᵀ` for `cols` tiles: `d[r * 2 + s][t]` is row `r`, column `s` of tile `t`'s 2x2
-/// output gradient, `delta[ξ][t]` its transform (`A` is `Aᵀ`'s transpose, rows `[1, 0]`,
-/// `[1, 1]`, `[1, -1]`, `[0, -1]`).
-#[inline(always)]
-fn gradient_tiles<T: Float>(d: &[&[T]; 4], mut delta: [&mut [T]; 16], cols: usize) {
-    assert!(d.iter().all(|r| r.len() == cols) && delta.iter().all(|r| r.len() == cols));
-    let mut t = 0;
-    while t < cols {
-        let len = STEP.min(cols - t);
-        let mut dl = [[T::ZERO; STEP]; 4];
-        for (local, row) in dl.iter_mut().zip(d) {
-            copy_step(&mut local[..len], &row[t..t + len]);
-        }
-        let mut out = [[T::ZERO; STEP]; 16];
-        for i in 0..STEP {
-            // A δ: 4 rows of 2.
-            let (d00, d01, d10, d11) = (dl[0][i], dl[1][i], dl[2][i], dl[3][i]);
-            let rows = [[d00, d01], [d00 + d10, d01 + d11], [d00 - d10, d01 - d11], [T::ZERO - d10, T::ZERO - d11]];
-            // (A δ) Aᵀ.
-            for (r, [a, b]) in rows.into_iter().enumerate() {
-                out[r * 4][i] = a;
-                out[r * 4 + 1][i] = a + b;
-                out[r * 4 + 2][i] = a - b;
-                out[r * 4 + 3][i] = T::ZERO - b;
-            }
-        }
-        for (row, local) in delta.iter_mut().zip(&out) {
-            copy_step(&mut row[t..t + len], &local[..len]);
-        }
-        t += len;
-    }
 }
 
 /// A run of one band's tiles inside a block of tiles: tiles `tx..tx + len` of tile row `ty` of
@@ -487,7 +454,7 @@ fn transform_input<T: Float>(x: &[T], g: &ConvGeometry, tiles: std::ops::Range<u
         for (o, row) in out.iter_mut().zip(v.chunks_exact_mut(cols).skip(ch).step_by(c)) {
             *o = row;
         }
-        input_tiles(&d, out, cols);
+        per_tile(&d, out, cols, input_tile);
     }
 }
 
@@ -536,9 +503,7 @@ fn interleave<T: Float>(dst: &mut [T], even: &[T], odd: &[T]) {
     }
 }
 
-/// Tiles per step of [`input_tiles`] and [`output_tiles`]: the step works on local arrays,
-/// which LLVM knows alias nothing, so it vectorises (on the 20 or 32 slices themselves it would
-/// need run-time alias checks and stays scalar).
+/// Tiles per step of [`per_tile`].
 const STEP: usize = 16;
 
 /// `dst = src` for at most [`STEP`] elements: a whole step as a copy of known length (inlined;
@@ -551,39 +516,89 @@ fn copy_step<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// `V = Bᵀ d B` for `cols` tiles: `d[k * 4 + l][t]` is row `k`, column `l` of tile `t`'s 4x4
-/// input, `v[ξ][t]` its transform.
+/// `out[o][t] = f(inp[0][t], .., inp[I - 1][t])[o]` for every tile `t` (`cols` of them): the one
+/// loop of the three transforms, a [`STEP`] of tiles at a time on local arrays, which LLVM knows
+/// alias nothing, so `f` inlined there vectorises over the step (on the slices themselves it
+/// would need run-time alias checks and stays scalar).
 #[inline(always)]
-fn input_tiles<T: Float>(d: &[&[T]; 16], mut v: [&mut [T]; 16], cols: usize) {
-    assert!(d.iter().all(|r| r.len() == cols) && v.iter().all(|r| r.len() == cols));
+fn per_tile<T: Float, const I: usize, const O: usize>(
+    inp: &[&[T]; I],
+    mut out: [&mut [T]; O],
+    cols: usize,
+    f: impl Fn([T; I]) -> [T; O],
+) {
+    assert!(inp.iter().all(|r| r.len() == cols) && out.iter().all(|r| r.len() == cols));
     let mut t = 0;
     while t < cols {
         let len = STEP.min(cols - t);
-        let mut dl = [[T::ZERO; STEP]; 16];
-        for (local, row) in dl.iter_mut().zip(d) {
+        let mut local_in = [[T::ZERO; STEP]; I];
+        for (local, row) in local_in.iter_mut().zip(inp) {
             copy_step(&mut local[..len], &row[t..t + len]);
         }
-        let mut vl = [[T::ZERO; STEP]; 16];
+        let mut local_out = [[T::ZERO; STEP]; O];
         for i in 0..STEP {
-            // d B for each row k.
-            let hb = |k: usize| {
-                let (a, b, c, e) = (dl[k * 4][i], dl[k * 4 + 1][i], dl[k * 4 + 2][i], dl[k * 4 + 3][i]);
-                [a - c, b + c, c - b, b - e]
-            };
-            let (r0, r1, r2, r3) = (hb(0), hb(1), hb(2), hb(3));
-            // Bᵀ across the rows.
-            for j in 0..4 {
-                vl[j][i] = r0[j] - r2[j];
-                vl[4 + j][i] = r1[j] + r2[j];
-                vl[8 + j][i] = r2[j] - r1[j];
-                vl[12 + j][i] = r1[j] - r3[j];
+            let values = f(std::array::from_fn(|k| local_in[k][i]));
+            for (row, v) in local_out.iter_mut().zip(values) {
+                row[i] = v;
             }
         }
-        for (row, local) in v.iter_mut().zip(&vl) {
+        for (row, local) in out.iter_mut().zip(&local_out) {
             copy_step(&mut row[t..t + len], &local[..len]);
         }
         t += len;
     }
+}
+
+/// `V = Bᵀ d B` of one tile: `d[k * 4 + l]` is row `k`, column `l` of its 4x4 input, the result
+/// indexed by ξ.
+#[inline(always)]
+fn input_tile<T: Float>(d: [T; 16]) -> [T; 16] {
+    // d B for each row k.
+    let hb = |k: usize| {
+        let (a, b, c, e) = (d[k * 4], d[k * 4 + 1], d[k * 4 + 2], d[k * 4 + 3]);
+        [a - c, b + c, c - b, b - e]
+    };
+    let (r0, r1, r2, r3) = (hb(0), hb(1), hb(2), hb(3));
+    // Bᵀ across the rows.
+    let mut v = [T::ZERO; 16];
+    for j in 0..4 {
+        v[j] = r0[j] - r2[j];
+        v[4 + j] = r1[j] + r2[j];
+        v[8 + j] = r2[j] - r1[j];
+        v[12 + j] = r1[j] - r3[j];
+    }
+    v
+}
+
+/// `Y = Aᵀ m A + bias` of one tile: `m[ξ]` its products, the result `y[r * 2 + j]` at row `r`,
+/// column `j`.
+#[inline(always)]
+fn output_tile<T: Float>(m: [T; 16], bias: T) -> [T; 4] {
+    // s = Aᵀ m: two rows of 4.
+    let s0 = |j: usize| m[j] + m[4 + j] + m[8 + j];
+    let s1 = |j: usize| m[4 + j] - m[8 + j] - m[12 + j];
+    let (a0, a1, a2, a3) = (s0(0), s0(1), s0(2), s0(3));
+    let (b0, b1, b2, b3) = (s1(0), s1(1), s1(2), s1(3));
+    [a0 + a1 + a2 + bias, a1 - a2 - a3 + bias, b0 + b1 + b2 + bias, b1 - b2 - b3 + bias]
+}
+
+/// `Δ = A δ Aᵀ` of one tile: `d[r * 2 + s]` is row `r`, column `s` of its 2x2 output gradient,
+/// the result indexed by ξ (`A` is `Aᵀ`'s transpose, rows `[1, 0]`, `[1, 1]`, `[1, -1]`,
+/// `[0, -1]`).
+#[inline(always)]
+fn gradient_tile<T: Float>(d: [T; 4]) -> [T; 16] {
+    let [d00, d01, d10, d11] = d;
+    // A δ: 4 rows of 2.
+    let rows = [[d00, d01], [d00 + d10, d01 + d11], [d00 - d10, d01 - d11], [T::ZERO - d10, T::ZERO - d11]];
+    // (A δ) Aᵀ.
+    let mut out = [T::ZERO; 16];
+    for (r, [a, b]) in rows.into_iter().enumerate() {
+        out[r * 4] = a;
+        out[r * 4 + 1] = a + b;
+        out[r * 4 + 2] = a - b;
+        out[r * 4 + 3] = T::ZERO - b;
+    }
+    out
 }
 
 /// [`transform_input`] compiled for AVX-512.
@@ -613,7 +628,7 @@ fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, tiles: std::ops::R
             let (q0, rest) = quads.split_at_mut(cols);
             let (q1, rest) = rest.split_at_mut(cols);
             let (q2, q3) = rest.split_at_mut(cols);
-            output_tiles(&e, [q0, q1, q2, q3], b);
+            per_tile(&e, [q0, q1, q2, q3], cols, |m| output_tile(m, b));
         }
         for Segment { at, img, ty, tx, len } in segments(tiles.clone(), th, tw) {
             let out = &mut y[img * g.out_image() + oc * g.ohw()..img * g.out_image() + (oc + 1) * g.ohw()];
@@ -634,38 +649,6 @@ fn transform_output<T: Float>(m: &[T], conv: ConvSpec<'_, T>, tiles: std::ops::R
                 act.apply(dst);
             }
         }
-    }
-}
-
-/// `Y = Aᵀ m A + bias` for `cols` tiles: `m[ξ][t]` is tile `t`'s product at position ξ, `y[r * 2
-/// + j][t]` its output at row `r`, column `j`.
-#[inline(always)]
-fn output_tiles<T: Float>(m: &[&[T]; 16], mut y: [&mut [T]; 4], bias: T) {
-    let cols = y[0].len();
-    assert!(m.iter().all(|r| r.len() == cols) && y.iter().all(|r| r.len() == cols));
-    let mut t = 0;
-    while t < cols {
-        let len = STEP.min(cols - t);
-        let mut ml = [[T::ZERO; STEP]; 16];
-        for (local, row) in ml.iter_mut().zip(m) {
-            copy_step(&mut local[..len], &row[t..t + len]);
-        }
-        let mut yl = [[T::ZERO; STEP]; 4];
-        for i in 0..STEP {
-            // s = Aᵀ m: two rows of 4.
-            let s0 = |j: usize| ml[j][i] + ml[4 + j][i] + ml[8 + j][i];
-            let s1 = |j: usize| ml[4 + j][i] - ml[8 + j][i] - ml[12 + j][i];
-            let (a0, a1, a2, a3) = (s0(0), s0(1), s0(2), s0(3));
-            let (b0, b1, b2, b3) = (s1(0), s1(1), s1(2), s1(3));
-            yl[0][i] = a0 + a1 + a2 + bias;
-            yl[1][i] = a1 - a2 - a3 + bias;
-            yl[2][i] = b0 + b1 + b2 + bias;
-            yl[3][i] = b1 - b2 - b3 + bias;
-        }
-        for (row, local) in y.iter_mut().zip(&yl) {
-            copy_step(&mut row[t..t + len], &local[..len]);
-        }
-        t += len;
     }
 }
 
