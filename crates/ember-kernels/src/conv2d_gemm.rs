@@ -774,8 +774,9 @@ mod tests {
     fn batched_weight_gradient_adds_up_its_groups() {
         let p = Conv2dParams { padding: 1, stride: 2, dilation: 1, groups: 1 };
         let g = ConvGeometry::new(&Shape::from((3, 4, 9, 7)), &Shape::from((5, 4, 3, 3)), p).unwrap();
-        let wave = |n: usize, f: f64| (0..n).map(|i| ((i as f64 * f).sin())).collect::<Vec<f64>>();
-        let (x, y, dy) = (wave(g.b * g.in_image(), 0.37), wave(g.b * g.out_image(), 0.91), wave(g.b * g.out_image(), 0.53));
+        let wave = |n: usize, f: f64| (0..n).map(|i| (i as f64 * f).sin()).collect::<Vec<f64>>();
+        let (x, y, dy) =
+            (wave(g.b * g.in_image(), 0.37), wave(g.b * g.out_image(), 0.91), wave(g.b * g.out_image(), 0.53));
         let one_gemm = batched_weight_gradient(&x, (&y, &dy), FusedActivation::Relu, &g, usize::MAX);
         let per_image = batched_weight_gradient(&x, (&y, &dy), FusedActivation::Relu, &g, 1);
         assert_eq!(one_gemm.len(), 5 * 4 * 9);
