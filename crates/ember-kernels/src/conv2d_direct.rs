@@ -11,8 +11,16 @@
 //! planes are compacted. The wide rows cost `wp / ow` extra work (13/11 for the classic CNN's
 //! second convolution), less than im2col + packing did.
 //!
-//! The GEMM path (`conv2d_gemm`) remains for everything else: f64, strides, dilations, groups,
-//! 1x1 convolutions, CPUs without AVX-512, and layers too wide for the register tile to pay off.
+//! A stride `s > 1` becomes stride 1 by splitting the padded input into its `s x s` phases
+//! (`xp[c][s*r + py][s*q + px]` goes to plane `(c, py, px)` at `(r, q)`): tap `(c, ky, kx)` then
+//! reads phase `(c, ky % s, kx % s)` shifted by `(ky / s, kx / s)`, again one fixed offset, and
+//! the taps stay the kernel's own (no zero taps, unlike a space-to-depth rewrite). The split
+//! costs one pass over the input, where im2col wrote `kh*kw / s²` copies of it (12x for ResNet's
+//! 7x7 stride-2 stem). It is planned only where few input channels make im2col the cost.
+//!
+//! The GEMM path (`conv2d_gemm`) remains for everything else: f64, other strides, dilations,
+//! groups, 1x1 convolutions, CPUs without AVX-512, and layers too wide for the register tile to
+//! pay off.
 
 use crate::activation::FusedActivation;
 use crate::conv_geometry::ConvGeometry;
@@ -42,14 +50,20 @@ const TAPS_PER_CHANNEL_TILE: usize = 6;
 pub(crate) struct DirectConv {
     /// `[channel tile][tap][CHANNELS]`, zero-padded to whole tiles.
     packed: Vec<f32>,
-    /// Flat offset of each tap (`c*hp*wp + ky*wp + kx`) in the padded input.
+    /// Flat offset of each tap (`c*hp*wp + ky*wp + kx`; strided: of its phase, shifted by
+    /// `(ky / s) * wp + kx / s`) in the padded input.
     offsets: Vec<usize>,
     bias: Vec<f32>,
     tiles: usize,
+    /// Height and width of one padded input plane (strided: of one phase of it).
     hp: usize,
     wp: usize,
     /// Vectors covering one wide output plane (`oh * wp` elements).
     vectors: usize,
+    /// Output rows per band: of the forward pass (computed, then compacted while in cache) and
+    /// of the many-tap weight gradient (its output gradient transposed and summed over).
+    forward_band: usize,
+    gradient_band: usize,
     g: ConvGeometry,
 }
 
@@ -72,6 +86,21 @@ fn cpu_supported() -> bool {
     has_avx512f() && *ENABLED.get_or_init(|| std::env::var("EMBER_DIRECT_CONV").map_or(true, |v| v != "0"))
 }
 
+/// Strides the direct kernel takes: 2 to 4, and only over few input channels, where im2col's
+/// `kh*kw` copies of the input cost more than the GEMM on them (ResNet's 7x7 stem on RGB; with
+/// 64+ channels the im2col GEMM runs near peak).
+fn strided_fits(g: &ConvGeometry) -> bool {
+    (2..=4).contains(&g.p.stride) && g.c <= MAX_STRIDED_CHANNELS && g.kh > g.p.stride && g.kw > g.p.stride
+}
+
+/// Most input channels a strided direct convolution takes (see [`strided_fits`]).
+const MAX_STRIDED_CHANNELS: usize = 4;
+/// Bytes of wide output rows (all channels) the forward pass computes before compacting them:
+/// a quarter of a core's L2.
+const FORWARD_BAND_BYTES: usize = 256 << 10;
+/// Bytes of pixel-major output gradient the many-tap weight gradient takes at once.
+const GRADIENT_BAND_BYTES: usize = 256 << 10;
+
 impl DirectConv {
     /// Plans the direct kernel for this convolution, or `None` when it does not apply (see the
     /// module docs) and the GEMM path should run.
@@ -80,7 +109,7 @@ impl DirectConv {
         let p = g.p;
         let taps = g.c * g.kh * g.kw;
         let shape_fits = p.groups == 1
-            && p.stride == 1
+            && (p.stride == 1 || strided_fits(g))
             && p.dilation == 1
             && g.kh * g.kw > 1
             && taps <= MAX_TAPS
@@ -88,7 +117,8 @@ impl DirectConv {
         if !shape_fits || !cpu_supported() {
             return None;
         }
-        let (hp, wp) = (g.h + 2 * p.padding, g.w + 2 * p.padding);
+        let s = p.stride;
+        let (hp, wp) = ((g.h + 2 * p.padding).div_ceil(s), (g.w + 2 * p.padding).div_ceil(s));
         let tiles = g.o.div_ceil(CHANNELS);
         let mut packed = vec![0f32; tiles * taps * CHANNELS];
         for co in 0..g.o {
@@ -101,7 +131,8 @@ impl DirectConv {
         for c in 0..g.c {
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    offsets.push(c * hp * wp + ky * wp + kx);
+                    let phase = (c * s + ky % s) * s + kx % s;
+                    offsets.push(phase * hp * wp + ky / s * wp + kx / s);
                 }
             }
         }
@@ -110,14 +141,18 @@ impl DirectConv {
             b[..g.o].copy_from_slice(as_f32(bias)?);
         }
         let vectors = (g.oh * wp).div_ceil(LANES);
-        Some(Self { packed, offsets, bias: b, tiles, hp, wp, vectors, g: *g })
+        let rows_within = |bytes: usize, row_bytes: usize| (bytes / row_bytes.max(1)).clamp(1, g.oh.max(1));
+        let forward_band = rows_within(FORWARD_BAND_BYTES, tiles * CHANNELS * wp * 4);
+        let gradient_band = rows_within(GRADIENT_BAND_BYTES, g.ow * g.o.next_multiple_of(LANES) * 4);
+        Some(Self { packed, offsets, bias: b, tiles, hp, wp, vectors, forward_band, gradient_band, g: *g })
     }
 
     /// Scratch for one thread (allocated once per chunk of images).
     pub fn scratch(&self) -> DirectScratch {
         // The last tap of the last vector reads up to `c*hp*wp + kw - 1 + LANES - 1` (the wide
         // rows run `kw - 1` past each plane's last output row): zeros pad the end.
-        let padded = vec![0f32; self.g.c * self.hp * self.wp + self.g.kw + 2 * LANES];
+        let phases = self.g.c * self.g.p.stride * self.g.p.stride;
+        let padded = vec![0f32; phases * self.hp * self.wp + self.g.kw + 2 * LANES];
         // Two vectors of slack: the vectorised pool reads 32 elements from a row's start.
         let wide = vec![0f32; self.tiles * CHANNELS * self.plane() + 2 * LANES];
         DirectScratch { padded, wide, compact: vec![0f32; self.g.oh * self.g.ow], dz_t: Vec::new(), dw_t: Vec::new() }
@@ -127,12 +162,20 @@ impl DirectConv {
     pub fn forward_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch, y_img: &mut [T]) {
         let Some(y) = as_f32_mut(y_img) else { unreachable!("a DirectConv is only planned for f32") };
         assert!(y.len() == self.g.o * self.g.oh * self.g.ow, "direct conv: output image size");
-        self.wide_image(x_img, act, s);
+        self.pad_input(x_img, s);
         let (oh, ow, wp, plane) = (self.g.oh, self.g.ow, self.wp, self.plane());
-        for co in 0..self.g.o {
-            for oy in 0..oh {
-                let src = &s.wide[co * plane + oy * wp..co * plane + oy * wp + ow];
-                copy_row(&mut y[(co * oh + oy) * ow..(co * oh + oy + 1) * ow], src);
+        // A band of output rows at a time, compacted into `y` while its wide rows are in cache:
+        // the stem's wide planes (64 x 112 x 115) are 3.3 MiB an image, and writing them out
+        // and reading them back cost as much as computing them.
+        let band = self.forward_band;
+        for first in (0..oh).step_by(band) {
+            let rows = first..(first + band).min(oh);
+            self.wide_rows(rows.clone(), act, s);
+            for co in 0..self.g.o {
+                for oy in rows.clone() {
+                    let src = &s.wide[co * plane + oy * wp..co * plane + oy * wp + ow];
+                    copy_row(&mut y[(co * oh + oy) * ow..(co * oh + oy + 1) * ow], src);
+                }
             }
         }
     }
@@ -194,7 +237,7 @@ impl DirectConv {
         let mut s = self.scratch();
         if self.offsets.len() > MAX_PIXEL_VECTOR_TAPS {
             let o16 = self.g.o.next_multiple_of(LANES);
-            s.dz_t = vec![0f32; self.g.oh * self.g.ow * o16];
+            s.dz_t = vec![0f32; self.gradient_band * self.g.ow * o16];
             s.dw_t = vec![0f32; self.offsets.len() * o16];
         }
         s
@@ -244,14 +287,47 @@ impl DirectConv {
         let g = &self.g;
         let (oh, ow, ohw, taps) = (g.oh, g.ow, g.oh * g.ow, self.offsets.len());
         let o16 = g.o.next_multiple_of(LANES);
-        assert!(s.dz_t.len() == ohw * o16 && s.dw_t.len() == taps * o16, "direct conv: gradient scratch");
-        // Pixel-major output gradient; the columns of channels past `o` stay zero.
-        for (co, row) in dz.chunks_exact(ohw).enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                s.dz_t[p * o16 + co] = v;
+        let band = self.gradient_band;
+        assert!(s.dz_t.len() == band * ow * o16 && s.dw_t.len() == taps * o16, "direct conv: gradient scratch");
+        assert!(self.last_offset() + (oh - 1) * self.wp + ow <= s.padded.len());
+        // A band of output rows at a time: every tap block passes over the band's output
+        // gradient, which then stays in L2 (the stem's whole one is 3 MiB an image).
+        for first in (0..oh).step_by(band) {
+            let rows = first..(first + band).min(oh);
+            // Pixel-major output gradient; the columns of channels past `o` stay zero. Whole
+            // blocks of 16 channels x 16 pixels are transposed in registers (scalar stores
+            // strided by `o16` took a third of the stem's weight gradient), the rest one by one.
+            let (start, pixels) = (rows.start * ow, rows.len() * ow);
+            let (whole_co, whole_p) = (g.o / LANES * LANES, pixels / LANES * LANES);
+            for co0 in (0..whole_co).step_by(LANES) {
+                for p0 in (0..whole_p).step_by(LANES) {
+                    let src = &dz[co0 * ohw + start + p0..];
+                    let dst = &mut s.dz_t[p0 * o16 + co0..];
+                    // SAFETY: AVX-512F is present (checked when planning); the 16 source rows
+                    // end at `15 * ohw + 16 <= src.len()` (channels `co0 + 15 < o` and pixels
+                    // `start + p0 + 16 <= ohw`), the 16 destination rows at `15 * o16 + 16 <=
+                    // dst.len()` (pixels `p0 + 16 <= band * ow`, channels `co0 + 16 <= o16`).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        avx512::transpose_16x16(src, ohw, dst, o16)
+                    };
+                }
             }
+            for (co, row) in dz.chunks_exact(ohw).enumerate() {
+                let row = &row[start..start + pixels];
+                let first_p = if co < whole_co { whole_p } else { 0 };
+                for (p, &v) in row.iter().enumerate().skip(first_p) {
+                    s.dz_t[p * o16 + co] = v;
+                }
+            }
+            self.weight_gradient_band(rows, s);
         }
-        assert!(self.offsets[taps - 1] + (oh - 1) * self.wp + ow <= s.padded.len());
+    }
+
+    /// The many-tap weight gradient's sums over output rows `rows`, whose output gradient is in
+    /// `s.dz_t` (pixel-major, from the band's first row).
+    fn weight_gradient_band(&self, rows: std::ops::Range<usize>, s: &mut DirectScratch) {
+        let (ow, taps, o16) = (self.g.ow, self.offsets.len(), self.g.o.next_multiple_of(LANES));
         for co0 in (0..o16).step_by(4 * LANES) {
             let vectors = ((o16 - co0) / LANES).min(4);
             for k in (0..taps).step_by(TAPS_PER_CHANNEL_TILE) {
@@ -259,10 +335,11 @@ impl DirectConv {
                 // A short last block repeats its first tap; those sums are dropped.
                 let offsets: [usize; TAPS_PER_CHANNEL_TILE] = std::array::from_fn(|t| self.offsets[k + t.min(run - 1)]);
                 let out = &mut s.dw_t[k * o16..(k + run) * o16];
-                let geometry = (oh, ow, self.wp, o16, co0, run);
+                let geometry = (rows.clone(), ow, self.wp, o16, co0, run);
                 // SAFETY: AVX-512F is present (checked when planning); the reads of `padded`
-                // end below `offsets[last] + (oh-1)*wp + ow` (asserted above), those of `dz_t`
-                // at `ohw * o16`, and the writes at `run * o16 == out.len()`.
+                // end below the largest offset `+ (oh-1)*wp + ow` (asserted by the caller), those
+                // of `dz_t` at `rows.len() * ow * o16` (the band's size, asserted by the caller),
+                // and the writes at `run * o16 == out.len()`.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     match vectors {
@@ -285,7 +362,7 @@ impl DirectConv {
                 copy_row(&mut s.wide[dst..dst + ow], &dz[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
             }
         }
-        assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        assert!(s.padded.len() >= self.last_offset() + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
         let mut sums = [[0f32; CHANNELS]; TAPS_PER_TILE];
         for tile in 0..self.tiles {
             let dz_tile = &s.wide[tile * CHANNELS * plane..(tile + 1) * CHANNELS * plane];
@@ -294,7 +371,7 @@ impl DirectConv {
                 let run = (taps - k).min(TAPS_PER_TILE);
                 let offsets = &self.offsets[k..k + run];
                 // SAFETY: AVX-512F is present (checked when planning); reads end at
-                // `offsets[last] + plane <= padded.len()` and `CHANNELS * plane == dz_tile.len()`,
+                // the largest offset `+ plane <= padded.len()` and `CHANNELS * plane == dz_tile.len()`,
                 // asserted above.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
@@ -322,6 +399,11 @@ impl DirectConv {
         self.vectors * LANES
     }
 
+    /// The largest tap offset (the last tap's only at stride 1: phases reorder them).
+    fn last_offset(&self) -> usize {
+        self.offsets.iter().copied().max().unwrap_or(0)
+    }
+
     /// Copies one image into the zero-padded input scratch (the borders are never written).
     fn pad_input<T: Float>(&self, x_img: &[T], s: &mut DirectScratch) {
         let Some(x) = as_f32(x_img) else { unreachable!("a DirectConv is only planned for f32") };
@@ -329,10 +411,38 @@ impl DirectConv {
         let pad = g.p.padding;
         let (h, w, hp, wp) = (g.h, g.w, self.hp, self.wp);
         assert!(x.len() == g.c * h * w, "direct conv: input image size");
+        let st = g.p.stride;
+        if st == 1 {
+            for c in 0..g.c {
+                for iy in 0..h {
+                    let dst = c * hp * wp + (iy + pad) * wp + pad;
+                    copy_row(&mut s.padded[dst..dst + w], &x[(c * h + iy) * w..(c * h + iy + 1) * w]);
+                }
+            }
+            return;
+        }
+        // Padded row `y = iy + pad` goes to phase row `y / st` of the planes `(c, y % st, ·)`;
+        // within it, the columns with `(ix + pad) % st == px` go, in order, to plane `px` from
+        // column `(ix + pad) / st`.
         for c in 0..g.c {
             for iy in 0..h {
-                let dst = c * hp * wp + (iy + pad) * wp + pad;
-                copy_row(&mut s.padded[dst..dst + w], &x[(c * h + iy) * w..(c * h + iy + 1) * w]);
+                let (py, r) = ((iy + pad) % st, (iy + pad) / st);
+                let src = &x[(c * h + iy) * w..(c * h + iy + 1) * w];
+                for px in 0..st {
+                    let first = (px + st - pad % st) % st;
+                    if first >= w {
+                        continue;
+                    }
+                    let n = (w - first).div_ceil(st);
+                    let plane = (c * st + py) * st + px;
+                    let dst = (plane * hp + r) * wp + (first + pad) / st;
+                    let dst = &mut s.padded[dst..dst + n];
+                    if st == 2 {
+                        dst.iter_mut().zip(src[first..].iter().step_by(2)).for_each(|(d, v)| *d = *v);
+                    } else {
+                        dst.iter_mut().zip(src[first..].iter().step_by(st)).for_each(|(d, v)| *d = *v);
+                    }
+                }
             }
         }
     }
@@ -340,18 +450,27 @@ impl DirectConv {
     /// Computes one image's wide output planes into `s.wide` (f32 only).
     fn wide_image<T: Float>(&self, x_img: &[T], act: FusedActivation, s: &mut DirectScratch) {
         self.pad_input(x_img, s);
+        self.wide_rows(0..self.g.oh, act, s);
+    }
+
+    /// Computes the wide output rows `rows` of every channel into `s.wide`, from the padded
+    /// input already in `s.padded` (the vectors covering them: a vector across a band edge is
+    /// computed by both bands, to the same values).
+    fn wide_rows(&self, rows: std::ops::Range<usize>, act: FusedActivation, s: &mut DirectScratch) {
         let plane = self.plane();
         let taps = self.offsets.len();
-        assert!(s.padded.len() >= self.offsets[taps - 1] + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        assert!(s.padded.len() >= self.last_offset() + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        let first = rows.start * self.wp / LANES;
+        let last = (rows.end * self.wp).div_ceil(LANES).min(self.vectors);
         for tile in 0..self.tiles {
             let weights = &self.packed[tile * taps * CHANNELS..(tile + 1) * taps * CHANNELS];
             let bias = &self.bias[tile * CHANNELS..(tile + 1) * CHANNELS];
             let out = &mut s.wide[tile * CHANNELS * plane..(tile + 1) * CHANNELS * plane];
-            let mut v = 0;
-            while v < self.vectors {
-                let run = (self.vectors - v).min(VECTORS);
+            let mut v = first;
+            while v < last {
+                let run = (last - v).min(VECTORS);
                 // SAFETY: AVX-512F is present (checked when planning); reads end at
-                // `offsets[last] + plane <= padded.len()` and writes at `CHANNELS * plane ==
+                // the largest offset `+ plane <= padded.len()` and writes at `CHANNELS * plane ==
                 // out.len()`, both asserted above.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
@@ -544,30 +663,75 @@ mod avx512 {
         }
     }
 
-    /// `out[t][co0 + c] += Σ_(oy,ox) dz_t[oy*ow + ox][co0 + c] · x[offsets[t] + oy*wp + ox]` for
-    /// `V` vectors of 16 channels `c` and the first `run` of the 6 taps `t`.
+    /// Transposes a 16 x 16 block: row `i` of `src` (16 floats from `i * src_stride`) becomes
+    /// column `i` of `dst` (rows `dst_stride` apart), by unpacks and lane shuffles in registers.
     ///
     /// # Safety
-    /// AVX-512F must be available; `x` must hold `offsets[t] + (oh-1)*wp + ow` elements for
-    /// every `t`, `dz_t` `oh*ow*o16` with `co0 + 16 V <= o16`, `out` `run * o16`.
+    /// AVX-512F must be available; `src` must hold `15 * src_stride + 16` elements and `dst`
+    /// `15 * dst_stride + 16`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose_16x16(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+        assert!(src.len() >= 15 * src_stride + LANES && dst.len() >= 15 * dst_stride + LANES);
+        // SAFETY: the caller guarantees AVX-512F; the bounds are asserted above.
+        unsafe {
+            let mut r: [__m512; LANES] = std::array::from_fn(|i| _mm512_loadu_ps(src.as_ptr().add(i * src_stride)));
+            let mut t = [_mm512_setzero_ps(); LANES];
+            // Pairs of rows interleaved by 32-bit elements, then pairs of pairs by 64-bit ones:
+            // each 128-bit lane then holds 4 rows of one column; two rounds of lane shuffles
+            // gather a column's 4 lanes.
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for i in 0..4 {
+                let pd = |v: __m512| _mm512_castps_pd(v);
+                r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
+                r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
+                r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+                r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+            }
+            for i in 0..2 {
+                for j in 0..4 {
+                    t[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(r[8 * i + j], r[8 * i + 4 + j]);
+                    t[8 * i + 4 + j] = _mm512_shuffle_f32x4::<0xdd>(r[8 * i + j], r[8 * i + 4 + j]);
+                }
+            }
+            for j in 0..8 {
+                r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]);
+                r[8 + j] = _mm512_shuffle_f32x4::<0xdd>(t[j], t[8 + j]);
+            }
+            for (k, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(dst.as_mut_ptr().add(k * dst_stride), *v);
+            }
+        }
+    }
+
+    /// `out[t][co0 + c] += Σ_(oy,ox) dz_t[(oy - rows.start)*ow + ox][co0 + c] · x[offsets[t] + oy*wp + ox]`
+    /// over `oy` in `rows`, for `V` vectors of 16 channels `c` and the first `run` of the 6 taps `t`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` must hold `offsets[t] + (rows.end-1)*wp + ow` elements for
+    /// every `t`, `dz_t` `rows.len()*ow*o16` with `co0 + 16 V <= o16`, `out` `run * o16`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn weight_gradient_by_channels<const V: usize>(
         x: &[f32],
         offsets: &[usize; super::TAPS_PER_CHANNEL_TILE],
         dz_t: &[f32],
-        (oh, ow, wp, o16, co0, run): (usize, usize, usize, usize, usize, usize),
+        (rows, ow, wp, o16, co0, run): (std::ops::Range<usize>, usize, usize, usize, usize, usize),
         out: &mut [f32],
     ) {
         const T: usize = super::TAPS_PER_CHANNEL_TILE;
-        debug_assert!(co0 + LANES * V <= o16 && dz_t.len() >= oh * ow * o16 && out.len() >= run * o16 && run <= T);
-        debug_assert!(offsets.iter().all(|&o| o + (oh - 1) * wp + ow <= x.len()));
+        debug_assert!(
+            co0 + LANES * V <= o16 && dz_t.len() >= rows.len() * ow * o16 && out.len() >= run * o16 && run <= T
+        );
+        debug_assert!(offsets.iter().all(|&o| o + (rows.end - 1) * wp + ow <= x.len()));
         // SAFETY: the caller upholds the contract above.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; T];
             let xs = x.as_ptr();
-            for oy in 0..oh {
+            for oy in rows.clone() {
                 for ox in 0..ow {
-                    let d_row = dz_t.as_ptr().add((oy * ow + ox) * o16 + co0);
+                    let d_row = dz_t.as_ptr().add(((oy - rows.start) * ow + ox) * o16 + co0);
                     let mut d = [_mm512_setzero_ps(); V];
                     for (v, dv) in d.iter_mut().enumerate() {
                         *dv = _mm512_loadu_ps(d_row.add(LANES * v));
@@ -611,13 +775,31 @@ mod tests {
 
     /// The geometry of one `c x h x w` image under `o` filters of `k x k` with `padding`.
     fn one_image_geometry(c: usize, o: usize, (h, w): (usize, usize), k: usize, padding: usize) -> ConvGeometry {
-        let p = Conv2dParams { padding, ..Conv2dParams::default() };
+        strided_geometry(c, o, (h, w), k, padding, 1)
+    }
+
+    /// [`one_image_geometry`] with a stride.
+    fn strided_geometry(
+        c: usize,
+        o: usize,
+        (h, w): (usize, usize),
+        k: usize,
+        padding: usize,
+        stride: usize,
+    ) -> ConvGeometry {
+        let p = Conv2dParams { padding, stride, ..Conv2dParams::default() };
         ConvGeometry::new(&Shape::from((1, c, h, w)), &Shape::from((o, c, k, k)), p).unwrap()
+    }
+
+    /// The input position tap `(ky, kx)` of output `(oy, ox)` reads, if inside the image.
+    fn input_at(g: &ConvGeometry, (oy, ox): (usize, usize), (ky, kx): (usize, usize)) -> Option<(usize, usize)> {
+        let (s, pad) = (g.p.stride as isize, g.p.padding as isize);
+        let (iy, ix) = (oy as isize * s + ky as isize - pad, ox as isize * s + kx as isize - pad);
+        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w).then_some((iy as usize, ix as usize))
     }
 
     /// The convolution by its definition, in f64.
     fn reference(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry, act: FusedActivation) -> Vec<f32> {
-        let pad = g.p.padding as isize;
         let mut y = vec![0f32; g.o * g.oh * g.ow];
         for co in 0..g.o {
             for oy in 0..g.oh {
@@ -626,9 +808,8 @@ mod tests {
                     for c in 0..g.c {
                         for ky in 0..g.kh {
                             for kx in 0..g.kw {
-                                let (iy, ix) = (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
-                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                    let xv = x[(c * g.h + iy as usize) * g.w + ix as usize] as f64;
+                                if let Some((iy, ix)) = input_at(g, (oy, ox), (ky, kx)) {
+                                    let xv = x[(c * g.h + iy) * g.w + ix] as f64;
                                     s += xv * w[((co * g.c + c) * g.kh + ky) * g.kw + kx] as f64;
                                 }
                             }
@@ -645,26 +826,36 @@ mod tests {
     #[test]
     fn direct_kernel_equals_the_definition_over_tiles_remainders_and_padding() {
         let Some(mut rng) = rng_if_avx512(12345) else { return };
-        // (c, o, h, w, k, padding): channel counts that leave partial tiles of 8, planes whose
-        // vector count leaves 1 or 2 vectors after the runs of 3, even/odd kernels, padding.
+        // (c, o, h, w, k, padding, stride): channel counts that leave partial tiles of 8, planes
+        // whose vector count leaves 1 or 2 vectors after the runs of 3, even/odd kernels,
+        // padding; strides 2 and 3 (input phases) on odd sizes, the 7x7 stem among them.
         let cases = [
-            (1, 32, 28, 28, 3, 0),
-            (32, 64, 13, 13, 3, 0),
-            (3, 19, 9, 11, 3, 1),
-            (5, 8, 7, 6, 2, 0),
-            (2, 3, 10, 5, 5, 2),
-            (7, 17, 12, 12, 4, 1),
-            (4, 9, 1, 1, 3, 1),
+            (1, 32, 28, 28, 3, 0, 1),
+            (32, 64, 13, 13, 3, 0, 1),
+            (3, 19, 9, 11, 3, 1, 1),
+            (5, 8, 7, 6, 2, 0, 1),
+            (2, 3, 10, 5, 5, 2, 1),
+            (7, 17, 12, 12, 4, 1, 1),
+            (4, 9, 1, 1, 3, 1, 1),
+            (3, 20, 23, 19, 7, 3, 2),
+            (2, 9, 10, 13, 3, 1, 2),
+            (4, 8, 17, 14, 4, 0, 3),
+            (1, 5, 6, 9, 5, 2, 2),
         ];
         let mut next = move || rng.random_range(-1f32..1.0);
-        for (c, o, h, w, k, padding) in cases {
-            let g = one_image_geometry(c, o, (h, w), k, padding);
+        for (c, o, h, w, k, padding, stride) in cases {
+            let g = strided_geometry(c, o, (h, w), k, padding, stride);
             let x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
             let wt: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..o).map(|_| next()).collect();
-            let plan = DirectConv::plan(&wt, Some(&b), &g).expect("the direct kernel applies");
+            let mut plan = DirectConv::plan(&wt, Some(&b), &g).expect("the direct kernel applies");
             let mut scratch = plan.scratch();
-            for act in [FusedActivation::Identity, FusedActivation::Relu, FusedActivation::Relu6] {
+            // Bands of 2 rows as well as the planned ones: band edges inside the plane.
+            for (band, act) in [(0, FusedActivation::Identity), (0, FusedActivation::Relu), (2, FusedActivation::Relu6)]
+            {
+                if band > 0 {
+                    plan.forward_band = band;
+                }
                 let mut y = vec![f32::NAN; o * g.oh * g.ow];
                 // Twice with the same scratch: leftovers of one image must not leak into the next.
                 plan.forward_image(&x, act, &mut scratch, &mut y);
@@ -673,7 +864,7 @@ mod tests {
                 for (i, (a, e)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                        "case {c}x{o} {h}x{w} k{k} p{padding} {act:?}: [{i}] {a} vs {e}"
+                        "case {c}x{o} {h}x{w} k{k} p{padding} s{stride} {act:?}: [{i}] {a} vs {e}"
                     );
                 }
             }
@@ -694,9 +885,13 @@ mod tests {
             (2, 11, 40, 42, 3, 1, square),
             (3, 5, 4, 5, 2, 0, square),
             (2, 9, 12, 13, 3, 1, overlapping),
+            (3, 9, 23, 21, 3, 1, overlapping),
         ];
         for (case, (c, o, h, w, k, padding, pool)) in cases.into_iter().enumerate() {
             let g = one_image_geometry(c, o, (h, w), k, padding);
+            // The last case is ResNet's stem: 7x7 stride 2 (input phases), then the pool.
+            let g = if case + 1 == cases.len() { strided_geometry(c, o, (h, w), 7, 3, 2) } else { g };
+            let k = g.kh;
             let (poh, pow) = pool.output_size(g.oh, g.ow).unwrap();
             let plane = Plane { h: g.oh, w: g.ow, oh: poh, ow: pow, p: pool };
             let mut x: Vec<f32> = (0..c * h * w).map(|_| next()).collect();
@@ -745,20 +940,30 @@ mod tests {
         // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
         // Then many taps (the channel-vectorised kernel): the classic second layer, 64+ channels
         // in several blocks, channel counts off multiples of 16, tap counts off multiples of 6.
-        for (c, o, h, w, k, padding) in [
-            (1, 32, 28, 28, 3, 0),
-            (3, 16, 10, 9, 3, 1),
-            (2, 5, 7, 8, 2, 0),
-            (1, 9, 6, 6, 5, 2),
-            (32, 64, 13, 13, 3, 0),
-            (5, 80, 6, 7, 3, 1),
-            (7, 21, 5, 9, 2, 0),
-            (9, 3, 4, 4, 3, 1),
+        // Strided (input phases): the 7x7 stem and a 3x3 over 4 channels, both many-tap, with
+        // channels past 16 (transposed 16 x 16 in registers, the rest one by one) and bands of
+        // one and two rows (band = 0: as planned).
+        for (c, o, h, w, k, padding, stride, band) in [
+            (1, 32, 28, 28, 3, 0, 1, 0),
+            (3, 16, 10, 9, 3, 1, 1, 0),
+            (2, 5, 7, 8, 2, 0, 1, 0),
+            (1, 9, 6, 6, 5, 2, 1, 0),
+            (32, 64, 13, 13, 3, 0, 1, 0),
+            (32, 64, 13, 13, 3, 0, 1, 2),
+            (5, 80, 6, 7, 3, 1, 1, 0),
+            (7, 21, 5, 9, 2, 0, 1, 1),
+            (9, 3, 4, 4, 3, 1, 1, 0),
+            (3, 35, 37, 41, 7, 3, 2, 0),
+            (3, 35, 37, 41, 7, 3, 2, 3),
+            (4, 17, 11, 12, 3, 1, 2, 1),
         ] {
-            let g = one_image_geometry(c, o, (h, w), k, padding);
+            let g = strided_geometry(c, o, (h, w), k, padding, stride);
             let taps = c * k * k;
             let wt = vec![0f32; o * taps];
-            let plan = DirectConv::plan(&wt, None, &g).expect("the direct kernel applies");
+            let mut plan = DirectConv::plan(&wt, None, &g).expect("the direct kernel applies");
+            if band > 0 {
+                plan.gradient_band = band;
+            }
             let mut scratch = plan.gradient_scratch();
             let mut dw = vec![0f32; o * taps];
             let mut want = vec![0f64; o * taps];
@@ -769,7 +974,6 @@ mod tests {
                 if _image == 1 {
                     plan.flush_weight_gradient(&mut scratch, &mut dw);
                 }
-                let pad = padding as isize;
                 for co in 0..o {
                     for ci in 0..c {
                         for ky in 0..k {
@@ -777,11 +981,9 @@ mod tests {
                                 let mut s = 0f64;
                                 for oy in 0..g.oh {
                                     for ox in 0..g.ow {
-                                        let (iy, ix) =
-                                            (oy as isize + ky as isize - pad, ox as isize + kx as isize - pad);
-                                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                        if let Some((iy, ix)) = input_at(&g, (oy, ox), (ky, kx)) {
                                             s += dz[(co * g.oh + oy) * g.ow + ox] as f64
-                                                * x[(ci * h + iy as usize) * w + ix as usize] as f64;
+                                                * x[(ci * h + iy) * w + ix] as f64;
                                         }
                                     }
                                 }
@@ -794,7 +996,7 @@ mod tests {
             for (i, (a, e)) in dw.iter().zip(&want).enumerate() {
                 assert!(
                     (*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "case {c}x{o} k{k} p{padding}: dw[{i}] {a} vs {e}"
+                    "case {c}x{o} k{k} p{padding} s{stride} band {band}: dw[{i}] {a} vs {e}"
                 );
             }
         }
@@ -807,12 +1009,18 @@ mod tests {
         };
         let w = vec![0f32; 4 * 4 * 9];
         for p in [
-            Conv2dParams { stride: 2, ..Conv2dParams::default() },
             Conv2dParams { dilation: 2, ..Conv2dParams::default() },
             Conv2dParams { groups: 2, ..Conv2dParams::default() },
         ] {
             assert!(DirectConv::plan(&w[..4 * 4 / p.groups * 9], None, &g(p, 3)).is_none(), "{p:?}");
         }
+        // Strided: only over few channels, with kernels wider than the stride.
+        let stride = |s: usize| Conv2dParams { stride: s, ..Conv2dParams::default() };
+        assert!(DirectConv::plan(&w, None, &g(stride(2), 3)).is_some(), "stride 2 over 4 channels");
+        assert!(DirectConv::plan(&w[..4 * 4 * 4], None, &g(stride(2), 2)).is_none(), "2x2 stride 2");
+        assert!(DirectConv::plan(&w, None, &g(stride(5), 3)).is_none(), "stride 5");
+        let wide = ConvGeometry::new(&Shape::from((1, 8, 9, 9)), &Shape::from((4, 8, 3, 3)), stride(2)).unwrap();
+        assert!(DirectConv::plan(&vec![0f32; 4 * 8 * 9], None, &wide).is_none(), "stride 2 over 8 channels");
         assert!(DirectConv::plan(&w[..16], None, &g(Conv2dParams::default(), 1)).is_none(), "1x1");
         let w64 = vec![0f64; 4 * 4 * 9];
         assert!(DirectConv::plan(&w64, None, &g(Conv2dParams::default(), 3)).is_none(), "f64");
