@@ -114,3 +114,65 @@ fn overlapping_max_pool_equals_every_window_maximum_and_propagates_nan() {
         assert!(ours.iter().any(|v| v.is_nan()) && ours.iter().any(|v| !v.is_nan()));
     }
 }
+
+/// Where each output cell's gradient goes by PyTorch's rule, by explicit loops over one plane:
+/// the window's first maximum in row-major order (its first NaN if it holds one).
+fn naive_routing(plane: &[f32], (h, w): (usize, usize), p: Pool2dParams, upstream: &[f32]) -> Vec<f32> {
+    let ((kh, kw), (sh, sw), (ph, pw)) = (p.kernel, p.stride, p.padding);
+    let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+    let mut grad = vec![0f32; h * w];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut best: Option<(f32, usize)> = None;
+            for y in (oy * sh).saturating_sub(ph)..(oy * sh + kh).saturating_sub(ph).min(h) {
+                for x in (ox * sw).saturating_sub(pw)..(ox * sw + kw).saturating_sub(pw).min(w) {
+                    let v = plane[y * w + x];
+                    let better = match best {
+                        None => true,
+                        Some((m, _)) => v > m || (v.is_nan() && !m.is_nan()),
+                    };
+                    if better {
+                        best = Some((v, y * w + x));
+                    }
+                }
+            }
+            if let Some((_, at)) = best {
+                grad[at] += upstream[oy * ow + ox];
+            }
+        }
+    }
+    grad
+}
+
+#[test]
+fn training_max_pool_routes_gradients_by_its_recorded_argmax_over_wide_rows() {
+    // Training records each window's first maximum in the forward pass (16 windows at a time
+    // on AVX-512 CPUs); rows of 70 columns put windows past the first 16 of a row, small
+    // integers make ties common, and one plane holds a NaN.
+    for p in [
+        Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) },
+        Pool2dParams { kernel: (3, 3), stride: (1, 1), padding: (1, 1) },
+        Pool2dParams { kernel: (2, 3), stride: (1, 3), padding: (0, 1) },
+        Pool2dParams { kernel: (5, 5), stride: (2, 2), padding: (2, 2) },
+    ] {
+        let (h, w) = (11, 70);
+        let mut values: Vec<f32> = (0..2 * h * w).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        values[h * w + 3 * w + 40] = f32::NAN;
+        let x = Var::from_tensor(&Tensor::from_vec(values.clone(), (1, 2, h, w), &Device::Cpu).unwrap()).unwrap();
+        let y = max_pool2d(&x, p).unwrap();
+        let (oh, ow) = (y.dims()[2], y.dims()[3]);
+        let upstream: Vec<f32> = (0..2 * oh * ow).map(|i| 1.0 + i as f32 / 64.0).collect();
+        let r = Tensor::from_vec(upstream.clone(), y.shape(), &Device::Cpu).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let ours = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want: Vec<f32> = values
+            .chunks(h * w)
+            .zip(upstream.chunks(oh * ow))
+            .flat_map(|(plane, up)| naive_routing(plane, (h, w), p, up))
+            .collect();
+        for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
+            assert!(a == b, "{p:?} input {i}: gradient {a} vs {b}");
+        }
+        assert!(want.iter().filter(|v| **v != 0.0).count() > oh * ow / 2, "{p:?}: too few routed");
+    }
+}
