@@ -142,7 +142,7 @@ pub(crate) fn masked_gradient(act: FusedActivation, res: &Tensor, grad: &Tensor)
     fn go<T: Float>(act: FusedActivation, y: (&CpuStorage, &Layout), g: (&CpuStorage, &Layout)) -> Result<CpuStorage> {
         let y = contiguous_slice::<T>(y.0, y.1, "activation backward", "output")?;
         let dy = contiguous_slice::<T>(g.0, g.1, "activation backward", "gradient")?;
-        let mut dz = vec![T::ZERO; y.len()];
+        let mut dz = crate::element::zeroed(y.len());
         dz.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dz, (y, dy))| {
             act.mask_gradient(y, dy, dz);
         });

@@ -303,7 +303,7 @@ fn forward<T: Float>(
 ) -> (Vec<T>, Vec<(f64, f64)>) {
     let (n, c, l) = dims;
     let count = (n * l) as f64;
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = crate::element::zeroed(x.len());
     if y.is_empty() {
         // No values: the statistics are 0/0 (NaN), as candle's means give.
         return (y, vec![(f64::NAN, f64::NAN); c]);
@@ -466,7 +466,7 @@ fn backward<T: Float>(
     needs: [bool; 3],
 ) -> [Option<Vec<T>>; 3] {
     let (n, c, l) = dims;
-    let mut dx = if needs[0] { vec![T::ZERO; x.len()] } else { Vec::new() };
+    let mut dx = if needs[0] { crate::element::zeroed(x.len()) } else { Vec::new() };
     // Each channel's (Σdz, Σdz·(x - mean)), dz the gradient before the activation.
     let mut sums = vec![(0f64, 0f64); c];
     if !x.is_empty() {

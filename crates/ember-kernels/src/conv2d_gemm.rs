@@ -225,7 +225,7 @@ fn forward_planned<T: Float>(
     winograd: Option<Vec<T>>,
 ) -> Vec<T> {
     let g = conv.g;
-    let mut y = vec![T::ZERO; g.b * g.out_image()];
+    let mut y = crate::element::zeroed(g.b * g.out_image());
     let (per_chunk, gemm_threads) = chunking(g.b);
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
         if let Some(u) = &winograd {
@@ -280,7 +280,7 @@ pub(crate) fn forward_pooled<T: Float>(
 ) -> (Vec<T>, Vec<u32>) {
     let ConvSpec { weight, bias, act, g } = conv;
     let pooled_image = g.o * pool.oh * pool.ow;
-    let mut y = vec![T::ZERO; g.b * pooled_image];
+    let mut y = crate::element::zeroed(g.b * pooled_image);
     let mut indices = vec![0u32; if record { g.b * pooled_image } else { 0 }];
     // Without indices, every chunk gets an empty slice.
     let index_chunk = if record { per_chunk_len(g.b) * pooled_image } else { 1 };
@@ -346,9 +346,9 @@ fn batched_weight_gradient<T: Float>(
     let threads = rayon::current_num_threads().max(1);
     // One input channel's planes alone (the im2col rows of channel `c` read only its plane).
     let channel = ConvGeometry { c: 1, ..*g };
-    let mut dw = vec![T::ZERO; g.o * ck];
-    let mut col = vec![T::ZERO; ck * group * ohw];
-    let mut dz = vec![T::ZERO; g.o * group * ohw];
+    let mut dw = crate::element::zeroed(g.o * ck);
+    let mut col = crate::element::zeroed(ck * group * ohw);
+    let mut dz = crate::element::zeroed(g.o * group * ohw);
     for first in (0..g.b).step_by(group) {
         let n = group.min(g.b - first);
         let stride = n * ohw;
@@ -404,7 +404,7 @@ pub(crate) fn backward<T: Float>(
             let dz = if act == FusedActivation::Identity {
                 dy
             } else {
-                let mut dz = vec![T::ZERO; dy.len()];
+                let mut dz = crate::element::zeroed(dy.len());
                 act.mask_gradient(y, dy, &mut dz);
                 masked = dz;
                 &masked
@@ -605,7 +605,7 @@ fn backward_by_gemm<T: Float>(
     // Per chunk of images: (weight-gradient partial, bias-gradient partial).
     type Partials<T> = Vec<(Vec<T>, Vec<T>)>;
     let (dx, partials): (Option<Vec<T>>, Partials<T>) = if needs.x {
-        let mut dx = vec![T::ZERO; g.b * g.in_image()];
+        let mut dx = crate::element::zeroed(g.b * g.in_image());
         let partials =
             dx.par_chunks_mut(per_chunk * g.in_image()).enumerate().map(|(chunk, dx)| work(chunk, Some(dx))).collect();
         (Some(dx), partials)

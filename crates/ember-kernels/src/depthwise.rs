@@ -373,7 +373,7 @@ pub(crate) fn forward<T: Float>(x: &[T], conv: ConvSpec<'_, T>) -> Vec<T> {
     let ohw = g.ohw();
     let layout = PhaseLayout::new(g);
     let avx512 = has_avx512f();
-    let mut y = vec![T::ZERO; g.b * g.c * ohw];
+    let mut y = crate::element::zeroed(g.b * g.c * ohw);
     y.par_chunks_mut(ohw).enumerate().for_each_init(Vec::new, |scratch, (plane, out)| {
         let c = plane % g.c;
         let bias = bias.map_or(T::ZERO, |b| b[c]);

@@ -155,3 +155,47 @@ pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// Elements from which [`zeroed`] clears a buffer on every rayon thread (1 MiB of f32).
+const PARALLEL_ZEROING_MIN: usize = 1 << 18;
+
+/// `vec![T::ZERO; n]`, cleared in parallel when large. A training step allocates its outputs
+/// and gradients on the calling thread, and clearing them there left the other cores idle:
+/// `memset` on the main thread was 3.7 % of a ResNet-18 step's samples, ~7 % of its wall time.
+pub(crate) fn zeroed<T: Float>(n: usize) -> Vec<T> {
+    if n < PARALLEL_ZEROING_MIN || rayon::current_num_threads() < 2 {
+        return vec![T::ZERO; n];
+    }
+    use rayon::prelude::*;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n].par_chunks_mut(PARALLEL_ZEROING_MIN / 4).for_each(|chunk| {
+        for x in chunk {
+            x.write(T::ZERO);
+        }
+    });
+    // SAFETY: the loop above wrote every one of the first `n` elements of the capacity.
+    unsafe { v.set_len(n) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_buffers_are_all_zero_on_one_thread_and_several() {
+        let sizes = [0, 5, PARALLEL_ZEROING_MIN - 1, PARALLEL_ZEROING_MIN, 3 * PARALLEL_ZEROING_MIN + 7];
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for n in sizes {
+                // Dirty the heap first, so a reused allocation would show leftovers.
+                drop(vec![7f32; n]);
+                let v: Vec<f32> = pool.install(|| zeroed(n));
+                assert_eq!(v.len(), n);
+                assert!(v.iter().all(|x| x.to_bits() == 0), "{n} elements on {threads} threads");
+                let d: Vec<f64> = pool.install(|| zeroed(n));
+                assert!(d.len() == n && d.iter().all(|x| x.to_bits() == 0));
+            }
+        }
+    }
+}

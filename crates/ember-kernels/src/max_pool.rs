@@ -335,7 +335,7 @@ fn route_plane<T: Float>(input: &[T], output: &[T], grad_out: &[T], grad_in: &mu
 }
 
 fn forward<T: Float>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
-    let mut out = vec![T::ZERO; planes * g.oh * g.ow];
+    let mut out = crate::element::zeroed(planes * g.oh * g.ow);
     out.par_chunks_mut(g.oh * g.ow).enumerate().for_each_init(Vec::new, |rows, (plane, out)| {
         let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
         if g.is_2x2() {
@@ -387,7 +387,7 @@ fn pool_plane_separable<T: Float>(input: &[T], out: &mut [T], g: &Plane, rows: &
 }
 
 fn backward<T: Float>(input: &[T], output: &[T], grad_out: &[T], planes: usize, g: Plane) -> Vec<T> {
-    let mut grad_in = vec![T::ZERO; planes * g.h * g.w];
+    let mut grad_in = crate::element::zeroed(planes * g.h * g.w);
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     grad_in.par_chunks_mut(hw).enumerate().for_each(|(plane, grad_in)| {
         route_plane(
@@ -414,7 +414,7 @@ struct MaxPool2d {
 /// The forward pass recording each window's first maximum: `(output, indices)`.
 fn forward_recording<T: Float>(input: &[T], planes: usize, g: Plane) -> (Vec<T>, Vec<u32>) {
     let ohw = g.oh * g.ow;
-    let mut out = vec![T::ZERO; planes * ohw];
+    let mut out = crate::element::zeroed(planes * ohw);
     let mut indices = vec![0u32; planes * ohw];
     out.par_chunks_mut(ohw).zip(indices.par_chunks_mut(ohw)).enumerate().for_each(|(plane, (out, ix))| {
         with_avx512(|| pool_plane(&input[plane * g.h * g.w..(plane + 1) * g.h * g.w], out, Some(ix), &g));
@@ -425,7 +425,7 @@ fn forward_recording<T: Float>(input: &[T], planes: usize, g: Plane) -> (Vec<T>,
 /// The backward pass from recorded argmaxes: each output gradient added to its window's first
 /// maximum.
 fn backward_recorded<T: Float>(output: &[T], grad_out: &[T], indices: &[u32], planes: usize, g: Plane) -> Vec<T> {
-    let mut grad_in = vec![T::ZERO; planes * g.h * g.w];
+    let mut grad_in = crate::element::zeroed(planes * g.h * g.w);
     let ohw = g.oh * g.ow;
     grad_in.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, grad_in)| {
         let cells = plane * ohw..(plane + 1) * ohw;

@@ -43,7 +43,7 @@ impl CustomOp2 for AddActivate {
         ) -> Result<CpuStorage> {
             let a = contiguous_slice::<T>(a.0, a.1, "add_activate", "first operand")?;
             let b = contiguous_slice::<T>(b.0, b.1, "add_activate", "second operand")?;
-            let mut y = vec![T::ZERO; a.len()];
+            let mut y = crate::element::zeroed(a.len());
             y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
                 for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
                     *y = *a + *b;
