@@ -12,7 +12,6 @@ pub(crate) trait Float:
     const ZERO: Self;
     const ONE: Self;
     const NEG_INFINITY: Self;
-    const NAN: Self;
     fn is_nan(self) -> bool;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -30,7 +29,6 @@ macro_rules! impl_float {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
-            const NAN: Self = <$t>::NAN;
             #[inline]
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)

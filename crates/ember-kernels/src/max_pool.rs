@@ -64,26 +64,6 @@ impl Plane {
         }
     }
 
-    /// The window maximum; NaN when the window holds a NaN, `-inf` when it lies in the padding.
-    #[inline]
-    fn max<T: Float>(&self, input: &[T], oy: usize, ox: usize) -> T {
-        let mut m = T::NEG_INFINITY;
-        let mut nan = false;
-        self.window(oy, ox, |row, lo, hi| {
-            for &v in &input[row + lo..row + hi] {
-                if v > m {
-                    m = v;
-                }
-                nan |= v.is_nan();
-            }
-        });
-        if nan {
-            T::NAN
-        } else {
-            m
-        }
-    }
-
     /// Flat index of the first element of the window equal to its maximum `m` (the first NaN
     /// when `m` is NaN): PyTorch's routing of the gradient to the first maximum.
     #[inline]
@@ -145,15 +125,7 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
     if g.is_2x2() && pool_plane_2x2(input, out, indices.as_deref_mut(), g) {
         return;
     }
-    let Some(ix) = indices else {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                out[oy * g.ow + ox] = g.max(input, oy, ox);
-            }
-        }
-        return;
-    };
-    // Maximum and first argmax of each window. Cells whose window lies wholly inside the row
+    // Maximum (and, with `indices`, first argmax) of each window. Cells whose window lies wholly inside the row
     // (all but a column or two at each edge) run tap by tap over whole output rows, with
     // selects the compiler vectorises: the input row split into its `sw` column phases makes
     // each tap's reads contiguous. Edge cells scan their clipped windows one by one.
@@ -167,11 +139,15 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
     let mut phases = vec![T::ZERO; sw * phase_len];
     for oy in 0..g.oh {
         let (y_lo, y_hi) = clip((oy * sh) as isize - ph as isize, kh, g.h);
-        let (out_row, ix_row) = (&mut out[oy * g.ow..(oy + 1) * g.ow], &mut ix[oy * g.ow..(oy + 1) * g.ow]);
+        let out_row = &mut out[oy * g.ow..(oy + 1) * g.ow];
+        let mut ix_row = indices.as_deref_mut().map(|ix| &mut ix[oy * g.ow..(oy + 1) * g.ow]);
         for ox in (0..inner_lo).chain(inner_hi..g.ow) {
             let (x_lo, x_hi) = clip((ox * sw) as isize - pw as isize, kw, g.w);
             if y_lo >= y_hi || x_lo >= x_hi {
-                (out_row[ox], ix_row[ox]) = (T::NEG_INFINITY, u32::MAX);
+                out_row[ox] = T::NEG_INFINITY;
+                if let Some(ix) = ix_row.as_deref_mut() {
+                    ix[ox] = u32::MAX;
+                }
                 continue;
             }
             let (mut m, mut at) = (input[y_lo * g.w + x_lo], y_lo * g.w + x_lo);
@@ -183,18 +159,29 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
                     }
                 }
             }
-            (out_row[ox], ix_row[ox]) = (m, at as u32);
+            out_row[ox] = m;
+            if let Some(ix) = ix_row.as_deref_mut() {
+                ix[ox] = at as u32;
+            }
         }
-        let (m_row, i_row) = (&mut out_row[inner_lo..inner_hi], &mut ix_row[inner_lo..inner_hi]);
+        let m_row = &mut out_row[inner_lo..inner_hi];
+        let mut i_row = ix_row.map(|ix| &mut ix[inner_lo..inner_hi]);
         if y_lo >= y_hi {
             m_row.fill(T::NEG_INFINITY);
-            i_row.fill(u32::MAX);
+            if let Some(i) = i_row {
+                i.fill(u32::MAX);
+            }
             continue;
         }
         // Start from each window's first element (a window of -inf still has a first maximum).
         let first = y_lo * g.w + inner_lo * sw - pw;
-        for (j, (m, i)) in m_row.iter_mut().zip(i_row.iter_mut()).enumerate() {
-            (*m, *i) = (input[first + j * sw], (first + j * sw) as u32);
+        for (j, m) in m_row.iter_mut().enumerate() {
+            *m = input[first + j * sw];
+        }
+        if let Some(i) = i_row.as_deref_mut() {
+            for (j, i) in i.iter_mut().enumerate() {
+                *i = (first + j * sw) as u32;
+            }
         }
         for y in y_lo..y_hi {
             let row = &input[y * g.w..(y + 1) * g.w];
@@ -214,17 +201,17 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
                 let from = phase * phase_len + (inner_lo as isize + shift) as usize;
                 let taps = &row[from..from + m_row.len()];
                 let base = ((y * g.w + inner_lo * sw) as isize + d) as u32;
-                update_argmax(m_row, i_row, taps, (base, sw as u32));
+                update_argmax(m_row, i_row.as_deref_mut(), taps, (base, sw as u32));
             }
         }
     }
 }
 
 /// One tap of a row of windows: where `taps[j]` beats the running maximum `m[j]` (strictly
-/// larger, or the first NaN), it becomes the maximum and `base + j * step` the argmax.
+/// larger, or the first NaN), it becomes the maximum and (given `i`) `base + j * step` the argmax.
 #[inline(always)]
-fn update_argmax<T: Float>(m: &mut [T], i: &mut [u32], taps: &[T], (base, step): (u32, u32)) {
-    assert!(i.len() == m.len() && taps.len() == m.len(), "max pool: argmax row sizes");
+fn update_argmax<T: Float>(m: &mut [T], mut i: Option<&mut [u32]>, taps: &[T], (base, step): (u32, u32)) {
+    assert!(i.as_ref().is_none_or(|i| i.len() == m.len()) && taps.len() == m.len(), "max pool: argmax row sizes");
     #[cfg(target_arch = "x86_64")]
     if has_avx512f() {
         if let (Some(mf), Some(tf)) = (as_f32_mut(m), as_f32(taps)) {
@@ -233,9 +220,12 @@ fn update_argmax<T: Float>(m: &mut [T], i: &mut [u32], taps: &[T], (base, step):
             return;
         }
     }
-    for (j, ((m, i), &v)) in m.iter_mut().zip(i.iter_mut()).zip(taps).enumerate() {
+    for (j, (m, &v)) in m.iter_mut().zip(taps).enumerate() {
         if (v > *m) | (v.is_nan() & !m.is_nan()) {
-            (*m, *i) = (v, base + j as u32 * step);
+            *m = v;
+            if let Some(i) = i.as_deref_mut() {
+                i[j] = base + j as u32 * step;
+            }
         }
     }
 }
@@ -247,10 +237,15 @@ mod avx512 {
     /// [`super::update_argmax`] on f32, 16 windows at a time (the tail under a mask).
     ///
     /// # Safety
-    /// AVX-512F must be available; `m`, `i` and `taps` must have the same length.
+    /// AVX-512F must be available; `m`, `i` (if given) and `taps` must have the same length.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn update_argmax(m: &mut [f32], i: &mut [u32], taps: &[f32], (base, step): (u32, u32)) {
-        debug_assert!(i.len() == m.len() && taps.len() == m.len());
+    pub(super) unsafe fn update_argmax(
+        m: &mut [f32],
+        mut i: Option<&mut [u32]>,
+        taps: &[f32],
+        (base, step): (u32, u32),
+    ) {
+        debug_assert!(i.as_ref().is_none_or(|i| i.len() == m.len()) && taps.len() == m.len());
         // SAFETY: every access is to lanes `j..j + 16` of the three slices under a mask that
         // keeps it below their common length.
         unsafe {
@@ -268,7 +263,9 @@ mod avx512 {
                 let better = (larger | first_nan) & k;
                 let at = _mm512_add_epi32(_mm512_set1_epi32((base + j as u32 * step) as i32), lanes);
                 _mm512_mask_storeu_ps(m.as_mut_ptr().add(j), better, v);
-                _mm512_mask_storeu_epi32(i.as_mut_ptr().add(j).cast(), better, at);
+                if let Some(i) = i.as_deref_mut() {
+                    _mm512_mask_storeu_epi32(i.as_mut_ptr().add(j).cast(), better, at);
+                }
                 j += 16;
             }
         }
@@ -336,54 +333,11 @@ fn route_plane<T: Float>(input: &[T], output: &[T], grad_out: &[T], grad_in: &mu
 
 fn forward<T: Float>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
     let mut out = crate::element::zeroed(planes * g.oh * g.ow);
-    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each_init(Vec::new, |rows, (plane, out)| {
+    out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, out)| {
         let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-        if g.is_2x2() {
-            pool_plane(input, out, None, &g);
-        } else {
-            with_avx512(|| pool_plane_separable(input, out, &g, rows));
-        }
+        pool_plane(input, out, None, &g);
     });
     out
-}
-
-/// `a` or `b`, whichever is larger, NaN if either is (as the window maximum is).
-#[inline(always)]
-fn nan_max<T: Float>(a: T, b: T) -> T {
-    if b > a || b.is_nan() {
-        b
-    } else {
-        a
-    }
-}
-
-/// The maxima of one plane (no argmax), separably: for each output row the window's rows are
-/// reduced element-wise into `rows` (a loop that vectorises), then each window's columns of that
-/// reduced row. The same values as [`Plane::max`] per cell (max is exact, NaN propagates), at
-/// `kh + kw` comparisons per output instead of `kh · kw` scalar ones (ResNet's 3x3 stride-2 pool).
-#[inline(always)]
-fn pool_plane_separable<T: Float>(input: &[T], out: &mut [T], g: &Plane, rows: &mut Vec<T>) {
-    let ((kh, kw), (sh, sw), (ph, pw)) = (g.p.kernel, g.p.stride, g.p.padding);
-    rows.resize(g.w, T::ZERO);
-    for (oy, out_row) in out.chunks_exact_mut(g.ow).enumerate() {
-        let y0 = (oy * sh) as isize - ph as isize;
-        let (lo, hi) = (y0.max(0) as usize, ((y0 + kh as isize).min(g.h as isize)).max(0) as usize);
-        if lo >= hi {
-            out_row.fill(T::NEG_INFINITY);
-            continue;
-        }
-        rows.copy_from_slice(&input[lo * g.w..(lo + 1) * g.w]);
-        for y in lo + 1..hi {
-            for (m, v) in rows.iter_mut().zip(&input[y * g.w..(y + 1) * g.w]) {
-                *m = nan_max(*m, *v);
-            }
-        }
-        for (ox, o) in out_row.iter_mut().enumerate() {
-            let x0 = (ox * sw) as isize - pw as isize;
-            let (lo, hi) = (x0.max(0) as usize, ((x0 + kw as isize).min(g.w as isize)).max(0) as usize);
-            *o = rows[lo.min(hi)..hi].iter().fold(T::NEG_INFINITY, |m, v| nan_max(m, *v));
-        }
-    }
 }
 
 fn backward<T: Float>(input: &[T], output: &[T], grad_out: &[T], planes: usize, g: Plane) -> Vec<T> {
