@@ -466,12 +466,17 @@ fn input_gradient_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
 fn input_gradient_by_convolution<T: Float>(weight: &[T], dz: &[T], g: &ConvGeometry) -> Option<Vec<T>> {
     let gt = input_gradient_geometry(g)?;
     let k = g.kh * g.kw;
-    let mut flipped = Vec::with_capacity(weight.len());
-    for c in 0..g.c {
-        for o in 0..g.o {
-            flipped.extend(weight[(o * g.c + c) * k..(o * g.c + c + 1) * k].iter().rev());
+    // In parallel over input channels: at 512 x 512 x 3 x 3 this copy alone took ~2 ms, and
+    // on the calling thread the others waited.
+    let mut flipped = crate::element::zeroed(weight.len());
+    flipped.par_chunks_mut(g.o * k).enumerate().for_each(|(c, rows)| {
+        for (o, dst) in rows.chunks_exact_mut(k).enumerate() {
+            let src = &weight[(o * g.c + c) * k..(o * g.c + c + 1) * k];
+            for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *v;
+            }
         }
-    }
+    });
     let (direct, winograd) = plan(&flipped, None, &gt);
     if direct.is_none() && winograd.is_none() {
         return None;
