@@ -100,7 +100,7 @@ fn backward_of<T: Float>(
 ) -> Result<Vec<T>> {
     let (x, y, gy) = (contiguous(x, xl, "input")?, contiguous(y, yl, "output")?, contiguous(gy, gl, "gradient")?);
     if indices.len() == y.len() && !indices.is_empty() {
-        return Ok(backward_recorded(y, gy, indices, planes, g));
+        return Ok(backward_recorded(gy, indices, planes, g));
     }
     Ok(backward(x, y, gy, planes, g))
 }
@@ -378,13 +378,17 @@ fn forward_recording<T: Float>(input: &[T], planes: usize, g: Plane) -> (Vec<T>,
 
 /// The backward pass from recorded argmaxes: each output gradient added to its window's first
 /// maximum.
-fn backward_recorded<T: Float>(output: &[T], grad_out: &[T], indices: &[u32], planes: usize, g: Plane) -> Vec<T> {
+fn backward_recorded<T: Float>(grad_out: &[T], indices: &[u32], planes: usize, g: Plane) -> Vec<T> {
     let mut grad_in = crate::element::zeroed(planes * g.h * g.w);
     let ohw = g.oh * g.ow;
     grad_in.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, grad_in)| {
         let cells = plane * ohw..(plane + 1) * ohw;
-        let (ix, y, dy) = (&indices[cells.clone()], &output[cells.clone()], &grad_out[cells]);
-        crate::unpool::unpool_plane(grad_in, ix, y, dy, crate::activation::FusedActivation::Identity, &g);
+        for (&i, &d) in indices[cells.clone()].iter().zip(&grad_out[cells]) {
+            // `u32::MAX`: a window wholly in the padding, which routes nowhere.
+            if let Some(v) = grad_in.get_mut(i as usize) {
+                *v += d;
+            }
+        }
     });
     grad_in
 }
