@@ -941,7 +941,7 @@ mod tests {
         // (c, o, h, w, k, padding): the classic first layer, an RGB stem with padding, odd tiles.
         // Then many taps (the channel-vectorised kernel): the classic second layer, 64+ channels
         // in several blocks, channel counts off multiples of 16, tap counts off multiples of 6.
-        // Strided (input phases): the 7x7 stem and a 3x3 over 4 channels, both many-tap, with
+        // Strided (input phases): the 7x7 stem and 3x3s over 4 and 40 channels, all many-tap, with
         // channels past 16 (transposed 16 x 16 in registers, the rest one by one) and bands of
         // one and two rows (band = 0: as planned).
         for (c, o, h, w, k, padding, stride, band) in [
