@@ -3,7 +3,7 @@
 //! For stride 1 (no dilation, one group) an output channel's plane, computed over the full
 //! padded input width `wp` instead of the output width, is a sum of *contiguous* runs of the
 //! padded input: `y[co][oy*wp + ox] = b[co] + Σ_(c,ky,kx) w[co][c][ky][kx] · xp[c][(oy+ky)*wp + ox+kx]`,
-//! i.e. every kernel tap reads the input plane shifted by the fixed offset `c*hp*wp + ky*wp + kx`.
+//! i.e. every kernel tap reads the input plane shifted by a fixed offset (`ky*wp + kx` into channel `c`'s plane).
 //! The kernel walks that flat index in vectors of 16, keeps a tile of 3 vectors x 8 output
 //! channels (24 accumulators) in registers, and per tap loads 3 input vectors and broadcasts 8
 //! weights (packed once per call so they sit side by side). Bias and activation are applied in
@@ -11,12 +11,12 @@
 //! planes are compacted. The wide rows cost `wp / ow` extra work (13/11 for the classic CNN's
 //! second convolution), less than im2col + packing did.
 //!
-//! A stride `s > 1` becomes stride 1 by splitting the padded input into its `s x s` phases
-//! (`xp[c][s*r + py][s*q + px]` goes to plane `(c, py, px)` at `(r, q)`): tap `(c, ky, kx)` then
-//! reads phase `(c, ky % s, kx % s)` shifted by `(ky / s, kx / s)`, again one fixed offset, and
-//! the taps stay the kernel's own (no zero taps, unlike a space-to-depth rewrite). The split
-//! costs one pass over the input, where im2col wrote `kh*kw / s²` copies of it (12x for ResNet's
-//! 7x7 stride-2 stem).
+//! A stride `s > 1` becomes stride 1 by splitting each padded input plane into its `s x s`
+//! phases (`phase_split`, the depthwise kernel's layout): tap `(c, ky, kx)` then reads phase
+//! `(c, ky % s, kx % s)` shifted by `(ky / s, kx / s)`, again one fixed offset, and the taps stay
+//! the kernel's own (no zero taps, unlike a space-to-depth rewrite). The split costs one pass
+//! over the input, where im2col wrote `kh*kw / s²` copies of it (12x for ResNet's 7x7 stride-2
+//! stem).
 //!
 //! The GEMM path (`conv2d_gemm`) remains for everything else: f64, other strides, dilations,
 //! groups, 1x1 convolutions, CPUs without AVX-512, and layers too wide for the register tile to
@@ -26,6 +26,7 @@ use crate::activation::FusedActivation;
 use crate::conv_geometry::ConvGeometry;
 use crate::element::{as_f32, as_f32_mut, has_avx512f, Float};
 use crate::max_pool::{pool_plane, Plane, Pool2dParams};
+use crate::phase_split::{split, PhaseLayout};
 use crate::row_copy::copy_row;
 
 /// Output channels per register tile.
@@ -50,13 +51,17 @@ const TAPS_PER_CHANNEL_TILE: usize = 6;
 pub(crate) struct DirectConv {
     /// `[channel tile][tap][CHANNELS]`, zero-padded to whole tiles.
     packed: Vec<f32>,
-    /// Flat offset of each tap (`c*hp*wp + ky*wp + kx`; strided: of its phase, shifted by
-    /// `(ky / s) * wp + kx / s`) in the padded input.
+    /// Flat offset of each tap in the padded input: channel `c`'s phase-split plane starts at
+    /// `c * layout.len`, and the tap reads `layout.taps[ky * kw + kx]` into it (at stride 1,
+    /// `ky*wp + kx`).
     offsets: Vec<usize>,
+    /// The largest of `offsets` (the last tap's only at stride 1: phases reorder them).
+    last_offset: usize,
     bias: Vec<f32>,
     tiles: usize,
-    /// Height and width of one padded input plane (strided: of one phase of it).
-    hp: usize,
+    /// One input plane's phase-split layout (at stride 1 simply the padded plane).
+    layout: PhaseLayout,
+    /// Width of a wide output row: a padded (phase) row.
     wp: usize,
     /// Vectors covering one wide output plane (`oh * wp` elements).
     vectors: usize,
@@ -116,8 +121,8 @@ impl DirectConv {
         if !shape_fits || !cpu_supported() {
             return None;
         }
-        let s = p.stride;
-        let (hp, wp) = ((g.h + 2 * p.padding).div_ceil(s), (g.w + 2 * p.padding).div_ceil(s));
+        let layout = PhaseLayout::new(g);
+        let wp = layout.width;
         let tiles = g.o.div_ceil(CHANNELS);
         let mut packed = vec![0f32; tiles * taps * CHANNELS];
         for co in 0..g.o {
@@ -126,15 +131,9 @@ impl DirectConv {
                 packed[(tile * taps + k) * CHANNELS + lane] = v;
             }
         }
-        let mut offsets = Vec::with_capacity(taps);
-        for c in 0..g.c {
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let phase = (c * s + ky % s) * s + kx % s;
-                    offsets.push(phase * hp * wp + ky / s * wp + kx / s);
-                }
-            }
-        }
+        let offsets: Vec<usize> =
+            (0..g.c).flat_map(|c| layout.taps.iter().map(move |&t| c * layout.len + t)).collect::<Vec<_>>();
+        let last_offset = offsets.iter().copied().max().unwrap_or(0);
         let mut b = vec![0f32; tiles * CHANNELS];
         if let Some(bias) = bias {
             b[..g.o].copy_from_slice(as_f32(bias)?);
@@ -143,15 +142,26 @@ impl DirectConv {
         let rows_within = |bytes: usize, row_bytes: usize| (bytes / row_bytes.max(1)).clamp(1, g.oh.max(1));
         let forward_band = rows_within(FORWARD_BAND_BYTES, tiles * CHANNELS * wp * 4);
         let gradient_band = rows_within(GRADIENT_BAND_BYTES, g.ow * g.o.next_multiple_of(LANES) * 4);
-        Some(Self { packed, offsets, bias: b, tiles, hp, wp, vectors, forward_band, gradient_band, g: *g })
+        Some(Self {
+            packed,
+            offsets,
+            last_offset,
+            bias: b,
+            tiles,
+            layout,
+            wp,
+            vectors,
+            forward_band,
+            gradient_band,
+            g: *g,
+        })
     }
 
     /// Scratch for one thread (allocated once per chunk of images).
     pub fn scratch(&self) -> DirectScratch {
-        // The last tap of the last vector reads up to `c*hp*wp + kw - 1 + LANES - 1` (the wide
-        // rows run `kw - 1` past each plane's last output row): zeros pad the end.
-        let phases = self.g.c * self.g.p.stride * self.g.p.stride;
-        let padded = vec![0f32; phases * self.hp * self.wp + self.g.kw + 2 * LANES];
+        // A plane's layout has a row of slack for its farthest tap's last wide row; the last
+        // vector reads up to `LANES - 1` past that: zeros pad the end.
+        let padded = vec![0f32; self.g.c * self.layout.len + self.g.kw + 2 * LANES];
         // Two vectors of slack: the vectorised pool reads 32 elements from a row's start.
         let wide = vec![0f32; self.tiles * CHANNELS * self.plane() + 2 * LANES];
         DirectScratch { padded, wide, compact: vec![0f32; self.g.oh * self.g.ow], dz_t: Vec::new(), dw_t: Vec::new() }
@@ -288,7 +298,7 @@ impl DirectConv {
         let o16 = g.o.next_multiple_of(LANES);
         let band = self.gradient_band;
         assert!(s.dz_t.len() == band * ow * o16 && s.dw_t.len() == taps * o16, "direct conv: gradient scratch");
-        assert!(self.last_offset() + (oh - 1) * self.wp + ow <= s.padded.len());
+        assert!(self.last_offset + (oh - 1) * self.wp + ow <= s.padded.len());
         // A band of output rows at a time: every tap block passes over the band's output
         // gradient, which then stays in L2 (the stem's whole one is 3 MiB an image).
         for first in (0..oh).step_by(band) {
@@ -361,7 +371,7 @@ impl DirectConv {
                 copy_row(&mut s.wide[dst..dst + ow], &dz[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
             }
         }
-        assert!(s.padded.len() >= self.last_offset() + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        assert!(s.padded.len() >= self.last_offset + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
         let mut sums = [[0f32; CHANNELS]; TAPS_PER_TILE];
         for tile in 0..self.tiles {
             let dz_tile = &s.wide[tile * CHANNELS * plane..(tile + 1) * CHANNELS * plane];
@@ -398,51 +408,14 @@ impl DirectConv {
         self.vectors * LANES
     }
 
-    /// The largest tap offset (the last tap's only at stride 1: phases reorder them).
-    fn last_offset(&self) -> usize {
-        self.offsets.iter().copied().max().unwrap_or(0)
-    }
-
-    /// Copies one image into the zero-padded input scratch (the borders are never written).
+    /// Copies one image into the zero-padded, phase-split input scratch (the padding is never
+    /// written).
     fn pad_input<T: Float>(&self, x_img: &[T], s: &mut DirectScratch) {
         let Some(x) = as_f32(x_img) else { unreachable!("a DirectConv is only planned for f32") };
-        let g = &self.g;
-        let pad = g.p.padding;
-        let (h, w, hp, wp) = (g.h, g.w, self.hp, self.wp);
-        assert!(x.len() == g.c * h * w, "direct conv: input image size");
-        let st = g.p.stride;
-        if st == 1 {
-            for c in 0..g.c {
-                for iy in 0..h {
-                    let dst = c * hp * wp + (iy + pad) * wp + pad;
-                    copy_row(&mut s.padded[dst..dst + w], &x[(c * h + iy) * w..(c * h + iy + 1) * w]);
-                }
-            }
-            return;
-        }
-        // Padded row `y = iy + pad` goes to phase row `y / st` of the planes `(c, y % st, ·)`;
-        // within it, the columns with `(ix + pad) % st == px` go, in order, to plane `px` from
-        // column `(ix + pad) / st`.
-        for c in 0..g.c {
-            for iy in 0..h {
-                let (py, r) = ((iy + pad) % st, (iy + pad) / st);
-                let src = &x[(c * h + iy) * w..(c * h + iy + 1) * w];
-                for px in 0..st {
-                    let first = (px + st - pad % st) % st;
-                    if first >= w {
-                        continue;
-                    }
-                    let n = (w - first).div_ceil(st);
-                    let plane = (c * st + py) * st + px;
-                    let dst = (plane * hp + r) * wp + (first + pad) / st;
-                    let dst = &mut s.padded[dst..dst + n];
-                    if st == 2 {
-                        dst.iter_mut().zip(src[first..].iter().step_by(2)).for_each(|(d, v)| *d = *v);
-                    } else {
-                        dst.iter_mut().zip(src[first..].iter().step_by(st)).for_each(|(d, v)| *d = *v);
-                    }
-                }
-            }
+        let (g, plane, len) = (&self.g, self.g.h * self.g.w, self.layout.len);
+        assert!(x.len() == g.c * plane, "direct conv: input image size");
+        for (input, scratch) in x.chunks_exact(plane).zip(s.padded.chunks_exact_mut(len)) {
+            split(g, &self.layout, input, scratch);
         }
     }
 
@@ -458,7 +431,7 @@ impl DirectConv {
     fn wide_rows(&self, rows: std::ops::Range<usize>, act: FusedActivation, s: &mut DirectScratch) {
         let plane = self.plane();
         let taps = self.offsets.len();
-        assert!(s.padded.len() >= self.last_offset() + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
+        assert!(s.padded.len() >= self.last_offset + plane && s.wide.len() >= self.tiles * CHANNELS * plane);
         let first = rows.start * self.wp / LANES;
         let last = (rows.end * self.wp).div_ceil(LANES).min(self.vectors);
         for tile in 0..self.tiles {

@@ -21,6 +21,7 @@ use crate::activation::FusedActivation;
 use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
 use crate::conv_spec::ConvSpec;
 use crate::element::{as_f32, as_f32_mut, has_avx512f, sum, Float};
+use crate::phase_split::{split, PhaseLayout};
 
 /// Whether the direct depthwise kernel handles this geometry.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
@@ -30,87 +31,6 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// Elements of the wide output processed per pass over the taps: 8 KiB of f32 stays in L1
 /// while every tap is added into it.
 const BLOCK: usize = 2048;
-
-/// Where a plane's phases live in the scratch plane and where each tap reads.
-struct PhaseLayout {
-    /// Width of a phase row (and of a wide output row).
-    width: usize,
-    /// Elements of one phase.
-    phase: usize,
-    /// Elements of the scratch plane: every phase, plus one row of slack so that the last
-    /// wide row of the farthest tap stays inside it.
-    len: usize,
-    /// Padded rows and columns the windows reach (the rest of the padded plane is never read).
-    reach: (usize, usize),
-    /// Per tap, the scratch offset its wide output element 0 reads.
-    taps: Vec<usize>,
-    /// See [`column_runs`].
-    runs: Vec<(usize, usize, usize)>,
-    /// Elements of the wide output: `oh` rows of `width`.
-    wide: usize,
-}
-
-impl PhaseLayout {
-    fn new(g: &ConvGeometry) -> Self {
-        let (s, d) = (g.p.stride, g.p.dilation);
-        let rows = (g.oh - 1) * s + (g.kh - 1) * d + 1;
-        let cols = (g.ow - 1) * s + (g.kw - 1) * d + 1;
-        let (height, width) = (rows.div_ceil(s), cols.div_ceil(s));
-        let phase = height * width;
-        let mut taps = Vec::with_capacity(g.kh * g.kw);
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let (y, x) = (ki * d, kj * d);
-                taps.push(((y % s) * s + x % s) * phase + (y / s) * width + x / s);
-            }
-        }
-        let runs = column_runs(g, phase, cols);
-        Self { width, phase, len: s * s * phase + width, reach: (rows, cols), taps, runs, wide: g.oh * width }
-    }
-
-    /// Calls `f(from, start, count)` for every input row and column phase: the input elements
-    /// `from, from + s, ...` (`count` of them, `s` the stride) sit at the consecutive scratch
-    /// positions `start..start + count`. Elements the windows never reach are left out.
-    #[inline(always)]
-    fn for_each_run(&self, g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
-        let (rows, _) = self.reach;
-        // Row y of the padded plane is row y / s of phase row y % s; stepped, not divided.
-        let top = g.pad.top;
-        let (mut y, mut ry, mut qy) = (top, top % g.p.stride, top / g.p.stride);
-        for iy in 0..g.h {
-            if y >= rows {
-                break;
-            }
-            let row = ry * g.p.stride * self.phase + qy * self.width;
-            for &(first, column, count) in &self.runs {
-                f(iy * g.w + first, row + column, count);
-            }
-            y += 1;
-            ry += 1;
-            if ry == g.p.stride {
-                ry = 0;
-                qy += 1;
-            }
-        }
-    }
-}
-
-/// Per column phase `rx`, the first input column in it, its scratch offset within a phase row
-/// group, and how many of the row's columns it holds; phases that hold none are left out.
-fn column_runs(g: &ConvGeometry, phase: usize, cols: usize) -> Vec<(usize, usize, usize)> {
-    let (s, pad) = (g.p.stride, g.pad.left);
-    (0..s)
-        .filter_map(|rx| {
-            // The first input column whose padded column falls in phase rx.
-            let first = (rx + s - pad % s) % s;
-            let x = first + pad;
-            (first < g.w && x < cols).then(|| {
-                let count = ((g.w - 1 - first) / s + 1).min((cols - 1 - x) / s + 1);
-                (first, rx * phase + x / s, count)
-            })
-        })
-        .collect()
-}
 
 /// `dst += a * src` (the compiler vectorises it for the target features of its caller).
 #[inline(always)]
@@ -139,23 +59,6 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
         s += l;
     }
     s
-}
-
-/// Copies one input plane into the phase-split scratch plane. Only the input's positions are
-/// written, the same ones for every plane of a call, so the padding stays as [`scratch_for`]
-/// zeroed it.
-#[inline(always)]
-fn split<T: Float>(g: &ConvGeometry, layout: &PhaseLayout, input: &[T], scratch: &mut [T]) {
-    let s = g.p.stride;
-    layout.for_each_run(g, |from, start, count| {
-        let dst = &mut scratch[start..start + count];
-        match s {
-            1 => dst.copy_from_slice(&input[from..from + count]),
-            // A constant stride lets the compiler vectorise the gather with shuffles.
-            2 => dst.iter_mut().zip(input[from..].iter().step_by(2)).for_each(|(d, v)| *d = *v),
-            _ => dst.iter_mut().zip(input[from..].iter().step_by(s)).for_each(|(d, v)| *d = *v),
-        }
-    });
 }
 
 /// The per-thread scratch of one call, `len` elements, zeroed when first made. Every plane of

@@ -43,6 +43,7 @@ mod linear;
 mod matmul;
 mod max_pool;
 mod no_grad;
+mod phase_split;
 mod pool_geometry;
 mod portable;
 pub mod process;
