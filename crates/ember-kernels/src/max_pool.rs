@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor}
 use rayon::prelude::*;
 
 use crate::element::{as_f32, as_f32_mut, has_avx512f, with_avx512, Float};
+pub(crate) use crate::pool_geometry::Plane;
 pub use crate::pool_geometry::Pool2dParams;
 
 /// Max pooling over the last two dimensions.
@@ -34,16 +35,6 @@ pub fn max_pool2d(xs: &Tensor, params: Pool2dParams) -> Result<Tensor> {
         return xs.contiguous()?.apply_op1(op);
     }
     crate::window_pool::window_pool2d(xs, params, crate::window_pool::WindowReduce::Max)
-}
-
-/// Plane geometry shared by forward and backward.
-#[derive(Clone, Copy)]
-pub(crate) struct Plane {
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub p: Pool2dParams,
 }
 
 impl Plane {
@@ -100,7 +91,7 @@ fn backward_of<T: Float>(
 ) -> Result<Vec<T>> {
     let (x, y, gy) = (contiguous(x, xl, "input")?, contiguous(y, yl, "output")?, contiguous(gy, gl, "gradient")?);
     if indices.len() == y.len() && !indices.is_empty() {
-        return Ok(backward_recorded(gy, indices, planes, g));
+        return Ok(backward_recorded(y, gy, indices, planes, g));
     }
     Ok(backward(x, y, gy, planes, g))
 }
@@ -125,10 +116,11 @@ pub(crate) fn pool_plane<T: Float>(input: &[T], out: &mut [T], mut indices: Opti
     if g.is_2x2() && pool_plane_2x2(input, out, indices.as_deref_mut(), g) {
         return;
     }
-    // Maximum (and, with `indices`, first argmax) of each window. Cells whose window lies wholly inside the row
-    // (all but a column or two at each edge) run tap by tap over whole output rows, with
-    // selects the compiler vectorises: the input row split into its `sw` column phases makes
-    // each tap's reads contiguous. Edge cells scan their clipped windows one by one.
+    // Maximum (and, with `indices`, first argmax) of each window. Cells whose window lies
+    // wholly inside the row (all but a column or two at each edge) run tap by tap over whole
+    // output rows, 16 at a time on AVX-512 (`update_argmax`): the input row split into its `sw`
+    // column phases makes each tap's reads contiguous. Edge cells scan their clipped windows
+    // one by one.
     let ((kh, kw), (sh, sw), (ph, pw)) = (g.p.kernel, g.p.stride, g.p.padding);
     let clip = |start: isize, k: usize, n: usize| {
         (start.max(0) as usize, ((start + k as isize).min(n as isize)).max(0) as usize)
@@ -335,7 +327,7 @@ fn forward<T: Float>(input: &[T], planes: usize, g: Plane) -> Vec<T> {
     let mut out = crate::element::zeroed(planes * g.oh * g.ow);
     out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, out)| {
         let input = &input[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-        pool_plane(input, out, None, &g);
+        with_avx512(|| pool_plane(input, out, None, &g));
     });
     out
 }
@@ -378,17 +370,13 @@ fn forward_recording<T: Float>(input: &[T], planes: usize, g: Plane) -> (Vec<T>,
 
 /// The backward pass from recorded argmaxes: each output gradient added to its window's first
 /// maximum.
-fn backward_recorded<T: Float>(grad_out: &[T], indices: &[u32], planes: usize, g: Plane) -> Vec<T> {
+fn backward_recorded<T: Float>(output: &[T], grad_out: &[T], indices: &[u32], planes: usize, g: Plane) -> Vec<T> {
     let mut grad_in = crate::element::zeroed(planes * g.h * g.w);
     let ohw = g.oh * g.ow;
     grad_in.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, grad_in)| {
         let cells = plane * ohw..(plane + 1) * ohw;
-        for (&i, &d) in indices[cells.clone()].iter().zip(&grad_out[cells]) {
-            // `u32::MAX`: a window wholly in the padding, which routes nowhere.
-            if let Some(v) = grad_in.get_mut(i as usize) {
-                *v += d;
-            }
-        }
+        let (ix, y, dy) = (&indices[cells.clone()], &output[cells.clone()], &grad_out[cells]);
+        crate::unpool::scatter(grad_in, ix, y, dy, |_| true);
     });
     grad_in
 }

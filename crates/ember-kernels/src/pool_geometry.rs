@@ -46,3 +46,14 @@ impl Pool2dParams {
         Ok(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
     }
 }
+
+/// One plane's pooling geometry (input and output sizes, window), shared by the pooling
+/// kernels' forward and backward passes and the fused convolution with pooling.
+#[derive(Clone, Copy)]
+pub(crate) struct Plane {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub p: Pool2dParams,
+}

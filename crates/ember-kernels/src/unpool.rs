@@ -9,7 +9,7 @@
 
 use crate::activation::FusedActivation;
 use crate::element::{as_f32, as_f32_mut, has_avx512f, Float};
-use crate::max_pool::{Plane, Pool2dParams};
+use crate::pool_geometry::{Plane, Pool2dParams};
 
 /// Writes one channel's full-resolution gradient `plane` (`pool.h x pool.w`, every element)
 /// from its pooled output `y`, gradient `dy` and argmax `ix` (flat indices into `plane`,
@@ -47,7 +47,7 @@ pub(crate) fn unpool_plane<T: Float>(
 
 /// `plane[ix[k]] += dy[k]` where `passes(y[k])` (`ix[k] == u32::MAX`: a window in the padding).
 #[inline(always)]
-fn scatter<T: Float>(plane: &mut [T], ix: &[u32], y: &[T], dy: &[T], passes: impl Fn(T) -> bool) {
+pub(crate) fn scatter<T: Float>(plane: &mut [T], ix: &[u32], y: &[T], dy: &[T], passes: impl Fn(T) -> bool) {
     for ((&i, &yv), &gv) in ix.iter().zip(y).zip(dy) {
         if i != u32::MAX {
             plane[i as usize] += if passes(yv) { gv } else { T::ZERO };
@@ -60,7 +60,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use crate::activation::FusedActivation;
-    use crate::max_pool::Plane;
+    use crate::pool_geometry::Plane;
 
     const LANES: usize = 16;
 
@@ -136,7 +136,6 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::max_pool::pool_plane;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -153,7 +152,17 @@ mod tests {
                 act.apply(&mut activated);
                 let cells = pool.oh * pool.ow;
                 let (mut y, mut ix) = (vec![0f32; cells], vec![0u32; cells]);
-                pool_plane(&activated, &mut y, Some(&mut ix), &pool);
+                // Each 2x2 window's maximum and its first position in row-major order.
+                for oy in 0..pool.oh {
+                    for ox in 0..pool.ow {
+                        let cell = oy * pool.ow + ox;
+                        let window = [0, 1, w, w + 1].map(|d| 2 * oy * w + 2 * ox + d);
+                        ix[cell] =
+                            window.into_iter().fold(window[0], |a, b| if activated[b] > activated[a] { b } else { a })
+                                as u32;
+                        y[cell] = activated[ix[cell] as usize];
+                    }
+                }
                 let dy: Vec<f32> = (0..cells).map(|_| next()).collect();
                 let mut want = vec![0f32; h * w];
                 let passes = |v: f32| match act {
