@@ -4,10 +4,10 @@
 //! `ember-layers` call the functions here ([`conv2d`], [`max_pool2d`], [`linear`],
 //! [`cross_entropy`], ...) and never candle's ops directly. For f32/f64 CPU tensors they run on
 //! ember's own kernels — candle `CustomOp`s whose backward computes every gradient in one pass:
-//! a direct AVX-512 convolution (any stride its kernel is wider than; chosen at run time) and
-//! im2col + GEMM for the rest, a
-//! direct depthwise kernel, convolution fused with its activation and max pool, fused linear,
-//! batch norm and cross-entropy — and on candle's ops elsewhere.
+//! a direct AVX-512 convolution (stride 1, or 2 to 4 under a wider kernel; chosen at run time)
+//! and im2col + GEMM for the rest, a direct depthwise kernel, convolution fused with its
+//! activation and max pool, fused linear, batch norm and cross-entropy — and on candle's ops
+//! elsewhere.
 //! [`process::tune_for_training`] is the one call an application makes to get the measured
 //! speed (`docs/performance.md`).
 //!
