@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
+use crate::conv2d_batched;
 use crate::conv2d_direct::{DirectConv, DirectScratch};
 use crate::conv_geometry::{Conv2dParams, ConvGeometry, ConvGrads, Needs, Padding2d};
 use crate::conv_spec::ConvSpec;
@@ -32,7 +33,7 @@ use crate::winograd;
 /// The windows of one group of one image (`cg x h x w`) into `col` (`ck` rows `row_stride`
 /// apart, the image's `oh*ow` columns at the start of each).
 #[inline(always)]
-fn im2col_strided<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize) {
+pub(crate) fn im2col_strided<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: usize) {
     im2col_rows(x, g, col, row_stride, 0..g.oh);
 }
 
@@ -84,9 +85,15 @@ fn im2col_rows<T: Float>(x: &[T], g: &ConvGeometry, col: &mut [T], row_stride: u
     }
 }
 
-/// Adds the columns of `col` (`ck x cols`: the windows of output rows `oys`) back onto one group
-/// of one image's gradient.
-fn col2im_rows<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T], oys: std::ops::Range<usize>) {
+/// Adds the columns of `col` (`ck` rows `row_stride` apart, the image's `oh*ow` columns at the
+/// start of each) back onto one group of one image's gradient.
+pub(crate) fn col2im_strided<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T], row_stride: usize) {
+    col2im_rows(col, g, dx, row_stride, 0..g.oh);
+}
+
+/// Adds the columns of `col` (rows `row_stride` apart, each the windows of output rows `oys`)
+/// back onto one group of one image's gradient.
+fn col2im_rows<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T], row_stride: usize, oys: std::ops::Range<usize>) {
     let (h, w, ow) = (g.h, g.w, g.ow);
     let (s, d, pad) = (g.p.stride, g.p.dilation, g.p.padding as isize);
     let (first, cols) = (oys.start, oys.len() * ow);
@@ -94,7 +101,7 @@ fn col2im_rows<T: Float>(col: &[T], g: &ConvGeometry, dx: &mut [T], oys: std::op
         let plane = &mut dx[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = ((c * g.kh + ki) * g.kw + kj) * cols;
+                let row = ((c * g.kh + ki) * g.kw + kj) * row_stride;
                 let row = &col[row..row + cols];
                 let x_off = (kj * d) as isize - pad;
                 let (lo, hi) = g.valid_range(x_off, w, ow);
@@ -225,6 +232,9 @@ fn forward_planned<T: Float>(
     winograd: Option<Vec<T>>,
 ) -> Vec<T> {
     let g = conv.g;
+    if direct.is_none() && winograd.is_none() && conv2d_batched::applies(g) {
+        return conv2d_batched::forward(x, conv, conv2d_batched::BATCH_BYTES);
+    }
     let mut y = crate::element::zeroed(g.b * g.out_image());
     let (per_chunk, gemm_threads) = chunking(g.b);
     y.par_chunks_mut(per_chunk * g.out_image()).enumerate().for_each(|(chunk, ys)| {
@@ -311,64 +321,6 @@ pub(crate) fn forward_pooled<T: Float>(
         },
     );
     (y, indices)
-}
-
-/// Columns (output positions) from which one image's weight-gradient GEMM runs well on its own;
-/// below them, the images of the batch are put side by side in a few large GEMMs. The GEMM's
-/// depth is the columns, and with ResNet's 7x7 and 14x14 planes (49 and 196 columns against a
-/// 512 x 4608 gradient) a GEMM per image spent its time reading and writing the gradient.
-const WEIGHT_GRADIENT_COLUMNS: usize = 256;
-
-/// Bytes of im2col columns one batched weight-gradient GEMM takes at once (a group of images).
-const WEIGHT_GRADIENT_BATCH_BYTES: usize = 16 << 20;
-
-/// Whether [`batched_weight_gradient`] computes this convolution's weight gradient: small
-/// planes, one group, not pointwise (which reads its input in place), more than one image.
-fn batched_weight_gradient_applies(g: &ConvGeometry) -> bool {
-    g.p.groups == 1 && !g.pointwise() && g.ohw() < WEIGHT_GRADIENT_COLUMNS && g.b > 1
-}
-
-/// `dw = Σ_images dz · colᵀ` for small planes: the im2col columns and masked output gradients
-/// of a group of images side by side (`ck x n*ohw` and `o x n*ohw`), filled in parallel, then
-/// one GEMM over them on every thread. Against a GEMM per chunk of images per thread this has
-/// no per-thread partial gradients to zero and sum (at 512 channels, 9 MiB each) and a GEMM
-/// `n*ohw` deep (ResNet-18's 512-channel 7x7 layer: 31-34 → 26-27 ms, one thread per core).
-fn batched_weight_gradient<T: Float>(
-    x: &[T],
-    (y, dy): (&[T], &[T]),
-    act: FusedActivation,
-    g: &ConvGeometry,
-    budget_bytes: usize,
-) -> Vec<T> {
-    let (ck, ohw, kk) = (g.ck(), g.ohw(), g.kh * g.kw);
-    let per_image = ck * ohw * std::mem::size_of::<T>();
-    let group = (budget_bytes / per_image.max(1)).clamp(1, g.b);
-    let threads = rayon::current_num_threads().max(1);
-    // One input channel's planes alone (the im2col rows of channel `c` read only its plane).
-    let channel = ConvGeometry { c: 1, ..*g };
-    let mut dw = crate::element::zeroed(g.o * ck);
-    let mut col = crate::element::zeroed(ck * group * ohw);
-    let mut dz = crate::element::zeroed(g.o * group * ohw);
-    for first in (0..g.b).step_by(group) {
-        let n = group.min(g.b - first);
-        let stride = n * ohw;
-        col[..ck * stride].par_chunks_mut(kk * stride).enumerate().for_each(|(c, rows)| {
-            for i in 0..n {
-                let plane = (first + i) * g.in_image() + c * g.h * g.w;
-                im2col_strided(&x[plane..plane + g.h * g.w], &channel, &mut rows[i * ohw..], stride);
-            }
-        });
-        dz[..g.o * stride].par_chunks_mut(stride).enumerate().for_each(|(o, row)| {
-            for i in 0..n {
-                let at = (first + i) * g.out_image() + o * ohw;
-                act.mask_gradient(&y[at..at + ohw], &dy[at..at + ohw], &mut row[i * ohw..(i + 1) * ohw]);
-            }
-        });
-        let dz = Mat { data: &dz, row_stride: stride, col_stride: 1 };
-        let col_t = Mat { data: &col, row_stride: 1, col_stride: stride };
-        matmul(&mut dw, (g.o, ck, stride), dz, col_t, first > 0, threads);
-    }
-    dw
 }
 
 /// Where the gradient arriving at the convolution comes from.
@@ -499,16 +451,27 @@ fn backward_by_gemm<T: Float>(
     let chunks = g.b.div_ceil(per_chunk);
     // Where the direct kernel applies, the weight gradient runs on it: no im2col.
     let direct = if needs.weight { DirectConv::plan(weight, None, g) } else { None };
-    // Small planes: the whole batch's weight gradient in a few GEMMs on every thread.
-    let batched_dw = match upstream {
-        Upstream::Direct { y, dy } if needs.weight && direct.is_none() && batched_weight_gradient_applies(g) => {
-            Some(batched_weight_gradient(x, (y, dy), act, g, WEIGHT_GRADIENT_BATCH_BYTES))
+    // Small planes: the whole batch in a few GEMMs on every thread (all but a weight gradient
+    // the direct kernel computes).
+    let batched = match upstream {
+        Upstream::Direct { y, dy } if conv2d_batched::applies(g) => {
+            let asked = Needs { weight: needs.weight && direct.is_none(), ..needs };
+            let grads = conv2d_batched::backward(x, weight, (y, dy), act, g, asked, conv2d_batched::BATCH_BYTES);
+            Some(grads)
         }
         _ => None,
     };
-    let needs = Needs { weight: needs.weight && batched_dw.is_none(), ..needs };
+    let (batched_dx, batched_dw, batched_db) = match batched {
+        Some(ConvGrads { x, weight, bias }) => (x, weight, bias),
+        None => (None, None, None),
+    };
+    let needs = Needs {
+        x: needs.x && batched_dx.is_none(),
+        weight: needs.weight && batched_dw.is_none(),
+        bias: needs.bias && batched_db.is_none(),
+    };
     if !needs.x && !needs.weight && !needs.bias {
-        return ConvGrads { x: None, weight: batched_dw, bias: None };
+        return ConvGrads { x: batched_dx, weight: batched_dw, bias: batched_db };
     }
     let work = |chunk: usize, dx: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
         let mut dw = vec![T::ZERO; if needs.weight { g.o * ck } else { 0 }];
@@ -596,7 +559,7 @@ fn backward_by_gemm<T: Float>(
                             let cols = oys.len() * g.ow;
                             let dz_block = Mat { data: &dz_g[first * g.ow..], row_stride: ohw, col_stride: 1 };
                             matmul(&mut dcol[..ck * cols], (ck, cols, og), w_t, dz_block, false, gemm_threads);
-                            col2im_rows(&dcol[..ck * cols], g, dx_g, oys);
+                            col2im_rows(&dcol[..ck * cols], g, dx_g, cols, oys);
                         }
                     }
                 }
@@ -631,7 +594,7 @@ fn backward_by_gemm<T: Float>(
             }
         }
     }
-    ConvGrads { x: dx, weight: batched_dw.or(dw), bias: db }
+    ConvGrads { x: batched_dx.or(dx), weight: batched_dw.or(dw), bias: batched_db.or(db) }
 }
 
 /// The forward op: `(x, weight[, bias]) -> pool(act(conv2d(x, weight) + bias))`, the pool
@@ -767,27 +730,3 @@ impl WeightedOp for Conv2dOp {
 }
 
 impl_weighted_custom_ops!(Conv2dOp, "ember-conv2d", "ember-conv2d-bias");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The batched weight gradient gives the same sums whether the batch is one GEMM or one per
-    /// image (its byte budget decides; the integration tests check the one-GEMM case against
-    /// candle): a later group that overwrote instead of adding would fail here.
-    #[test]
-    fn batched_weight_gradient_adds_up_its_groups() {
-        let p = Conv2dParams { padding: 1, stride: 2, dilation: 1, groups: 1 };
-        let g = ConvGeometry::new(&Shape::from((3, 4, 9, 7)), &Shape::from((5, 4, 3, 3)), p).unwrap();
-        let wave = |n: usize, f: f64| (0..n).map(|i| (i as f64 * f).sin()).collect::<Vec<f64>>();
-        let (x, y, dy) =
-            (wave(g.b * g.in_image(), 0.37), wave(g.b * g.out_image(), 0.91), wave(g.b * g.out_image(), 0.53));
-        let one_gemm = batched_weight_gradient(&x, (&y, &dy), FusedActivation::Relu, &g, usize::MAX);
-        let per_image = batched_weight_gradient(&x, (&y, &dy), FusedActivation::Relu, &g, 1);
-        assert_eq!(one_gemm.len(), 5 * 4 * 9);
-        assert!(one_gemm.iter().any(|v| v.abs() > 0.1), "a gradient of zeros proves nothing");
-        for (a, b) in one_gemm.iter().zip(&per_image) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
-    }
-}

@@ -29,6 +29,7 @@ mod activation;
 mod avg_pool;
 mod batch_norm;
 mod conv;
+mod conv2d_batched;
 mod conv2d_direct;
 mod conv2d_gemm;
 mod conv_geometry;
