@@ -117,7 +117,7 @@ fn table(threads: &str, rounds: usize, rows: &[Row]) -> String {
     };
     let mut t = format!(
         "224 px, batch {BATCH}, {threads} threads, random images ({WARMUP} warm-up + {TIMED} timed training steps, \
-         Adam; inference best of 3 passes; {how})\n\n| model | stack | train img/s | infer img/s | train vs PyTorch \
+         Adam; inference: median of 3 passes, no gradient graph; {how})\n\n| model | stack | train img/s | infer img/s | train vs PyTorch \
          | infer vs PyTorch |\n|---|---|---|---|---|---|\n"
     );
     for (model, ember_runs, torch_runs) in rows {

@@ -107,6 +107,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     })?;
     let images: Vec<Tensor> = data.iter().map(|(x, _)| x.clone()).collect();
     let infer = inference_images_per_s(&images, &cfg, |x| -> candle_core::Result<Tensor> {
+        // As `ember eval` and PyTorch's `inference_mode`: no gradient graph, so each activation
+        // is freed as soon as the next layer has read it.
+        let _inference = ember_kernels::no_grad();
         let y = model.forward_t(x, false)?;
         device.synchronize()?;
         Ok(y)
