@@ -9,8 +9,15 @@
 //! variance (a second pass over the cached values, so no cancellation), and the normalised
 //! output. Backward reads the output gradient twice per channel (its two sums, then the input
 //! gradient) and yields the weight and bias gradients from the same sums.
+//!
+//! In training a batch norm followed by a max pool (ResNet's stem: batch norm, ReLU, 3x3 / 2
+//! pool) can run as one op too ([`batch_norm_train_max_pool`]): each full-resolution plane is
+//! normalised into a scratch plane and pooled while in cache, recording each window's argmax,
+//! and backward scatters the pooled gradient through the argmax into the channel's scratch
+//! before the usual two passes. The full-resolution activation and its gradient never exist as
+//! tensors: no pass writes or reads them, and candle does not accumulate the latter.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
@@ -18,8 +25,11 @@ use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
 use crate::element::{contiguous_slice, has_avx512f, with_avx512, Float};
+use crate::max_pool::pool_plane;
 use crate::no_grad;
+use crate::pool_geometry::{Plane, Pool2dParams};
 use crate::portable::native;
+use crate::unpool::unpool_plane;
 use crate::weighted_op::{impl_weighted_custom_ops, operand_slices, Operand, Operands, WeightedOp};
 
 /// The per-channel statistics a training-mode batch norm used, which the layer folds into its
@@ -57,9 +67,53 @@ pub fn batch_norm_train(
         return candle_batch_norm_train(&xs, weight.as_ref(), bias.as_ref(), eps, act);
     }
     let stats = Arc::new(OnceLock::new());
-    let op = BatchNormOp { act, eps, batch: true, stats: stats.clone() };
+    let op = BatchNormOp::new(act, eps, true, stats.clone());
     let ys = apply(&xs, weight.as_ref(), bias.as_ref(), c, op)?;
     let Some(s) = stats.get() else { candle_core::bail!("batch_norm_train: the forward pass left no statistics") };
+    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(xs.dtype());
+    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+}
+
+/// [`batch_norm_train`] followed by a 2-D max pool, `pool(act(bn(x)))`, as one op: the
+/// normalised activation is pooled plane by plane while in cache and each window's argmax kept
+/// for the backward pass (as `max_pool2d_with_indices`), so the full-resolution activation is
+/// never stored and its gradient never summed by candle. Returns the pooled output and the
+/// batch statistics; gradients flow to `xs` (through the statistics too), `weight` and `bias`.
+/// Equal to [`batch_norm_train`] followed by [`crate::max_pool2d`] (ties: the first maximum).
+///
+/// # Shapes
+/// - `xs`: `(n, c, h, w)`
+/// - `weight`, `bias`: `(c,)`; absent means 1 and 0
+/// - output: `(n, c, oh, ow)` as [`Pool2dParams::output_size`] gives; statistics `(c,)`
+///
+/// f32/f64 CPU tensors run as one op; other dtypes and devices run the two layers in turn.
+pub fn batch_norm_train_max_pool(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+    pool: Pool2dParams,
+) -> Result<(Tensor, BatchStats)> {
+    let c = check_shapes("batch_norm_train_max_pool", xs, &[weight, bias])?;
+    let &[_, _, h, w] = xs.dims() else {
+        candle_core::bail!(
+            "batch_norm_train_max_pool: expected an input (batch, channels, height, width), got {:?}",
+            xs.dims()
+        )
+    };
+    pool.output_size(h, w)?;
+    if !native(xs) {
+        let (ys, stats) = batch_norm_train(xs, weight, bias, eps, act)?;
+        return Ok((crate::max_pool2d(&ys, pool)?, stats));
+    }
+    let (xs, weight, bias) = (no_grad::input(xs), weight.map(no_grad::input), bias.map(no_grad::input));
+    let stats = Arc::new(OnceLock::new());
+    let op = BatchNormOp { pool: Some(pool), ..BatchNormOp::new(act, eps, true, stats.clone()) };
+    let ys = apply(&xs, weight.as_ref(), bias.as_ref(), c, op)?;
+    let Some(s) = stats.get() else {
+        candle_core::bail!("batch_norm_train_max_pool: the forward pass left no statistics")
+    };
     let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(xs.dtype());
     Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
 }
@@ -94,7 +148,7 @@ pub fn batch_norm_eval(
     let var = var.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let stats = Arc::new(OnceLock::from(ChannelStats { mean, var, invstd }));
-    apply(&xs, weight.as_ref(), bias.as_ref(), c, BatchNormOp { act, eps, batch: false, stats })
+    apply(&xs, weight.as_ref(), bias.as_ref(), c, BatchNormOp::new(act, eps, false, stats))
 }
 
 /// [`batch_norm_train`] on candle's ops (the reference in tests and benchmarks, and the path
@@ -211,6 +265,26 @@ struct BatchNormOp {
     /// Shared with the caller, who reads the batch statistics after the forward pass; the
     /// backward pass reads them as well.
     stats: Arc<OnceLock<ChannelStats>>,
+    /// A max pool after the activation (training only; `(n, c, h, w)` inputs).
+    pool: Option<Pool2dParams>,
+    /// With a pool: each pooled cell's argmax within its plane, from the forward pass.
+    indices: Arc<Mutex<Vec<u32>>>,
+}
+
+impl BatchNormOp {
+    fn new(act: FusedActivation, eps: f64, batch: bool, stats: Arc<OnceLock<ChannelStats>>) -> Self {
+        Self { act, eps, batch, stats, pool: None, indices: Arc::default() }
+    }
+
+    /// The pool's plane geometry for an input layout, when the op has a pool.
+    fn pool_plane(&self, layout: &Layout) -> Result<Option<Plane>> {
+        let Some(p) = self.pool else { return Ok(None) };
+        let &[_, _, h, w] = layout.shape().dims() else {
+            candle_core::bail!("batch_norm with max pool: expected a 4-D input, got {:?}", layout.shape())
+        };
+        let (oh, ow) = p.output_size(h, w)?;
+        Ok(Some(Plane { h, w, oh, ow, p }))
+    }
 }
 
 /// `(n, c, l)` of an input layout of rank 2 or more.
@@ -291,7 +365,9 @@ fn sum_grad_dev<T: Float>(g: &[T], x: &[T], mean: f64) -> (f64, f64) {
     (ts + s.iter().sum::<f64>(), tsx + sx.iter().sum::<f64>())
 }
 
-/// Forward pass: returns the output and, in training mode, each channel's `(mean, biased var)`.
+/// Forward pass: returns the output (pooled with `pool`), each channel's `(mean, biased var)`
+/// (computed in training mode, else the given ones) and with `pool` each pooled cell's argmax.
+#[allow(clippy::too_many_arguments)]
 fn forward<T: Float>(
     x: &[T],
     w: &[T],
@@ -300,20 +376,29 @@ fn forward<T: Float>(
     act: FusedActivation,
     eps: f64,
     dims: (usize, usize, usize),
-) -> (Vec<T>, Vec<(f64, f64)>) {
+    pool: Option<&Plane>,
+) -> (Vec<T>, Vec<(f64, f64)>, Vec<u32>) {
     let (n, c, l) = dims;
     let count = (n * l) as f64;
-    let mut y = crate::element::zeroed(x.len());
-    if y.is_empty() {
+    let out_len = pool.map_or(l, |p| p.oh * p.ow);
+    let mut y = crate::element::zeroed(n * c * out_len);
+    let mut indices = if pool.is_some() { vec![0u32; y.len()] } else { Vec::new() };
+    if x.is_empty() {
         // No values: the statistics are 0/0 (NaN), as candle's means give.
-        return (y, vec![(f64::NAN, f64::NAN); c]);
+        return (y, vec![(f64::NAN, f64::NAN); c], indices);
     }
-    let mut planes = channel_major_planes(&mut y, dims);
+    let mut planes = channel_major_planes(&mut y, (n, c, out_len));
+    let mut index_planes: Vec<&mut [u32]> = if pool.is_some() {
+        channel_major_planes(&mut indices, (n, c, out_len))
+    } else {
+        (0..n * c).map(|_| Default::default()).collect()
+    };
     let stats = planes
         .par_chunks_mut(n)
+        .zip(index_planes.par_chunks_mut(n))
         .enumerate()
         .with_min_len(min_channels_per_task(n * l))
-        .map(|(ch, out)| {
+        .map_init(Vec::new, |scratch, (ch, (out, ix))| {
             with_avx512(|| {
                 let (mean, var, invstd) = match given {
                     Some(s) => (s.mean[ch], s.var[ch], s.invstd[ch]),
@@ -332,17 +417,28 @@ fn forward<T: Float>(
                 let scale_f64 = w[ch].to_f64() * invstd;
                 let shift = T::from_f64(b.map_or(0.0, |b| b[ch].to_f64()) - (mean - m.to_f64()) * scale_f64);
                 let scale = T::from_f64(scale_f64);
-                for (i, out) in out.iter_mut().enumerate() {
-                    for (o, v) in out.iter_mut().zip(plane(x, i, ch, dims)) {
+                for (i, (out, ix)) in out.iter_mut().zip(ix.iter_mut()).enumerate() {
+                    // With a pool, each plane is normalised into scratch and pooled from there.
+                    let full: &mut [T] = match pool {
+                        Some(_) => {
+                            scratch.resize(l, T::ZERO);
+                            scratch
+                        }
+                        None => out,
+                    };
+                    for (o, v) in full.iter_mut().zip(plane(x, i, ch, dims)) {
                         *o = (*v - m) * scale + shift;
                     }
-                    act.apply(out);
+                    act.apply(full);
+                    if let Some(p) = pool {
+                        pool_plane(&scratch[..], out, Some(ix), p);
+                    }
                 }
                 (mean, var)
             })
         })
         .collect();
-    (y, stats)
+    (y, stats, indices)
 }
 
 /// What every channel of one backward pass reads.
@@ -358,6 +454,8 @@ struct BackwardInputs<'a, T> {
     /// Whether the two per-channel sums are needed (batch statistics, or a weight or bias
     /// gradient).
     sums_needed: bool,
+    /// With a pool: its geometry and the forward pass's argmax (`y` and `dy` are then pooled).
+    pool: Option<(&'a Plane, &'a [u32])>,
 }
 
 /// One channel's backward pass: its `(Σdz, Σdz·(x - mean))`, `dz` the gradient before the
@@ -369,16 +467,23 @@ fn backward_channel<T: Float>(
     dx: Option<&mut [&mut [T]]>,
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
-    let BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed } = *cx;
-    let (n, _, l) = dims;
+    let BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed, pool } = *cx;
+    let (n, c, l) = dims;
     let count = (n * l) as f64;
-    let identity = act == FusedActivation::Identity;
+    let identity = act == FusedActivation::Identity && pool.is_none();
     if !identity {
-        // The activation's mask, applied once per channel into scratch space that the
-        // second pass reads again.
+        // The activation's mask (after the pool's scatter, with a pool), applied once per
+        // channel into scratch space that the second pass reads again.
         scratch.resize(n * l, T::ZERO);
         for (i, dz) in scratch.chunks_mut(l).enumerate() {
-            act.mask_gradient(plane(y, i, ch, dims), plane(dy, i, ch, dims), dz);
+            match pool {
+                Some((p, ix)) => {
+                    let pooled = (n, c, p.oh * p.ow);
+                    let (ix, y, dy) = (plane(ix, i, ch, pooled), plane(y, i, ch, pooled), plane(dy, i, ch, pooled));
+                    unpool_plane(dz, ix, y, dy, act, p);
+                }
+                None => act.mask_gradient(plane(y, i, ch, dims), plane(dy, i, ch, dims), dz),
+            }
         }
     }
     let scratch: &[T] = scratch;
@@ -464,6 +569,7 @@ fn backward<T: Float>(
     act: FusedActivation,
     dims: (usize, usize, usize),
     needs: [bool; 3],
+    pool: Option<(&Plane, &[u32])>,
 ) -> [Option<Vec<T>>; 3] {
     let (n, c, l) = dims;
     let mut dx = if needs[0] { crate::element::zeroed(x.len()) } else { Vec::new() };
@@ -472,7 +578,7 @@ fn backward<T: Float>(
     if !x.is_empty() {
         let mut dx_planes = if needs[0] { channel_major_planes(&mut dx, dims) } else { Vec::new() };
         let sums_needed = batch || needs[1] || needs[2];
-        let cx = BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed };
+        let cx = BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed, pool };
         let min_len = min_channels_per_task(n * l);
         if needs[0] {
             dx_planes
@@ -498,16 +604,24 @@ fn backward<T: Float>(
 impl WeightedOp for BatchNormOp {
     fn forward(&self, x: Operand<'_>, w: Operand<'_>, b: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
         let dims = ncl(x.1);
+        let pool = self.pool_plane(x.1)?;
         fn go<T: Float>(
             op: &BatchNormOp,
             (xs, ws, bs): Operands<'_, T>,
             dims: (usize, usize, usize),
+            pool: Option<&Plane>,
         ) -> Result<CpuStorage> {
             let given = if op.batch { None } else { op.stats.get() };
             if !op.batch && given.is_none() {
                 candle_core::bail!("batch_norm: evaluation mode without statistics")
             }
-            let (y, stats) = forward(xs, ws, bs, given, op.act, op.eps, dims);
+            let (y, stats, indices) = forward(xs, ws, bs, given, op.act, op.eps, dims, pool);
+            if pool.is_some() {
+                let Ok(mut slot) = op.indices.lock() else {
+                    candle_core::bail!("batch_norm: argmax store poisoned by an earlier panic")
+                };
+                *slot = indices;
+            }
             if op.batch {
                 let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
                 let invstd = var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
@@ -518,11 +632,15 @@ impl WeightedOp for BatchNormOp {
             Ok(T::wrap(y))
         }
         let out = match x.0 {
-            CpuStorage::F32(_) => go::<f32>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
-            CpuStorage::F64(_) => go::<f64>(self, operand_slices("batch_norm", x, w, b)?, dims)?,
+            CpuStorage::F32(_) => go::<f32>(self, operand_slices("batch_norm", x, w, b)?, dims, pool.as_ref())?,
+            CpuStorage::F64(_) => go::<f64>(self, operand_slices("batch_norm", x, w, b)?, dims, pool.as_ref())?,
             other => candle_core::bail!("batch_norm: unsupported dtype {:?}", other.dtype()),
         };
-        Ok((out, x.1.shape().clone()))
+        let shape = match pool {
+            Some(p) => Shape::from((dims.0, dims.1, p.oh, p.ow)),
+            None => x.1.shape().clone(),
+        };
+        Ok((out, shape))
     }
 
     fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
@@ -530,22 +648,33 @@ impl WeightedOp for BatchNormOp {
         let Some(stats) = self.stats.get() else {
             candle_core::bail!("batch_norm backward: no statistics from the forward pass")
         };
+        let pool = self.pool_plane(s[0].1)?;
+        let Ok(indices) = self.indices.lock() else {
+            candle_core::bail!("batch_norm backward: argmax store poisoned by an earlier panic")
+        };
+        let pool = match pool {
+            Some(p) if indices.len() == s[2].1.shape().elem_count() => Some((p, &indices[..])),
+            Some(_) => candle_core::bail!("batch_norm backward: no argmax recorded for this pooled output"),
+            None => None,
+        };
         fn go<T: Float>(
             op: &BatchNormOp,
             stats: &ChannelStats,
             s: [Operand<'_>; 4],
             dims: (usize, usize, usize),
             needs: [bool; 3],
+            pool: Option<(&Plane, &[u32])>,
         ) -> Result<[Option<CpuStorage>; 3]> {
             let what = ["input", "weight", "output", "output gradient"];
             let [x, w, y, dy] =
                 [0, 1, 2, 3].map(|k| contiguous_slice::<T>(s[k].0, s[k].1, "batch_norm backward", what[k]));
-            let grads = backward(x?, w?, y?, dy?, stats, op.batch, op.act, dims, needs);
+            let grads = backward(x?, w?, y?, dy?, stats, op.batch, op.act, dims, needs, pool);
             Ok(grads.map(|g| g.map(T::wrap)))
         }
+        let pool = pool.as_ref().map(|(p, ix)| (p, *ix));
         match s[0].0 {
-            CpuStorage::F32(_) => go::<f32>(self, stats, s, dims, needs),
-            CpuStorage::F64(_) => go::<f64>(self, stats, s, dims, needs),
+            CpuStorage::F32(_) => go::<f32>(self, stats, s, dims, needs, pool),
+            CpuStorage::F64(_) => go::<f64>(self, stats, s, dims, needs, pool),
             other => candle_core::bail!("batch_norm backward: unsupported dtype {:?}", other.dtype()),
         }
     }

@@ -6,7 +6,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
 use ember_kernels::{
-    batch_norm_eval, batch_norm_train, candle_batch_norm_eval, candle_batch_norm_train, FusedActivation,
+    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, candle_batch_norm_eval, candle_batch_norm_train,
+    max_pool2d, FusedActivation, Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -131,6 +132,54 @@ fn training_kernel_matches_candle_ops_forward_statistics_and_gradients() {
         assert!(max_rel_diff(&stats.var, &reference.var) < c.tol, "{what}: variance");
         assert_same(&what, &c.ops, &ours, &theirs, &c.vars(), c.tol);
     });
+}
+
+#[test]
+fn training_kernel_with_max_pool_equals_batch_norm_then_pool() {
+    // The reference is ember's unfused pair (each checked against candle above and in
+    // max_pool.rs): both normalise with the same arithmetic, so even ties pool alike.
+    let pools = [
+        Pool2dParams::square_window(3, 2, 1),
+        Pool2dParams::square(2),
+        Pool2dParams::square_window(3, 1, 1),
+        Pool2dParams { kernel: (2, 3), stride: (1, 2), padding: (0, 1) },
+    ];
+    let mut checked = 0;
+    for_each_case(16, [1e-12, 1e-6], |c, case, _| {
+        let &[_, _, h, w] = &c.shape[..] else { return };
+        for pool in pools {
+            if pool.output_size(h, w).is_err() {
+                continue;
+            }
+            let (ours, stats) = batch_norm_train_max_pool(&c.ops.x, c.weight(), c.bias(), 1e-5, c.act, pool).unwrap();
+            let (full, reference) = batch_norm_train(&c.ops.x, c.weight(), c.bias(), 1e-5, c.act).unwrap();
+            let theirs = max_pool2d(&full, pool).unwrap();
+            let what = format!("{} {pool:?} (case {case})", c.what());
+            assert_eq!(ours.dims(), theirs.dims(), "{what}");
+            assert!(max_rel_diff(&stats.mean, &reference.mean) < c.tol, "{what}: mean");
+            assert!(max_rel_diff(&stats.var, &reference.var) < c.tol, "{what}: variance");
+            let r = random(ours.dims(), &mut StdRng::seed_from_u64(case as u64), c.dtype, -1.0, 1.0);
+            let ops = Operands { x: c.ops.x.clone(), w: c.ops.w.clone(), b: c.ops.b.clone(), r };
+            assert_same(&what, &ops, &ours, &theirs, &c.vars(), c.tol);
+            checked += 1;
+        }
+    });
+    assert!(checked > 40, "only {checked} pooled cases");
+    // Finite differences through the pool (f64, values far from ties).
+    let mut rng = StdRng::seed_from_u64(17);
+    let x = random(&[2, 3, 6, 5], &mut rng, DType::F64, -2.0, 2.0);
+    let (wt, bs) = (random(&[3], &mut rng, DType::F64, 0.5, 2.0), random(&[3], &mut rng, DType::F64, -0.5, 0.5));
+    let pool = Pool2dParams::square_window(3, 2, 1);
+    let r = random(&[2, 3, 3, 3], &mut rng, DType::F64, -1.0, 1.0);
+    for act in ACTS {
+        let fd = check_gradients(
+            |t| (batch_norm_train_max_pool(&t[0], Some(&t[1]), Some(&t[2]), 1e-5, act, pool)?.0 * &r)?.sum_all(),
+            &[x.clone(), wt.clone(), bs.clone()],
+            1e-6,
+        )
+        .unwrap();
+        assert!(fd.max_rel_error < 1e-5, "{act:?}: {fd:?}");
+    }
 }
 
 #[test]

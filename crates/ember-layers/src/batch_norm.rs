@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
-use ember_kernels::{batch_norm_eval, batch_norm_train, BatchStats, FusedActivation};
+use ember_kernels::{batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, BatchStats, FusedActivation};
 
 use crate::weight_init::candle_init;
 use crate::{Buffer, ModuleTree, Param};
@@ -153,6 +153,39 @@ impl BatchNorm {
     /// the output in backward, so neither the normalised tensor nor its gradient is stored.
     /// Equal to `forward_t` followed by the activation.
     pub fn forward_t_with_activation(&self, xs: &Tensor, train: bool, act: FusedActivation) -> Result<Tensor> {
+        self.forward_fused(xs, train, act, None)
+    }
+
+    /// The layer followed by `act` and a max pool, `pool.forward(act(bn(xs)))` (ResNet's stem).
+    /// With batch statistics (training) the three are one op
+    /// ([`ember_kernels::batch_norm_train_max_pool`]): the full-resolution activation is pooled
+    /// while in cache and never stored, nor its gradient. With running statistics the batch
+    /// norm and activation run as one op and the pool after it.
+    pub fn forward_t_with_activation_and_pool(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        act: FusedActivation,
+        pool: &crate::MaxPool2d,
+    ) -> Result<Tensor> {
+        if xs.rank() != 4 {
+            candle_core::bail!(
+                "batch_norm `{}` with max pool: expected input (batch, {}, height, width), got {:?}",
+                self.name,
+                self.cfg.num_features,
+                xs.dims()
+            )
+        }
+        self.forward_fused(xs, train, act, Some(pool))
+    }
+
+    fn forward_fused(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        act: FusedActivation,
+        pool: Option<&crate::MaxPool2d>,
+    ) -> Result<Tensor> {
         let c = self.cfg.num_features;
         let dims = xs.dims().to_vec();
         if !(2..=4).contains(&dims.len()) || dims[1] != c {
@@ -167,7 +200,11 @@ impl BatchNorm {
         let (weight, bias, eps) = (weight.as_ref(), bias.as_ref(), self.cfg.eps);
         let y = match (&self.running_mean, &self.running_var) {
             (Some(m), Some(v)) if self.frozen || !train => {
-                batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?
+                let y = batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?;
+                match pool {
+                    Some(pool) => y.apply(pool)?,
+                    None => y,
+                }
             }
             _ => {
                 let count = b * n;
@@ -177,7 +214,10 @@ impl BatchNorm {
                         self.name
                     )
                 }
-                let (y, BatchStats { mean, var }) = batch_norm_train(xs, weight, bias, eps, act)?;
+                let (y, BatchStats { mean, var }) = match pool {
+                    Some(pool) => batch_norm_train_max_pool(xs, weight, bias, eps, act, pool.params())?,
+                    None => batch_norm_train(xs, weight, bias, eps, act)?,
+                };
                 if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
                     if train {
                         let m = self.cfg.momentum;

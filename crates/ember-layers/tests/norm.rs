@@ -6,9 +6,10 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, ModuleT};
 use common::{assert_close, cases, gradcheck, parity, random, tensor, values};
+use ember_kernels::FusedActivation;
 use ember_layers::{
     BatchNorm, BatchNormConfig, Dropout, Dropout2d, DropoutConfig, Embedding, GroupNorm, GroupNormConfig, LayerNorm,
-    LayerNormConfig, ParamStore,
+    LayerNormConfig, MaxPool2d, ParamStore,
 };
 use serde_json::Value;
 
@@ -70,6 +71,37 @@ fn batch_norm_running_stats_match_pytorch_after_ten_steps_and_eval_uses_them() {
     let y_train = bn.forward_t(&x_eval, true).unwrap();
     assert!((y_train - y_eval).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
     assert_ne!(bn.running_mean().unwrap().to_vec1::<f32>().unwrap(), before);
+}
+
+#[test]
+fn batch_norm_with_pool_equals_batch_norm_then_pool_and_updates_the_same_statistics() {
+    // Two layers with the same parameters: one runs the fused op, one the batch norm and the pool
+    // in turn; train mode (batch statistics, running averages updated), then eval mode.
+    let f32 = |t: Tensor| t.to_dtype(DType::F32).unwrap();
+    let x = f32((random(&[3, 4, 9, 8], 5) * 2.0).unwrap());
+    let pool = MaxPool2d::new(3, 2, 1);
+    let layer = || {
+        let store = ParamStore::new(0, &Device::Cpu);
+        let bn = BatchNorm::new(&BatchNormConfig::new(4), store.var_builder(DType::F32).pp("bn")).unwrap();
+        store.assign("bn.weight", &f32(random(&[4], 6))).unwrap();
+        store.assign("bn.bias", &f32(random(&[4], 7))).unwrap();
+        bn
+    };
+    let (fused, separate) = (layer(), layer());
+    let max_diff =
+        |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    for train in [true, true, false] {
+        let a = fused.forward_t_with_activation_and_pool(&x, train, FusedActivation::Relu, &pool).unwrap();
+        let b = separate.forward_t_with_activation(&x, train, FusedActivation::Relu).unwrap().apply(&pool).unwrap();
+        assert_eq!(a.dims(), [3, 4, 5, 4]);
+        assert!(max_diff(&a, &b) < 1e-6, "train {train}: outputs differ by {}", max_diff(&a, &b));
+        let (ma, mb) = (fused.running_mean().unwrap(), separate.running_mean().unwrap());
+        assert!(max_diff(&ma, &mb) < 1e-7, "train {train}: running means differ");
+    }
+    assert!(fused.running_mean().unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
+    let flat = x.flatten_from(2).unwrap();
+    let err = fused.forward_t_with_activation_and_pool(&flat, true, FusedActivation::Relu, &pool).unwrap_err();
+    assert!(err.to_string().contains("`bn` with max pool"), "{err}");
 }
 
 #[test]

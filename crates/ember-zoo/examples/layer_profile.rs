@@ -28,8 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut per_layer: Vec<(String, Vec<f64>)> = Vec::new();
     // The fastest of several passes: on a shared machine, other work only ever adds time.
     let (warmup, timed) = (1, 9);
+    let mut whole_passes = Vec::new();
     for pass in 0..warmup + timed {
         let _guard = (!train).then(ember_kernels::no_grad);
+        let pass_start = Instant::now();
         let mut index = 0;
         let mut last = Instant::now();
         let mut tap = |layer: &str, _: &Tensor| {
@@ -44,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             last = Instant::now();
         };
         model.forward_tapped(&x, train, &mut tap)?;
+        if pass >= warmup {
+            whole_passes.push(pass_start.elapsed().as_secs_f64() * 1e3);
+        }
     }
     let fastest = |v: &mut Vec<f64>| v.iter().copied().fold(f64::INFINITY, f64::min);
     let mut by_kind: BTreeMap<String, (f64, usize)> = BTreeMap::new();
@@ -63,6 +68,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    whole_passes.sort_by(f64::total_cmp);
+    println!(
+        "\nwhole passes: fastest {:.1} ms, median {:.1} ms (the layers' fastest add up to {total:.1})",
+        whole_passes[0],
+        whole_passes[whole_passes.len() / 2]
+    );
     println!("\nby kind (sum of fastest {total:.1} ms):");
     for (kind, (ms, n)) in kinds {
         println!("{kind:24} {n:3} layers {ms:8.2} ms {:5.1} %", 100.0 * ms / total);

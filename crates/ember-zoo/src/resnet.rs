@@ -263,9 +263,26 @@ impl ResNet {
 
 impl Layered for ResNet {
     fn forward_tapped(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
-        let mut x = conv_bn(&self.conv1, &self.bn1, xs, FusedActivation::Relu, train, &["conv1", "bn1", "relu"], tap)?;
+        let pool = MaxPool2d::new(3, 2, 1);
+        // Training with batch statistics: the stem's batch norm, ReLU and pool as one op, which
+        // reports its (pooled) output under each name, as a folded batch norm reports its
+        // convolution's.
+        let fused_pool = self.cfg.stem == Stem::ImageNet && !self.bn1.uses_running_statistics(train);
+        let mut x = if fused_pool {
+            let y = tapped(tap, "conv1", xs.apply(&self.conv1)?);
+            let y = self.bn1.forward_t_with_activation_and_pool(&y, train, FusedActivation::Relu, &pool)?;
+            for name in ["bn1", "relu"] {
+                tap(name, &y);
+            }
+            y
+        } else {
+            conv_bn(&self.conv1, &self.bn1, xs, FusedActivation::Relu, train, &["conv1", "bn1", "relu"], tap)?
+        };
         if self.cfg.stem == Stem::ImageNet {
-            x = tapped(tap, "maxpool", x.apply(&MaxPool2d::new(3, 2, 1))?);
+            if !fused_pool {
+                x = x.apply(&pool)?;
+            }
+            x = tapped(tap, "maxpool", x);
         }
         for block in self.blocks() {
             x = block.forward(&x, train, tap)?;
