@@ -17,10 +17,10 @@
 use rayon::prelude::*;
 
 use crate::activation::FusedActivation;
-use crate::conv2d_gemm::{col2im_strided, im2col_strided};
 use crate::conv_geometry::{ConvGeometry, ConvGrads, Needs};
 use crate::conv_spec::ConvSpec;
 use crate::element::{sum, Float};
+use crate::im2col::{col2im_strided, im2col_strided};
 use crate::matmul::{matmul, Mat};
 
 /// Output positions per image below which the batched paths run: with ResNet's 7x7 and 14x14

@@ -40,6 +40,7 @@ mod element;
 mod finite;
 mod glob;
 pub mod gradcheck;
+mod im2col;
 pub mod init;
 mod linear;
 mod matmul;
