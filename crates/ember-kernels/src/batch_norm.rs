@@ -118,6 +118,58 @@ pub fn batch_norm_train_max_pool(
     Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
 }
 
+/// [`batch_norm_train`] of `xs` plus `shortcut`, through `act`: `act(bn(xs) + shortcut)`, the
+/// end of a residual block (ResNet's `relu(bn2(conv2(x)) + shortcut)`), as one op. The sum is
+/// formed while each channel is in cache, so the normalised tensor never exists and candle
+/// accumulates no gradient for it; the shortcut's gradient is the one before the batch norm.
+/// Returns the output and the batch statistics; gradients flow to `xs` (through the statistics
+/// too), `shortcut`, `weight` and `bias`. Equal to [`batch_norm_train`] followed by
+/// [`crate::add_activate`].
+///
+/// # Shapes
+/// - `xs`, `shortcut`: `(n, c, ...)`, the same
+/// - `weight`, `bias`: `(c,)`; absent means 1 and 0
+/// - output: the input's shape; statistics `(c,)`
+///
+/// f32/f64 CPU tensors run as one op; other dtypes and devices run the two in turn.
+pub fn batch_norm_train_add(
+    xs: &Tensor,
+    shortcut: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<(Tensor, BatchStats)> {
+    let c = check_shapes("batch_norm_train_add", xs, &[weight, bias])?;
+    if shortcut.shape() != xs.shape() {
+        candle_core::bail!("batch_norm_train_add: shortcut of shape {:?} for input {:?}", shortcut.dims(), xs.dims())
+    }
+    if !native(xs) || shortcut.dtype() != xs.dtype() {
+        let (ys, stats) = batch_norm_train(xs, weight, bias, eps, FusedActivation::Identity)?;
+        return Ok((crate::add_activate(&ys, shortcut, act)?, stats));
+    }
+    let (xs, shortcut) = (no_grad::input(xs), no_grad::input(shortcut));
+    let (weight, bias) = (weight.map(no_grad::input), bias.map(no_grad::input));
+    let dtype = xs.dtype();
+    // Weight and bias side by side: the op's third operand is the shortcut (candle's custom ops
+    // take three); the concatenation hands each its half of the gradient.
+    let weight = match weight {
+        Some(w) => w.to_dtype(dtype)?,
+        None => Tensor::ones(c, dtype, xs.device())?,
+    };
+    let bias = match bias {
+        Some(b) => b.to_dtype(dtype)?,
+        None => Tensor::zeros(c, dtype, xs.device())?,
+    };
+    let affine = Tensor::cat(&[&weight, &bias], 0)?;
+    let stats = Arc::new(OnceLock::new());
+    let op = BatchNormAddOp(BatchNormOp::new(act, eps, true, stats.clone()));
+    let ys = xs.contiguous()?.apply_op3(&affine, &shortcut.contiguous()?, op)?;
+    let Some(s) = stats.get() else { candle_core::bail!("batch_norm_train_add: the forward pass left no statistics") };
+    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(dtype);
+    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+}
+
 /// Batch normalisation with given statistics (evaluation mode, or a frozen layer in training),
 /// followed by `act`: `act((x - mean) / sqrt(var + eps) * weight + bias)`, a per-channel affine
 /// map. `mean` and `var` are constants (running statistics are buffers); gradients flow to
@@ -305,6 +357,15 @@ fn channel_major_planes<T>(data: &mut [T], (n, c, l): (usize, usize, usize)) -> 
     slots.into_iter().flatten().collect()
 }
 
+/// [`channel_major_planes`] of `data` where `needed`, else `n * c` empty slices in their place.
+fn planes_or_empty<T>(data: &mut [T], needed: bool, (n, c, l): (usize, usize, usize)) -> Vec<&mut [T]> {
+    if needed {
+        channel_major_planes(data, (n, c, l))
+    } else {
+        (0..n * c).map(|_| Default::default()).collect()
+    }
+}
+
 /// Plane `i` of channel `ch` of a contiguous `(n, c, l)` slice.
 #[inline]
 fn plane<T>(data: &[T], i: usize, ch: usize, (_, c, l): (usize, usize, usize)) -> &[T] {
@@ -365,8 +426,9 @@ fn sum_grad_dev<T: Float>(g: &[T], x: &[T], mean: f64) -> (f64, f64) {
     (ts + s.iter().sum::<f64>(), tsx + sx.iter().sum::<f64>())
 }
 
-/// Forward pass: returns the output (pooled with `pool`), each channel's `(mean, biased var)`
-/// (computed in training mode, else the given ones) and with `pool` each pooled cell's argmax.
+/// Forward pass, `pool(act(bn(x) + shortcut))` (either optional): returns the output, each
+/// channel's `(mean, biased var)` (computed in training mode, else the given ones) and with
+/// `pool` each pooled cell's argmax.
 #[allow(clippy::too_many_arguments)]
 fn forward<T: Float>(
     x: &[T],
@@ -376,7 +438,7 @@ fn forward<T: Float>(
     act: FusedActivation,
     eps: f64,
     dims: (usize, usize, usize),
-    pool: Option<&Plane>,
+    (shortcut, pool): (Option<&[T]>, Option<&Plane>),
 ) -> (Vec<T>, Vec<(f64, f64)>, Vec<u32>) {
     let (n, c, l) = dims;
     let count = (n * l) as f64;
@@ -388,11 +450,7 @@ fn forward<T: Float>(
         return (y, vec![(f64::NAN, f64::NAN); c], indices);
     }
     let mut planes = channel_major_planes(&mut y, (n, c, out_len));
-    let mut index_planes: Vec<&mut [u32]> = if pool.is_some() {
-        channel_major_planes(&mut indices, (n, c, out_len))
-    } else {
-        (0..n * c).map(|_| Default::default()).collect()
-    };
+    let mut index_planes = planes_or_empty(&mut indices, pool.is_some(), (n, c, out_len));
     let stats = planes
         .par_chunks_mut(n)
         .zip(index_planes.par_chunks_mut(n))
@@ -426,8 +484,17 @@ fn forward<T: Float>(
                         }
                         None => out,
                     };
-                    for (o, v) in full.iter_mut().zip(plane(x, i, ch, dims)) {
-                        *o = (*v - m) * scale + shift;
+                    match shortcut {
+                        Some(sc) => {
+                            for ((o, v), r) in full.iter_mut().zip(plane(x, i, ch, dims)).zip(plane(sc, i, ch, dims)) {
+                                *o = (*v - m) * scale + shift + *r;
+                            }
+                        }
+                        None => {
+                            for (o, v) in full.iter_mut().zip(plane(x, i, ch, dims)) {
+                                *o = (*v - m) * scale + shift;
+                            }
+                        }
                     }
                     act.apply(full);
                     if let Some(p) = pool {
@@ -464,7 +531,7 @@ struct BackwardInputs<'a, T> {
 fn backward_channel<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    dx: Option<&mut [&mut [T]]>,
+    (dx, dshortcut): (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
     let BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed, pool } = *cx;
@@ -488,6 +555,12 @@ fn backward_channel<T: Float>(
     }
     let scratch: &[T] = scratch;
     let dz_plane = |i: usize| if identity { plane(dy, i, ch, dims) } else { &scratch[i * l..(i + 1) * l] };
+    if let Some(dshortcut) = dshortcut {
+        // A residual sum's other operand gets the gradient before the batch norm, `dz`.
+        for (i, out) in dshortcut.iter_mut().enumerate() {
+            out.copy_from_slice(dz_plane(i));
+        }
+    }
     let mean = stats.mean[ch];
     // A plain loop, not a fold: everything here must inline into the AVX-512 copy.
     let (mut sum, mut sum_dev) = (0.0, 0.0);
@@ -536,28 +609,29 @@ fn backward_channel<T: Float>(
 unsafe fn backward_channel_avx512<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    dx: Option<&mut [&mut [T]]>,
+    grads: (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
-    backward_channel(cx, ch, dx, scratch)
+    backward_channel(cx, ch, grads, scratch)
 }
 
 /// [`backward_channel`] for this CPU (AVX-512 where it has it).
 fn backward_channel_here<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    dx: Option<&mut [&mut [T]]>,
+    grads: (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     if has_avx512f() {
         // SAFETY: AVX-512F is available (checked just above), the function's only requirement.
-        return unsafe { backward_channel_avx512(cx, ch, dx, scratch) };
+        return unsafe { backward_channel_avx512(cx, ch, grads, scratch) };
     }
-    backward_channel(cx, ch, dx, scratch)
+    backward_channel(cx, ch, grads, scratch)
 }
 
-/// Backward pass: `[dx, dweight, dbias]`, each only when `needs` asks for it.
+/// Backward pass: `[dx, dweight, dbias, dshortcut]`, each only when `needs` asks for it (the
+/// last only for an op with a residual operand).
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Float>(
     x: &[T],
@@ -568,37 +642,33 @@ fn backward<T: Float>(
     batch: bool,
     act: FusedActivation,
     dims: (usize, usize, usize),
-    needs: [bool; 3],
+    needs: [bool; 4],
     pool: Option<(&Plane, &[u32])>,
-) -> [Option<Vec<T>>; 3] {
+) -> [Option<Vec<T>>; 4] {
     let (n, c, l) = dims;
-    let mut dx = if needs[0] { crate::element::zeroed(x.len()) } else { Vec::new() };
+    let buffer = |needed: bool| if needed { crate::element::zeroed(x.len()) } else { Vec::new() };
+    let (mut dx, mut dshortcut) = (buffer(needs[0]), buffer(needs[3]));
     // Each channel's (Σdz, Σdz·(x - mean)), dz the gradient before the activation.
     let mut sums = vec![(0f64, 0f64); c];
-    if !x.is_empty() {
-        let mut dx_planes = if needs[0] { channel_major_planes(&mut dx, dims) } else { Vec::new() };
-        let sums_needed = batch || needs[1] || needs[2];
+    let sums_needed = batch || needs[1] || needs[2];
+    if !x.is_empty() && (needs[0] || needs[3] || sums_needed) {
+        let (mut dx_planes, mut dshortcut_planes) =
+            (planes_or_empty(&mut dx, needs[0], dims), planes_or_empty(&mut dshortcut, needs[3], dims));
         let cx = BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed, pool };
-        let min_len = min_channels_per_task(n * l);
-        if needs[0] {
-            dx_planes
-                .par_chunks_mut(n)
-                .zip(sums.par_iter_mut())
-                .enumerate()
-                .with_min_len(min_len)
-                .for_each_init(Vec::new, |scratch, (ch, (dx, s))| {
-                    *s = backward_channel_here(&cx, ch, Some(dx), scratch)
-                });
-        } else if sums_needed {
-            sums.par_iter_mut()
-                .enumerate()
-                .with_min_len(min_len)
-                .for_each_init(Vec::new, |scratch, (ch, s)| *s = backward_channel_here(&cx, ch, None, scratch));
-        }
+        dx_planes
+            .par_chunks_mut(n)
+            .zip(dshortcut_planes.par_chunks_mut(n))
+            .zip(sums.par_iter_mut())
+            .enumerate()
+            .with_min_len(min_channels_per_task(n * l))
+            .for_each_init(Vec::new, |scratch, (ch, ((dx, dsc), s))| {
+                let grads = (needs[0].then_some(dx), needs[3].then_some(dsc));
+                *s = backward_channel_here(&cx, ch, grads, scratch)
+            });
     }
     let dw = needs[1].then(|| sums.iter().zip(&stats.invstd).map(|((_, sd), is)| T::from_f64(sd * is)).collect());
     let db = needs[2].then(|| sums.iter().map(|(s, _)| T::from_f64(*s)).collect());
-    [needs[0].then_some(dx), dw, db]
+    [needs[0].then_some(dx), dw, db, needs[3].then_some(dshortcut)]
 }
 
 impl WeightedOp for BatchNormOp {
@@ -615,7 +685,7 @@ impl WeightedOp for BatchNormOp {
             if !op.batch && given.is_none() {
                 candle_core::bail!("batch_norm: evaluation mode without statistics")
             }
-            let (y, stats, indices) = forward(xs, ws, bs, given, op.act, op.eps, dims, pool);
+            let (y, stats, indices) = forward(xs, ws, bs, given, op.act, op.eps, dims, (None, pool));
             if pool.is_some() {
                 let Ok(mut slot) = op.indices.lock() else {
                     candle_core::bail!("batch_norm: argmax store poisoned by an earlier panic")
@@ -668,8 +738,10 @@ impl WeightedOp for BatchNormOp {
             let what = ["input", "weight", "output", "output gradient"];
             let [x, w, y, dy] =
                 [0, 1, 2, 3].map(|k| contiguous_slice::<T>(s[k].0, s[k].1, "batch_norm backward", what[k]));
-            let grads = backward(x?, w?, y?, dy?, stats, op.batch, op.act, dims, needs, pool);
-            Ok(grads.map(|g| g.map(T::wrap)))
+            let [needs_x, needs_w, needs_b] = needs;
+            let [dx, dw, db, _] =
+                backward(x?, w?, y?, dy?, stats, op.batch, op.act, dims, [needs_x, needs_w, needs_b, false], pool);
+            Ok([dx, dw, db].map(|g| g.map(T::wrap)))
         }
         let pool = pool.as_ref().map(|(p, ix)| (p, *ix));
         match s[0].0 {
@@ -681,3 +753,78 @@ impl WeightedOp for BatchNormOp {
 }
 
 impl_weighted_custom_ops!(BatchNormOp, "ember-batch-norm", "ember-batch-norm-bias");
+
+/// The training-mode batch norm with a residual sum, on `(x, [weight, bias], shortcut)`: the
+/// [`WeightedOp`] shape with the weight and bias side by side as its weight and the shortcut
+/// in its bias's place (see [`batch_norm_train_add`]).
+#[derive(Debug, Clone)]
+struct BatchNormAddOp(BatchNormOp);
+
+impl WeightedOp for BatchNormAddOp {
+    fn forward(&self, x: Operand<'_>, wb: Operand<'_>, shortcut: Option<Operand<'_>>) -> Result<(CpuStorage, Shape)> {
+        let dims = ncl(x.1);
+        let Some(shortcut) = shortcut else { candle_core::bail!("batch_norm_add: no shortcut operand") };
+        if wb.1.shape().elem_count() != 2 * dims.1 || shortcut.1.shape() != x.1.shape() {
+            candle_core::bail!(
+                "batch_norm_add: operand shapes {:?}, {:?}, {:?}",
+                x.1.shape(),
+                wb.1.shape(),
+                shortcut.1.shape()
+            )
+        }
+        fn go<T: Float>(
+            op: &BatchNormOp,
+            (xs, wb, sc): Operands<'_, T>,
+            dims: (usize, usize, usize),
+        ) -> Result<CpuStorage> {
+            let (w, b) = wb.split_at(dims.1);
+            let (y, stats, _) = forward(xs, w, Some(b), None, op.act, op.eps, dims, (sc, None));
+            let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
+            let invstd = var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
+            if op.stats.set(ChannelStats { mean, var, invstd }).is_err() {
+                candle_core::bail!("batch_norm_add: one op ran its forward pass twice")
+            }
+            Ok(T::wrap(y))
+        }
+        let out = match x.0 {
+            CpuStorage::F32(_) => go::<f32>(&self.0, operand_slices("batch_norm_add", x, wb, Some(shortcut))?, dims)?,
+            CpuStorage::F64(_) => go::<f64>(&self.0, operand_slices("batch_norm_add", x, wb, Some(shortcut))?, dims)?,
+            other => candle_core::bail!("batch_norm_add: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, x.1.shape().clone()))
+    }
+
+    /// `[dx, d[weight, bias], dshortcut]`.
+    fn gradients(&self, s: [Operand<'_>; 4], needs: [bool; 3]) -> Result<[Option<CpuStorage>; 3]> {
+        let dims = ncl(s[0].1);
+        let Some(stats) = self.0.stats.get() else {
+            candle_core::bail!("batch_norm_add backward: no statistics from the forward pass")
+        };
+        fn go<T: Float>(
+            op: &BatchNormOp,
+            stats: &ChannelStats,
+            s: [Operand<'_>; 4],
+            dims: (usize, usize, usize),
+            [needs_x, needs_affine, needs_shortcut]: [bool; 3],
+        ) -> Result<[Option<CpuStorage>; 3]> {
+            let what = ["input", "weight and bias", "output", "output gradient"];
+            let [x, wb, y, dy] =
+                [0, 1, 2, 3].map(|k| contiguous_slice::<T>(s[k].0, s[k].1, "batch_norm_add backward", what[k]));
+            let wb = wb?;
+            let needs = [needs_x, needs_affine, needs_affine, needs_shortcut];
+            let [dx, dw, db, dsc] = backward(x?, &wb[..dims.1], y?, dy?, stats, true, op.act, dims, needs, None);
+            let affine = dw.zip(db).map(|(mut dw, db)| {
+                dw.extend(db);
+                dw
+            });
+            Ok([dx, affine, dsc].map(|g| g.map(T::wrap)))
+        }
+        match s[0].0 {
+            CpuStorage::F32(_) => go::<f32>(&self.0, stats, s, dims, needs),
+            CpuStorage::F64(_) => go::<f64>(&self.0, stats, s, dims, needs),
+            other => candle_core::bail!("batch_norm_add backward: unsupported dtype {:?}", other.dtype()),
+        }
+    }
+}
+
+impl_weighted_custom_ops!(BatchNormAddOp, "ember-batch-norm-add-2", "ember-batch-norm-add");

@@ -60,8 +60,8 @@ mod winograd;
 pub use activation::{activate, relu, FusedActivation};
 pub use avg_pool::{adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d};
 pub use batch_norm::{
-    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, candle_batch_norm_eval, candle_batch_norm_train,
-    BatchStats,
+    batch_norm_eval, batch_norm_train, batch_norm_train_add, batch_norm_train_max_pool, candle_batch_norm_eval,
+    candle_batch_norm_train, BatchStats,
 };
 pub use conv::{
     candle_conv2d, conv1d, conv2d, conv2d_activation_max_pool, conv2d_activation_max_pool_t, conv2d_padded_t,

@@ -6,8 +6,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ember_kernels::gradcheck::check_gradients;
 use ember_kernels::{
-    batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, candle_batch_norm_eval, candle_batch_norm_train,
-    max_pool2d, FusedActivation, Pool2dParams,
+    add_activate, batch_norm_eval, batch_norm_train, batch_norm_train_add, batch_norm_train_max_pool,
+    candle_batch_norm_eval, candle_batch_norm_train, max_pool2d, FusedActivation, Pool2dParams,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -180,6 +180,42 @@ fn training_kernel_with_max_pool_equals_batch_norm_then_pool() {
         .unwrap();
         assert!(fd.max_rel_error < 1e-5, "{act:?}: {fd:?}");
     }
+}
+
+#[test]
+fn training_kernel_with_residual_equals_batch_norm_then_add_activate() {
+    // The reference is ember's unfused pair (each checked against candle's ops elsewhere).
+    for_each_case(18, [1e-12, 1e-6], |c, case, rng| {
+        let shortcut = Var::from_tensor(&random(&c.shape, rng, c.dtype, -2.0, 2.0)).unwrap();
+        let (ours, stats) = batch_norm_train_add(&c.ops.x, &shortcut, c.weight(), c.bias(), 1e-5, c.act).unwrap();
+        let (normalised, reference) =
+            batch_norm_train(&c.ops.x, c.weight(), c.bias(), 1e-5, FusedActivation::Identity).unwrap();
+        let theirs = add_activate(&normalised, &shortcut, c.act).unwrap();
+        let what = format!("{} with a shortcut (case {case})", c.what());
+        assert!(max_rel_diff(&stats.mean, &reference.mean) < c.tol, "{what}: mean");
+        assert!(max_rel_diff(&stats.var, &reference.var) < c.tol, "{what}: variance");
+        let mut vars = c.vars();
+        vars.push(&shortcut);
+        assert_same(&what, &c.ops, &ours, &theirs, &vars, c.tol);
+    });
+    let mut rng = StdRng::seed_from_u64(19);
+    let shape = [2, 3, 4, 3];
+    let x = random(&shape, &mut rng, DType::F64, -2.0, 2.0);
+    let sc = random(&shape, &mut rng, DType::F64, -1.0, 1.0);
+    let (wt, bs) = (random(&[3], &mut rng, DType::F64, 0.5, 2.0), random(&[3], &mut rng, DType::F64, -0.5, 0.5));
+    let r = random(&shape, &mut rng, DType::F64, -1.0, 1.0);
+    for act in ACTS {
+        let fd = check_gradients(
+            |t| (batch_norm_train_add(&t[0], &t[1], Some(&t[2]), Some(&t[3]), 1e-5, act)?.0 * &r)?.sum_all(),
+            &[x.clone(), sc.clone(), wt.clone(), bs.clone()],
+            1e-6,
+        )
+        .unwrap();
+        assert!(fd.max_rel_error < 1e-5, "{act:?}: {fd:?}");
+    }
+    let wrong = random(&[2, 3, 4, 2], &mut rng, DType::F64, -1.0, 1.0);
+    let err = batch_norm_train_add(&x, &wrong, None, None, 1e-5, FusedActivation::Relu).unwrap_err();
+    assert!(err.to_string().contains("shortcut of shape [2, 3, 4, 2]"), "{err}");
 }
 
 #[test]

@@ -3,7 +3,10 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ember_kernels::init::Init;
-use ember_kernels::{batch_norm_eval, batch_norm_train, batch_norm_train_max_pool, BatchStats, FusedActivation};
+use ember_kernels::{
+    add_activate, batch_norm_eval, batch_norm_train, batch_norm_train_add, batch_norm_train_max_pool, BatchStats,
+    FusedActivation,
+};
 
 use crate::weight_init::candle_init;
 use crate::{Buffer, ModuleTree, Param};
@@ -153,7 +156,29 @@ impl BatchNorm {
     /// the output in backward, so neither the normalised tensor nor its gradient is stored.
     /// Equal to `forward_t` followed by the activation.
     pub fn forward_t_with_activation(&self, xs: &Tensor, train: bool, act: FusedActivation) -> Result<Tensor> {
-        self.forward_fused(xs, train, act, None)
+        self.forward_fused(xs, train, act, After::Nothing)
+    }
+
+    /// The end of a residual block, `act(bn(xs) + shortcut)`. With batch statistics (training)
+    /// it is one op ([`ember_kernels::batch_norm_train_add`]): the sum is formed while each
+    /// channel is in cache, so the normalised tensor is never stored, nor its gradient; with
+    /// running statistics the batch norm and then the sum with its activation.
+    pub fn forward_t_with_residual(
+        &self,
+        xs: &Tensor,
+        shortcut: &Tensor,
+        train: bool,
+        act: FusedActivation,
+    ) -> Result<Tensor> {
+        if shortcut.dims() != xs.dims() {
+            candle_core::bail!(
+                "batch_norm `{}`: shortcut of shape {:?} for input {:?}",
+                self.name,
+                shortcut.dims(),
+                xs.dims()
+            )
+        }
+        self.forward_fused(xs, train, act, After::Residual(shortcut))
     }
 
     /// The layer followed by `act` and a max pool, `pool.forward(act(bn(xs)))` (ResNet's stem).
@@ -176,16 +201,10 @@ impl BatchNorm {
                 xs.dims()
             )
         }
-        self.forward_fused(xs, train, act, Some(pool))
+        self.forward_fused(xs, train, act, After::Pool(pool))
     }
 
-    fn forward_fused(
-        &self,
-        xs: &Tensor,
-        train: bool,
-        act: FusedActivation,
-        pool: Option<&crate::MaxPool2d>,
-    ) -> Result<Tensor> {
+    fn forward_fused(&self, xs: &Tensor, train: bool, act: FusedActivation, after: After<'_>) -> Result<Tensor> {
         let c = self.cfg.num_features;
         let dims = xs.dims().to_vec();
         if !(2..=4).contains(&dims.len()) || dims[1] != c {
@@ -199,13 +218,16 @@ impl BatchNorm {
         let bias = self.bias.as_ref().map(Param::value).transpose()?;
         let (weight, bias, eps) = (weight.as_ref(), bias.as_ref(), self.cfg.eps);
         let y = match (&self.running_mean, &self.running_var) {
-            (Some(m), Some(v)) if self.frozen || !train => {
-                let y = batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?;
-                match pool {
-                    Some(pool) => y.apply(pool)?,
-                    None => y,
+            (Some(m), Some(v)) if self.frozen || !train => match after {
+                After::Nothing => batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?,
+                After::Pool(pool) => {
+                    batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, act)?.apply(pool)?
                 }
-            }
+                After::Residual(shortcut) => {
+                    let y = batch_norm_eval(xs, &m.value(), &v.value(), weight, bias, eps, FusedActivation::Identity)?;
+                    add_activate(&y, shortcut, act)?
+                }
+            },
             _ => {
                 let count = b * n;
                 if count < 2 {
@@ -214,9 +236,10 @@ impl BatchNorm {
                         self.name
                     )
                 }
-                let (y, BatchStats { mean, var }) = match pool {
-                    Some(pool) => batch_norm_train_max_pool(xs, weight, bias, eps, act, pool.params())?,
-                    None => batch_norm_train(xs, weight, bias, eps, act)?,
+                let (y, BatchStats { mean, var }) = match after {
+                    After::Nothing => batch_norm_train(xs, weight, bias, eps, act)?,
+                    After::Pool(pool) => batch_norm_train_max_pool(xs, weight, bias, eps, act, pool.params())?,
+                    After::Residual(shortcut) => batch_norm_train_add(xs, shortcut, weight, bias, eps, act)?,
                 };
                 if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
                     if train {
@@ -233,6 +256,15 @@ impl BatchNorm {
         };
         Ok(y)
     }
+}
+
+/// What a fused batch norm does after its activation's input: nothing, a max pool after the
+/// activation, or a residual sum before it.
+#[derive(Clone, Copy)]
+enum After<'a> {
+    Nothing,
+    Pool(&'a crate::MaxPool2d),
+    Residual(&'a Tensor),
 }
 
 impl ModuleT for BatchNorm {

@@ -105,6 +105,32 @@ fn batch_norm_with_pool_equals_batch_norm_then_pool_and_updates_the_same_statist
 }
 
 #[test]
+fn batch_norm_with_residual_equals_batch_norm_then_add_activate() {
+    let f32 = |t: Tensor| t.to_dtype(DType::F32).unwrap();
+    let (x, shortcut) = (f32((random(&[3, 4, 5, 6], 8) * 2.0).unwrap()), f32(random(&[3, 4, 5, 6], 9)));
+    let layer = || {
+        let store = ParamStore::new(0, &Device::Cpu);
+        let bn = BatchNorm::new(&BatchNormConfig::new(4), store.var_builder(DType::F32).pp("bn")).unwrap();
+        store.assign("bn.weight", &f32(random(&[4], 10))).unwrap();
+        store.assign("bn.bias", &f32(random(&[4], 11))).unwrap();
+        bn
+    };
+    let (fused, separate) = (layer(), layer());
+    let max_diff =
+        |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    for train in [true, true, false] {
+        let a = fused.forward_t_with_residual(&x, &shortcut, train, FusedActivation::Relu).unwrap();
+        let b = separate.forward_t(&x, train).unwrap();
+        let b = ember_kernels::add_activate(&b, &shortcut, FusedActivation::Relu).unwrap();
+        assert!(max_diff(&a, &b) < 1e-6, "train {train}: outputs differ by {}", max_diff(&a, &b));
+        let (va, vb) = (fused.running_var().unwrap(), separate.running_var().unwrap());
+        assert!(max_diff(&va, &vb) < 1e-7, "train {train}: running variances differ");
+    }
+    let err = fused.forward_t_with_residual(&x, &x.narrow(3, 0, 5).unwrap(), true, FusedActivation::Relu).unwrap_err();
+    assert!(err.to_string().contains("`bn`: shortcut of shape [3, 4, 5, 5]"), "{err}");
+}
+
+#[test]
 fn layer_norm_matches_pytorch() {
     parity("layer_norm", &case("layer_norm"), WB, |vb, x| {
         LayerNorm::new(&LayerNormConfig::new(&[4, 5]), vb)?.forward(x)

@@ -175,17 +175,24 @@ impl Block {
 
     fn forward(&self, xs: &Tensor, train: bool, tap: Tap<'_>) -> Result<Tensor> {
         let mut x = xs.clone();
-        let convs = self.convs();
-        let last = convs.len();
+        let mut convs = self.convs();
+        let Some((last_conv, last_bn)) = convs.pop() else { candle_core::bail!("residual block without convolutions") };
         // Each batch norm runs as one op with its ReLU, or folds into its convolution where it
         // uses running statistics (`conv_bn`).
-        for (i, ((c, b), (conv, bn, relu))) in convs.into_iter().zip(&self.taps.convs).enumerate() {
-            x = if i + 1 < last {
-                conv_bn(c, b, &x, FusedActivation::Relu, train, &[conv, bn, relu], tap)?
-            } else {
-                conv_bn(c, b, &x, FusedActivation::Identity, train, &[conv, bn], tap)?
-            };
+        for ((c, b), (conv, bn, relu)) in convs.into_iter().zip(&self.taps.convs) {
+            x = conv_bn(c, b, &x, FusedActivation::Relu, train, &[conv, bn, relu], tap)?;
         }
+        let Some((conv, bn, _)) = self.taps.convs.last() else { candle_core::bail!("residual block without taps") };
+        // With running statistics the last batch norm folds into its convolution and the sum
+        // and its ReLU are one op after it; with batch statistics (training) the batch norm, the
+        // sum and the ReLU are one op, which reports its output under the batch norm's name too
+        // (after the shortcut's layers: in training the taps come in that order).
+        let folded = last_bn.uses_running_statistics(train);
+        let x = if folded {
+            conv_bn(last_conv, last_bn, &x, FusedActivation::Identity, train, &[conv, bn], tap)?
+        } else {
+            tapped(tap, conv, x.apply(last_conv)?)
+        };
         let shortcut = match &self.downsample {
             Some(Downsample { conv, bn }) => {
                 let names = [self.taps.downsample.0.as_str(), self.taps.downsample.1.as_str()];
@@ -193,8 +200,13 @@ impl Block {
             }
             None => xs.clone(),
         };
-        // The sum and its ReLU in one op (one pass each way).
-        let out = ember_kernels::add_activate(&x, &shortcut, FusedActivation::Relu)?;
+        let out = if folded {
+            ember_kernels::add_activate(&x, &shortcut, FusedActivation::Relu)?
+        } else {
+            let out = last_bn.forward_t_with_residual(&x, &shortcut, train, FusedActivation::Relu)?;
+            tap(bn, &out);
+            out
+        };
         Ok(tapped(tap, &self.taps.out, out))
     }
 }
