@@ -525,13 +525,17 @@ struct BackwardInputs<'a, T> {
     pool: Option<(&'a Plane, &'a [u32])>,
 }
 
+/// One channel's planes of the input gradient and of the shortcut's (a residual op's), each
+/// `None` where it is not asked for.
+type ChannelGrads<'a, 'b, T> = (Option<&'a mut [&'b mut [T]]>, Option<&'a mut [&'b mut [T]]>);
+
 /// One channel's backward pass: its `(Σdz, Σdz·(x - mean))`, `dz` the gradient before the
 /// activation, and its input gradient into `dx` when given.
 #[inline(always)]
 fn backward_channel<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    (dx, dshortcut): (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
+    (dx, dshortcut): ChannelGrads<'_, '_, T>,
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
     let BackwardInputs { x, w, y, dy, stats, batch, act, dims, sums_needed, pool } = *cx;
@@ -609,7 +613,7 @@ fn backward_channel<T: Float>(
 unsafe fn backward_channel_avx512<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    grads: (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
+    grads: ChannelGrads<'_, '_, T>,
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
     backward_channel(cx, ch, grads, scratch)
@@ -619,7 +623,7 @@ unsafe fn backward_channel_avx512<T: Float>(
 fn backward_channel_here<T: Float>(
     cx: &BackwardInputs<'_, T>,
     ch: usize,
-    grads: (Option<&mut [&mut [T]]>, Option<&mut [&mut [T]]>),
+    grads: ChannelGrads<'_, '_, T>,
     scratch: &mut Vec<T>,
 ) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
