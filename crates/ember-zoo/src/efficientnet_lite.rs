@@ -171,11 +171,23 @@ impl MbConv {
             x = conv_bn(conv, bn, &x, relu6, train, &[expand_conv, bn0], tap)?;
         }
         x = conv_bn(&self.depthwise_conv, &self.bn1, &x, relu6, train, &[depthwise_conv, bn1], tap)?;
-        x = conv_bn(&self.project_conv, &self.bn2, &x, FusedActivation::Identity, train, &[project_conv, bn2], tap)?;
-        if self.skip {
-            x = tapped(tap, add, (x + xs)?);
+        let identity = FusedActivation::Identity;
+        if !self.skip {
+            return conv_bn(&self.project_conv, &self.bn2, &x, identity, train, &[project_conv, bn2], tap);
         }
-        Ok(x)
+        // The skip connection: with batch statistics (training) the projection's batch norm and
+        // the sum are one op, which reports its output under the batch norm's name too; with
+        // running statistics the batch norm folds into the projection and the sum is one pass.
+        let out = if self.bn2.uses_running_statistics(train) {
+            let x = conv_bn(&self.project_conv, &self.bn2, &x, identity, train, &[project_conv, bn2], tap)?;
+            ember_kernels::add_activate(&x, xs, identity)?
+        } else {
+            let x = tapped(tap, project_conv, x.apply(&self.project_conv)?);
+            let out = self.bn2.forward_t_with_residual(&x, xs, train, identity)?;
+            tap(bn2, &out);
+            out
+        };
+        Ok(tapped(tap, add, out))
     }
 }
 
