@@ -328,6 +328,17 @@ impl BatchNormOp {
         Self { act, eps, batch, stats, pool: None, indices: Arc::default() }
     }
 
+    /// Keeps the forward pass's batch statistics `(mean, biased var)` per channel for the caller
+    /// and the backward pass.
+    fn keep_batch_stats(&self, stats: Vec<(f64, f64)>, name: &str) -> Result<()> {
+        let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
+        let invstd = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        if self.stats.set(ChannelStats { mean, var, invstd }).is_err() {
+            candle_core::bail!("{name}: one op ran its forward pass twice")
+        }
+        Ok(())
+    }
+
     /// The pool's plane geometry for an input layout, when the op has a pool.
     fn pool_plane(&self, layout: &Layout) -> Result<Option<Plane>> {
         let Some(p) = self.pool else { return Ok(None) };
@@ -697,11 +708,7 @@ impl WeightedOp for BatchNormOp {
                 *slot = indices;
             }
             if op.batch {
-                let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
-                let invstd = var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
-                if op.stats.set(ChannelStats { mean, var, invstd }).is_err() {
-                    candle_core::bail!("batch_norm: one op ran its forward pass twice")
-                }
+                op.keep_batch_stats(stats, "batch_norm")?;
             }
             Ok(T::wrap(y))
         }
@@ -783,11 +790,7 @@ impl WeightedOp for BatchNormAddOp {
         ) -> Result<CpuStorage> {
             let (w, b) = wb.split_at(dims.1);
             let (y, stats, _) = forward(xs, w, Some(b), None, op.act, op.eps, dims, (sc, None));
-            let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
-            let invstd = var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
-            if op.stats.set(ChannelStats { mean, var, invstd }).is_err() {
-                candle_core::bail!("batch_norm_add: one op ran its forward pass twice")
-            }
+            op.keep_batch_stats(stats, "batch_norm_add")?;
             Ok(T::wrap(y))
         }
         let out = match x.0 {
