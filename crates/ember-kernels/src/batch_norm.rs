@@ -69,9 +69,15 @@ pub fn batch_norm_train(
     let stats = Arc::new(OnceLock::new());
     let op = BatchNormOp::new(act, eps, true, stats.clone());
     let ys = apply(&xs, weight.as_ref(), bias.as_ref(), c, op)?;
-    let Some(s) = stats.get() else { candle_core::bail!("batch_norm_train: the forward pass left no statistics") };
-    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(xs.dtype());
-    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+    Ok((ys, batch_stats(&stats, &xs, "batch_norm_train")?))
+}
+
+/// The statistics a training-mode op's forward pass left in `stats`, as `(c,)` tensors of
+/// `like`'s dtype and device.
+fn batch_stats(stats: &OnceLock<ChannelStats>, like: &Tensor, op: &str) -> Result<BatchStats> {
+    let Some(s) = stats.get() else { candle_core::bail!("{op}: the forward pass left no statistics") };
+    let tensor = |v: &[f64]| Tensor::from_slice(v, v.len(), like.device())?.to_dtype(like.dtype());
+    Ok(BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? })
 }
 
 /// [`batch_norm_train`] followed by a 2-D max pool, `pool(act(bn(x)))`, as one op: the
@@ -111,11 +117,7 @@ pub fn batch_norm_train_max_pool(
     let stats = Arc::new(OnceLock::new());
     let op = BatchNormOp { pool: Some(pool), ..BatchNormOp::new(act, eps, true, stats.clone()) };
     let ys = apply(&xs, weight.as_ref(), bias.as_ref(), c, op)?;
-    let Some(s) = stats.get() else {
-        candle_core::bail!("batch_norm_train_max_pool: the forward pass left no statistics")
-    };
-    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(xs.dtype());
-    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+    Ok((ys, batch_stats(&stats, &xs, "batch_norm_train_max_pool")?))
 }
 
 /// [`batch_norm_train`] of `xs` plus `shortcut`, through `act`: `act(bn(xs) + shortcut)`, the
@@ -165,9 +167,7 @@ pub fn batch_norm_train_add(
     let stats = Arc::new(OnceLock::new());
     let op = BatchNormAddOp(BatchNormOp::new(act, eps, true, stats.clone()));
     let ys = xs.contiguous()?.apply_op3(&affine, &shortcut.contiguous()?, op)?;
-    let Some(s) = stats.get() else { candle_core::bail!("batch_norm_train_add: the forward pass left no statistics") };
-    let tensor = |v: &[f64]| Tensor::from_slice(v, c, xs.device())?.to_dtype(dtype);
-    Ok((ys, BatchStats { mean: tensor(&s.mean)?, var: tensor(&s.var)? }))
+    Ok((ys, batch_stats(&stats, &xs, "batch_norm_train_add")?))
 }
 
 /// Batch normalisation with given statistics (evaluation mode, or a frozen layer in training),
