@@ -307,6 +307,20 @@ fn other_dtypes_take_candle_ops_and_agree() {
     assert_eq!(y16.dtype(), DType::BF16);
     assert_eq!(stats.mean.dtype(), DType::BF16);
     assert!(max_rel_diff(&y16, &y32) < 2e-2);
+    // The fused training ops fall back to the two steps on such dtypes, with the same results.
+    let pool = Pool2dParams::square_window(3, 2, 1);
+    let (p32, _) = batch_norm_train_max_pool(&x, None, None, 1e-5, FusedActivation::Relu, pool).unwrap();
+    let (p16, _) =
+        batch_norm_train_max_pool(&x.to_dtype(DType::BF16).unwrap(), None, None, 1e-5, FusedActivation::Relu, pool)
+            .unwrap();
+    assert_eq!((p16.dtype(), p16.dims()), (DType::BF16, &[2, 3, 2, 2][..]));
+    assert!(max_rel_diff(&p16, &p32) < 2e-2);
+    let sc = random(&[2, 3, 4, 4], &mut rng, DType::F32, -1.0, 1.0);
+    let (a32, _) = batch_norm_train_add(&x, &sc, None, None, 1e-5, FusedActivation::Relu).unwrap();
+    let bf16 = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    let (a16, _) = batch_norm_train_add(&bf16(&x), &bf16(&sc), None, None, 1e-5, FusedActivation::Relu).unwrap();
+    assert_eq!(a16.dtype(), DType::BF16);
+    assert!(max_rel_diff(&a16, &a32) < 2e-2);
 }
 
 #[test]
@@ -347,4 +361,10 @@ fn shape_errors_name_the_shapes() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("[3]"), "{err}");
+    // The pooled op: a rank that is not 4, and a pool wider than the padded plane.
+    let pool = Pool2dParams::square_window(3, 2, 0);
+    let err = batch_norm_train_max_pool(&x, None, None, 1e-5, FusedActivation::Relu, pool).unwrap_err().to_string();
+    assert!(err.contains("(batch, channels, height, width)") && err.contains("[2, 3, 4]"), "{err}");
+    let small = Tensor::zeros((2, 3, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    assert!(batch_norm_train_max_pool(&small, None, None, 1e-5, FusedActivation::Relu, pool).is_err());
 }
