@@ -73,23 +73,32 @@ fn batch_norm_running_stats_match_pytorch_after_ten_steps_and_eval_uses_them() {
     assert_ne!(bn.running_mean().unwrap().to_vec1::<f32>().unwrap(), before);
 }
 
+/// `t` in f32.
+fn f32(t: Tensor) -> Tensor {
+    t.to_dtype(DType::F32).unwrap()
+}
+
+/// A 4-channel f32 batch norm named `bn` whose weight and bias are drawn with the given seeds.
+fn seeded_batch_norm(weight_seed: u64, bias_seed: u64) -> BatchNorm {
+    let store = ParamStore::new(0, &Device::Cpu);
+    let bn = BatchNorm::new(&BatchNormConfig::new(4), store.var_builder(DType::F32).pp("bn")).unwrap();
+    store.assign("bn.weight", &f32(random(&[4], weight_seed))).unwrap();
+    store.assign("bn.bias", &f32(random(&[4], bias_seed))).unwrap();
+    bn
+}
+
+/// The largest absolute difference of two f32 tensors.
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
 #[test]
 fn batch_norm_with_pool_equals_batch_norm_then_pool_and_updates_the_same_statistics() {
     // Two layers with the same parameters: one runs the fused op, one the batch norm and the pool
     // in turn; train mode (batch statistics, running averages updated), then eval mode.
-    let f32 = |t: Tensor| t.to_dtype(DType::F32).unwrap();
     let x = f32((random(&[3, 4, 9, 8], 5) * 2.0).unwrap());
     let pool = MaxPool2d::new(3, 2, 1);
-    let layer = || {
-        let store = ParamStore::new(0, &Device::Cpu);
-        let bn = BatchNorm::new(&BatchNormConfig::new(4), store.var_builder(DType::F32).pp("bn")).unwrap();
-        store.assign("bn.weight", &f32(random(&[4], 6))).unwrap();
-        store.assign("bn.bias", &f32(random(&[4], 7))).unwrap();
-        bn
-    };
-    let (fused, separate) = (layer(), layer());
-    let max_diff =
-        |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let (fused, separate) = (seeded_batch_norm(6, 7), seeded_batch_norm(6, 7));
     for train in [true, true, false] {
         let a = fused.forward_t_with_activation_and_pool(&x, train, FusedActivation::Relu, &pool).unwrap();
         let b = separate.forward_t_with_activation(&x, train, FusedActivation::Relu).unwrap().apply(&pool).unwrap();
@@ -106,18 +115,8 @@ fn batch_norm_with_pool_equals_batch_norm_then_pool_and_updates_the_same_statist
 
 #[test]
 fn batch_norm_with_residual_equals_batch_norm_then_add_activate() {
-    let f32 = |t: Tensor| t.to_dtype(DType::F32).unwrap();
     let (x, shortcut) = (f32((random(&[3, 4, 5, 6], 8) * 2.0).unwrap()), f32(random(&[3, 4, 5, 6], 9)));
-    let layer = || {
-        let store = ParamStore::new(0, &Device::Cpu);
-        let bn = BatchNorm::new(&BatchNormConfig::new(4), store.var_builder(DType::F32).pp("bn")).unwrap();
-        store.assign("bn.weight", &f32(random(&[4], 10))).unwrap();
-        store.assign("bn.bias", &f32(random(&[4], 11))).unwrap();
-        bn
-    };
-    let (fused, separate) = (layer(), layer());
-    let max_diff =
-        |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let (fused, separate) = (seeded_batch_norm(10, 11), seeded_batch_norm(10, 11));
     for train in [true, true, false] {
         let a = fused.forward_t_with_residual(&x, &shortcut, train, FusedActivation::Relu).unwrap();
         let b = separate.forward_t(&x, train).unwrap();
